@@ -1,0 +1,31 @@
+# All set-up goes through these targets: `make test` and `make demo` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONSTRAINTS ?= $(if $(THROUGHPUT_CONSTRAINTS),$(THROUGHPUT_CONSTRAINTS),constraints.txt)
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test demo bench bench-quick clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[test,plots]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider
+
+demo: $(STAMP)
+	$(VENV)/bin/throughput demo
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all
+
+bench-quick: $(STAMP)
+	$(PY) -m benchmarks.run_all --quick
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

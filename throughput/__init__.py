@@ -1,0 +1,54 @@
+"""throughput: where each PyTorch training step's time goes, and a tuned recipe that runs faster.
+
+Embedded use::
+
+    prof = throughput.Profiler()
+    for batch in prof.iter(loader):
+        with prof.phase("forward"): loss = model(batch)
+        with prof.phase("backward"): loss.backward()
+        with prof.phase("optimizer"): opt.step(); opt.zero_grad()
+        prof.step()
+    print(prof.summary().verdict.headline)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+from throughput.capture.profiler import Profiler, active_profiler, phase
+from throughput.capture.recorder import PhaseMisuseError
+from throughput.session import Phase, Session, load_session
+
+__version__ = "0.1.0"
+
+
+@contextlib.contextmanager
+def profile(out: str | Path | None = None, *, print_report: bool = True, **kwargs: Any) -> Iterator[Profiler]:
+    """Profile the block; on exit (also on an exception) write a report folder to ``out`` if given and
+    print the summary table to stderr unless ``print_report=False``. Keyword arguments go to Profiler."""
+    prof = Profiler(**kwargs)
+    prof.start()
+    exc_info: BaseException | None = None
+    try:
+        yield prof
+    except BaseException as e:
+        exc_info = e
+        raise
+    finally:
+        from throughput.capture.profiler import _run_end_from_exception
+        session = prof.stop(*_run_end_from_exception(exc_info))
+        from throughput.analysis.summary import summarize
+        summary = summarize(session)
+        if out is not None:
+            from throughput.report.folder import write_report
+            write_report(session, out, summary)
+        if print_report:
+            from throughput.report.console import render_table
+            print(render_table(summary), file=sys.stderr, end="")
+
+
+__all__ = ["Phase", "PhaseMisuseError", "Profiler", "Session", "active_profiler", "load_session", "phase",
+           "profile", "__version__"]

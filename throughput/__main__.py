@@ -1,0 +1,4 @@
+from throughput.cli.main import entry_point
+
+if __name__ == "__main__":
+    entry_point()

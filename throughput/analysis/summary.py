@@ -1,0 +1,82 @@
+"""The frozen ``Summary`` of one session: what every renderer and the advisor read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from throughput.analysis.breakdown import PhaseStats, breakdown
+from throughput.analysis.rates import Rates, rates
+from throughput.analysis.stats import Distribution, distribution
+from throughput.analysis.verdict import Verdict, verdict
+from throughput.session.records import StepRecord
+from throughput.session.session import Session
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Summary:
+    run_id: str
+    device: str
+    device_name: str
+    world_size: int
+    rank: int
+    step_rule: str
+    end: str
+    end_detail: str
+    partial: bool
+    steps_total: int
+    warmup_steps: int                     # steps actually excluded
+    steps_measured: int
+    step_time: Distribution | None        # None when no step was measured
+    warmup_step_time: Distribution | None
+    phases: tuple[PhaseStats, ...]
+    rates: Rates
+    micro_steps_per_step: float | None
+    verdict: Verdict
+    notes: tuple[str, ...]
+
+
+def steady_steps(session: Session) -> tuple[tuple[StepRecord, ...], tuple[StepRecord, ...], str | None]:
+    """(warm-up steps, measured steps, note). If the run is too short to drop warm-up, all steps are
+    measured and the note says so rather than reporting nothing."""
+    steps = session.steps
+    k = session.info.warmup_steps
+    if len(steps) > k:
+        return steps[:k], steps[k:], None
+    if not steps:
+        return (), (), None
+    return (), steps, (f"only {len(steps)} step(s): warm-up ({k}) not excluded, "
+                       "figures include start-up costs")
+
+
+def capture_context(session: Session) -> dict[str, float | int | str | bool]:
+    """Facts recorded at capture as events of kind 'context' (num_workers, pin_memory, optimizer)."""
+    ctx: dict[str, float | int | str | bool] = {}
+    for e in session.events:
+        if e.kind == "context":
+            ctx.update(e.detail)
+    return ctx
+
+
+def summarize(session: Session) -> Summary:
+    """Analyse a session (pure: no I/O, no torch)."""
+    warm, measured, note = steady_steps(session)
+    phases = breakdown(measured)
+    r = rates(measured)
+    info = session.info
+    micro = (sum(s.micro_steps for s in measured) / len(measured)) if measured else None
+    notes = tuple(info.notes) + ((note,) if note else ())
+    if not session.steps:
+        notes += ("no training steps were seen",)
+    return Summary(
+        run_id=info.run_id, device=info.device, device_name=info.device_name, world_size=info.world_size,
+        rank=info.rank, step_rule=info.step_rule.value, end=info.end.value, end_detail=info.end_detail,
+        partial=info.partial, steps_total=len(session.steps), warmup_steps=len(warm),
+        steps_measured=len(measured), step_time=_dist(measured), warmup_step_time=_dist(warm),
+        phases=phases, rates=r, micro_steps_per_step=micro,
+        verdict=verdict(phases, info.device, r.device_busy_share, capture_context(session)), notes=notes,
+    )
+
+
+def _dist(steps: Sequence[StepRecord]) -> Distribution | None:
+    return distribution([s.duration_s for s in steps]) if steps else None

@@ -1,0 +1,103 @@
+"""The bottleneck verdict: which part of the step dominates, the evidence, and the change to try.
+
+Thresholds are shares of step wall time (0..1). They are deliberately simple and stated in the
+evidence so a user can disagree with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from throughput.analysis.breakdown import PhaseStats
+
+INPUT_BOUND_SHARE = 0.20       # data wait above this share is the first thing to fix
+OPTIMIZER_BOUND_SHARE = 0.25
+EVAL_HEAVY_SHARE = 0.25
+CHECKPOINT_HEAVY_SHARE = 0.15
+UNATTRIBUTED_SHARE = 0.40
+GPU_IDLE_SHARE = 0.30          # device idle above this share means the host cannot feed the GPU
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Verdict:
+    kind: str                 # stable id: input_bound, host_bound, compute_bound, ...
+    phase: str | None         # the phase that dominates, when one does
+    share: float              # that phase's (or group's) share of step time, 0..1
+    evidence: tuple[str, ...]
+    action: str
+
+    @property
+    def headline(self) -> str:
+        return f"{self.kind.replace('_', '-')} ({self.share:.0%} of step time)"
+
+
+def _share(phases: Sequence[PhaseStats], *names: str) -> float:
+    return sum(p.share for p in phases if p.phase in names)
+
+
+def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share: float | None = None,
+            context: Mapping[str, float | int | str | bool] | None = None) -> Verdict:
+    """Name the bottleneck. ``context`` may carry facts seen at capture (``num_workers``,
+    ``pin_memory``, ``optimizer`` class, ``fused``) that sharpen the advice."""
+    ctx = dict(context or {})
+    if not phases:
+        return Verdict(kind="no_steps", phase=None, share=0.0, evidence=("no training steps were measured",),
+                       action="check that the script trains (calls backward and optimizer.step)")
+    data = _share(phases, "data")
+    if data >= INPUT_BOUND_SHARE:
+        return _input_bound(data, device, ctx)
+    if device == "cuda" and device_busy_share is not None and 1 - device_busy_share >= GPU_IDLE_SHARE:
+        idle = 1 - device_busy_share
+        return Verdict(kind="host_bound", phase=None, share=idle,
+                       evidence=(f"GPU idle {idle:.0%} of step time (>= {GPU_IDLE_SHARE:.0%})",),
+                       action="larger batch, CUDA graphs or torch.compile(mode='reduce-overhead'); "
+                              "remove .item()/print sync points from the loop")
+    optimizer = _share(phases, "optimizer")
+    if optimizer >= OPTIMIZER_BOUND_SHARE:
+        opt = str(ctx.get("optimizer", "the optimizer"))
+        return Verdict(kind="optimizer_bound", phase="optimizer", share=optimizer,
+                       evidence=(f"optimizer {optimizer:.0%} of step time (>= {OPTIMIZER_BOUND_SHARE:.0%})",
+                                 f"optimizer: {opt}"),
+                       action="use a fused or foreach implementation (torch.optim.AdamW(..., fused=True) "
+                              "on CUDA, foreach=True on CPU) or step less often with gradient accumulation")
+    evals = _share(phases, "eval")
+    if evals >= EVAL_HEAVY_SHARE:
+        return Verdict(kind="eval_heavy", phase="eval", share=evals,
+                       evidence=(f"evaluation {evals:.0%} of step time (>= {EVAL_HEAVY_SHARE:.0%})",),
+                       action="evaluate less often or on a subset, under torch.inference_mode()")
+    ckpt = _share(phases, "checkpoint")
+    if ckpt >= CHECKPOINT_HEAVY_SHARE:
+        return Verdict(kind="checkpoint_heavy", phase="checkpoint", share=ckpt,
+                       evidence=(f"checkpointing {ckpt:.0%} of step time (>= {CHECKPOINT_HEAVY_SHARE:.0%})",),
+                       action="checkpoint less often (see `throughput advise` for the Young/Daly cadence) "
+                              "or save asynchronously")
+    other = _share(phases, "other")
+    if other >= UNATTRIBUTED_SHARE:
+        return Verdict(kind="unattributed", phase="other", share=other,
+                       evidence=(f"{other:.0%} of step time is outside every phase",),
+                       action="wrap the remaining work in prof.phase(...) or run with --py-spy to see it")
+    compute = _share(phases, "forward", "backward", "h2d")
+    top = max((p for p in phases if p.phase != "other"), key=lambda p: p.share, default=phases[0])
+    action = ("bf16 autocast (torch.autocast(device_type, dtype=torch.bfloat16)), a larger batch, "
+              "or torch.compile")
+    return Verdict(kind="compute_bound", phase=top.phase, share=compute,
+                   evidence=(f"forward+backward {compute:.0%} of step time", f"data wait {data:.0%}"),
+                   action=action)
+
+
+def _input_bound(data: float, device: str, ctx: dict[str, float | int | str | bool]) -> Verdict:
+    evidence = [f"waiting for batches {data:.0%} of step time (>= {INPUT_BOUND_SHARE:.0%})"]
+    actions = []
+    workers = ctx.get("num_workers")
+    if workers is not None:
+        evidence.append(f"DataLoader num_workers={workers}")
+        actions.append(f"raise DataLoader num_workers (now {workers}; try the number of CPU cores)")
+    else:
+        actions.append("use a DataLoader with num_workers > 0")
+    if device == "cuda" and ctx.get("pin_memory") is False:
+        evidence.append("pin_memory=False on CUDA")
+        actions.append("pin_memory=True with .to(device, non_blocking=True)")
+    actions.append("persistent_workers=True; move per-sample work offline if it is constant")
+    return Verdict(kind="input_bound", phase="data", share=data, evidence=tuple(evidence),
+                   action="; ".join(actions))

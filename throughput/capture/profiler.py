@@ -1,0 +1,368 @@
+"""The embedded profiler: ``Profiler``, ``profile()`` and the ``phase`` context manager/decorator."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import socket
+import sys
+import time
+import uuid
+import weakref
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+from throughput.capture.batch import BatchStats, describe_batch
+from throughput.capture.recorder import PhaseMisuseError, Recorder, StepMeta, _Frame
+from throughput.session.records import Event, RunEnd, RunInfo, StepRule, TelemetrySample
+from throughput.session.session import Session
+from throughput.timing.clock import Clock, PerfCounterClock
+from throughput.timing.cuda import DeviceTimer, EventFactory, cuda_event_factory
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+DEFAULT_WARMUP_STEPS = 2
+_active: "weakref.ReferenceType[Profiler] | None" = None
+
+
+def active_profiler() -> "Profiler | None":
+    """The running profiler of this process, if any."""
+    prof = _active() if _active is not None else None
+    return prof if prof is not None and prof.running else None
+
+
+class PhaseContext:
+    """``with prof.phase("forward"):`` or ``@prof.phase("forward")``. Re-usable, not re-entrant."""
+
+    __slots__ = ("_prof", "_name", "_frame")
+
+    def __init__(self, prof: "Profiler | None", name: str) -> None:
+        self._prof = prof
+        self._name = name
+        self._frame: _Frame | None = None
+
+    def __enter__(self) -> "PhaseContext":
+        prof = self._prof if self._prof is not None else active_profiler()
+        if prof is not None:
+            self._frame = prof._open(self._name)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        frame, self._frame = self._frame, None
+        if frame is not None:
+            prof = self._prof if self._prof is not None else active_profiler()
+            if prof is not None:
+                prof._close(frame)
+
+    def __call__(self, fn: F) -> F:
+        name, owner = self._name, self._prof
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with PhaseContext(owner, name):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+def phase(name: str) -> PhaseContext:
+    """A phase on whichever profiler is running (a no-op when none is): for library code."""
+    _check_phase_name(name)
+    return PhaseContext(None, name)
+
+
+def _check_phase_name(name: str) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a phase name must be a non-empty string, got {name!r}")
+    if name == "other":
+        raise ValueError("'other' is derived (the uncovered rest of a step); choose another phase name")
+
+
+class Profiler:
+    """Attributes each step's wall time to phases. Starts on first use; ``stop()`` ends it.
+
+    Args:
+        warmup_steps: leading steps excluded from steady-state figures (shown separately).
+        clock: time source (tests inject a fake); perf_counter by default.
+        device: "auto" (CUDA events when CUDA is available), "cpu" or "cuda".
+        event_factory: makes CUDA-event-like objects (tests pass a fake); implies device timing.
+        pad_id: token id counted as padding when a batch has no ``attention_mask``.
+        max_spans: spans kept for the trace; steps are always kept in full.
+    """
+
+    def __init__(self, *, warmup_steps: int = DEFAULT_WARMUP_STEPS, clock: Clock | None = None,
+                 device: str = "auto", event_factory: EventFactory | None = None,
+                 pad_id: int | None = None, max_spans: int = 200_000, run_id: str | None = None,
+                 argv: Iterable[str] | None = None, rank: int | None = None,
+                 world_size: int | None = None) -> None:
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        self.warmup_steps = warmup_steps
+        self._clock: Clock = clock or PerfCounterClock()
+        self._device = _resolve_device(device, event_factory)
+        self._event_factory = event_factory
+        self.pad_id = pad_id
+        self._max_spans = max_spans
+        self._run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        self._argv = tuple(argv) if argv is not None else tuple(sys.argv)
+        self._rank = rank if rank is not None else int(os.environ.get("RANK", "0"))
+        self._world_size = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
+        self._recorder: Recorder | None = None
+        self._origin_s = 0.0
+        self._started_unix_s = 0.0
+        self._pending_batches: list[BatchStats] = []
+        self._events: list[Event] = []
+        self._telemetry: list[TelemetrySample] = []
+        self._artifacts: list[str] = []
+        self._notes: list[str] = []
+        self._losses: dict[int, float | None] = {}
+        self._end = RunEnd.RUNNING
+        self._end_detail = ""
+        self._exit_code: int | None = None
+        self.step_rule = StepRule.MANUAL
+        self.info_overrides: dict[str, Any] = {}
+        self.running = False
+        self.stopped = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> "Profiler":
+        global _active
+        if self.running:
+            return self
+        if self.stopped:
+            raise PhaseMisuseError("this Profiler was stopped; create a new one for another run")
+        other = active_profiler()
+        if other is not None and other is not self:
+            raise PhaseMisuseError(
+                "another throughput Profiler is already running in this process; nested profilers "
+                "would count time twice: stop the first one (prof.stop()) or use its phases"
+            )
+        timer = None
+        if self._device == "cuda":
+            timer = DeviceTimer(self._event_factory or cuda_event_factory())
+        self._recorder = Recorder(self._clock, timer, max_spans=self._max_spans)
+        self._origin_s = self._clock.now_s()
+        self._started_unix_s = time.time()
+        _active = weakref.ref(self)
+        self.running = True
+        return self
+
+    def stop(self, end: RunEnd = RunEnd.COMPLETED, detail: str = "", exit_code: int | None = None) -> Session:
+        """End the run: close open phases, resolve device times (one sync), convert losses."""
+        global _active
+        if not self.running:
+            if self._recorder is None:
+                self.start()
+            else:
+                return self.session()
+        rec = self._recorder
+        assert rec is not None
+        closed = rec.close_all()
+        if closed:
+            self._notes.append(f"run ended inside phase(s) {', '.join(closed)}; they were closed at the end")
+        rec.finish_device()
+        self._convert_losses()
+        self._end, self._end_detail, self._exit_code = end, detail, exit_code
+        self.running = False
+        self.stopped = True
+        if _active is not None and _active() is self:
+            _active = None
+        return self.session()
+
+    def __enter__(self) -> "Profiler":
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        self.stop(*_run_end_from_exception(exc))
+
+    # -- the API used in training loops ---------------------------------------------------------
+    def phase(self, name: str) -> PhaseContext:
+        """Context manager and decorator that attributes the time inside to phase ``name``."""
+        _check_phase_name(name)
+        return PhaseContext(self, name)
+
+    def iter(self, iterable: Iterable[T], phase: str = "data") -> Iterator[T]:
+        """Yield from ``iterable``, timing each wait for the next item as ``phase``."""
+        iterator = iter(iterable)
+        while True:
+            frame = self._open(phase)
+            try:
+                item = next(iterator)
+            except StopIteration:
+                self._close(frame)
+                return
+            except BaseException:
+                self._close(frame)
+                raise
+            self._close(frame)
+            self.note_batch(item)
+            yield item
+
+    def note_batch(self, batch: Any) -> None:
+        """Remember a batch's samples/tokens/padding for the current step (CPU tensors only are read)."""
+        on_cpu = _on_cpu(batch)
+        self._pending_batches.append(describe_batch(batch, self.pad_id, count_padding=on_cpu))
+
+    def step(self, *, samples: int | None = None, tokens: int | None = None,
+             padding_tokens: int | None = None, loss: Any = None, micro_steps: int | None = None,
+             grad_norm: float | None = None) -> int:
+        """Close one step (one optimizer update). Counts not given are read from iterated batches."""
+        rec = self._ensure_started()
+        batches, self._pending_batches = self._pending_batches, []
+        meta = StepMeta(
+            samples=samples if samples is not None else _sum_field(batches, "samples"),
+            tokens=tokens if tokens is not None else _sum_field(batches, "tokens"),
+            padding_tokens=padding_tokens if padding_tokens is not None else _sum_field(batches, "padding_tokens"),
+            micro_steps=micro_steps if micro_steps is not None else max(1, len(batches)),
+            grad_norm=grad_norm,
+        )
+        detached = loss.detach() if hasattr(loss, "detach") else loss
+        return rec.end_step(meta, detached)
+
+    def event(self, kind: str, message: str, **detail: float | int | str | bool) -> None:
+        """Record a hygiene observation (turned into findings by analysis)."""
+        rec = self._ensure_started()
+        self._events.append(Event(kind=kind, step=rec.steps_done, message=message, detail=detail))
+
+    def add_telemetry(self, samples: Iterable[TelemetrySample]) -> None:
+        self._telemetry.extend(samples)
+
+    def add_artifact(self, path: str) -> None:
+        self._artifacts.append(path)
+
+    def add_note(self, note: str) -> None:
+        self._notes.append(note)
+
+    @property
+    def steps_done(self) -> int:
+        return self._recorder.steps_done if self._recorder is not None else 0
+
+    @property
+    def recorder(self) -> Recorder:
+        return self._ensure_started()
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    # -- results --------------------------------------------------------------------------------
+    def session(self) -> Session:
+        """A frozen snapshot of everything recorded so far (a running profiler gives end=running)."""
+        rec = self._ensure_started()
+        steps, spans = rec.records(self._losses)
+        info = RunInfo(
+            run_id=self._run_id, argv=self._argv, device=self._device, device_name=_device_name(self._device),
+            torch_version=_torch_version(), python_version=platform.python_version(),
+            hostname=socket.gethostname(), rank=self._rank, world_size=self._world_size,
+            origin_s=self._origin_s, started_unix_s=self._started_unix_s, step_rule=self.step_rule,
+            warmup_steps=self.warmup_steps, end=self._end, end_detail=self._end_detail,
+            exit_code=self._exit_code, notes=tuple(self._notes) + _span_note(rec),
+        )
+        if self.info_overrides:
+            from dataclasses import replace
+            info = replace(info, **self.info_overrides)
+        return Session(info=info, steps=tuple(steps), spans=tuple(spans), events=tuple(self._events),
+                       telemetry=tuple(self._telemetry), artifacts=tuple(self._artifacts))
+
+    def summary(self) -> Any:
+        """The analysed ``Summary`` of the session so far."""
+        from throughput.analysis.summary import summarize
+        return summarize(self.session())
+
+    def save(self, path: str | os.PathLike[str]) -> Any:
+        from throughput.session.io import save_session
+        return save_session(self.session(), path)
+
+    # -- internals ------------------------------------------------------------------------------
+    def _ensure_started(self) -> Recorder:
+        if self._recorder is None:
+            self.start()
+        assert self._recorder is not None
+        return self._recorder
+
+    def _open(self, name: str) -> _Frame | None:
+        rec = self._recorder if self.running else (self._ensure_started() if not self.stopped else None)
+        if rec is None or not rec.in_owner_thread():
+            return None
+        return rec.open(name)
+
+    def _close(self, frame: _Frame | None) -> None:
+        if frame is not None and self._recorder is not None and self.running:
+            self._recorder.close(frame)
+
+    def _convert_losses(self) -> None:
+        assert self._recorder is not None
+        pending = self._recorder.pending_losses()
+        for index, value in pending.items():
+            self._losses[index] = _to_float(value)
+
+
+def _to_float(value: Any) -> float | None:
+    try:
+        # Sync point: converting a device tensor waits for it; done once at the end of the run.
+        return float(value.item()) if hasattr(value, "item") else float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _sum_field(batches: list[BatchStats], name: str) -> int | None:
+    values = [getattr(b, name) for b in batches]
+    if not values or any(v is None for v in values):
+        return None
+    return int(sum(values))  # type: ignore[arg-type]
+
+
+def _on_cpu(batch: Any) -> bool:
+    from throughput.capture.batch import _named_tensors
+    for _, t in _named_tensors(batch):
+        return str(getattr(t, "device", "cpu")) == "cpu"
+    return True
+
+
+def _resolve_device(device: str, event_factory: EventFactory | None) -> str:
+    if event_factory is not None or device == "cuda":
+        return "cuda"
+    if device == "cpu":
+        return "cpu"
+    torch = sys.modules.get("torch")
+    try:
+        return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+    except Exception:
+        return "cpu"
+
+
+def _device_name(device: str) -> str:
+    if device == "cuda":
+        try:
+            import torch
+            return str(torch.cuda.get_device_name())
+        except Exception:
+            return "cuda (unknown)"
+    from throughput.hardware import cpu_model_name
+    return cpu_model_name()
+
+
+def _torch_version() -> str:
+    torch = sys.modules.get("torch")
+    return str(getattr(torch, "__version__", "")) if torch is not None else ""
+
+
+def _span_note(rec: Recorder) -> tuple[str, ...]:
+    if rec.spans_dropped:
+        return (f"trace capped: {rec.spans_dropped} spans beyond the first {rec.spans_kept} "
+                "were not kept (step records are complete)",)
+    return ()
+
+
+def _run_end_from_exception(exc: BaseException | None) -> tuple[RunEnd, str, int | None]:
+    if exc is None:
+        return RunEnd.COMPLETED, "", 0
+    if isinstance(exc, KeyboardInterrupt):
+        return RunEnd.INTERRUPTED, "KeyboardInterrupt", 130
+    if isinstance(exc, SystemExit):
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        return RunEnd.SYSTEM_EXIT, f"SystemExit({exc.code!r})", code
+    return RunEnd.EXCEPTION, f"{type(exc).__name__}: {exc}".splitlines()[0][:300], 1

@@ -1,0 +1,227 @@
+"""The recorder: a stack of open phases and the steps they belong to.
+
+Hot path (``open``/``close``/``end_step``) does a clock read, a few dict updates and, on CUDA, one
+event record; no allocation beyond a small frame object, no device synchronization.
+
+Attribution is exclusive: while a child phase is open, its parent's clock is paused, so the phases of
+a step add up to at most the step's wall time and the rest is ``other``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from throughput.session.records import Span, StepRecord
+from throughput.timing.clock import Clock
+from throughput.timing.cuda import DeviceTimer
+
+
+class PhaseMisuseError(RuntimeError):
+    """The phase API was used in a way that would give wrong numbers (the message says how)."""
+
+
+class _Frame:
+    __slots__ = ("phase", "start_s", "resume_s", "exclusive_s", "span_id", "depth", "parent_id")
+
+    def __init__(self, phase: str, now_s: float, span_id: int, depth: int, parent_id: int) -> None:
+        self.phase = phase
+        self.start_s = now_s
+        self.resume_s = now_s
+        self.exclusive_s = 0.0
+        self.span_id = span_id
+        self.depth = depth
+        self.parent_id = parent_id
+
+
+@dataclass(slots=True)
+class _StepDraft:
+    index: int
+    start_s: float
+    phase_s: dict[str, float] = field(default_factory=dict)
+    device_phase_s: dict[str, float] = field(default_factory=dict)
+    device_busy_s: float = 0.0
+    unresolved_spans: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepMeta:
+    """What the caller knows about a finished step (all optional)."""
+
+    samples: int | None = None
+    tokens: int | None = None
+    padding_tokens: int | None = None
+    micro_steps: int = 1
+    grad_norm: float | None = None
+    peak_memory_bytes: int | None = None
+
+
+class Recorder:
+    """Records phases and steps for the thread that created it (other threads are ignored)."""
+
+    def __init__(self, clock: Clock, device_timer: DeviceTimer | None = None,
+                 max_spans: int = 200_000) -> None:
+        if max_spans < 0:
+            raise ValueError(f"max_spans must be >= 0, got {max_spans}")
+        self._clock = clock
+        self._timer = device_timer
+        self._max_spans = max_spans
+        self._thread_id = threading.get_ident()
+        self._stack: list[_Frame] = []
+        self._draft: _StepDraft | None = None
+        self._last_end_s: float | None = None
+        self._drafts_waiting_device: dict[int, _StepDraft] = {}
+        self._finished: dict[int, tuple[_StepDraft, float, StepMeta, Any]] = {}
+        self._spans: list[Span] = []
+        self._span_device: dict[int, tuple[int, str, int, int]] = {}  # id -> step, phase, parent, span idx
+        self._child_device_s: dict[int, float] = {}
+        self._next_span_id = 0
+        self.spans_dropped = 0
+
+    # -- phases ---------------------------------------------------------------------------------
+    def in_owner_thread(self) -> bool:
+        return threading.get_ident() == self._thread_id
+
+    @property
+    def depth(self) -> int:
+        return len(self._stack)
+
+    def open_phases(self) -> tuple[str, ...]:
+        return tuple(f.phase for f in self._stack)
+
+    def open(self, phase: str) -> _Frame:
+        now = self._clock.now_s()
+        if self._draft is None:
+            start = self._last_end_s if self._last_end_s is not None else now
+            self._draft = _StepDraft(index=len(self._finished), start_s=start)
+        stack = self._stack
+        parent_id = -1
+        if stack:
+            parent = stack[-1]
+            parent.exclusive_s += now - parent.resume_s
+            parent_id = parent.span_id
+        frame = _Frame(phase, now, self._next_span_id, len(stack), parent_id)
+        self._next_span_id += 1
+        stack.append(frame)
+        if self._timer is not None:
+            self._timer.start(frame.span_id)
+        return frame
+
+    def close(self, frame: _Frame) -> None:
+        now = self._clock.now_s()
+        stack = self._stack
+        if not stack or stack[-1] is not frame:
+            inner = stack[-1].phase if stack else None
+            raise PhaseMisuseError(
+                f"phase '{frame.phase}' closed while '{inner}' is still open inside it; "
+                "phases must close in the reverse order they opened (use `with prof.phase(...)`)"
+                if inner is not None else f"phase '{frame.phase}' closed twice or never opened"
+            )
+        stack.pop()
+        frame.exclusive_s += now - frame.resume_s
+        draft = self._draft
+        assert draft is not None
+        draft.phase_s[frame.phase] = draft.phase_s.get(frame.phase, 0.0) + frame.exclusive_s
+        if stack:
+            stack[-1].resume_s = now
+        span_index = -1
+        if len(self._spans) < self._max_spans:
+            span_index = len(self._spans)
+            self._spans.append(Span(phase=frame.phase, step=draft.index, start_s=frame.start_s,
+                                    end_s=now, depth=frame.depth))
+        else:
+            self.spans_dropped += 1
+        if self._timer is not None:
+            self._timer.stop(frame.span_id)
+            self._span_device[frame.span_id] = (draft.index, frame.phase, frame.parent_id, span_index)
+            draft.unresolved_spans += 1
+
+    def close_all(self) -> tuple[str, ...]:
+        """Close every open phase (innermost first), e.g. when the run dies inside one."""
+        closed = tuple(f.phase for f in reversed(self._stack))
+        while self._stack:
+            self.close(self._stack[-1])
+        return closed
+
+    # -- steps ----------------------------------------------------------------------------------
+    def end_step(self, meta: StepMeta = StepMeta(), loss: Any = None) -> int:
+        """Close the current step at now. ``loss`` may be a tensor; it is converted lazily."""
+        if self._stack:
+            raise PhaseMisuseError(
+                f"step() called inside phase '{self._stack[-1].phase}'; end the phase first "
+                "(a step is closed between phases, after the optimizer update)"
+            )
+        now = self._clock.now_s()
+        draft = self._draft
+        if draft is None:  # a step with no phase at all: it still has a wall time
+            start = self._last_end_s if self._last_end_s is not None else now
+            draft = _StepDraft(index=len(self._finished), start_s=start)
+        self._draft = None
+        self._last_end_s = now
+        self._finished[draft.index] = (draft, now, meta, loss)
+        if self._timer is not None:
+            self._timer.poll()
+            self._absorb_device_times()
+        return draft.index
+
+    @property
+    def steps_done(self) -> int:
+        return len(self._finished)
+
+    @property
+    def spans_kept(self) -> int:
+        return len(self._spans)
+
+    def restart_step_clock(self) -> None:
+        """Start the next step now (e.g. after a pause the caller does not want counted)."""
+        self._last_end_s = self._clock.now_s()
+
+    # -- results --------------------------------------------------------------------------------
+    def finish_device(self) -> None:
+        """Resolve all device timings: the one synchronize of the run (CUDA only)."""
+        if self._timer is not None:
+            self._timer.finish()
+            self._absorb_device_times()
+
+    def records(self, losses: dict[int, float | None] | None = None) -> tuple[list[StepRecord], list[Span]]:
+        """Frozen step records and spans so far. ``losses`` maps step index to a converted loss."""
+        losses = losses or {}
+        out: list[StepRecord] = []
+        for index in sorted(self._finished):
+            draft, end_s, meta, _ = self._finished[index]
+            has_device = self._timer is not None
+            out.append(StepRecord(
+                index=index, start_s=draft.start_s, end_s=end_s, phase_s=dict(draft.phase_s),
+                micro_steps=meta.micro_steps, samples=meta.samples, tokens=meta.tokens,
+                padding_tokens=meta.padding_tokens, loss=losses.get(index), grad_norm=meta.grad_norm,
+                device_phase_s=dict(draft.device_phase_s) if has_device and not draft.unresolved_spans else None,
+                device_busy_s=draft.device_busy_s if has_device and not draft.unresolved_spans else None,
+                peak_memory_bytes=meta.peak_memory_bytes,
+            ))
+        return out, list(self._spans)
+
+    def pending_losses(self) -> dict[int, Any]:
+        return {i: v[3] for i, v in self._finished.items() if v[3] is not None}
+
+    def _absorb_device_times(self) -> None:
+        assert self._timer is not None
+        for span_id in list(self._span_device):
+            device_s = self._timer.take(span_id)
+            if device_s is None:
+                continue
+            step, phase, parent_id, span_index = self._span_device.pop(span_id)
+            draft = self._finished[step][0] if step in self._finished else self._draft
+            if draft is None:
+                continue
+            exclusive = max(0.0, device_s - self._child_device_s.pop(span_id, 0.0))
+            draft.device_phase_s[phase] = draft.device_phase_s.get(phase, 0.0) + exclusive
+            if parent_id >= 0:
+                self._child_device_s[parent_id] = self._child_device_s.get(parent_id, 0.0) + device_s
+            else:
+                draft.device_busy_s += device_s
+            draft.unresolved_spans -= 1
+            if span_index >= 0:
+                old = self._spans[span_index]
+                self._spans[span_index] = Span(phase=old.phase, step=old.step, start_s=old.start_s,
+                                               end_s=old.end_s, depth=old.depth, device_s=device_s)

@@ -1,0 +1,36 @@
+"""``throughput`` command line: parse and dispatch, nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from throughput.cli import report_cmd
+from throughput.cli.errors import CliError
+
+SUBCOMMANDS = (report_cmd,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="throughput",
+        description="Find where each PyTorch training step's time goes, then run a tuned recipe.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except CliError as e:
+        print(f"throughput: error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+def entry_point() -> None:
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Markdown report (readable on GitHub)."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from throughput.analysis.summary import Summary
+from throughput.report.tables import header_lines, phase_rows, rate_rows, verdict_lines
+
+
+def render_markdown(summary: Summary, title: str = "Training step profile") -> str:
+    parts = [f"# {title}", ""]
+    if summary.partial:
+        parts += [f"> **Partial run**: ended with `{summary.end}`"
+                  + (f" ({summary.end_detail})" if summary.end_detail else "")
+                  + ". Figures cover the steps completed before the end.", ""]
+    parts += [f"- {line}" for line in header_lines(summary)] + [""]
+    if summary.phases:
+        head, rows = phase_rows(summary)
+        parts += ["## Where the step time goes", "", tabulate(rows, headers=head, tablefmt="github",
+                                                              disable_numparse=True), ""]
+    parts += ["## Throughput", "", tabulate(rate_rows(summary), headers=["metric", "value"], tablefmt="github",
+                                            disable_numparse=True), ""]
+    v = verdict_lines(summary)
+    parts += ["## Verdict", "", f"**{v[0]}**", ""] + [f"- {line.strip()}" for line in v[1:]] + [""]
+    if summary.notes:
+        parts += ["## Notes", ""] + [f"- {n}" for n in summary.notes] + [""]
+    return "\n".join(parts)
