@@ -1,0 +1,302 @@
+"""The advisor's measured search: coordinate descent over the knobs with early stopping (torch-free).
+
+Order of a pass (repeated while something changed, at most ``max_passes``):
+1. loader workers, only while the measured data wait is above ``data_wait_done`` (then prefetch);
+2. micro-batch: a line search over the sizes that divide the global batch, up while throughput rises
+   by at least ``min_gain``, never above the size the memory fit predicts to fit the budget;
+3. precision: each candidate the hardware supports, A/B against fp32 at the same configuration,
+   accepted only for a measured gain AND losses that agree within ``loss_tolerance``;
+4. activation checkpointing: only when memory, not throughput, capped the micro-batch.
+Every probe that runs out of memory (or over the budget) is recorded, backed off from, and reported.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from throughput.advisor.findings import Finding, Setting
+from throughput.advisor.memory import MemoryFit, fit_memory
+from throughput.advisor.space import SearchSettings, SearchSpace
+from throughput.advisor.trials import ProbeResult, ProbeTarget, Trial, describe_config
+
+INPUT_BOUND_WAIT = 0.30
+KNOBS = ("micro_batch_size", "num_workers", "prefetch_factor", "amp", "activation_checkpointing")
+
+
+class AdvisorError(RuntimeError):
+    """The search cannot produce a plan (e.g. out of memory at the smallest batch); one-line message."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchResult:
+    config: Mapping[str, Setting]
+    result: ProbeResult
+    baseline: Trial
+    trials: tuple[Trial, ...]
+    findings: tuple[Finding, ...]
+    memory_fit: MemoryFit | None
+    predicted_peak_bytes: float | None     # the fit's prediction at the chosen size (fit excludes it)
+    elapsed_s: float
+    notes: tuple[str, ...] = ()
+
+
+def _key(cfg: Mapping[str, Setting]) -> tuple[tuple[str, Setting], ...]:
+    return tuple(sorted(cfg.items()))
+
+
+@dataclass(slots=True)
+class _Search:
+    target: ProbeTarget
+    space: SearchSpace
+    settings: SearchSettings
+    cache: dict[tuple[tuple[str, Setting], ...], ProbeResult] = field(default_factory=dict)
+    trials: list[Trial] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    cap: int | None = None                 # largest micro-batch the fp32 memory fit allows
+    fit: MemoryFit | None = None
+
+    # -- probing ----------------------------------------------------------------------------------------
+    def probe(self, cfg: Mapping[str, Setting], purpose: str) -> ProbeResult:
+        key = _key(cfg)
+        if key not in self.cache:
+            result = self.target.run(cfg, self.settings.probe_steps)
+            self.cache[key] = result
+            self.trials.append(Trial(config=dict(cfg), result=result, purpose=purpose))
+            if result.oom:
+                self.notes.append(f"{describe_config(cfg, KNOBS)} ran out of memory; backed off")
+        return self.cache[key]
+
+    def feasible(self, r: ProbeResult) -> bool:
+        budget = self.settings.memory_budget_bytes
+        over = budget is not None and r.peak_memory_bytes is not None and r.peak_memory_bytes > budget
+        return r.ok and not over
+
+    def better(self, a: ProbeResult, b: ProbeResult) -> bool:
+        return self.feasible(a) and (a.samples_per_s or 0.0) > (b.samples_per_s or 0.0) * (1 + self.settings.min_gain)
+
+    def out_of_time(self) -> bool:
+        limit = self.settings.time_budget_s
+        if limit is not None and time.perf_counter() - self.started > limit:
+            if "time budget reached" not in " ".join(self.notes):
+                self.notes.append(f"time budget reached ({limit:.0f} s): later knobs were not tried")
+            return True
+        return False
+
+    def with_(self, cfg: Mapping[str, Setting], **changes: Setting) -> dict[str, Setting]:
+        knobs = {k: cfg[k] for k in KNOBS if k in cfg}
+        knobs.update(changes)
+        return self.space.config(**knobs)
+
+    def decide(self, cfg: dict[str, Setting], new: dict[str, Setting], knob: str, why: str) -> dict[str, Setting]:
+        a, b = self.cache[_key(cfg)], self.cache[_key(new)]
+        gain = (b.samples_per_s or 0.0) / (a.samples_per_s or 1.0) - 1.0
+        change = {k: v for k, v in new.items() if v != cfg.get(k)}
+        self.findings.append(Finding(
+            rule_id=f"probe.{knob}", title=f"Set {' '.join(f'{k}={v}' for k, v in change.items())}",
+            evidence=(f"{describe_config(cfg, tuple(change))}: {a.samples_per_s:.4g} samples/s; "
+                      f"{describe_config(new, tuple(change))}: {b.samples_per_s:.4g} samples/s (measured)", why),
+            expected_gain=gain, confidence="high",
+            change=" ".join(f"--set {k}={v}" for k, v in change.items()), settings=change))
+        return new
+
+    # -- knobs ------------------------------------------------------------------------------------------
+    def memory_fit(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
+        sizes = self.space.micro_batch_size[:3]
+        points: list[tuple[int, int]] = []
+        for m in sizes:
+            r = self.probe(self.with_(cfg, micro_batch_size=m), "memory fit")
+            if r.oom or not r.ok:
+                break
+            if r.peak_memory_bytes is not None:
+                points.append((m, r.peak_memory_bytes))
+        if not points:
+            first = self.cache[_key(self.with_(cfg, micro_batch_size=sizes[0]))]
+            if not first.ok:
+                raise AdvisorError(f"micro-batch {sizes[0]} already fails ({first.error}); nothing smaller "
+                                   "to try: reduce the model or sequence size, or free memory")
+            return self.with_(cfg, micro_batch_size=sizes[0])
+        budget = self.settings.memory_budget_bytes
+        if len(points) >= 2 and budget is not None:
+            self.fit = fit_memory(points)
+            self.cap = self.fit.max_batch(budget, self.settings.safety_margin)
+        elif len(points) < len(sizes):
+            self.cap = points[-1][0]
+        best = max((m for m, _ in points), default=sizes[0])
+        return self.with_(cfg, micro_batch_size=best)
+
+    def refit(self, cfg: Mapping[str, Setting]) -> None:
+        """Fit peak memory over the probes that share ``cfg``'s precision and checkpointing, and cap the
+        micro-batch by the budget. Memory depends on those two knobs, not on the loader ones."""
+        budget = self.settings.memory_budget_bytes
+        points = {int(t.config["micro_batch_size"]): t.result.peak_memory_bytes  # type: ignore[arg-type]
+                  for t in self.trials if t.result.ok and t.result.peak_memory_bytes is not None
+                  and all(t.config.get(k) == cfg.get(k) for k in ("amp", "activation_checkpointing"))}
+        if budget is None or len(points) < 2:
+            return
+        self.fit = fit_memory([(m, p) for m, p in sorted(points.items()) if p is not None])
+        self.cap = self.fit.max_batch(budget, self.settings.safety_margin)
+
+    def tune_micro(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
+        sizes = self.space.micro_batch_size
+        self.refit(cfg)
+        for direction in (1, -1):
+            i = sizes.index(int(cfg["micro_batch_size"]))  # type: ignore[arg-type]
+            moved = False
+            while 0 <= i + direction < len(sizes) and not self.out_of_time():
+                m = sizes[i + direction]
+                if direction > 0 and self.cap is not None and m > self.cap:
+                    break                     # predicted not to fit: never probe a sure OOM
+                new = self.with_(cfg, micro_batch_size=m)
+                r = self.probe(new, "micro-batch")
+                if not self.better(r, self.cache[_key(cfg)]):
+                    break
+                cfg = self.decide(cfg, new, "micro_batch_size", "larger micro-batch measured faster"
+                                  if direction > 0 else "smaller micro-batch measured faster")
+                i += direction
+                moved = True
+            if moved:
+                break
+        return cfg
+
+    def tune_workers(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
+        """Sweep workers (then prefetch) upwards while the data wait stays high. One value that does not
+        help is tolerated (a single worker only moves the wait; two can halve it); two in a row stop."""
+        for knob in ("num_workers", "prefetch_factor"):
+            values = getattr(self.space, knob)
+            probe_from = cfg
+            misses = 0
+            while misses < 2 and not self.out_of_time():
+                r = self.cache[_key(cfg)]
+                wait = r.data_wait_share or 0.0
+                later = [v for v in values if v > int(probe_from.get(knob, values[0]))]  # type: ignore[arg-type]
+                if wait < self.settings.data_wait_done or not later:
+                    break
+                if knob == "prefetch_factor" and int(cfg.get("num_workers", 0)) == 0:  # type: ignore[arg-type]
+                    break
+                probe_from = self.with_(cfg, **{knob: later[0]})
+                if self.better(self.probe(probe_from, "data loading"), r):
+                    cfg = self.decide(cfg, probe_from, knob, f"data wait was {wait:.0%} of step time")
+                    misses = 0
+                else:
+                    misses += 1
+        return cfg
+
+    def tune_amp(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
+        """A/B each supported precision against fp32. Skipped while the loader dominates the step
+        (data wait >= 30%): compute is not the bottleneck, so precision cannot raise throughput."""
+        wait = self.cache[_key(cfg)].data_wait_share or 0.0
+        if wait >= INPUT_BOUND_WAIT or len(self.space.amp) < 2:
+            if len(self.space.amp) > 1 and cfg.get("amp") == "fp32":
+                self.notes.append(f"precision not tried: data wait is {wait:.0%} of step time")
+            return cfg
+        ref_cfg = self.with_(cfg, amp="fp32")
+        ref = self.probe(ref_cfg, "precision reference")
+        best = cfg
+        for amp in self.space.amp[1:]:
+            if self.out_of_time() or amp == cfg.get("amp"):
+                continue
+            new = self.with_(cfg, amp=amp)
+            r = self.probe(new, "precision A/B")
+            agree = loss_disagreement(ref.losses, r.losses)
+            if agree is None or agree > self.settings.loss_tolerance:
+                self.notes.append(f"amp={amp}: losses disagree with fp32 by "
+                                  f"{'n/a' if agree is None else f'{agree:.1%}'}; not recommended")
+                continue
+            if self.better(r, self.cache[_key(best)]):
+                best = self.decide(best, new, "amp", f"losses agree with fp32 within {agree:.2%} "
+                                   f"(tolerance {self.settings.loss_tolerance:.0%})")
+        if best is not cfg:
+            self.memory_point(best)
+        return best
+
+    def memory_point(self, cfg: dict[str, Setting]) -> None:
+        """With a budget, probe the smallest size under ``cfg``'s precision/checkpointing so that memory
+        can be fitted (two sizes) before any larger size is tried."""
+        if self.settings.memory_budget_bytes is not None and not self.out_of_time():
+            self.probe(self.with_(cfg, micro_batch_size=self.space.micro_batch_size[0]), "memory fit")
+
+    def tune_checkpointing(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
+        sizes = self.space.micro_batch_size
+        micro = int(cfg["micro_batch_size"])  # type: ignore[arg-type]
+        nxt = next((s for s in sizes if s > micro), None)
+        over = [t for t in self.trials if t.config.get("micro_batch_size") == nxt and not self.feasible(t.result)]
+        capped = nxt is not None and (self.cap is not None and nxt > self.cap or bool(over))
+        if True not in self.space.activation_checkpointing or cfg.get("activation_checkpointing") or not capped:
+            return cfg   # checkpointing only recomputes: worth it only where memory, not speed, stopped the climb
+        start = self.with_(cfg, activation_checkpointing=True)
+        self.probe(start, "activation checkpointing")
+        self.memory_point(start)
+        saved_fit, saved_cap = self.fit, self.cap
+        self.refit(start)
+        best_ac = start
+        for m in (s for s in sizes if s > micro):
+            if self.out_of_time() or (self.cap is not None and m > self.cap):
+                break
+            new = self.with_(start, micro_batch_size=m)
+            r = self.probe(new, "activation checkpointing")
+            if not self.better(r, self.cache[_key(best_ac)]):
+                break
+            best_ac = new
+        self.fit, self.cap = saved_fit, saved_cap
+        if best_ac is not start and self.better(self.cache[_key(best_ac)], self.cache[_key(cfg)]):
+            return self.decide(cfg, best_ac, "activation_checkpointing",
+                               f"memory capped the micro-batch at {micro}; recomputing activations fits "
+                               f"{best_ac['micro_batch_size']}")
+        return cfg
+
+
+def loss_disagreement(ref: tuple[float, ...], other: tuple[float, ...]) -> float | None:
+    """Mean relative difference of step losses over the steps both probes ran (None: nothing to compare)."""
+    n = min(len(ref), len(other))
+    pairs = [(a, b) for a, b in zip(ref[:n], other[:n]) if abs(a) > 1e-12]
+    if not pairs:
+        return None
+    return sum(abs(b - a) / abs(a) for a, b in pairs) / len(pairs)
+
+
+def search(target: ProbeTarget, space: SearchSpace, settings: SearchSettings | None = None,
+           start: Mapping[str, Setting] | None = None) -> SearchResult:
+    """Run the measured search. ``start`` holds the knobs to begin from (the user's current setup)."""
+    s = _Search(target=target, space=space, settings=settings or SearchSettings())
+    knobs: dict[str, Setting] = {"micro_batch_size": space.micro_batch_size[len(space.micro_batch_size) // 2],
+                                 "num_workers": space.num_workers[0], "prefetch_factor": space.prefetch_factor[0],
+                                 "amp": "fp32", "activation_checkpointing": False}
+    knobs.update({k: v for k, v in (start or {}).items() if k in KNOBS})
+    cfg = space.config(**knobs)
+    if s.settings.memory_budget_bytes is not None:
+        cfg = s.memory_fit(cfg)
+    base = s.probe(cfg, "baseline")
+    if not s.feasible(base):
+        cfg = s.memory_fit(s.with_(cfg, micro_batch_size=space.micro_batch_size[0]))
+    if not s.feasible(s.cache[_key(cfg)]):
+        r = s.cache[_key(cfg)]
+        raise AdvisorError(f"micro-batch {cfg['micro_batch_size']} needs {r.peak_memory_bytes} bytes, over the "
+                           f"memory budget of {s.settings.memory_budget_bytes} bytes; raise --memory-budget")
+    baseline = next(t for t in s.trials if _key(t.config) == _key(cfg))
+    for _ in range(s.settings.max_passes):
+        before = _key(cfg)
+        for step in (s.tune_workers, s.tune_micro, s.tune_amp, s.tune_checkpointing):
+            if not s.out_of_time():
+                cfg = step(cfg)
+        if _key(cfg) == before:
+            break
+    return _finish(s, cfg, baseline)
+
+
+def _finish(s: _Search, cfg: dict[str, Setting], baseline: Trial) -> SearchResult:
+    result = s.cache[_key(cfg)]
+    predicted = None
+    same = [(int(t.config["micro_batch_size"]), t.result.peak_memory_bytes) for t in s.trials  # type: ignore[arg-type]
+            if t.result.ok and t.result.peak_memory_bytes is not None and t.config["micro_batch_size"] !=
+            cfg["micro_batch_size"] and all(t.config.get(k) == cfg.get(k) for k in ("amp", "activation_checkpointing"))]
+    if len({m for m, _ in same}) >= 2:
+        fit = fit_memory([(m, p) for m, p in same if p is not None])
+        predicted = fit.predict_bytes(int(cfg["micro_batch_size"]))  # type: ignore[arg-type]
+    return SearchResult(config=cfg, result=result, baseline=baseline, trials=tuple(s.trials),
+                        findings=tuple(s.findings), memory_fit=s.fit, predicted_peak_bytes=predicted,
+                        elapsed_s=time.perf_counter() - s.started, notes=tuple(s.notes))
+
