@@ -1,7 +1,7 @@
 """Three example workloads of different shapes for the advisor benchmark (in-process WorkloadTargets).
 
-- input_bound: every sample costs real CPU work in the Dataset (FFT-based feature extraction), the
-  model is tiny: loader workers matter, precision hardly does.
+- input_bound: every sample is read from (simulated) slow storage, then costs real CPU work in the
+  Dataset (FFT-based feature extraction); the model is tiny: loader workers matter, precision does not.
 - compute_bound: a wide MLP on pre-made tensors: the micro-batch and precision matter.
 - memory_limited: a token-wise MLP whose saved activations grow ~linearly with the batch, run under a
   memory budget: the micro-batch is capped by memory, activation checkpointing trades compute for it.
@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Mapping
 
 import numpy as np
@@ -20,15 +21,19 @@ from throughput.advisor.workload import Workload, make_loader
 
 
 class FeatureDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Each item: a signal decoded, transformed (rFFT magnitude, log) and normalised on the CPU."""
+    """Each item: a read from slow storage (``read_s`` of waiting, as for a network file system or an
+    object store), then a signal decoded, transformed (rFFT, log magnitude) and normalised on the CPU."""
 
-    def __init__(self, n: int = 4096, signal_len: int = 1024, passes: int = 4, features: int = 64) -> None:
+    def __init__(self, n: int = 4096, signal_len: int = 4096, passes: int = 4, features: int = 64,
+                 read_s: float = 0.001) -> None:
         self.n, self.signal_len, self.passes, self.features = n, signal_len, passes, features
+        self.read_s = read_s
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        time.sleep(self.read_s)               # the storage read: waiting, not computing
         rng = np.random.default_rng(i)
         x = rng.standard_normal(self.signal_len)
         for _ in range(self.passes):          # real per-sample work, like decoding + augmenting
@@ -60,7 +65,7 @@ def build_compute_bound(config: Mapping[str, object], width: int = 512, depth: i
 class TokenMLP(nn.Module):
     """Blocks of token-wise MLPs with a wide hidden layer: activations dominate memory."""
 
-    def __init__(self, dim: int = 16, hidden: int = 1024, depth: int = 3, checkpointing: bool = False) -> None:
+    def __init__(self, dim: int = 4, hidden: int = 1024, depth: int = 3, checkpointing: bool = False) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(),
                                                   nn.Linear(hidden, dim)) for _ in range(depth))
@@ -76,11 +81,11 @@ class TokenMLP(nn.Module):
         return self.head(x.mean(dim=1))
 
 
-def build_memory_limited(config: Mapping[str, object], seq: int = 64) -> Workload:
+def build_memory_limited(config: Mapping[str, object], seq: int = 128) -> Workload:
     model = TokenMLP(checkpointing=bool(config.get("activation_checkpointing", False)))
     g = torch.Generator().manual_seed(0)
-    data = torch.utils.data.TensorDataset(torch.randn(256, seq, 16, generator=g),
-                                          torch.randint(0, 10, (256,), generator=g))
+    data = torch.utils.data.TensorDataset(torch.randn(128, seq, 4, generator=g),
+                                          torch.randint(0, 10, (128,), generator=g))
     loader = make_loader(data, config, shuffle=True)
     return Workload(model=model, optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3), loader=loader,
                     loss_fn=_classify)

@@ -1,15 +1,14 @@
 """The tuned plan: config keys the training loop reads, with the evidence for each (torch-free).
 
-File format (JSON, schema ``throughput.plan`` version 1)::
+The file is the training loop's plan format (``throughput train --plan plan.json``): a flat JSON object
+of TrainConfig keys, plus the reserved keys ``plan_version`` (1), ``source``, ``model_fingerprint``
+(optional) and ``notes`` (strings for humans: the evidence). Settings that are not TrainConfig keys
+(for a script: ``prefetch_factor``, ``persistent_workers``, ``tf32``) are listed in ``notes`` instead,
+so the loop never refuses a plan for a key it cannot apply::
 
-    {"schema": "throughput.plan", "schema_version": 1,
-     "config": {"micro_batch_size": 32, "grad_accum": 8, "amp": "bf16", "num_workers": 3, ...},
-     "model_fingerprint": "…" | null,
-     "evidence": {"micro_batch_size": ["peak 1.2 GiB at 32 (fit: …)", ...], ...},
-     "findings": [{"rule_id": ..., "title": ..., "evidence": [...], "expected_gain": 0.3, ...}]}
-
-``config`` uses the names of the training loop's TrainConfig, so ``throughput train --plan plan.json``
-applies it directly. Findings are kept ranked; ``throughput.report.advice`` formats them.
+    {"plan_version": 1, "source": "throughput advise", "model_fingerprint": null,
+     "micro_batch_size": 32, "grad_accum": 8, "amp": "bf16", "num_workers": 3,
+     "notes": ["micro_batch_size: ...measured...", "not a TrainConfig key: prefetch_factor=4"]}
 """
 
 from __future__ import annotations
@@ -23,8 +22,23 @@ from typing import Any, Final, Mapping, Sequence
 
 from throughput.advisor.findings import Finding, Setting, rank
 
-PLAN_SCHEMA: Final = "throughput.plan"
 PLAN_VERSION: Final = 1
+RESERVED: Final = ("plan_version", "source", "model_fingerprint", "notes")
+# TrainConfig keys the advisor may set (throughput/loop/config.py); used when the loop is not importable.
+LOOP_KEYS: Final = frozenset({"micro_batch_size", "grad_accum", "amp", "num_workers", "pin_memory",
+                              "ckpt_every_steps", "packing", "activation_checkpointing", "tf32",
+                              "persistent_workers", "prefetch_factor", "compile"})
+
+
+def loop_keys() -> frozenset[str]:
+    """The training loop's config keys (from TrainConfig when the loop is installed)."""
+    try:
+        from dataclasses import fields as dc_fields
+
+        from throughput.loop.config import TrainConfig  # type: ignore[import-not-found]
+        return frozenset(f.name for f in dc_fields(TrainConfig))
+    except ImportError:
+        return LOOP_KEYS
 
 
 class PlanFormatError(ValueError):
@@ -63,14 +77,23 @@ def build_plan(findings: Sequence[Finding], base: Mapping[str, Setting] | None =
                 baseline_samples_per_s=baseline_samples_per_s, tuned_samples_per_s=tuned_samples_per_s)
 
 
-def plan_to_dict(plan: Plan) -> dict[str, Any]:
-    return {
-        "schema": PLAN_SCHEMA, "schema_version": PLAN_VERSION, "config": dict(plan.config),
-        "model_fingerprint": plan.model_fingerprint,
-        "evidence": {k: list(v) for k, v in plan.evidence.items()},
-        "baseline_samples_per_s": plan.baseline_samples_per_s, "tuned_samples_per_s": plan.tuned_samples_per_s,
-        "findings": [_finding_dict(f) for f in plan.findings],
-    }
+def plan_to_dict(plan: Plan, keys: frozenset[str] | None = None) -> dict[str, Any]:
+    """The file form: flat loop keys, evidence and non-loop settings in ``notes``."""
+    keys = loop_keys() if keys is None else keys
+    out: dict[str, Any] = {"plan_version": PLAN_VERSION, "source": "throughput advise",
+                           "model_fingerprint": plan.model_fingerprint}
+    notes = []
+    for key, value in sorted(plan.config.items()):
+        if key in keys:
+            out[key] = value
+        else:
+            notes.append(f"not a TrainConfig key (apply it yourself): {key}={value}")
+        notes += [f"{key}: {e}" for e in plan.evidence.get(key, ())]
+    if plan.baseline_samples_per_s and plan.tuned_samples_per_s:
+        notes.append(f"measured samples/s: baseline {plan.baseline_samples_per_s:.4g}, "
+                     f"tuned {plan.tuned_samples_per_s:.4g}")
+    out["notes"] = notes
+    return out
 
 
 def _finding_dict(f: Finding) -> dict[str, Any]:
@@ -78,6 +101,12 @@ def _finding_dict(f: Finding) -> dict[str, Any]:
     d["evidence"] = list(f.evidence)
     d["settings"] = dict(f.settings)
     return d
+
+
+def advice_to_dict(plan: Plan) -> dict[str, Any]:
+    """Plain data for renderers (report/advice.py): config and ranked findings."""
+    return {"config": dict(plan.config), "findings": [_finding_dict(f) for f in plan.findings],
+            "baseline_samples_per_s": plan.baseline_samples_per_s, "tuned_samples_per_s": plan.tuned_samples_per_s}
 
 
 def save_plan(plan: Plan, path: str | os.PathLike[str]) -> Path:
@@ -96,22 +125,20 @@ def save_plan(plan: Plan, path: str | os.PathLike[str]) -> Path:
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:
-    """Read a plan file; raises PlanFormatError with one line for anything else."""
+    """Read a plan file (settings and notes; findings are not stored). Raises PlanFormatError."""
     p = Path(path)
     try:
         raw = json.loads(p.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PlanFormatError(f"{p}: cannot read plan ({type(e).__name__}: {e})".splitlines()[0]) from None
-    if not isinstance(raw, dict) or raw.get("schema") != PLAN_SCHEMA:
-        raise PlanFormatError(f"{p}: not a throughput plan (no '{PLAN_SCHEMA}' schema marker)")
-    if raw.get("schema_version") != PLAN_VERSION:
-        raise PlanFormatError(f"{p}: plan version {raw.get('schema_version')!r} unsupported (reads {PLAN_VERSION})")
+    if not isinstance(raw, dict):
+        raise PlanFormatError(f"{p}: a plan is a JSON object of config keys, got {type(raw).__name__}")
+    if raw.get("plan_version", PLAN_VERSION) != PLAN_VERSION:
+        raise PlanFormatError(f"{p}: plan_version {raw.get('plan_version')!r} unsupported (reads {PLAN_VERSION})")
+    notes = raw.get("notes", [])
     try:
-        findings = tuple(Finding(**{**f, "evidence": tuple(f["evidence"])}) for f in raw.get("findings", []))
-        return Plan(config=dict(raw["config"]),
-                    evidence={k: tuple(v) for k, v in raw.get("evidence", {}).items()}, findings=findings,
-                    model_fingerprint=raw.get("model_fingerprint"),
-                    baseline_samples_per_s=raw.get("baseline_samples_per_s"),
-                    tuned_samples_per_s=raw.get("tuned_samples_per_s"))
-    except (KeyError, TypeError, ValueError) as e:
-        raise PlanFormatError(f"{p}: malformed plan ({type(e).__name__}: {e})".splitlines()[0]) from None
+        return Plan(config={k: v for k, v in raw.items() if k not in RESERVED},
+                    evidence={"notes": tuple(notes if isinstance(notes, list) else [str(notes)])},
+                    model_fingerprint=raw.get("model_fingerprint"))
+    except ValueError as e:
+        raise PlanFormatError(f"{p}: {e}") from None

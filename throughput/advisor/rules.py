@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Final, Mapping
 
-from throughput.advisor.checkpoint import plan_checkpoints
+from throughput.advisor.checkpoint import CheckpointPlan, expected_wall_time, plan_checkpoints
 from throughput.advisor.findings import Finding, rank
 from throughput.analysis.summary import Summary, capture_context, summarize
 from throughput.session.session import Session
@@ -177,23 +177,52 @@ def gpu_idle(x: RuleInput) -> Finding | None:
 
 
 def checkpoint_cadence(x: RuleInput) -> Finding | None:
+    return cadence_finding(x)
+
+
+def checkpoint_plan_finding(plan: CheckpointPlan, measured: bool = True) -> Finding:
+    """A finding from a computed cadence (the recipe mode measures the save on the real model)."""
+    evidence = (f"a checkpoint takes {plan.delta_s:.3g} s ({'measured' if measured else 'given'})",
+                f"MTBF {plan.mtbf_s / 3600:.3g} h ({plan.mtbf_source})",
+                f"Young interval {plan.young_s:.0f} s, Daly interval {plan.daly_s:.0f} s"
+                + (", capped by the max lost work" if plan.capped else ""),
+                f"expected loss {plan.lost_fraction:.2%} of wall time ({plan.lost_s_per_day / 60:.1f} min/day: "
+                "checkpoint writes + rework after failures)")
+    return Finding(rule_id="checkpoint.cadence", title=f"Checkpoint every {plan.every_steps} steps (Young/Daly)",
+                   evidence=evidence, expected_gain=None, confidence="medium",
+                   change=f"--set ckpt_every_steps={plan.every_steps}", settings={"ckpt_every_steps": plan.every_steps})
+
+
+def cadence_finding(x: RuleInput, *, num_gpus: int | None = None, delta_s: float | None = None,
+                    mtbf_s: float | None = None, max_lost_work_s: float | None = None) -> Finding | None:
+    """Young/Daly checkpoint cadence. ``delta_s`` defaults to the mean measured checkpoint span; without
+    one (and without a step time) there is nothing to compute. Given values always yield a finding; the
+    measured-only case reports only when the optimum saves > 0.5% of wall time over the current cadence."""
     spans = x.checkpoint_spans_s
     st = x.summary.step_time
-    if not spans or st is None or st.median_s <= 0 or x.summary.steps_total < 2:
+    delta = delta_s if delta_s is not None else (sum(spans) / len(spans) if spans else None)
+    if delta is None or delta <= 0 or st is None or st.median_s <= 0:
         return None
-    delta = sum(spans) / len(spans)
-    every_now = max(1, x.summary.steps_total // len(spans))
-    best = plan_checkpoints(delta_s=delta, step_time_s=st.median_s, num_gpus=max(1, x.summary.world_size))
-    now = plan_checkpoints(delta_s=delta, step_time_s=every_now * st.median_s, mtbf_s=best.mtbf_s)
-    gain = now.lost_fraction - best.lost_fraction
-    if best.every_steps is None or gain <= 0.005:
-        return None
+    gpus = num_gpus or max(1, x.summary.world_size)
+    best = plan_checkpoints(delta_s=delta, step_time_s=st.median_s, num_gpus=gpus, mtbf_s=mtbf_s,
+                            max_lost_work_s=max_lost_work_s)
+    evidence = [f"a checkpoint takes {delta:.3g} s ({'given' if delta_s is not None else 'measured'}); "
+                f"a step takes {st.median_s:.3g} s",
+                f"MTBF {best.mtbf_s / 3600:.3g} h ({best.mtbf_source})",
+                f"Young interval {best.young_s:.0f} s, Daly interval {best.daly_s:.0f} s"
+                + (f", capped at {max_lost_work_s:.0f} s of lost work" if best.capped else "")]
+    gain = None
+    if spans:
+        every_now = max(1, x.summary.steps_total // len(spans))
+        lost_now = 1.0 - 1.0 / expected_wall_time(1.0, every_now * st.median_s, delta, best.mtbf_s)
+        gain = lost_now - best.lost_fraction
+        evidence.append(f"now every ~{every_now} steps: expected loss {lost_now:.2%} of wall time")
+        if delta_s is None and gain <= 0.005:
+            return None
+    evidence.append(f"at the optimum: expected loss {best.lost_fraction:.2%} of wall time "
+                    f"({best.lost_s_per_day / 60:.1f} min/day: checkpoint writes + rework after failures)")
     return Finding(rule_id="checkpoint.cadence", title=f"Checkpoint every {best.every_steps} steps (Young/Daly)",
-                   evidence=(f"a checkpoint takes {delta:.3g} s, written every ~{every_now} steps now",
-                             f"MTBF {best.mtbf_s / 3600:.3g} h from {best.mtbf_source}",
-                             f"expected time lost {now.lost_fraction:.1%} now vs {best.lost_fraction:.1%} "
-                             f"({best.lost_s_per_day / 60:.0f} min/day) at the optimum"),
-                   expected_gain=gain, confidence="medium",
+                   evidence=tuple(evidence), expected_gain=gain, confidence="medium",
                    change=f"save every {best.every_steps} steps  # loop: --set ckpt_every_steps={best.every_steps}",
                    settings={"ckpt_every_steps": best.every_steps})
 

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from throughput.advisor.trials import Config, ProbeResult, one_line, text_is_oom
 
@@ -54,6 +54,7 @@ class ScriptTarget:
         self.python = python
         self.warmup_steps = warmup_steps
         self.cwd = Path(cwd) if cwd is not None else None
+        self.last_session: Any = None      # the Session of the latest probe (None when none was written)
 
     def command(self, config: Config, steps: int, out_dir: Path) -> list[str]:
         """The exact command line of one probe (overrides in sorted key order)."""
@@ -85,7 +86,7 @@ class ScriptTarget:
                                     stdin=subprocess.DEVNULL, preexec_fn=self._limit, cwd=self.cwd)
             status, maxrss_kib, timed_out = self._wait(proc)
         text = log.read_text(errors="replace")
-        result = parse_probe(out / "session.json", text, status, timed_out, self.timeout_s)
+        result, self.last_session = parse_probe(out / "session.json", text, status, timed_out, self.timeout_s)
         peak = result.peak_memory_bytes
         if peak is None and maxrss_kib > 0:
             peak = maxrss_kib * 1024
@@ -112,20 +113,21 @@ class ScriptTarget:
             time.sleep(0.05)
 
 
-def parse_probe(session_path: Path, output: str, status: int, timed_out: bool, timeout_s: float) -> ProbeResult:
-    """Turn a probe's session file, output and exit status into a ProbeResult (never raises)."""
+def parse_probe(session_path: Path, output: str, status: int, timed_out: bool,
+                timeout_s: float) -> tuple[ProbeResult, Any]:
+    """Turn a probe's session file, output and exit status into (ProbeResult, Session or None); never raises."""
     from throughput.analysis.summary import summarize
     from throughput.session.io import SessionFormatError, load_session
 
     killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
     if timed_out:
-        return ProbeResult(error=f"probe timed out after {timeout_s:.0f} s")
+        return ProbeResult(error=f"probe timed out after {timeout_s:.0f} s"), None
     try:
         session = load_session(session_path)
     except SessionFormatError as e:
         oom = text_is_oom(output) or killed
         why = _last_error_line(output) or f"no session written ({e})"
-        return ProbeResult(oom=oom, error=("out of memory: " if oom and "memory" not in why.lower() else "") + why)
+        return ProbeResult(oom=oom, error=("out of memory: " if oom and "memory" not in why.lower() else "") + why), None
     summary = summarize(session)
     losses = tuple(s.loss for s in session.steps if s.loss is not None)
     peaks = [s.peak_memory_bytes for s in session.steps if s.peak_memory_bytes is not None]
@@ -138,7 +140,7 @@ def parse_probe(session_path: Path, output: str, status: int, timed_out: bool, t
     oom = error is not None and (text_is_oom(error) or text_is_oom(output))
     return ProbeResult(samples_per_s=summary.rates.samples_per_s, tokens_per_s=summary.rates.tokens_per_s,
                        peak_memory_bytes=max(peaks) if peaks else None, losses=losses, data_wait_share=data,
-                       oom=oom, error=one_line(error) if error else None, steps=summary.steps_measured)
+                       oom=oom, error=one_line(error) if error else None, steps=summary.steps_measured), session
 
 
 def _last_error_line(output: str) -> str | None:

@@ -105,7 +105,7 @@ class _Search:
 
     # -- knobs ------------------------------------------------------------------------------------------
     def memory_fit(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
-        sizes = self.space.micro_batch_size[:3]
+        sizes = self.space.micro_batch_size[:2]
         points: list[tuple[int, int]] = []
         for m in sizes:
             r = self.probe(self.with_(cfg, micro_batch_size=m), "memory fit")
@@ -137,10 +137,14 @@ class _Search:
                   and all(t.config.get(k) == cfg.get(k) for k in ("amp", "activation_checkpointing"))}
         if budget is None or len(points) < 2:
             return
-        self.fit = fit_memory([(m, p) for m, p in sorted(points.items()) if p is not None])
+        self.fit = fit_memory(_near_points(points, None))
         self.cap = self.fit.max_batch(budget, self.settings.safety_margin)
 
     def tune_micro(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
+        """Line search over micro-batch sizes. Upwards a size is kept when it is not measurably slower
+        (within ``min_gain``): fewer accumulation steps rarely cost throughput, and noise must not stop
+        the climb early. The memory fit is refreshed after every probe, so the cap tightens as the
+        points approach it. Downwards (when up did not help) a size must be measurably faster."""
         sizes = self.space.micro_batch_size
         self.refit(cfg)
         for direction in (1, -1):
@@ -152,10 +156,14 @@ class _Search:
                     break                     # predicted not to fit: never probe a sure OOM
                 new = self.with_(cfg, micro_batch_size=m)
                 r = self.probe(new, "micro-batch")
-                if not self.better(r, self.cache[_key(cfg)]):
+                self.refit(cfg)
+                cur = self.cache[_key(cfg)]
+                keep = self.feasible(r) and (r.samples_per_s or 0.0) >= (cur.samples_per_s or 0.0) * (
+                    1 - self.settings.min_gain) if direction > 0 else self.better(r, cur)
+                if not keep:
                     break
-                cfg = self.decide(cfg, new, "micro_batch_size", "larger micro-batch measured faster"
-                                  if direction > 0 else "smaller micro-batch measured faster")
+                cfg = self.decide(cfg, new, "micro_batch_size", "larger micro-batch: as fast or faster, fewer "
+                                  "accumulation steps" if direction > 0 else "smaller micro-batch measured faster")
                 i += direction
                 moved = True
             if moved:
@@ -249,6 +257,12 @@ class _Search:
         return cfg
 
 
+def _near_points(points: Mapping[int, int | None], size: int | None) -> list[tuple[int, int]]:
+    """The (up to) three largest sizes: memory is closest to linear there (small batches are dominated
+    by allocator granularity), and they are the nearest to the size being predicted."""
+    return [(m, p) for m, p in sorted(points.items())[-3:] if p is not None]
+
+
 def loss_disagreement(ref: tuple[float, ...], other: tuple[float, ...]) -> float | None:
     """Mean relative difference of step losses over the steps both probes ran (None: nothing to compare)."""
     n = min(len(ref), len(other))
@@ -290,13 +304,14 @@ def search(target: ProbeTarget, space: SearchSpace, settings: SearchSettings | N
 def _finish(s: _Search, cfg: dict[str, Setting], baseline: Trial) -> SearchResult:
     result = s.cache[_key(cfg)]
     predicted = None
-    same = [(int(t.config["micro_batch_size"]), t.result.peak_memory_bytes) for t in s.trials  # type: ignore[arg-type]
-            if t.result.ok and t.result.peak_memory_bytes is not None and t.config["micro_batch_size"] !=
-            cfg["micro_batch_size"] and all(t.config.get(k) == cfg.get(k) for k in ("amp", "activation_checkpointing"))]
-    if len({m for m, _ in same}) >= 2:
-        fit = fit_memory([(m, p) for m, p in same if p is not None])
-        predicted = fit.predict_bytes(int(cfg["micro_batch_size"]))  # type: ignore[arg-type]
+    points = {int(t.config["micro_batch_size"]): t.result.peak_memory_bytes  # type: ignore[arg-type]
+              for t in s.trials if t.result.ok and t.result.peak_memory_bytes is not None
+              and all(t.config.get(k) == cfg.get(k) for k in ("amp", "activation_checkpointing"))}
+    chosen = int(cfg["micro_batch_size"])  # type: ignore[arg-type]
+    below = {m: p for m, p in points.items() if m < chosen}
+    if len(below) >= 2:   # a prediction made without the chosen size's own measurement
+        predicted = fit_memory(_near_points(below, chosen)).predict_bytes(chosen)
     return SearchResult(config=cfg, result=result, baseline=baseline, trials=tuple(s.trials),
                         findings=tuple(s.findings), memory_fit=s.fit, predicted_peak_bytes=predicted,
-                        elapsed_s=time.perf_counter() - s.started, notes=tuple(s.notes))
+                        elapsed_s=time.perf_counter() - s.started, notes=tuple(dict.fromkeys(s.notes)))
 
