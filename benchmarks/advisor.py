@@ -14,22 +14,21 @@ neighbour slows a probe instead of stalling a two-thread barrier, which keeps th
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 
+from benchmarks.common import machine, write_report
 from benchmarks.advisor_workloads import build_compute_bound, build_input_bound, build_memory_limited
 from throughput.advisor.search import search
 from throughput.advisor.space import SearchSettings, SearchSpace
 from throughput.advisor.trials import ProbeResult, describe_config
 from throughput.advisor.workload import BuildFn, WorkloadTarget, device_fixed_settings, supported_precisions
 
-OUT = Path("reports/benchmarks")
 MIB = 2**20
 
 
@@ -47,18 +46,20 @@ def cases(quick: bool) -> list[Case]:
     amp = supported_precisions()
     fixed = device_fixed_settings()
     g = 32 if quick else 64      # global batch (samples): quick mode halves every probe's work
+    read_ms = 0.5 if quick else 1.0
     return [
-        Case("input_bound", "1 ms storage read + CPU feature work per sample, tiny model", build_input_bound,
+        Case("input_bound", f"{read_ms:g} ms storage read + CPU feature work per sample, tiny model",
+             functools.partial(build_input_bound, read_s=read_ms / 1000),
              SearchSpace(target_global_batch=g, micro_batch_size=(g // 8, g // 4, g // 2, g), num_workers=(0, 1, 2, 3, 4),
                          prefetch_factor=(2, 4), amp=amp, fixed=fixed), None, {"micro_batch_size": g // 4}),
         Case("compute_bound", "wide MLP on in-memory tensors", build_compute_bound,
              SearchSpace(target_global_batch=g, micro_batch_size=(g // 16, g // 8, g // 4, g // 2, g),
                          num_workers=(0, 1, 2), prefetch_factor=(2, 4), amp=amp, fixed=fixed), None,
              {"micro_batch_size": g // 8}),
-        Case("memory_limited", "token-wise MLP, activations hit a 36 MiB budget", build_memory_limited,
+        Case("memory_limited", "token-wise MLP, activations hit a 64 MiB budget", build_memory_limited,
              SearchSpace(target_global_batch=16, micro_batch_size=(1, 2, 4, 8, 16), num_workers=(0, 1),
                          prefetch_factor=(2, 4), amp=amp, activation_checkpointing=(False, True), fixed=fixed),
-             36 * MIB, {"micro_batch_size": 1}),
+             64 * MIB, {"micro_batch_size": 1}),
     ]
 
 
@@ -128,7 +129,8 @@ def run_case(case: Case, quick: bool) -> dict[str, Any]:
 
 def render(result: dict[str, Any]) -> str:
     lines = ["# Advisor vs exhaustive grid", "",
-             f"Mode: {'quick' if result['quick'] else 'full'}; torch {torch.__version__}, 1 intra-op thread; "
+             f"Mode: {'quick' if result['quick'] else 'full'}; {result['machine']['cpu']} "
+             f"({result['machine']['cores']} cores, shared); torch {torch.__version__}, 1 intra-op thread; "
              f"total {result['total_s']:.0f} s. Targets: throughput ratio >= 0.95, time ratio <= 0.15, "
              "memory prediction error <= 10%.", "",
              "| workload | grid configs | advisor probes | tuned / grid best (A/B medians) | advisor time / grid time "
@@ -155,11 +157,10 @@ def render(result: dict[str, Any]) -> str:
 def run(quick: bool) -> dict[str, Any]:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    result: dict[str, Any] = {"benchmark": "advisor", "quick": quick, "cases": [run_case(c, quick) for c in cases(quick)]}
+    result: dict[str, Any] = {"benchmark": "advisor", "quick": quick, "machine": machine(),
+                              "cases": [run_case(c, quick) for c in cases(quick)]}
     result["total_s"] = time.perf_counter() - t0
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "advisor.json").write_text(json.dumps(result, indent=2) + "\n")
-    (OUT / "advisor.md").write_text(render(result))
+    write_report("advisor", render(result), result)
     return result
 
 

@@ -43,9 +43,9 @@ class FeatureDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]
         return torch.from_numpy(feats), torch.tensor(i % 10)
 
 
-def build_input_bound(config: Mapping[str, object]) -> Workload:
+def build_input_bound(config: Mapping[str, object], read_s: float = 0.001) -> Workload:
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
-    loader = make_loader(FeatureDataset(), config, shuffle=True)
+    loader = make_loader(FeatureDataset(read_s=read_s), config, shuffle=True)
     return Workload(model=model, optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3), loader=loader,
                     loss_fn=_classify)
 
@@ -81,7 +81,7 @@ class TokenMLP(nn.Module):
         return self.head(x.mean(dim=1))
 
 
-def build_memory_limited(config: Mapping[str, object], seq: int = 128) -> Workload:
+def build_memory_limited(config: Mapping[str, object], seq: int = 256) -> Workload:
     model = TokenMLP(checkpointing=bool(config.get("activation_checkpointing", False)))
     g = torch.Generator().manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.randn(128, seq, 4, generator=g),

@@ -95,15 +95,17 @@ class WorkloadTarget:
         self.warmup_steps = warmup_steps
         self.time_limit_s = time_limit_s
         self.seed = seed
-        self.primed = False
+        self.primed: set[str] = set()
 
     def run(self, config: Config, steps: int) -> ProbeResult:
-        """One probe. The first call also runs one unmeasured step, so that one-time costs of the process
-        (kernel selection, thread pools, lazy library initialisation) land in no probe's time or memory."""
+        """One probe. The first call for each precision also runs one unmeasured step, so that one-time
+        costs of the process (kernel selection and primitive caches per dtype, thread pools, lazy library
+        initialisation) land in no probe's time or memory."""
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
-        if not self.primed:
-            self.primed = True
+        amp = str(config.get("amp", "fp32"))
+        if amp not in self.primed:
+            self.primed.add(amp)
             self._run_once(config, 1)
         return self._run_once(config, steps)
 
@@ -145,6 +147,8 @@ class WorkloadTarget:
         workers = int(config.get("num_workers", 0))  # type: ignore[call-overload]
         prefetched = workers * int(config.get("prefetch_factor", 2)) if workers else 0  # type: ignore[call-overload]
         warmup = max(self.warmup_steps, math.ceil((prefetched + 1) / accum)) if prefetched else self.warmup_steps
+        # Workers deliver batches round-robin, in bursts: measure whole rounds (>= 2 batches per worker).
+        steps = max(steps, math.ceil(2 * workers / accum))
         try:
             for step in range(warmup + steps):
                 start = time.perf_counter()
@@ -194,15 +198,14 @@ class WorkloadTarget:
 
 def _rates(durations: list[float], samples: int, tokens: int, data_wait: float,
            losses: list[float]) -> dict[str, Any]:
-    """Rates from the median step time (robust to a step slowed by another process on the machine)."""
+    """Rates over the whole measured window (total samples / total time). Not a median of steps: with
+    loader workers batches arrive in bursts, and a median of bursty steps overstates throughput."""
     if not durations:
         return dict(losses=tuple(losses), steps=0)
-    n = len(durations)
-    median = sorted(durations)[n // 2] if n % 2 else sum(sorted(durations)[n // 2 - 1:n // 2 + 1]) / 2
     wall = sum(durations)
-    return dict(samples_per_s=samples / n / median if median > 0 else None,
-                tokens_per_s=tokens / n / median if median > 0 and tokens else None, losses=tuple(losses),
-                data_wait_share=data_wait / wall if wall > 0 else None, steps=n)
+    return dict(samples_per_s=samples / wall if wall > 0 else None,
+                tokens_per_s=tokens / wall if wall > 0 and tokens else None, losses=tuple(losses),
+                data_wait_share=data_wait / wall if wall > 0 else None, steps=len(durations))
 
 
 def supported_precisions() -> tuple[str, ...]:
