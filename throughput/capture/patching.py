@@ -6,6 +6,7 @@ is left behind after a run (``leftover_patches``).
 
 from __future__ import annotations
 
+import types
 from typing import Any, Callable, Iterator
 
 WRAPPER_MARK = "__throughput_wrapper__"
@@ -19,7 +20,9 @@ def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def is_wrapper(obj: Any) -> bool:
-    return bool(getattr(obj, WRAPPER_MARK, False))
+    if not isinstance(obj, (types.FunctionType, types.MethodType)):
+        return False  # namespaces such as torch.ops answer every getattr
+    return getattr(obj, WRAPPER_MARK, False) is True
 
 
 class Patcher:

@@ -84,17 +84,15 @@ def run(args: argparse.Namespace) -> int:
         target = Target(path=rest[0], args=tuple(rest[1:]))
     else:
         raise CliError("profile: no script given; usage: " + USAGE)
-    try:
-        check_target(target)  # before torch is imported: bad input fails fast
-    except TargetError as e:
+    try:  # all of this before torch is imported, so bad input fails fast
+        overrides = parse_overrides(opts.overrides)
+        _check_counts(opts.max_steps, opts.warmup_steps)
+        check_target(target)
+    except (ValueError, TargetError) as e:
         raise CliError(f"profile: {e}") from None
     from throughput.capture.zerocode import ProfileOptions, profile_target
-    try:
-        overrides = parse_overrides(opts.overrides)
-        options = ProfileOptions(max_steps=opts.max_steps, overrides=overrides, pad_id=opts.pad_id,
-                                 **({} if opts.warmup_steps is None else {"warmup_steps": opts.warmup_steps}))
-    except ValueError as e:
-        raise CliError(f"profile: {e}") from None
+    options = ProfileOptions(max_steps=opts.max_steps, overrides=overrides, pad_id=opts.pad_id,
+                             **({} if opts.warmup_steps is None else {"warmup_steps": opts.warmup_steps}))
     out = opts.out or Path("reports") / f"{target.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     prepare_exit_by_signal()
     session, result = profile_target(target, options)
@@ -117,3 +115,10 @@ def _report(session: Any, out: Path, fmt: str, quiet: bool) -> None:
         sys.stderr.flush()
         print("\n" + RENDERERS[fmt](summary).rstrip("\n"), file=sys.stderr)
         print(f"report: {folder}/report.md", file=sys.stderr)
+
+
+def _check_counts(max_steps: int | None, warmup_steps: int | None) -> None:
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max steps must be >= 1, got {max_steps}")
+    if warmup_steps is not None and warmup_steps < 0:
+        raise ValueError(f"warmup steps must be >= 0, got {warmup_steps}")
