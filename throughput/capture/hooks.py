@@ -253,7 +253,9 @@ class Instrumentation:
         if self._step_loss is None:
             self._step_loss = _scalar(loss)
         if self._opt_frames:
-            return  # a closure (LBFGS): part of the optimizer step
+            if _optimizer_step_running():
+                return  # a closure (LBFGS): part of the optimizer step
+            self._recover_optimizer(self._opt_frames[0][0])  # a step that raised and was caught
         self._micro += 1
         if self._optimizers_created == 0:
             self._end_step(StepRule.BACKWARD)
@@ -417,6 +419,21 @@ def _optimizer_context(opt: Any) -> dict[str, str | bool | int]:
         if isinstance(defaults.get(key), bool):
             ctx[key] = defaults[key]
     return ctx
+
+
+_STEP_WRAPPER_CODE = torch.optim.Optimizer.profile_hook_step(lambda: None).__code__
+
+
+def _optimizer_step_running() -> bool:
+    """Is an ``Optimizer.step`` on the call stack? (Only asked when a backward runs while an
+    optimizer phase is open: an LBFGS closure, or a step that raised and was caught.)"""
+    import sys
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code is _STEP_WRAPPER_CODE:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _disable_in_child() -> None:
