@@ -1,23 +1,44 @@
-"""Shared fixtures. The autouse check: no test may leave a profiler running or a hook installed."""
+"""Shared fixtures. After every test: no profiler left running, no stray threads, and no zero-code
+hook or patch left installed on torch."""
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from typing import Iterator
 
 import pytest
 
 
 @pytest.fixture(autouse=True)
-def no_instrumentation_left() -> Iterator[None]:
+def _no_profiler_left_running() -> Iterator[None]:
+    threads_before = {t.ident for t in threading.enumerate()}
     yield
     from throughput.capture.profiler import active_profiler
+
+    leaked = active_profiler()
+    if leaked is not None:
+        leaked.stop()
+        pytest.fail("a Profiler was left running after the test")
+    new = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()
+           and not t.daemon and t is not threading.current_thread()]
+    assert not new, f"threads left running: {[t.name for t in new]}"
+
+
+@pytest.fixture(autouse=True)
+def _no_instrumentation_left() -> Iterator[None]:
+    yield
+    if "torch" not in sys.modules:
+        return
+    from throughput.capture.hooks import active_instrumentation
     from throughput.capture.patching import leftover_patches
-    assert active_profiler() is None, "a test left a throughput Profiler running"
-    if "torch" in sys.modules:
-        from throughput.capture.hooks import active_instrumentation
-        assert active_instrumentation() is None, "a test left the zero-code instrumentation installed"
-        assert leftover_patches() == [], f"throughput patches left installed: {leftover_patches()}"
+
+    inst = active_instrumentation()
+    if inst is not None:
+        inst.remove()
+        pytest.fail("a test left the zero-code instrumentation installed")
+    assert leftover_patches() == [], f"throughput patches left installed on torch: {leftover_patches()}"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,7 +47,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    import os
     if config.getoption("--runslow") or os.environ.get("THROUGHPUT_SLOW") == "1":
         return
     skip = pytest.mark.skip(reason="slow: run with --runslow or THROUGHPUT_SLOW=1")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from profile_helpers import DATA, REPO, _env, load_json, run_plain, run_profiled
+from tests.cli.profile_helpers import DATA, REPO, _env, load_json, run_plain, run_profiled
 from throughput.cli.main import main
 
 

@@ -11,7 +11,7 @@ from typing import Callable
 
 import pytest
 
-from profile_helpers import EXAMPLES, load_json, run_plain, run_profiled, stdout_count
+from tests.cli.profile_helpers import EXAMPLES, load_json, run_plain, run_profiled, stdout_count
 
 # script -> (args, stdout label counting the steps, expected step rule). Four styles run by default;
 # the rest are marked slow (two whole-process runs each): `pytest --runslow` or THROUGHPUT_SLOW=1.
