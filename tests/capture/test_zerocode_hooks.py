@@ -300,3 +300,18 @@ def test_an_optimizer_step_that_raised_does_not_break_later_steps() -> None:
         session = finish(inst)
     assert len(session.steps) == 2                               # the failed update is not a step
     assert [s.micro_steps for s in session.steps] == [2, 1]      # its backward joins the next update
+
+
+def test_manual_batching_counts_the_model_batch_not_the_loss_module() -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model, criterion = nn.Linear(3, 2), nn.CrossEntropyLoss()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(3):
+            x, y = torch.randn(6, 3), torch.randint(0, 2, (6,))
+            criterion(model(x), y).backward()      # two outermost forwards: model, then the loss module
+            opt.step()
+    finally:
+        session = finish(inst)
+    assert [s.samples for s in session.steps] == [6, 6, 6]   # the batch of 6, counted once per update

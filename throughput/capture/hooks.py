@@ -85,6 +85,7 @@ class Instrumentation:
         self._step_stats: list[BatchStats] = []
         self._closure_stats: BatchStats | None = None
         self._micro = 0
+        self._arg_batch_counted = False            # manual batching: this micro-step's batch is counted
         self._step_loss: Any = None
         self._backward_calls = 0
         self._eval_mode_module: torch.nn.Module | None = None
@@ -200,8 +201,11 @@ class Instrumentation:
         if self.pending_batches:
             self._commit_batches()
         arg_stats = None
-        if not self.loader_used:  # manual batching: read the batch from the forward's arguments
+        if not self.loader_used and not self._arg_batch_counted and self.hygiene.scan(module).has_parameters:
+            # Manual batching: the batch is the first tensor argument of the first forward of a model
+            # (not a loss module) in each micro-step.
             arg_stats = describe_batch(args, count_padding=False)
+            self._arg_batch_counted = True
             if not self._opt_frames:
                 self._step_stats.append(arg_stats)
             elif self._closure_stats is None:  # LBFGS re-evaluates the same batch: count it once
@@ -217,6 +221,8 @@ class Instrumentation:
     def _device_type(self, module: torch.nn.Module) -> str:
         cached = self._device_types.get(id(module))
         if cached is None:
+            if len(self._device_types) > 256:
+                self._device_types.clear()
             param = next(module.parameters(), None)
             cached = param.device.type if param is not None else "cpu"
             self._device_types[id(module)] = cached
@@ -245,6 +251,7 @@ class Instrumentation:
 
     def _after_backward(self, loss: Any) -> None:
         self._backward_calls += 1
+        self._arg_batch_counted = False
         if self.pending_batches:
             self._commit_batches()
         if self._eval_mode_module is not None:

@@ -15,6 +15,7 @@ import torch
 from throughput.capture.profiler import Profiler
 
 BN_MIN_BATCH = 16  # below this per-device batch, BatchNorm statistics are noisy
+_MAX_SCANS = 256
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,6 +25,7 @@ class ModelScan:
     name: str
     batchnorm: int
     dropout: int
+    has_parameters: bool
 
     @property
     def mode_sensitive(self) -> bool:
@@ -42,13 +44,17 @@ class Hygiene:
         entry = self._scans.get(id(module))
         if entry is not None and entry[0]() is module:
             return entry[1]
+        if len(self._scans) > _MAX_SCANS:  # modules built per step (loss modules): forget old ones
+            self._scans.clear()
         bn = dropout = 0
         for m in module.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 bn += 1
             elif isinstance(m, torch.nn.modules.dropout._DropoutNd):
                 dropout += 1
-        result = ModelScan(name=type(module).__name__, batchnorm=bn, dropout=dropout)
+        has_parameters = next(module.parameters(), None) is not None
+        result = ModelScan(name=type(module).__name__, batchnorm=bn, dropout=dropout,
+                           has_parameters=has_parameters)
         self._scans[id(module)] = (weakref.ref(module), result)
         return result
 
@@ -82,8 +88,9 @@ class Hygiene:
         scan = self.scan(module)
         if scan.mode_sensitive:
             self._once("eval_in_train_mode",
-                       f"{scan.name} ran a forward under no_grad/inference_mode while in train mode: "
-                       f"dropout ({scan.dropout}) and BatchNorm ({scan.batchnorm}) behave as in training",
+                       f"{scan.name} ran a forward under no_grad/inference_mode while in train mode: if this is "
+                       f"evaluation, its {scan.dropout} dropout and {scan.batchnorm} BatchNorm layer(s) behave "
+                       "as in training (and BatchNorm running statistics are updated)",
                        batchnorm_layers=scan.batchnorm, dropout_layers=scan.dropout)
 
     def _once(self, kind: str, message: str, **detail: Any) -> None:
