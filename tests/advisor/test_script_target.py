@@ -24,9 +24,11 @@ def test_command_applies_only_the_overrides_a_script_can_take(tmp_path: Path) ->
     target = ScriptTarget("train.py", ["--epochs", "1"], warmup_steps=1)
     cmd = target.command({"micro_batch_size": 32, "grad_accum": 4, "amp": "bf16", "pin_memory": True,
                           "num_workers": 2}, steps=3, out_dir=tmp_path / "o")
-    assert cmd == [sys.executable, "-m", "throughput", "profile", "--quiet", "--max-steps", "4", "--out",
-                   str(tmp_path / "o"), "--set", "amp=bf16", "--set", "batch_size=32", "--set", "num_workers=2",
+    assert cmd == [sys.executable, "-m", "throughput", "profile", "--quiet", "--max-steps", "4", "--warmup-steps",
+                   "1", "--out", str(tmp_path / "o"), "--set", "amp=bf16", "--set", "batch_size=32", "--set", "num_workers=2",
                    "--set", "pin_memory=true", "train.py", "--epochs", "1"]
+    # fp32 is the profiler's "amp=off"
+    assert "amp=off" in target.command({"amp": "fp32"}, steps=1, out_dir=tmp_path)
 
 
 def test_parse_reads_rates_losses_and_data_wait(tmp_path: Path) -> None:

@@ -59,10 +59,11 @@ class ScriptTarget:
     def command(self, config: Config, steps: int, out_dir: Path) -> list[str]:
         """The exact command line of one probe (overrides in sorted key order)."""
         cmd = [self.python, "-m", "throughput", "profile", "--quiet", "--max-steps",
-               str(steps + self.warmup_steps), "--out", str(out_dir)]
+               str(steps + self.warmup_steps), "--warmup-steps", str(self.warmup_steps), "--out", str(out_dir)]
         for key in sorted(config):
             if key in SCRIPT_KEYS and config[key] is not None:
-                cmd += ["--set", f"{SCRIPT_KEYS[key]}={_value(config[key])}"]
+                value = "off" if key == "amp" and config[key] == "fp32" else _value(config[key])
+                cmd += ["--set", f"{SCRIPT_KEYS[key]}={value}"]
         return cmd + [str(self.script), *self.args]
 
     def _limit(self) -> None:   # runs in the child between fork and exec
