@@ -197,6 +197,8 @@ class _Search:
         """A/B each supported precision against fp32. Skipped while the loader dominates the step
         (data wait >= 30%): compute is not the bottleneck, so precision cannot raise throughput."""
         wait = self.cache[_key(cfg)].data_wait_share or 0.0
+        if cfg.get("amp") != "fp32":
+            return cfg        # decided in an earlier pass, with its A/B evidence
         if wait >= INPUT_BOUND_WAIT or len(self.space.amp) < 2:
             if len(self.space.amp) > 1 and cfg.get("amp") == "fp32":
                 self.notes.append(f"precision not tried: data wait is {wait:.0%} of step time")

@@ -104,9 +104,9 @@ class WorkloadTarget:
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         amp = str(config.get("amp", "fp32"))
-        if amp not in self.primed:
+        if amp not in self.primed:       # cheap: no loader workers, no accumulation
             self.primed.add(amp)
-            self._run_once(config, 1)
+            self._run_once({**config, "num_workers": 0, "grad_accum": 1}, 1)
         return self._run_once(config, steps)
 
     def _run_once(self, config: Config, steps: int) -> ProbeResult:
