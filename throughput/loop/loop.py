@@ -8,6 +8,7 @@ profiler records every phase, so metrics.jsonl and session.json carry phase time
 from __future__ import annotations
 
 import math
+import os
 import resource
 import signal
 import sys
@@ -224,7 +225,7 @@ class _Run:
         logged = {int(r["step"]) for r in read_metrics(path) if r.get("kind") == "train"}
         if last_record and self.step not in logged:
             MetricsWriter(path).write(dict(last_record, restored=True))
-        MetricsWriter(path).write({"kind": "event", "step": self.step, "event": "resumed"})
+        MetricsWriter(path).write({"kind": "event", "step": self.step, "event": "resumed", "pid": os.getpid()})
 
     # -- signals, results -------------------------------------------------------------------------
     def _install_sigterm(self) -> Any:

@@ -32,7 +32,9 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def truncate_metrics(path: Path, step: int) -> None:
-    """Keep only records at or before ``step`` (atomically rewritten)."""
+    """Keep only records at or before ``step`` (atomically rewritten; a missing file stays missing)."""
+    if not path.is_file():
+        return
     kept = [r for r in read_metrics(path) if int(r.get("step", 0)) <= step]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
