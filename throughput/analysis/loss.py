@@ -4,7 +4,8 @@ Rules (each finding names its rule, the step window, the numbers it saw and what
 
 - ``loss.nonfinite``   a NaN or infinite training loss.
 - ``loss.divergence``  the smoothed loss (trailing rolling median) climbs well above its best so far
-                       (> ``divergence_ratio`` x best) and stays there for a window.
+                       (> ``divergence_ratio`` x best) or above the first loss (> ``divergence_vs_first``
+                       x; a healthy run never climbs back over its initial loss).
 - ``loss.spike`` / ``grad_norm.spike``  isolated points with a robust z-score (median/MAD of the
                        preceding ``spike_window`` points) above ``spike_z`` that return to the baseline
                        (a lasting jump is a divergence, not a spike). Grad norms are scored in log space.
@@ -65,7 +66,8 @@ class LossFinding:
 class DiagnosisParams:
     """Thresholds; the defaults reach F1 >= 0.9 on the labelled synthetic set in tests/loop."""
 
-    divergence_ratio: float = 1.5
+    divergence_ratio: float = 1.5    # smoothed loss above this x its best so far
+    divergence_vs_first: float = 1.2  # smoothed loss above this x the first loss
     spike_window: int = 30
     spike_z: float = 10.0
     spike_return: int = 3           # points after a spike that must fall back below spike_z / 2
@@ -93,7 +95,8 @@ def diagnose(*, steps: Sequence[int], losses: Sequence[float], grad_norms: Seque
     findings: list[LossFinding] = []
     nonfinite = [s for s, x in zip(steps, losses) if not math.isfinite(x)]
     if nonfinite:
-        last_ok = next((x for s, x in zip(steps, losses) if s < nonfinite[0]), math.nan)
+        before = [x for s, x in zip(steps, losses) if s < nonfinite[0]]
+        last_ok = before[-1] if before else math.nan
         findings.append(_finding("loss.nonfinite", nonfinite[0], nonfinite[-1],
                                  {"count": float(len(nonfinite)), "first_step": float(nonfinite[0]),
                                   "last_finite_loss": last_ok},
@@ -132,21 +135,26 @@ def rolling_median(values: Sequence[float], window: int) -> list[float]:
 
 
 def _divergence(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> LossFinding | None:
+    """The smoothed loss well above its best so far, or above the very first loss (measured before any
+    update: a healthy run never climbs back over it). The second catches a blow-up in the first window."""
     smooth = rolling_median([x for _, x in pts], w)
+    first = pts[0][1]
     best, best_i, hits = math.inf, 0, []
     for i in range(w - 1, len(pts)):
         if smooth[i] < best:
             best, best_i = smooth[i], i
-        if smooth[i] > best * p.divergence_ratio + 1e-3 * abs(smooth[w - 1]):
+        above_best = smooth[i] > best * p.divergence_ratio + 1e-3 * abs(smooth[w - 1])
+        above_first = first > 0 and smooth[i] > first * p.divergence_vs_first
+        if above_best or above_first:
             hits.append(i)
     if not hits:
         return None
     peak = max(smooth[hits[0]:])
     return _finding("loss.divergence", pts[hits[0]][0], pts[hits[-1]][0],
-                    {"best_smoothed_loss": best, "best_step": float(pts[best_i][0]),
+                    {"first_loss": first, "best_smoothed_loss": best, "best_step": float(pts[best_i][0]),
                      "peak_smoothed_loss": peak, "final_smoothed_loss": smooth[-1], "window": float(w)},
-                    f"loss climbed from its best {best:.4g} (step {pts[best_i][0]}) to {peak:.4g} "
-                    f"(rolling median over {w} steps) from step {pts[hits[0]][0]}")
+                    f"loss climbed to {peak:.4g} (rolling median over {w} steps) from step {pts[hits[0]][0]}, "
+                    f"above its first value {first:.4g} or best {best:.4g}")
 
 
 def _flat(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> LossFinding | None:
