@@ -128,7 +128,10 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise DamagedCheckpoint(f"truncated: {len(data)} of {length.decode(errors='replace')} payload bytes")
     if hashlib.sha256(data).hexdigest() != digest:
         raise DamagedCheckpoint("checksum mismatch")
-    payload = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    try:
+        payload = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except Exception as e:  # e.g. a pickled object that weights_only refuses to build
+        raise DamagedCheckpoint(f"cannot be loaded with weights_only=True: {type(e).__name__}") from None
     if not isinstance(payload, dict):
         raise DamagedCheckpoint("payload is not a dict")
     return payload
