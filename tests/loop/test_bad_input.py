@@ -40,7 +40,8 @@ def test_recipe_missing_loss_fn_names_it_as_a_subprocess(tmp_path: Path) -> None
 
 def test_recipe_with_unknown_config_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     recipe = tmp_path / "r.py"
-    recipe.write_text(MICRO_GPT.read_text().replace('config = {"steps": 30', 'config = {"stpes": 30'))
+    recipe.write_text("from tests.loop.micro_gpt import build_model, build_datasets, loss_fn, collate_fn\n"
+                      "config = {'stpes': 30}\n")
     assert main(["train", str(recipe), "--out", str(tmp_path / "o")]) == 2
     assert "unknown config key 'stpes'" in _error_line(capsys)
 
