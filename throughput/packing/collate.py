@@ -78,7 +78,7 @@ def build_batch(ids: IntArray, labels: IntArray | None, seq_lens: IntArray, docs
     return batch
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class PackingCollator:
     """Collate rows from ``PackedDataset``/``PackedIterableDataset`` (dicts with ``input_ids``,
     ``labels`` or None, ``seq_lens``) into one batch (see the module docstring).
