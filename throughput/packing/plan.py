@@ -162,7 +162,7 @@ def _split(lengths: IntArray, row_len: int, n_long: int) -> Pieces:
 
 def build_plan(pieces: Pieces, bin_of_piece: IntArray, n_rows: int, row_len: int, n_docs: int,
                tokens_in: int, max_docs_per_row: int | None) -> PackingPlan:
-    """Group pieces by row (stable: in placement order) and compute the statistics."""
+    """Group pieces by row (stable: inside a row, pieces keep the input order) and compute the statistics."""
     order = np.argsort(bin_of_piece, kind="stable")
     per_row = np.bincount(bin_of_piece, minlength=n_rows).astype(np.int64)
     row_offsets = np.zeros(n_rows + 1, dtype=np.int64)
