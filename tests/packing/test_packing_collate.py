@@ -49,11 +49,13 @@ def test_collator_pads_to_longest_and_mixes_labels() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(lengths=st.lists(st.integers(1, 40), min_size=1, max_size=30), row_len=st.integers(4, 48),
-       overflow=st.sampled_from(["split", "truncate"]))
-def test_tensors_consistent_with_lengths(lengths: list[int], row_len: int, overflow: str) -> None:
+       overflow=st.sampled_from(["split", "truncate"]), scale=st.sampled_from([1, 10]))
+def test_tensors_consistent_with_lengths(lengths: list[int], row_len: int, overflow: str, scale: int) -> None:
+    # scale 10 makes documents long enough for the slice-copy path, scale 1 takes the vectorised gather
+    lengths, row_len = [n * scale for n in lengths], row_len * scale
     rng = np.random.default_rng(len(lengths))
     docs = [rng.integers(1, 1000, n).tolist() for n in lengths]
-    batch, plan = pack_to_tensors(docs, row_len, overflow=overflow, attn_mask=True)
+    batch, plan = pack_to_tensors(docs, row_len, overflow=overflow, attn_mask=scale == 1)
     ids, labels, pos = batch["input_ids"].numpy(), batch["labels"].numpy(), batch["position_ids"].numpy()
     seqs = []
     for r in range(plan.num_rows):
@@ -69,8 +71,9 @@ def test_tensors_consistent_with_lengths(lengths: list[int], row_len: int, overf
     assert batch["cu_seqlens"].tolist() == np.cumsum([0] + seqs).tolist()
     assert batch["max_seqlen"] == max(seqs)
     # the mask, from its definition: same segment (position resets) and causal
-    seg = torch.from_numpy(np.cumsum(pos == 0, axis=1))
-    assert torch.equal(batch["attn_mask"], block_causal_mask(seg))
+    if scale == 1:
+        seg = torch.from_numpy(np.cumsum(pos == 0, axis=1))
+        assert torch.equal(batch["attn_mask"], block_causal_mask(seg))
 
 
 @pytest.mark.parametrize("docs, message", [
