@@ -16,13 +16,14 @@ with the least room that still fits it, or into a new row.
 
 from __future__ import annotations
 
+import bisect
 from typing import Literal, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from throughput.packing.plan import (IntArray, Overflow, PackingPlan, apply_overflow, build_plan, validate_lengths,
-                                     validate_row_len)
+from throughput.packing.plan import (IntArray, Overflow, PackingPlan, apply_overflow, build_plan, stable_order,
+                                     validate_lengths, validate_row_len)
 
 Algorithm = Literal["histogram", "bfd"]
 ALGORITHMS: tuple[str, ...] = ("histogram", "bfd")
@@ -53,24 +54,34 @@ def pack_lengths(lengths: Sequence[int] | npt.ArrayLike, row_len: int, *, algori
 
 def descending_order(length: IntArray, row_len: int) -> IntArray:
     """Indices sorting ``length`` (each in 1..row_len) longest first, ties by index (stable)."""
-    key = row_len - length                                   # ascending key = descending length
-    small = np.uint16 if row_len < (1 << 16) else np.int64   # numpy radix-sorts 16-bit keys
-    return np.argsort(key.astype(small), kind="stable").astype(np.int64)
+    return stable_order(row_len - length)
 
 
 class _OpenRows:
-    """Open rows grouped by remaining capacity: ``groups[c]`` is a list of (row ids, docs in each)."""
+    """Open rows grouped by remaining capacity: ``groups[c]`` is a list of (row ids, docs in each);
+    ``caps`` lists the capacities that have open rows, ascending (bisect finds the best fit)."""
 
-    def __init__(self, row_len: int, max_docs: int | None) -> None:
-        self.count = np.zeros(row_len + 1, dtype=np.int64)   # open rows per remaining capacity
+    def __init__(self, max_docs: int | None) -> None:
+        self.caps: list[int] = []
         self.groups: dict[int, list[tuple[IntArray, int]]] = {}
         self.max_docs = max_docs
 
     def push(self, ids: IntArray, cap: int, docs: int) -> None:
         if cap == 0 or len(ids) == 0 or (self.max_docs is not None and docs >= self.max_docs):
             return                                           # full: the row is closed for good
-        self.groups.setdefault(cap, []).append((ids, docs))
-        self.count[cap] += len(ids)
+        stack = self.groups.get(cap)
+        if stack is None:
+            self.groups[cap] = stack = []
+            bisect.insort(self.caps, cap)
+        stack.append((ids, docs))
+
+    def at_least(self, s: int) -> list[int]:
+        """Capacities >= s with open rows, ascending (a copy: the caller may push while iterating)."""
+        return self.caps[bisect.bisect_left(self.caps, s):]
+
+    def close_capacity(self, c: int) -> None:
+        del self.groups[c]
+        del self.caps[bisect.bisect_left(self.caps, c)]
 
 
 def histogram_bfd(length: IntArray, row_len: int, max_docs: int | None) -> tuple[IntArray, int]:
@@ -78,11 +89,11 @@ def histogram_bfd(length: IntArray, row_len: int, max_docs: int | None) -> tuple
     order = descending_order(length, row_len)
     hist = np.bincount(length, minlength=row_len + 1)
     placed = np.empty(len(length), dtype=np.int64)           # row of each piece, in `order` order
-    rows = _OpenRows(row_len, max_docs)
+    rows = _OpenRows(max_docs)
     pos = n_rows = 0
     for s in np.flatnonzero(hist)[::-1].tolist():
         k = int(hist[s])
-        for c in (np.flatnonzero(rows.count[s:]) + s).tolist():
+        for c in rows.at_least(s):
             pos, k = _fill_capacity(rows, placed, pos, k, s, c)
             if k == 0:
                 break
@@ -103,18 +114,16 @@ def _fill_capacity(rows: _OpenRows, placed: IntArray, pos: int, k: int, s: int, 
         take = min(len(ids), k // t)                         # rows that take t pieces each
         placed[pos:pos + take * t] = np.repeat(ids[:take], t) if t > 1 else ids[:take]
         pos, k = pos + take * t, k - take * t
-        rows.count[c] -= take
         rows.push(ids[:take], c - t * s, docs + t)
         rest = ids[take:]
         if len(rest) and k:                                  # 0 < k < t: one row takes the last k
             placed[pos:pos + k] = rest[0]
-            rows.count[c] -= 1
             rows.push(rest[:1], c - k * s, docs + k)
             pos, k, rest = pos + k, 0, rest[1:]
         if len(rest):
             stack.append((rest, docs))
     if not stack:
-        del rows.groups[c]
+        rows.close_capacity(c)
     return pos, k
 
 

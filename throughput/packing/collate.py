@@ -44,14 +44,7 @@ def build_batch(ids: IntArray, labels: IntArray | None, seq_lens: IntArray, docs
     (default: ``ids`` holds the documents concatenated in row order). ``labels`` (or None: the
     ids) share the layout of ``ids``. No Python loop over tokens."""
     n_rows = len(docs_per_row)
-    doc_row = np.repeat(np.arange(n_rows, dtype=np.int64), docs_per_row)
-    fill = np.bincount(doc_row, weights=seq_lens, minlength=n_rows).astype(np.int64)
-    if n_rows and fill.max() > width:
-        raise ValueError(f"a row holds {fill.max()} tokens, more than the width {width}")
-    first = np.cumsum(seq_lens) - seq_lens                        # exclusive running sum over all docs
-    row_first_doc = np.cumsum(docs_per_row) - docs_per_row
-    doc_dest = doc_row * width + first - np.repeat(first[np.minimum(row_first_doc, max(len(first) - 1, 0))],
-                                                   docs_per_row)   # where each doc starts in the batch
+    doc_dest, fill, first = _doc_starts(seq_lens, docs_per_row, width)
     src = first if src_start is None else src_start
     input_ids = _place(ids, src, seq_lens, doc_dest, n_rows * width)
     out_labels = input_ids.copy() if labels is None else _place(labels, src, seq_lens, doc_dest, n_rows * width)
@@ -60,15 +53,10 @@ def build_batch(ids: IntArray, labels: IntArray | None, seq_lens: IntArray, docs
         input_ids[r * width + f:(r + 1) * width] = pad_id
         out_labels[r * width + f:(r + 1) * width] = IGNORE_INDEX
     out_labels[doc_dest] = IGNORE_INDEX                            # nothing predicts a document's first token
-    tail_dest = tails * width + fill[tails]
-    seg_dest = np.concatenate([doc_dest, tail_dest])             # every document and every padding tail
-    seg_len = np.concatenate([seq_lens, width - fill[tails]])
-    order = np.argsort(seg_dest, kind="stable")
-    seg_dest, seg_len = seg_dest[order], seg_len[order]
+    seg_dest, seg_len = _segments(doc_dest, seq_lens, tails * width + fill[tails], width - fill[tails])
     counting = np.arange(width, dtype=np.int64)                  # positions restart at 0 in every segment
     positions = _place(counting, np.zeros_like(seg_len), seg_len, seg_dest, n_rows * width)
-    seqs = np.insert(seq_lens, np.cumsum(docs_per_row), width - fill)
-    seqs = seqs[seqs > 0]
+    seqs = seg_len[seg_len > 0]                                  # batch order: what cu_seqlens describes
     cu = np.zeros(len(seqs) + 1, dtype=np.int32)
     np.cumsum(seqs, out=cu[1:])
     batch: dict[str, Any] = {
@@ -85,6 +73,28 @@ def build_batch(ids: IntArray, labels: IntArray | None, seq_lens: IntArray, docs
         segments = np.cumsum(starts).reshape(n_rows, width)        # a new id at every segment start
         batch["attn_mask"] = block_causal_mask(torch.from_numpy(segments))
     return batch
+
+
+def _doc_starts(seq_lens: IntArray, docs_per_row: IntArray, width: int) -> tuple[IntArray, IntArray, IntArray]:
+    """(start of each document in the flattened batch, tokens per row, start of each document when
+    the documents are concatenated). ValueError if a row is wider than ``width``."""
+    n_rows = len(docs_per_row)
+    doc_row = np.repeat(np.arange(n_rows, dtype=np.int64), docs_per_row)
+    fill = np.bincount(doc_row, weights=seq_lens, minlength=n_rows).astype(np.int64)
+    if n_rows and fill.max() > width:
+        raise ValueError(f"a row holds {fill.max()} tokens, more than the width {width}")
+    first = np.cumsum(seq_lens) - seq_lens
+    row_first = np.cumsum(fill) - fill                             # concatenated start of each row
+    return doc_row * width + first - row_first[doc_row], fill, first
+
+
+def _segments(doc_dest: IntArray, doc_len: IntArray, tail_dest: IntArray,
+              tail_len: IntArray) -> tuple[IntArray, IntArray]:
+    """Every document and every padding tail as (start in the flattened batch, length), in batch order."""
+    dest = np.concatenate([doc_dest, tail_dest])
+    length = np.concatenate([doc_len, tail_len])
+    order = np.argsort(dest, kind="stable")
+    return dest[order], length[order]
 
 
 def _place(src: IntArray, src_start: IntArray, lens: IntArray, dest: IntArray, size: int) -> IntArray:

@@ -80,6 +80,28 @@ class PackingPlan:
         return np.add.reduceat(self.length, self.row_offsets[:-1]) if len(self.length) else np.zeros(0, np.int64)
 
 
+def expand(values: IntArray, counts: IntArray) -> IntArray:
+    """``np.repeat(values, counts)`` for counts >= 1, as a cumulative sum of differences: one
+    sequential pass instead of numpy's per-element copy loop (several times faster on long outputs)."""
+    out = np.zeros(int(counts.sum()), dtype=np.int64)
+    if len(out):
+        out[np.cumsum(counts) - counts] = np.diff(values, prepend=0)
+        np.cumsum(out, out=out)
+    return out
+
+
+def stable_order(keys: IntArray) -> IntArray:
+    """``np.argsort(keys, kind="stable")`` for non-negative integer keys, as one (SIMD) ``np.sort`` of
+    ``key << b | index``: several times faster than numpy's stable argsort on int64."""
+    n = len(keys)
+    shift = max(n - 1, 1).bit_length()
+    if n == 0 or int(keys.max()) >= 1 << (62 - shift):
+        return np.argsort(keys, kind="stable").astype(np.int64)
+    packed = (keys.astype(np.int64) << shift) | np.arange(n, dtype=np.int64)
+    packed.sort()
+    return packed & ((1 << shift) - 1)
+
+
 def validate_row_len(row_len: object) -> int:
     if isinstance(row_len, bool) or not isinstance(row_len, (int, np.integer)):
         raise ValueError(f"row_len must be an integer number of tokens, got {row_len!r}")
@@ -151,9 +173,9 @@ def apply_overflow(lengths: IntArray, row_len: int, overflow: str) -> Pieces:
 
 def _split(lengths: IntArray, row_len: int, n_long: int) -> Pieces:
     counts = (lengths + row_len - 1) // row_len              # pieces per document
-    doc_index = np.repeat(np.arange(len(lengths), dtype=np.int64), counts)
+    doc_index = expand(np.arange(len(lengths), dtype=np.int64), counts)
     first_piece = np.cumsum(counts) - counts                 # index of each document's first piece
-    k = np.arange(len(doc_index), dtype=np.int64) - np.repeat(first_piece, counts)   # piece number in doc
+    k = np.arange(len(doc_index), dtype=np.int64) - first_piece[doc_index]   # piece number in its doc
     doc_start = k * row_len
     length = np.minimum(lengths[doc_index] - doc_start, row_len)
     return Pieces(doc_index=doc_index, doc_start=doc_start, length=length, tokens_truncated=0, tokens_dropped=0,
@@ -163,14 +185,14 @@ def _split(lengths: IntArray, row_len: int, n_long: int) -> Pieces:
 def build_plan(pieces: Pieces, bin_of_piece: IntArray, n_rows: int, row_len: int, n_docs: int,
                tokens_in: int, max_docs_per_row: int | None) -> PackingPlan:
     """Group pieces by row (stable: inside a row, pieces keep the input order) and compute the statistics."""
-    order = np.argsort(bin_of_piece, kind="stable")
+    order = stable_order(bin_of_piece)
     per_row = np.bincount(bin_of_piece, minlength=n_rows).astype(np.int64)
     row_offsets = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(per_row, out=row_offsets[1:])
     length = pieces.length[order]
     # row_start: exclusive cumulative sum of lengths, restarted at each row.
     csum = np.cumsum(length) - length
-    row_start = csum - np.repeat(csum[row_offsets[:-1]] if n_rows else csum[:0], per_row)
+    row_start = csum - expand(csum[row_offsets[:-1]], per_row)
     packed = int(length.sum())
     lower = math.ceil(packed / row_len)
     if max_docs_per_row is not None:
