@@ -1,13 +1,11 @@
-"""Worker for benchmarks/packing.py: runs inside benchmarks/.venv-trl (which has TRL and throughput) and
-times, interleaved in one process, the whole path from token lists to packed tensors:
+"""Worker for benchmarks/packing.py: runs inside benchmarks/.venv-trl (TRL + throughput) and times,
+interleaved in one process, two pairs with the same output on each side, from two starting points
+(Python token lists; an already built Arrow dataset, whose column ours reads without copying):
 
-- ``ours_lists``: ``pack_to_tensors(lists)`` -> input_ids, labels, position_ids [rows, row_len], cu_seqlens.
-- ``trl_lists``: ``Dataset.from_dict`` + ``trl.pack_dataset(strategy="bfd")`` + its columns as tensors
-  (flat input_ids and seq_lengths only: less output than ours, in TRL's favour).
-- ``ours_arrow`` / ``trl_arrow``: the same, starting from an already built Arrow dataset (ours reads
-  the column's values and offsets without copying them).
-- ``trl_*_collated``: TRL's own route to the same training tensors as ours (input_ids, labels with
-  document starts masked, position_ids, cu_seq_lens): pack_dataset, then its padding-free
+- ``flat``: packed rows as flat tensors (token ids + sequence lengths). Ours: ``pack_lengths`` and a
+  gather. TRL: ``pack_dataset(strategy="bfd")`` and its columns as tensors.
+- ``train``: training tensors (input_ids, labels with document starts masked, position_ids,
+  cu_seqlens). Ours: ``pack_to_tensors``. TRL: ``pack_dataset`` then its padding-free
   ``DataCollatorForLanguageModeling`` over batches of 8 rows.
 
 Both truncate documents longer than the row (TRL's "bfd" does). Prints one JSON line.
@@ -23,6 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+Variant = Callable[[], tuple[int, int]]          # returns (rows, tokens packed)
+
 
 def make_docs(n: int, seed: int) -> list[list[int]]:
     from benchmarks.packing import lognormal_lengths
@@ -31,29 +31,45 @@ def make_docs(n: int, seed: int) -> list[list[int]]:
     return [x.tolist() for x in np.split(ids, np.cumsum(lengths)[:-1])]
 
 
-def variants(docs: list[list[int]], row_len: int) -> dict[str, Callable[[], tuple[int, int]]]:
-    """Each variant returns (rows, tokens packed) so utilization can be compared."""
+def ours_variants(docs: list[list[int]], prebuilt: Any, row_len: int) -> dict[str, Variant]:
+    import torch
+
+    from throughput.packing import pack_lengths, pack_to_tensors, tokens_from_docs, tokens_from_flat
+
+    def arrow_store() -> Any:
+        col = prebuilt.data.column("input_ids").combine_chunks()
+        return tokens_from_flat(col.values.to_numpy(), col.offsets.to_numpy())
+
+    def flat(store: Any) -> tuple[int, int]:
+        plan = pack_lengths(store.lengths, row_len, overflow="truncate")
+        ids, _ = store.gather(plan.doc_index, plan.doc_start, plan.length)
+        torch.from_numpy(ids), torch.from_numpy(plan.length)
+        return plan.num_rows, len(ids)
+
+    def train(store: Any) -> tuple[int, int]:
+        batch, plan = pack_to_tensors(store, row_len, overflow="truncate")
+        return int(batch["input_ids"].shape[0]), plan.stats.tokens_packed
+
+    return {"ours_lists_flat": lambda: flat(tokens_from_docs(docs)), "ours_arrow_flat": lambda: flat(arrow_store()),
+            "ours_lists_train": lambda: train(tokens_from_docs(docs)), "ours_arrow_train": lambda: train(arrow_store())}
+
+
+def trl_variants(docs: list[list[int]], prebuilt: Any, row_len: int) -> dict[str, Variant]:
     import datasets
     import torch
     from trl import pack_dataset
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from throughput.packing import pack_to_tensors, tokens_from_flat
-
-    datasets.disable_progress_bars()
-    datasets.disable_caching()
-    prebuilt = datasets.Dataset.from_dict({"input_ids": docs})
     collator = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)
 
-    def trl_tensors(packed: Any) -> tuple[int, int]:
+    def flat(packed: Any) -> tuple[int, int]:
         table = packed.with_format("arrow")[:]
         col = table["input_ids"].combine_chunks()
         ids = torch.from_numpy(col.values.to_numpy(zero_copy_only=False))
         torch.from_numpy(table["seq_lengths"].combine_chunks().values.to_numpy(zero_copy_only=False))
         return len(col), len(ids)
 
-    def trl_collated(packed: Any) -> tuple[int, int]:
-        """TRL's own route to training tensors: its padding-free collator over batches of 8 rows."""
+    def train(packed: Any) -> tuple[int, int]:
         rows, tokens = packed.with_format(None), 0
         for i in range(0, len(rows), 8):
             ex = rows[i:i + 8]
@@ -61,24 +77,25 @@ def variants(docs: list[list[int]], row_len: int) -> dict[str, Callable[[], tupl
             tokens += batch["input_ids"].numel()
         return len(rows), tokens
 
-    def ours(source: Any) -> tuple[int, int]:
-        batch, plan = pack_to_tensors(source, row_len, overflow="truncate")
-        return int(batch["input_ids"].shape[0]), plan.stats.tokens_packed
+    def from_lists() -> Any:
+        return pack_dataset(datasets.Dataset.from_dict({"input_ids": docs}), row_len, strategy="bfd")
 
-    def ours_arrow() -> tuple[int, int]:
-        col = prebuilt.data.column("input_ids").combine_chunks()
-        return ours(tokens_from_flat(col.values.to_numpy(), col.offsets.to_numpy()))
+    return {"trl_lists_flat": lambda: flat(from_lists()),
+            "trl_arrow_flat": lambda: flat(pack_dataset(prebuilt, row_len, strategy="bfd")),
+            "trl_lists_train": lambda: train(from_lists()),
+            "trl_arrow_train": lambda: train(pack_dataset(prebuilt, row_len, strategy="bfd"))}
 
-    return {
-        "ours_lists": lambda: ours(docs),
-        "trl_lists": lambda: trl_tensors(pack_dataset(datasets.Dataset.from_dict({"input_ids": docs}), row_len,
-                                                      strategy="bfd")),
-        "ours_arrow": ours_arrow,
-        "trl_arrow": lambda: trl_tensors(pack_dataset(prebuilt, row_len, strategy="bfd")),
-        "trl_lists_collated": lambda: trl_collated(pack_dataset(datasets.Dataset.from_dict({"input_ids": docs}),
-                                                                row_len, strategy="bfd")),
-        "trl_arrow_collated": lambda: trl_collated(pack_dataset(prebuilt, row_len, strategy="bfd")),
-    }
+
+def measure(runs: dict[str, Variant], repeats: int) -> tuple[dict[str, float], dict[str, tuple[int, int]]]:
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    shape: dict[str, tuple[int, int]] = {}
+    for rep in range(repeats + 1):                       # rep 0 is a warm-up, not recorded
+        for name, fn in runs.items():                    # interleaved: every variant once per round
+            t0 = time.perf_counter()
+            shape[name] = fn()
+            if rep:
+                times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}, shape
 
 
 def main() -> None:
@@ -88,20 +105,16 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
+    import datasets
     import trl
+    datasets.disable_progress_bars()
+    datasets.disable_caching()
     docs = make_docs(args.docs, args.seed)
-    runs = variants(docs, args.row_len)
-    times: dict[str, list[float]] = {k: [] for k in runs}
-    shape: dict[str, tuple[int, int]] = {}
-    for rep in range(args.repeats + 1):                     # rep 0 is a warm-up, not recorded
-        for name, fn in runs.items():                       # interleaved A/B/C/D
-            t0 = time.perf_counter()
-            shape[name] = fn()
-            if rep:
-                times[name].append(time.perf_counter() - t0)
+    prebuilt = datasets.Dataset.from_dict({"input_ids": docs})
+    runs = {**ours_variants(docs, prebuilt, args.row_len), **trl_variants(docs, prebuilt, args.row_len)}
+    median_s, shape = measure(runs, args.repeats)
     out = {"trl_version": trl.__version__, "docs": args.docs, "tokens": sum(map(len, docs)), "row_len": args.row_len,
-           "repeats": args.repeats, "median_s": {k: statistics.median(v) for k, v in times.items()},
-           "rows": {k: v[0] for k, v in shape.items()},
+           "repeats": args.repeats, "median_s": median_s, "rows": {k: v[0] for k, v in shape.items()},
            "utilization": {k: v[1] / (v[0] * args.row_len) for k, v in shape.items()}}
     print(json.dumps(out))
 
