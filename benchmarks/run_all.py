@@ -13,11 +13,7 @@ from typing import Any
 from benchmarks.common import REPORT_DIR, machine
 
 # Each module has run(quick: bool) -> dict and writes reports/benchmarks/<name>.md/.json.
-<<<<<<< HEAD
-BENCHMARKS = ("overhead", "advisor")
-=======
-BENCHMARKS = ("overhead", "zerocode_overhead")
->>>>>>> main
+BENCHMARKS = ("overhead", "zerocode_overhead", "advisor")
 
 
 def main(argv: list[str] | None = None) -> int:
