@@ -101,7 +101,8 @@ def test_padding_waste_recommends_packing() -> None:
     x = _x(Session(info=RunInfo(run_id="t", warmup_steps=0), steps=steps))
     f = padding_packing(x)
     # 256 / 1024 = 25% padding: packing turns it into real tokens, 1 / 0.75 - 1 = 1/3 more
-    assert f is not None and f.expected_gain == pytest.approx(1 / 3) and f.settings == {"packing": True}
+    # a recommendation only: the recipe must build packed rows, so the plan does not switch it on
+    assert f is not None and f.expected_gain == pytest.approx(1 / 3) and f.settings == {}
 
 
 def test_eval_and_gpu_idle() -> None:
@@ -170,3 +171,19 @@ def test_findings_are_ranked_by_gain_weighted_by_confidence() -> None:
     # optimizer 0.3 -> fused gain (0.3/0.7)/2 = 0.21 (low, x0.3 = 0.064)
     findings = apply_rules(_x(make_session(data=0.3, forward=0.2, backward=0.2, optimizer=0.3)))
     assert [f.rule_id for f in findings] == ["data.num_workers", "optimizer.fused"]
+
+
+def test_padding_waste_and_packing_from_observed_lengths() -> None:
+    from throughput.advisor.rules import packing_finding, packing_utilization, padding_waste
+    # micro-batch 2 pads (2, 4) to 2 x 4 = 8 and (6, 8) to 2 x 8 = 16: 24 computed, 20 real -> waste 4/24
+    assert padding_waste([2, 4, 6, 8], 2) == pytest.approx(4 / 24)
+    # rows of 8: [8], [6, 2], [4] -> 20 / 24; packing gains nothing over this padding: no finding
+    assert packing_utilization([2, 4, 6, 8], 8)[0] == pytest.approx(20 / 24)
+    assert packing_finding([2, 4, 6, 8], 2) is None
+    # 1 long and 7 short rows: micro-batch 8 pads everything to 16 -> 8 x 16 = 128 computed, 16 + 7 x 2 = 30 real
+    lengths = [16] + [2] * 7
+    assert padding_waste(lengths, 8) == pytest.approx(1 - 30 / 128)
+    # packed: [16], [2 x 7 = 14] -> 30 / 32 utilization; gain = (30/32) / (30/128) - 1 = 3
+    f = packing_finding(lengths, 8)
+    assert f is not None and f.expected_gain == pytest.approx((30 / 32) / (30 / 128) - 1)
+    assert f.settings == {} and "93.8% utilization" in f.evidence[1]

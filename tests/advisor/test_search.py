@@ -142,3 +142,28 @@ def test_space_validates_candidates() -> None:
         SearchSpace(target_global_batch=64, micro_batch_size=(3, 8))
     with pytest.raises(ValueError, match="fp32 reference"):
         SearchSpace(target_global_batch=8, micro_batch_size=(8,), amp=("bf16",))
+
+
+@dataclass
+class ScriptedTarget:
+    """Returns the listed samples/s for each micro-batch size in turn (a noisy machine, written down)."""
+
+    rates: dict[int, list[float]]
+    supported: frozenset[str] = frozenset({"micro_batch_size"})
+    calls: list[int] = field(default_factory=list)
+
+    def run(self, config: Mapping[str, object], steps: int) -> ProbeResult:
+        m = int(config["micro_batch_size"])  # type: ignore[call-overload]
+        self.calls.append(m)
+        return ProbeResult(samples_per_s=self.rates[m].pop(0), losses=(1.0,), data_wait_share=0.0, steps=steps)
+
+
+def test_close_calls_are_measured_again_before_deciding() -> None:
+    # first look: 8 is 4% slower than 4 (96 vs 100), inside the 10% band -> both measured again:
+    # means 4: (100 + 100) / 2 = 100, 8: (96 + 120) / 2 = 108 -> 8 is kept
+    target = ScriptedTarget(rates={4: [100.0, 100.0], 8: [96.0, 120.0]})
+    space = SearchSpace(target_global_batch=8, micro_batch_size=(4, 8))
+    result = search(target, space, SearchSettings(), start={"micro_batch_size": 4})
+    assert result.config["micro_batch_size"] == 8
+    assert target.calls == [4, 8, 4, 8]
+    assert any(t.purpose == "confirm" for t in result.trials)

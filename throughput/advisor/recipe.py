@@ -78,6 +78,25 @@ class RecipeTarget(WorkloadTarget):
         w.optimizer.zero_grad(set_to_none=True)
 
 
+def observed_lengths(recipe: Recipe, limit: int = 1024) -> list[int]:
+    """Sequence lengths of the first ``limit`` training samples (1-D tensors or lists, or a dict's
+    ``input_ids``); empty when the samples are not sequences."""
+    train, _ = recipe.make_datasets(_train_config(recipe, {}))
+    lengths: list[int] = []
+    try:
+        n = min(limit, len(train))
+    except TypeError:
+        return lengths
+    for i in range(n):
+        item = train[i]
+        seq = item.get("input_ids") if isinstance(item, dict) else item
+        if isinstance(seq, torch.Tensor) and seq.dim() == 1 or isinstance(seq, list):
+            lengths.append(len(seq))
+        else:
+            return []
+    return lengths
+
+
 def recipe_target(path: str | os.PathLike[str]) -> tuple[RecipeTarget, str, dict[str, Any]]:
     """(target, model fingerprint, the recipe's TrainConfig defaults as a dict)."""
     recipe = load_recipe(path)

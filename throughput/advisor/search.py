@@ -56,6 +56,7 @@ class _Search:
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    rates: dict[tuple[tuple[str, Setting], ...], list[float]] = field(default_factory=dict)
     cap: int | None = None                 # largest micro-batch the fp32 memory fit allows
     fit: MemoryFit | None = None
 
@@ -66,6 +67,8 @@ class _Search:
             result = self.target.run(cfg, self.settings.probe_steps)
             self.cache[key] = result
             self.trials.append(Trial(config=dict(cfg), result=result, purpose=purpose))
+            if result.samples_per_s is not None:
+                self.rates.setdefault(key, []).append(result.samples_per_s)
             if result.oom:
                 self.notes.append(f"{describe_config(cfg, KNOBS)} ran out of memory; backed off")
         return self.cache[key]
@@ -75,8 +78,29 @@ class _Search:
         over = budget is not None and r.peak_memory_bytes is not None and r.peak_memory_bytes > budget
         return r.ok and not over
 
-    def better(self, a: ProbeResult, b: ProbeResult) -> bool:
-        return self.feasible(a) and (a.samples_per_s or 0.0) > (b.samples_per_s or 0.0) * (1 + self.settings.min_gain)
+    def sps(self, cfg: Mapping[str, Setting]) -> float:
+        """Mean samples/s over every measurement of ``cfg`` (0 when it failed)."""
+        values = self.rates.get(_key(cfg), [])
+        return sum(values) / len(values) if values else 0.0
+
+    def ratio(self, new: Mapping[str, Setting], cur: Mapping[str, Setting]) -> float:
+        """Measured throughput of ``new`` over ``cur``. A close call (within ``confirm_band``) is measured
+        once more on both sides, interleaved, before it decides anything: one short probe on a busy
+        machine is noisy, and a wrong early decision sends the descent the wrong way."""
+        r = self.sps(new) / self.sps(cur) if self.sps(cur) > 0 else 0.0
+        band = self.settings.confirm_band
+        once = len(self.rates.get(_key(new), [])) < 2 and len(self.rates.get(_key(cur), [])) < 2
+        if r > 0 and abs(r - 1.0) < band and once and not self.out_of_time():
+            for cfg in (cur, new):
+                again = self.target.run(cfg, self.settings.probe_steps)
+                self.trials.append(Trial(config=dict(cfg), result=again, purpose="confirm"))
+                if again.samples_per_s is not None:
+                    self.rates.setdefault(_key(cfg), []).append(again.samples_per_s)
+            r = self.sps(new) / self.sps(cur) if self.sps(cur) > 0 else 0.0
+        return r
+
+    def better(self, new: Mapping[str, Setting], cur: Mapping[str, Setting]) -> bool:
+        return self.feasible(self.cache[_key(new)]) and self.ratio(new, cur) > 1 + self.settings.min_gain
 
     def out_of_time(self) -> bool:
         limit = self.settings.time_budget_s
@@ -92,13 +116,13 @@ class _Search:
         return self.space.config(**knobs)
 
     def decide(self, cfg: dict[str, Setting], new: dict[str, Setting], knob: str, why: str) -> dict[str, Setting]:
-        a, b = self.cache[_key(cfg)], self.cache[_key(new)]
-        gain = (b.samples_per_s or 0.0) / (a.samples_per_s or 1.0) - 1.0
+        a, b = self.sps(cfg), self.sps(new)
+        gain = b / a - 1.0 if a > 0 else 0.0
         change = {k: v for k, v in new.items() if v != cfg.get(k)}
         self.findings.append(Finding(
             rule_id=f"probe.{knob}", title=f"Set {' '.join(f'{k}={v}' for k, v in change.items())}",
-            evidence=(f"{describe_config(cfg, tuple(change))}: {a.samples_per_s:.4g} samples/s; "
-                      f"{describe_config(new, tuple(change))}: {b.samples_per_s:.4g} samples/s (measured)", why),
+            evidence=(f"{describe_config(cfg, tuple(change))}: {a:.4g} samples/s; "
+                      f"{describe_config(new, tuple(change))}: {b:.4g} samples/s (measured)", why),
             expected_gain=gain, confidence="high",
             change=" ".join(f"--set {k}={v}" for k, v in change.items()), settings=change))
         return new
@@ -157,9 +181,8 @@ class _Search:
                 new = self.with_(cfg, micro_batch_size=m)
                 r = self.probe(new, "micro-batch")
                 self.refit(cfg)
-                cur = self.cache[_key(cfg)]
-                keep = self.feasible(r) and (r.samples_per_s or 0.0) >= (cur.samples_per_s or 0.0) * (
-                    1 - self.settings.min_gain) if direction > 0 else self.better(r, cur)
+                keep = self.feasible(r) and self.ratio(new, cfg) >= 1 - self.settings.min_gain \
+                    if direction > 0 else self.better(new, cfg)
                 if not keep:
                     break
                 cfg = self.decide(cfg, new, "micro_batch_size", "larger micro-batch: as fast or faster, fewer "
@@ -186,7 +209,8 @@ class _Search:
                 if knob == "prefetch_factor" and int(cfg.get("num_workers", 0)) == 0:  # type: ignore[arg-type]
                     break
                 probe_from = self.with_(cfg, **{knob: later[0]})
-                if self.better(self.probe(probe_from, "data loading"), r):
+                self.probe(probe_from, "data loading")
+                if self.better(probe_from, cfg):
                     cfg = self.decide(cfg, probe_from, knob, f"data wait was {wait:.0%} of step time")
                     misses = 0
                 else:
@@ -216,7 +240,7 @@ class _Search:
                 self.notes.append(f"amp={amp}: losses disagree with fp32 by "
                                   f"{'n/a' if agree is None else f'{agree:.1%}'}; not recommended")
                 continue
-            if self.better(r, self.cache[_key(best)]):
+            if self.better(new, best):
                 best = self.decide(best, new, "amp", f"losses agree with fp32 within {agree:.2%} "
                                    f"(tolerance {self.settings.loss_tolerance:.0%})")
         if best is not cfg:
@@ -247,12 +271,12 @@ class _Search:
             if self.out_of_time() or (self.cap is not None and m > self.cap):
                 break
             new = self.with_(start, micro_batch_size=m)
-            r = self.probe(new, "activation checkpointing")
-            if not self.better(r, self.cache[_key(best_ac)]):
+            self.probe(new, "activation checkpointing")
+            if not self.better(new, best_ac):
                 break
             best_ac = new
         self.fit, self.cap = saved_fit, saved_cap
-        if best_ac is not start and self.better(self.cache[_key(best_ac)], self.cache[_key(cfg)]):
+        if best_ac is not start and self.better(best_ac, cfg):
             return self.decide(cfg, best_ac, "activation_checkpointing",
                                f"memory capped the micro-batch at {micro}; recomputing activations fits "
                                f"{best_ac['micro_batch_size']}")

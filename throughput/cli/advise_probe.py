@@ -70,6 +70,15 @@ def _measured(result: SearchResult) -> list[Finding]:
                     settings={k: cfg[k] for k in keys})]
 
 
+def _plan_base(config: Mapping[str, Setting], supported: frozenset[str]) -> dict[str, Setting]:
+    """The tuned settings the target could apply (plus grad_accum); loader-worker options only with workers."""
+    base = {k: v for k, v in config.items() if k in supported or k == "grad_accum"}
+    if not base.get("num_workers"):
+        base.pop("prefetch_factor", None)
+        base.pop("persistent_workers", None)
+    return base
+
+
 def _emit(args: argparse.Namespace, findings: list[Finding], base: Mapping[str, Setting], header: list[str],
           notes: tuple[str, ...], result: SearchResult | None, fingerprint: str | None = None) -> int:
     plan = build_plan(findings, base=base, model_fingerprint=fingerprint,
@@ -121,7 +130,7 @@ def advise_script(args: argparse.Namespace) -> int:
     findings = list(result.findings) + _measured(result) + rules + ([ckpt] if ckpt else [])
     header = [f"advice for {script} ({x.summary.device_name}): global batch {g} samples, "
               f"{len(result.trials)} probes of {args.probe_steps} steps"]
-    return _emit(args, findings, result.config, header, result.notes, result)
+    return _emit(args, findings, _plan_base(result.config, ScriptTarget.supported), header, result.notes, result)
 
 
 def advise_recipe(args: argparse.Namespace) -> int:
@@ -135,7 +144,8 @@ def advise_recipe(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     g = int(args.target_global_batch or defaults.get("micro_batch_size", 8) * defaults.get("grad_accum", 1))
     space = _space(g, target.supported)
-    result = _run_search(target, space, args, {})
+    start = {"micro_batch_size": defaults["micro_batch_size"]} if defaults["micro_batch_size"] in space.micro_batch_size else {}
+    result = _run_search(target, space, args, start)
     ckpt_s = args.checkpoint_save_s or target.measure_checkpoint_s(result.config)
     findings = list(result.findings) + _measured(result)
     step_s = g / result.result.samples_per_s if result.result.samples_per_s else None
@@ -146,7 +156,13 @@ def advise_recipe(args: argparse.Namespace) -> int:
                                 mtbf_s=args.mtbf_hours * 3600 if args.mtbf_hours else None,
                                 max_lost_work_s=args.max_lost_work_min * 60 if args.max_lost_work_min else None)
         findings.append(checkpoint_plan_finding(plan, measured=args.checkpoint_save_s is None))
+    from throughput.advisor.recipe import observed_lengths
+    from throughput.advisor.rules import packing_finding
+    packing = packing_finding(observed_lengths(target.recipe), int(result.config["micro_batch_size"]))  # type: ignore[arg-type]
+    if packing is not None:
+        findings.append(packing)
     header = [f"advice for recipe {args.recipe}: global batch {g} samples, {len(result.trials)} probes"]
-    return _emit(args, findings, result.config, header, result.notes, result, fingerprint)
+    return _emit(args, findings, _plan_base(result.config, target.supported), header, result.notes, result,
+                 fingerprint)
 
 
