@@ -57,6 +57,7 @@ class _Search:
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     rates: dict[tuple[tuple[str, Setting], ...], list[float]] = field(default_factory=dict)
+    checkpointing_tried: set[Setting] = field(default_factory=set)   # precisions it was tried under
     cap: int | None = None                 # largest micro-batch the fp32 memory fit allows
     fit: MemoryFit | None = None
 
@@ -83,14 +84,14 @@ class _Search:
         values = self.rates.get(_key(cfg), [])
         return sum(values) / len(values) if values else 0.0
 
-    def ratio(self, new: Mapping[str, Setting], cur: Mapping[str, Setting]) -> float:
+    def ratio(self, new: Mapping[str, Setting], cur: Mapping[str, Setting], confirm: bool = True) -> float:
         """Measured throughput of ``new`` over ``cur``. A close call (within ``confirm_band``) is measured
         once more on both sides, interleaved, before it decides anything: one short probe on a busy
         machine is noisy, and a wrong early decision sends the descent the wrong way."""
         r = self.sps(new) / self.sps(cur) if self.sps(cur) > 0 else 0.0
         band = self.settings.confirm_band
         once = len(self.rates.get(_key(new), [])) < 2 and len(self.rates.get(_key(cur), [])) < 2
-        if r > 0 and abs(r - 1.0) < band and once and not self.out_of_time():
+        if confirm and r > 0 and abs(r - 1.0) < band and once and not self.out_of_time():
             for cfg in (cur, new):
                 again = self.target.run(cfg, self.settings.probe_steps)
                 self.trials.append(Trial(config=dict(cfg), result=again, purpose="confirm"))
@@ -194,27 +195,31 @@ class _Search:
         return cfg
 
     def tune_workers(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
-        """Sweep workers (then prefetch) upwards while the data wait stays high. One value that does not
-        help is tolerated (a single worker only moves the wait; two can halve it); two in a row stop."""
+        """While the data wait is high: try the most workers first (one probe tells whether parallel
+        loading helps at all), then step down while a smaller count stays as fast (fewer processes, less
+        memory). Then the same for ``prefetch_factor``."""
         for knob in ("num_workers", "prefetch_factor"):
             values = getattr(self.space, knob)
-            probe_from = cfg
-            misses = 0
-            while misses < 2 and not self.out_of_time():
-                r = self.cache[_key(cfg)]
-                wait = r.data_wait_share or 0.0
-                later = [v for v in values if v > int(probe_from.get(knob, values[0]))]  # type: ignore[arg-type]
-                if wait < self.settings.data_wait_done or not later:
+            wait = self.cache[_key(cfg)].data_wait_share or 0.0
+            now = int(cfg.get(knob, values[0]))  # type: ignore[arg-type]
+            later = [v for v in values if v > now]
+            if wait < self.settings.data_wait_done or not later or self.out_of_time():
+                continue
+            if knob == "prefetch_factor" and int(cfg.get("num_workers", 0)) == 0:  # type: ignore[arg-type]
+                continue
+            top = self.with_(cfg, **{knob: later[-1]})
+            self.probe(top, "data loading")
+            if not self.better(top, cfg):
+                continue
+            best = top
+            for v in reversed(later[:-1]):
+                smaller = self.with_(cfg, **{knob: v})
+                self.probe(smaller, "data loading")
+                # no re-measurement here: a wrong step down costs at most min_gain
+                if self.out_of_time() or self.ratio(smaller, best, confirm=False) < 1 - self.settings.min_gain:
                     break
-                if knob == "prefetch_factor" and int(cfg.get("num_workers", 0)) == 0:  # type: ignore[arg-type]
-                    break
-                probe_from = self.with_(cfg, **{knob: later[0]})
-                self.probe(probe_from, "data loading")
-                if self.better(probe_from, cfg):
-                    cfg = self.decide(cfg, probe_from, knob, f"data wait was {wait:.0%} of step time")
-                    misses = 0
-                else:
-                    misses += 1
+                best = smaller
+            cfg = self.decide(cfg, best, knob, f"data wait was {wait:.0%} of step time")
         return cfg
 
     def tune_amp(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
@@ -248,19 +253,25 @@ class _Search:
         return best
 
     def memory_point(self, cfg: dict[str, Setting]) -> None:
-        """With a budget, probe the smallest size under ``cfg``'s precision/checkpointing so that memory
-        can be fitted (two sizes) before any larger size is tried."""
-        if self.settings.memory_budget_bytes is not None and not self.out_of_time():
-            self.probe(self.with_(cfg, micro_batch_size=self.space.micro_batch_size[0]), "memory fit")
+        """With a budget, probe the next smaller size under ``cfg``'s precision/checkpointing, so memory
+        can be fitted (two sizes) before a larger size is tried. The nearest smaller size, not the
+        smallest: tiny batches are dominated by allocator granularity and extrapolate worst."""
+        sizes = self.space.micro_batch_size
+        smaller = [m for m in sizes if m < int(cfg["micro_batch_size"])]  # type: ignore[arg-type]
+        if self.settings.memory_budget_bytes is not None and smaller and not self.out_of_time():
+            self.probe(self.with_(cfg, micro_batch_size=smaller[-1]), "memory fit")
 
     def tune_checkpointing(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
         sizes = self.space.micro_batch_size
         micro = int(cfg["micro_batch_size"])  # type: ignore[arg-type]
+        self.refit(cfg)                       # the cap for this precision, not the fp32 one
         nxt = next((s for s in sizes if s > micro), None)
         over = [t for t in self.trials if t.config.get("micro_batch_size") == nxt and not self.feasible(t.result)]
         capped = nxt is not None and (self.cap is not None and nxt > self.cap or bool(over))
-        if True not in self.space.activation_checkpointing or cfg.get("activation_checkpointing") or not capped:
+        if True not in self.space.activation_checkpointing or cfg.get("activation_checkpointing") or not capped \
+                or cfg.get("amp") in self.checkpointing_tried:
             return cfg   # checkpointing only recomputes: worth it only where memory, not speed, stopped the climb
+        self.checkpointing_tried.add(cfg.get("amp"))
         start = self.with_(cfg, activation_checkpointing=True)
         self.probe(start, "activation checkpointing")
         self.memory_point(start)
