@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -107,7 +108,7 @@ def _median(rs: list[ProbeResult], field: str) -> float | None:
 
 
 def run_case(case: Case, quick: bool) -> dict[str, Any]:
-    steps = 2 if quick else 4
+    steps = 3 if quick else 5
     settings = SearchSettings(probe_steps=steps, memory_budget_bytes=case.budget_bytes)
     t0 = time.perf_counter()
     advised = search(WorkloadTarget(case.build), case.space, settings, start=case.start)
@@ -142,8 +143,9 @@ def render(result: dict[str, Any]) -> str:
     lines = ["# Advisor vs exhaustive grid", "",
              f"Mode: {'quick' if result['quick'] else 'full'}; {result['machine']['cpu']} "
              f"({result['machine']['cores']} cores, shared); torch {torch.__version__}, 1 intra-op thread; "
-             f"total {result['total_s']:.0f} s. Targets: throughput ratio >= 0.95, time ratio <= 0.15, "
-             "memory prediction error <= 10%.", "",
+             f"total {result['total_s']:.0f} s; load average {result['load_average_1min'][0]:.1f} at the start, "
+             f"{result['load_average_1min'][1]:.1f} at the end (other jobs share the cores). Targets: throughput "
+             "ratio >= 0.95, time ratio <= 0.15, memory prediction error <= 10%.", "",
              "| workload | grid configs | advisor probes | tuned / grid best (A/B medians) | advisor time / grid time "
              "| memory prediction error |", "|---|---|---|---|---|---|"]
     for c in result["cases"]:
@@ -169,8 +171,10 @@ def render(result: dict[str, Any]) -> str:
 def run(quick: bool) -> dict[str, Any]:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
+    load_before = os.getloadavg()[0]
     result: dict[str, Any] = {"benchmark": "advisor", "quick": quick, "machine": machine(),
-                              "cases": [run_case(c, quick) for c in cases(quick)]}
+                              "cases": [run_case(c, quick) for c in cases(quick)],
+                              "load_average_1min": [load_before, os.getloadavg()[0]]}
     result["total_s"] = time.perf_counter() - t0
     write_report("advisor", render(result), result)
     return result

@@ -19,27 +19,11 @@ from typing import Mapping
 from throughput.advisor.findings import Finding, Setting
 from throughput.advisor.memory import MemoryFit, fit_memory
 from throughput.advisor.space import SearchSettings, SearchSpace
+from throughput.advisor.outcome import AdvisorError, SearchResult, _near_points, loss_disagreement
 from throughput.advisor.trials import ProbeResult, ProbeTarget, Trial, describe_config
 
 INPUT_BOUND_WAIT = 0.30
 KNOBS = ("micro_batch_size", "num_workers", "prefetch_factor", "amp", "activation_checkpointing")
-
-
-class AdvisorError(RuntimeError):
-    """The search cannot produce a plan (e.g. out of memory at the smallest batch); one-line message."""
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SearchResult:
-    config: Mapping[str, Setting]
-    result: ProbeResult
-    baseline: Trial
-    trials: tuple[Trial, ...]
-    findings: tuple[Finding, ...]
-    memory_fit: MemoryFit | None
-    predicted_peak_bytes: float | None     # the fit's prediction at the chosen size (fit excludes it)
-    elapsed_s: float
-    notes: tuple[str, ...] = ()
 
 
 def _key(cfg: Mapping[str, Setting]) -> tuple[tuple[str, Setting], ...]:
@@ -292,21 +276,6 @@ class _Search:
                                f"memory capped the micro-batch at {micro}; recomputing activations fits "
                                f"{best_ac['micro_batch_size']}")
         return cfg
-
-
-def _near_points(points: Mapping[int, int | None], size: int | None) -> list[tuple[int, int]]:
-    """The (up to) three largest sizes: memory is closest to linear there (small batches are dominated
-    by allocator granularity), and they are the nearest to the size being predicted."""
-    return [(m, p) for m, p in sorted(points.items())[-3:] if p is not None]
-
-
-def loss_disagreement(ref: tuple[float, ...], other: tuple[float, ...]) -> float | None:
-    """Mean relative difference of step losses over the steps both probes ran (None: nothing to compare)."""
-    n = min(len(ref), len(other))
-    pairs = [(a, b) for a, b in zip(ref[:n], other[:n]) if abs(a) > 1e-12]
-    if not pairs:
-        return None
-    return sum(abs(b - a) / abs(a) for a, b in pairs) / len(pairs)
 
 
 def search(target: ProbeTarget, space: SearchSpace, settings: SearchSettings | None = None,
