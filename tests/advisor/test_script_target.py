@@ -27,8 +27,9 @@ def test_command_applies_only_the_overrides_a_script_can_take(tmp_path: Path) ->
     assert cmd == [sys.executable, "-m", "throughput", "profile", "--quiet", "--max-steps", "4", "--warmup-steps",
                    "1", "--out", str(tmp_path / "o"), "--set", "amp=bf16", "--set", "batch_size=32", "--set", "num_workers=2",
                    "--set", "pin_memory=true", "train.py", "--epochs", "1"]
-    # fp32 is the profiler's "amp=off"
-    assert "amp=off" in target.command({"amp": "fp32"}, steps=1, out_dir=tmp_path)
+    # fp32 is the profiler's "amp=off"; worker options are left out when there are no workers
+    cmd = target.command({"amp": "fp32", "num_workers": 0, "prefetch_factor": 4}, steps=1, out_dir=tmp_path)
+    assert "amp=off" in cmd and "num_workers=0" in cmd and not any("prefetch" in c for c in cmd)
 
 
 def test_parse_reads_rates_losses_and_data_wait(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from throughput.loop.config import TrainConfig
 from throughput.loop.recipe import Recipe, load_recipe, model_fingerprint
 
 RECIPE_KEYS = frozenset({"micro_batch_size", "grad_accum", "amp", "num_workers", "pin_memory",
-                         "persistent_workers", "prefetch_factor", "seed"})
+                         "persistent_workers", "prefetch_factor", "seed", "compile", "tf32"})
 
 
 def _train_config(recipe: Recipe, config: Config) -> TrainConfig:

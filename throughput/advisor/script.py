@@ -60,7 +60,10 @@ class ScriptTarget:
         """The exact command line of one probe (overrides in sorted key order)."""
         cmd = [self.python, "-m", "throughput", "profile", "--quiet", "--max-steps",
                str(steps + self.warmup_steps), "--warmup-steps", str(self.warmup_steps), "--out", str(out_dir)]
+        no_workers = not config.get("num_workers")
         for key in sorted(config):
+            if no_workers and key in ("prefetch_factor", "persistent_workers"):
+                continue              # loader-worker options mean nothing without workers
             if key in SCRIPT_KEYS and config[key] is not None:
                 value = "off" if key == "amp" and config[key] == "fp32" else _value(config[key])
                 cmd += ["--set", f"{SCRIPT_KEYS[key]}={value}"]

@@ -278,6 +278,20 @@ class _Search:
         return cfg
 
 
+def _tune_extras(s: _Search, cfg: dict[str, Setting]) -> dict[str, Setting]:
+    """torch.compile, channels_last, fused optimizers...: each an A/B at the tuned configuration."""
+    for key in s.space.extras:
+        if s.out_of_time():
+            break
+        new = {**cfg, key: True}
+        s.probe(new, f"candidate {key}")
+        if s.better(new, cfg):
+            cfg = s.decide(cfg, new, key, f"{key} measured faster at the tuned configuration")
+        else:
+            s.notes.append(f"{key}: no measured gain at the tuned configuration; not recommended")
+    return cfg
+
+
 def search(target: ProbeTarget, space: SearchSpace, settings: SearchSettings | None = None,
            start: Mapping[str, Setting] | None = None) -> SearchResult:
     """Run the measured search. ``start`` holds the knobs to begin from (the user's current setup)."""
@@ -304,7 +318,7 @@ def search(target: ProbeTarget, space: SearchSpace, settings: SearchSettings | N
                 cfg = step(cfg)
         if _key(cfg) == before:
             break
-    return _finish(s, cfg, baseline)
+    return _finish(s, _tune_extras(s, cfg), baseline)
 
 
 def _finish(s: _Search, cfg: dict[str, Setting], baseline: Trial) -> SearchResult:

@@ -39,6 +39,9 @@ class SearchSpace:
     amp: tuple[str, ...] = ("fp32",)
     activation_checkpointing: tuple[bool, ...] = (False,)
     fixed: Mapping[str, Setting] = field(default_factory=dict)   # set, never searched (pin_memory, tf32)
+    # On/off candidates tried last, each kept only for a measured gain (e.g. "compile", "channels_last",
+    # "fused_optimizer"); the target or the build function must understand the key. Not in the grid.
+    extras: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.micro_batch_size:

@@ -43,6 +43,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--probe-steps", type=int, default=3, help="measured optimizer steps per probe")
     p.add_argument("--probe-timeout", type=float, default=300.0, help="seconds before a script probe is killed")
     p.add_argument("--plan-out", type=Path, help="write the tuned plan (JSON) here")
+    p.add_argument("--candidates", default="", help="extra on/off knobs to A/B at the end, comma-separated "
+                   "(recipe mode: compile)")
     p.add_argument("--num-gpus", type=int, help="GPUs of the real job, for the checkpoint cadence (default: world size)")
     p.add_argument("--checkpoint-save-s", type=float, help="seconds one checkpoint takes (default: measured)")
     p.add_argument("--mtbf-hours", type=float, help="mean time between failures of the job (default: from GPUs)")

@@ -43,12 +43,21 @@ def _global_batch(args: argparse.Namespace, samples_per_step: float | None, toke
     return max(1, round(samples_per_step))
 
 
-def _space(g: int, supported: frozenset[str]) -> SearchSpace:
+def _extras(args: argparse.Namespace, supported: frozenset[str]) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in (args.candidates or "").split(",") if n.strip())
+    unknown = [n for n in names if n not in supported or n in ("micro_batch_size", "num_workers", "amp")]
+    if unknown:
+        raise CliError(f"--candidates {','.join(unknown)}: not an on/off knob this target can apply "
+                       f"(it applies: {', '.join(sorted(supported))})")
+    return names
+
+
+def _space(g: int, supported: frozenset[str], extras: tuple[str, ...] = ()) -> SearchSpace:
     from throughput.advisor.workload import device_fixed_settings, supported_precisions
     amp = supported_precisions() if "amp" in supported else ("fp32",)
     ac = (False, True) if "activation_checkpointing" in supported else (False,)
     return SearchSpace(target_global_batch=g, micro_batch_size=micro_batch_candidates(g), num_workers=_workers(),
-                       prefetch_factor=(2, 4), amp=amp, activation_checkpointing=ac,
+                       prefetch_factor=(2, 4), amp=amp, activation_checkpointing=ac, extras=extras,
                        fixed={k: v for k, v in device_fixed_settings().items() if k in supported})
 
 
@@ -119,7 +128,7 @@ def advise_script(args: argparse.Namespace) -> int:
     ctx = x.context
     start: dict[str, Setting] = {"micro_batch_size": int(ctx.get("batch_size", 0)) or None,  # type: ignore[arg-type]
                                  "num_workers": int(ctx.get("num_workers", 0))}  # type: ignore[arg-type]
-    space = _space(g, ScriptTarget.supported)
+    space = _space(g, ScriptTarget.supported, _extras(args, ScriptTarget.supported))
     if start["micro_batch_size"] not in space.micro_batch_size:
         start.pop("micro_batch_size")
     result = _run_search(target, space, args, start)
@@ -143,7 +152,7 @@ def advise_recipe(args: argparse.Namespace) -> int:
     except ValueError as e:          # RecipeError, ConfigError: one line naming the file and the part
         raise CliError(str(e)) from None
     g = int(args.target_global_batch or defaults.get("micro_batch_size", 8) * defaults.get("grad_accum", 1))
-    space = _space(g, target.supported)
+    space = _space(g, target.supported, _extras(args, target.supported))
     start = {"micro_batch_size": defaults["micro_batch_size"]} if defaults["micro_batch_size"] in space.micro_batch_size else {}
     result = _run_search(target, space, args, start)
     ckpt_s = args.checkpoint_save_s or target.measure_checkpoint_s(result.config)
