@@ -44,7 +44,8 @@ class RuleInput:
 def rule_input(session: Session) -> RuleInput:
     ckpt = tuple(s.duration_s for s in session.spans if s.phase == "checkpoint" and s.depth == 0)
     ctx = capture_context(session)
-    dtype = str(ctx.get("amp", session.info.dtype))
+    dtype = str(ctx.get("amp", ctx.get("override_amp", session.info.dtype)))
+    dtype = "fp32" if dtype == "off" else dtype        # ``throughput profile --set amp=off``
     return RuleInput(summary=summarize(session), context=ctx, dtype=dtype, checkpoint_spans_s=ckpt,
                      cpu_count=os.cpu_count() or 1)
 

@@ -150,32 +150,42 @@ class _Search:
         self.cap = self.fit.max_batch(budget, self.settings.safety_margin)
 
     def tune_micro(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
-        """Line search over micro-batch sizes. Upwards a size is kept when it is not measurably slower
-        (within ``min_gain``): fewer accumulation steps rarely cost throughput, and noise must not stop
-        the climb early. The memory fit is refreshed after every probe, so the cap tightens as the
-        points approach it. Downwards (when up did not help) a size must be measurably faster."""
+        """Line search over the few micro-batch sizes (powers of two) that divide the global batch: every
+        size from the current one up to the memory cap is measured (the cap is refitted after each probe;
+        an out-of-memory or over-budget size ends the scan), so one noisy probe cannot stop the climb.
+        The fastest is kept, preferring the larger of sizes within ``min_gain`` (fewer accumulation
+        steps). Only when nothing above helps is the next smaller size tried."""
         sizes = self.space.micro_batch_size
         self.refit(cfg)
-        for direction in (1, -1):
-            i = sizes.index(int(cfg["micro_batch_size"]))  # type: ignore[arg-type]
-            moved = False
-            while 0 <= i + direction < len(sizes) and not self.out_of_time():
-                m = sizes[i + direction]
-                if direction > 0 and self.cap is not None and m > self.cap:
-                    break                     # predicted not to fit: never probe a sure OOM
-                new = self.with_(cfg, micro_batch_size=m)
-                r = self.probe(new, "micro-batch")
-                self.refit(cfg)
-                keep = self.feasible(r) and self.ratio(new, cfg) >= 1 - self.settings.min_gain \
-                    if direction > 0 else self.better(new, cfg)
-                if not keep:
-                    break
-                cfg = self.decide(cfg, new, "micro_batch_size", "larger micro-batch: as fast or faster, fewer "
-                                  "accumulation steps" if direction > 0 else "smaller micro-batch measured faster")
-                i += direction
-                moved = True
-            if moved:
+        micro = int(cfg["micro_batch_size"])  # type: ignore[arg-type]
+        scanned = [cfg]
+        for m in (m for m in sizes if m > micro):
+            if self.out_of_time() or (self.cap is not None and m > self.cap):
+                break                         # predicted not to fit: never probe a sure OOM
+            new = self.with_(cfg, micro_batch_size=m)
+            r = self.probe(new, "micro-batch")
+            self.refit(cfg)
+            if not self.feasible(r):
                 break
+            scanned.append(new)
+        best = max(scanned, key=self.sps)
+        for c in sorted(scanned, key=lambda c: -int(c["micro_batch_size"])):  # type: ignore[arg-type]
+            if int(c["micro_batch_size"]) <= int(best["micro_batch_size"]):  # type: ignore[arg-type]
+                break
+            if self.sps(c) >= self.sps(best) * (1 - self.settings.confirm_band) and \
+                    self.ratio(c, best) >= 1 - self.settings.min_gain:
+                best = c                      # as fast (after a second look): fewer accumulation steps
+                break
+        if best is not cfg and self.ratio(best, cfg) >= 1 - self.settings.min_gain:
+            return self.decide(cfg, best, "micro_batch_size", "largest micro-batch within "
+                               f"{self.settings.min_gain:.0%} of the fastest measured size")
+        smaller = [m for m in sizes if m < micro]
+        while smaller and not self.out_of_time():
+            new = self.with_(cfg, micro_batch_size=smaller.pop())
+            self.probe(new, "micro-batch")
+            if not self.better(new, cfg):
+                break
+            cfg = self.decide(cfg, new, "micro_batch_size", "smaller micro-batch measured faster")
         return cfg
 
     def tune_workers(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
