@@ -23,11 +23,18 @@ def test_rank_weights_gain_by_confidence() -> None:
 
 
 def test_higher_ranked_finding_wins_a_conflicting_key() -> None:
-    plan = build_plan([_f("guess", 0.4, "low", num_workers=2), _f("probe", 0.3, "high", num_workers=3)],
-                      base={"micro_batch_size": 8, "num_workers": 0})
-    # probe scores 0.3 > guess 0.4 * 0.3 = 0.12, so num_workers=3; the base key is kept
-    assert plan.config == {"micro_batch_size": 8, "num_workers": 3}
+    plan = build_plan([_f("guess", 0.4, "low", num_workers=2), _f("probe", 0.3, "high", num_workers=3)])
+    # probe scores 0.3 > guess 0.4 * 0.3 = 0.12, so num_workers=3
+    assert plan.config == {"num_workers": 3}
     assert plan.evidence["num_workers"] == ("probe measured",)
+
+
+def test_the_measured_configuration_wins_over_intermediate_steps() -> None:
+    # the search's steps 8 -> 16 (+40%) and 16 -> 32 (+10%): the larger step ranks first, but the
+    # configuration the search ended on (and validated) is 32
+    steps = [_f("step1", 0.4, "high", micro_batch_size=16), _f("step2", 0.1, "high", micro_batch_size=32)]
+    plan = build_plan(steps + [_f("rule", 0.2, "medium", pin_memory=True)], measured={"micro_batch_size": 32})
+    assert plan.config == {"micro_batch_size": 32, "pin_memory": True}
 
 
 def test_file_is_flat_loop_keys_with_notes(tmp_path: Path) -> None:

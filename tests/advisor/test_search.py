@@ -178,3 +178,12 @@ def test_extra_candidates_only_with_a_measured_gain() -> None:
     assert fast.config["compile"] is True and fast.result.samples_per_s == pytest.approx(1 / 0.0009)
     slow = search(FormulaTarget(compile_factor=1.1), space, SearchSettings(), start={"micro_batch_size": 64})
     assert "compile" not in slow.config and any("compile: no measured gain" in n for n in slow.notes)
+
+
+def test_steps_along_one_knob_become_one_recommendation() -> None:
+    # FormulaTarget, overhead 8: m=8 -> 16 -> 32 -> 64 each measured faster; one finding for the micro-batch
+    result = search(FormulaTarget(), _space(), SearchSettings(), start={"micro_batch_size": 8})
+    micro = [f for f in result.findings if f.rule_id == "probe.micro_batch_size"]
+    assert len(micro) == 1 and micro[0].settings == {"micro_batch_size": 64, "grad_accum": 1}
+    # compounded gain = rate(64) / rate(8) - 1 = (1 + 8/8) / (1 + 8/64) - 1 = 2 / 1.125 - 1
+    assert micro[0].expected_gain == pytest.approx(2 / 1.125 - 1)

@@ -40,3 +40,21 @@ def loss_disagreement(ref: tuple[float, ...], other: tuple[float, ...]) -> float
     if not pairs:
         return None
     return sum(abs(b - a) / abs(a) for a, b in pairs) / len(pairs)
+
+
+def collapse(findings: list[Finding]) -> tuple[Finding, ...]:
+    """One finding per knob: the steps a search took along one coordinate (8 -> 16 -> 32) become one
+    recommendation of the final value, with the gains compounded and every step's evidence kept."""
+    merged: dict[str, Finding] = {}
+    for f in findings:
+        prev = merged.get(f.rule_id)
+        if prev is None:
+            merged[f.rule_id] = f
+            continue
+        settings = {**prev.settings, **f.settings}
+        gain = (1 + (prev.expected_gain or 0.0)) * (1 + (f.expected_gain or 0.0)) - 1
+        merged[f.rule_id] = Finding(
+            rule_id=f.rule_id, title="Set " + " ".join(f"{k}={v}" for k, v in settings.items()),
+            evidence=prev.evidence + f.evidence, expected_gain=gain, confidence=f.confidence,
+            change=" ".join(f"--set {k}={v}" for k, v in settings.items()), settings=settings)
+    return tuple(merged.values())

@@ -62,17 +62,20 @@ class Plan:
                 raise ValueError(f"plan config {key!r}: values must be bool/int/float/str/None, got {value!r}")
 
 
-def build_plan(findings: Sequence[Finding], base: Mapping[str, Setting] | None = None,
+def build_plan(findings: Sequence[Finding], measured: Mapping[str, Setting] | None = None,
                model_fingerprint: str | None = None, baseline_samples_per_s: float | None = None,
                tuned_samples_per_s: float | None = None) -> Plan:
-    """Merge the findings' settings over ``base`` (highest-ranked finding wins a conflicting key)."""
+    """Merge the findings' settings (the highest-ranked finding wins a conflicting key), then the
+    ``measured`` configuration the search validated by running it, which wins over every finding: the
+    search's findings are steps along the way, the configuration it ended on is the result."""
     ranked = rank(findings)
-    config: dict[str, Setting] = dict(base or {})
+    config: dict[str, Setting] = {}
     evidence: dict[str, tuple[str, ...]] = {}
     for f in reversed(ranked):          # lower ranks first, so the best finding writes last
         for key, value in f.settings.items():
             config[key] = value
             evidence[key] = f.evidence
+    config.update(measured or {})
     return Plan(config=config, evidence=evidence, findings=ranked, model_fingerprint=model_fingerprint,
                 baseline_samples_per_s=baseline_samples_per_s, tuned_samples_per_s=tuned_samples_per_s)
 

@@ -19,7 +19,7 @@ from typing import Mapping
 from throughput.advisor.findings import Finding, Setting
 from throughput.advisor.memory import MemoryFit, fit_memory
 from throughput.advisor.space import SearchSettings, SearchSpace
-from throughput.advisor.outcome import AdvisorError, SearchResult, _near_points, loss_disagreement
+from throughput.advisor.outcome import AdvisorError, SearchResult, _near_points, collapse, loss_disagreement
 from throughput.advisor.trials import ProbeResult, ProbeTarget, Trial, describe_config
 
 INPUT_BOUND_WAIT = 0.30
@@ -342,6 +342,6 @@ def _finish(s: _Search, cfg: dict[str, Setting], baseline: Trial) -> SearchResul
     if len(below) >= 2:   # a prediction made without the chosen size's own measurement
         predicted = fit_memory(_near_points(below, chosen)).predict_bytes(chosen)
     return SearchResult(config=cfg, result=result, baseline=baseline, trials=tuple(s.trials),
-                        findings=tuple(s.findings), memory_fit=s.fit, predicted_peak_bytes=predicted,
+                        findings=collapse(s.findings), memory_fit=s.fit, predicted_peak_bytes=predicted,
                         elapsed_s=time.perf_counter() - s.started, notes=tuple(dict.fromkeys(s.notes)))
 

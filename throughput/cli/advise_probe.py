@@ -90,7 +90,7 @@ def _plan_base(config: Mapping[str, Setting], supported: frozenset[str]) -> dict
 
 def _emit(args: argparse.Namespace, findings: list[Finding], base: Mapping[str, Setting], header: list[str],
           notes: tuple[str, ...], result: SearchResult | None, fingerprint: str | None = None) -> int:
-    plan = build_plan(findings, base=base, model_fingerprint=fingerprint,
+    plan = build_plan(findings, measured=base, model_fingerprint=fingerprint,
                       baseline_samples_per_s=result.baseline.result.samples_per_s if result else None,
                       tuned_samples_per_s=result.result.samples_per_s if result else None)
     print(render_advice(advice_to_dict(plan), header, notes), end="")
