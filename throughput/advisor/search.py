@@ -42,6 +42,7 @@ class _Search:
     started: float = field(default_factory=time.perf_counter)
     rates: dict[tuple[tuple[str, Setting], ...], list[float]] = field(default_factory=dict)
     checkpointing_tried: set[Setting] = field(default_factory=set)   # precisions it was tried under
+    climbed: bool = False                  # the micro-batch moved up once: smaller sizes are not revisited
     cap: int | None = None                 # largest micro-batch the fp32 memory fit allows
     fit: MemoryFit | None = None
 
@@ -177,9 +178,10 @@ class _Search:
                 best = c                      # as fast (after a second look): fewer accumulation steps
                 break
         if best is not cfg and self.ratio(best, cfg) >= 1 - self.settings.min_gain:
+            self.climbed = True
             return self.decide(cfg, best, "micro_batch_size", "largest micro-batch within "
                                f"{self.settings.min_gain:.0%} of the fastest measured size")
-        smaller = [m for m in sizes if m < micro]
+        smaller = [m for m in sizes if m < micro] if not self.climbed else []
         while smaller and not self.out_of_time():
             new = self.with_(cfg, micro_batch_size=smaller.pop())
             self.probe(new, "micro-batch")
