@@ -173,7 +173,7 @@ class _Search:
         for c in sorted(scanned, key=lambda c: -int(c["micro_batch_size"])):  # type: ignore[arg-type]
             if int(c["micro_batch_size"]) <= int(best["micro_batch_size"]):  # type: ignore[arg-type]
                 break
-            if self.sps(c) >= self.sps(best) * (1 - self.settings.confirm_band) and \
+            if self.sps(c) >= self.sps(best) * (1 - 2 * self.settings.min_gain) and \
                     self.ratio(c, best) >= 1 - self.settings.min_gain:
                 best = c                      # as fast (after a second look): fewer accumulation steps
                 break
@@ -279,7 +279,9 @@ class _Search:
                 break
             new = self.with_(start, micro_batch_size=m)
             self.probe(new, "activation checkpointing")
-            if not self.better(new, best_ac):
+            # no re-measurement inside the climb: only the final checkpointing-vs-not call decides
+            if not self.feasible(self.cache[_key(new)]) or \
+                    self.ratio(new, best_ac, confirm=False) <= 1 + self.settings.min_gain:
                 break
             best_ac = new
         self.fit, self.cap = saved_fit, saved_cap
