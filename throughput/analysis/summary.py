@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from throughput.analysis.breakdown import PhaseStats, breakdown
+from throughput.analysis.mfu import Mfu, run_mfu
 from throughput.analysis.rates import Rates, rates
 from throughput.analysis.stats import Distribution, distribution
 from throughput.analysis.verdict import Verdict, verdict
@@ -34,6 +35,7 @@ class Summary:
     micro_steps_per_step: float | None
     verdict: Verdict
     notes: tuple[str, ...]
+    mfu: Mfu | None = None                # None only for summaries built by hand
 
 
 def steady_steps(session: Session) -> tuple[tuple[StepRecord, ...], tuple[StepRecord, ...], str | None]:
@@ -75,6 +77,7 @@ def summarize(session: Session) -> Summary:
         steps_measured=len(measured), step_time=_dist(measured), warmup_step_time=_dist(warm),
         phases=phases, rates=r, micro_steps_per_step=micro,
         verdict=verdict(phases, info.device, r.device_busy_share, capture_context(session)), notes=notes,
+        mfu=run_mfu(info, measured),
     )
 
 

@@ -245,6 +245,11 @@ class Profiler:
         return self._ensure_started()
 
     @property
+    def device(self) -> str:
+        """'cuda' or 'cpu': where phases are timed."""
+        return self._device
+
+    @property
     def clock(self) -> Clock:
         return self._clock
 
