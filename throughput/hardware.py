@@ -125,3 +125,17 @@ def peak_flops(device_name: str, dtype: str) -> PeakFlops | None:
     if key is None or d not in PEAK_FLOPS[key]:
         return None
     return PeakFlops(device_key=key, dtype=d, flops_per_s=PEAK_FLOPS[key][d], source=PEAK_FLOPS_SOURCES[key])
+
+
+# NVML clock-event reason bits that mean "slowed down" (0x1, idle, is not one of them).
+# https://docs.nvidia.com/deploy/nvml-api/group__nvmlClocksEventReasons.html
+THROTTLE_BITS: Final[Mapping[int, str]] = {
+    0x2: "application clocks setting", 0x4: "software power cap", 0x8: "hardware slowdown",
+    0x10: "sync boost", 0x20: "software thermal slowdown", 0x40: "hardware thermal slowdown",
+    0x80: "hardware power brake", 0x100: "display clock setting",
+}
+
+
+def throttle_names(mask: int) -> list[str]:
+    """Readable names of the slowdown bits set in an NVML clock-event-reasons mask."""
+    return [name for bit, name in THROTTLE_BITS.items() if mask & bit]

@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 import weakref
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from throughput.capture.batch import BatchStats, describe_batch
 from throughput.capture.recorder import PhaseMisuseError, Recorder, StepMeta, _Frame
@@ -21,6 +21,14 @@ from throughput.timing.cuda import DeviceTimer, EventFactory, cuda_event_factory
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+
+
+class TelemetryHook(Protocol):
+    """Started by ``Profiler.start`` and stopped by ``Profiler.stop`` (which must join its threads)."""
+
+    def start(self, prof: "Profiler") -> None: ...
+    def stop(self, prof: "Profiler") -> None: ...
+
 
 DEFAULT_WARMUP_STEPS = 2
 _active: "weakref.ReferenceType[Profiler] | None" = None
@@ -89,13 +97,15 @@ class Profiler:
         event_factory: makes CUDA-event-like objects (tests pass a fake); implies device timing.
         pad_id: token id counted as padding when a batch has no ``attention_mask``.
         max_spans: spans kept for the trace; steps are always kept in full.
+        telemetry: started with the profiler and stopped (threads joined) by ``stop()``, e.g. a
+            ``throughput.telemetry.TelemetryController``.
     """
 
     def __init__(self, *, warmup_steps: int = DEFAULT_WARMUP_STEPS, clock: Clock | None = None,
                  device: str = "auto", event_factory: EventFactory | None = None,
                  pad_id: int | None = None, max_spans: int = 200_000, run_id: str | None = None,
                  argv: Iterable[str] | None = None, rank: int | None = None,
-                 world_size: int | None = None) -> None:
+                 world_size: int | None = None, telemetry: "TelemetryHook | None" = None) -> None:
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         if device not in ("auto", "cpu", "cuda"):
@@ -126,6 +136,7 @@ class Profiler:
         self.info_overrides: dict[str, Any] = {}
         self.running = False
         self.stopped = False
+        self._telemetry_hook = telemetry
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> "Profiler":
@@ -148,6 +159,8 @@ class Profiler:
         self._started_unix_s = time.time()
         _active = weakref.ref(self)
         self.running = True
+        if self._telemetry_hook is not None:
+            self._telemetry_hook.start(self)
         return self
 
     def stop(self, end: RunEnd = RunEnd.COMPLETED, detail: str = "", exit_code: int | None = None) -> Session:
@@ -164,6 +177,8 @@ class Profiler:
         if closed:
             self._notes.append(f"run ended inside phase(s) {', '.join(closed)}; they were closed at the end")
         rec.finish_device()
+        if self._telemetry_hook is not None:
+            self._telemetry_hook.stop(self)   # joins sampler threads, reaps py-spy
         self._convert_losses()
         self._end, self._end_detail, self._exit_code = end, detail, exit_code
         self.running = False
