@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -60,6 +61,16 @@ def trace_bytes_per_1000_steps() -> int:
     return len(json.dumps(build_trace([make_session(1000)]), separators=(",", ":")))
 
 
+def host_sample_cost_s(n: int = 200) -> float:
+    """Direct cost of one host sample (the sampler thread's work per interval), in seconds."""
+    from throughput.telemetry.host import HostSampler
+    sampler = HostSampler()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        sampler.sample(time.perf_counter())
+    return (time.perf_counter() - t0) / n
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     torch.set_num_threads(1)
     w = Mlp()
@@ -82,14 +93,20 @@ def run(quick: bool = False) -> dict[str, Any]:
         results[name] = {"median_step_s": median(values), "ratio": ratio, "steps": len(values)}
         rows.append([name, f"{median(values) * 1e3:.2f} ms", f"{ratio:.3f}", str(len(values))])
     size = trace_bytes_per_1000_steps()
+    sample_s = host_sample_cost_s()
+    load = os.getloadavg()[0]
     md = "\n".join([
         "# Telemetry overhead", "",
         f"Machine: {machine()}. Interleaved blocks of {block} steps, {rounds} rounds, one process; ratio = "
         "median step time / the profiler-alone median." + ("" if pyspy_ok else " py-spy: not run (no ptrace)."), "",
         tabulate(rows, headers=["variant", "median step", "ratio", "steps"], tablefmt="github"), "",
+        f"Host sampler: {sample_s * 1e6:.0f} us per sample, i.e. {sample_s * 10:.3%} of one core at 10 Hz: the "
+        "deterministic floor of its overhead; the ratio column also carries the machine's noise "
+        f"(1-minute load average {load:.1f} on {machine()['cores']} cores during this run).", "",
         f"Trace size: {size / 1e3:.0f} kB per 1000 steps of 6 phases ({size / 7000:.0f} bytes per event).", "",
     ])
-    data = {"machine": machine(), "quick": quick, "results": results, "trace_bytes_per_1000_steps": size}
+    data = {"machine": machine(), "quick": quick, "results": results, "trace_bytes_per_1000_steps": size,
+            "host_sample_cost_s": sample_s, "load_average_1min": load}
     write_report("telemetry_overhead", md, data)
     print(md)
     return data

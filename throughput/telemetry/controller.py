@@ -82,6 +82,8 @@ class TelemetryController:
         host: sample CPU% and RSS of this process and its child processes (DataLoader workers).
         py_spy_dir: when given, run ``py-spy record`` on this process tree and write the profile there.
         py_spy_rate: py-spy samples per second.
+        gpu_indices: NVML indices to sample; default all GPUs, or under torchrun the rank's own
+            (LOCAL_RANK) when CUDA_VISIBLE_DEVICES is not set.
     """
 
     def __init__(self, *, interval_s: float = DEFAULT_INTERVAL_S, nvml: bool = True, host: bool = True,
@@ -106,7 +108,7 @@ class TelemetryController:
         samplers: list[Sampler] = []
         if self._want_nvml:
             from throughput.telemetry.nvml import NvmlSampler
-            samplers.append(NvmlSampler(self._gpu_indices))
+            samplers.append(NvmlSampler(self._gpu_indices if self._gpu_indices is not None else _rank_gpu()))
         if self._py_spy_dir is not None:
             from throughput.telemetry.pyspy import PySpy
             self._py_spy = PySpy(self._py_spy_dir, rate=self._py_spy_rate)
@@ -137,3 +139,13 @@ class TelemetryController:
         for note in self._notes:
             prof.add_note(note)
         self._notes = []
+
+
+def _rank_gpu() -> tuple[int, ...] | None:
+    """Under torchrun each rank samples only its own GPU (index LOCAL_RANK) when CUDA_VISIBLE_DEVICES
+    does not remap indices; otherwise every GPU (None)."""
+    import os
+    if "LOCAL_RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1 \
+            and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        return (int(os.environ["LOCAL_RANK"]),)
+    return None
