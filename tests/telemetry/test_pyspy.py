@@ -96,3 +96,15 @@ def test_hot_functions_from_a_hand_made_profile() -> None:
     assert [(h.function, h.own_s) for h in main] == [("main_loop", pytest.approx(0.03))]
     assert worker[0].function == "load" and worker[0].line == 5          # line 5 has 2 of its 3 samples
     assert worker[0].own_s == pytest.approx(0.03) and worker[0].share == pytest.approx(3 / 4)
+
+
+@pytest.mark.parametrize("scope, euid, blocked", [("0", 1000, False), ("1", 1000, True), ("1", 0, False),
+                                                  ("2", 1000, True), ("3", 0, True)])
+def test_ptrace_scope_rules(tmp_path: Path, scope: str, euid: int, blocked: bool) -> None:
+    f = tmp_path / "ptrace_scope"
+    f.write_text(scope + "\n")
+    reason = ptrace_blocker(f, euid=euid)
+    assert (reason is not None) == blocked
+    if blocked and scope != "3":
+        assert "--cap-add SYS_PTRACE" in reason and "ptrace_scope=0" in reason
+    assert ptrace_blocker(tmp_path / "missing", euid=1000) is None   # no Yama: same-user ptrace allowed

@@ -36,15 +36,20 @@ def find_py_spy() -> str | None:
     return shutil.which("py-spy")
 
 
-def ptrace_blocker() -> str | None:
-    """Why attaching to this process is likely not permitted, or None when it should be."""
+def ptrace_blocker(scope_file: str | Path = "/proc/sys/kernel/yama/ptrace_scope",
+                   euid: int | None = None) -> str | None:
+    """Why attaching to this process is likely not permitted, or None when it should be.
+
+    Yama's scope 1 lets a process trace only its descendants, and py-spy is our child, not our
+    parent, so it needs root or CAP_SYS_PTRACE (we treat root as the way in)."""
+    euid = os.geteuid() if euid is None else euid
     try:
-        scope = int(Path("/proc/sys/kernel/yama/ptrace_scope").read_text().strip())
+        scope = int(Path(scope_file).read_text().strip())
     except (OSError, ValueError):
         return None  # no Yama: classic ptrace rules (same user may attach)
     if scope >= 3:
         return "kernel.yama.ptrace_scope=3 forbids ptrace entirely (needs a reboot to change)"
-    if scope >= 1 and os.geteuid() != 0:
+    if scope >= 1 and euid != 0:
         return f"kernel.yama.ptrace_scope={scope} and not root: {PTRACE_HINT}"
     return None
 
