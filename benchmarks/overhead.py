@@ -9,8 +9,11 @@ steps, <= 1% at >= 10 ms. The direct per-step cost of the API on an empty step i
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from tabulate import tabulate
@@ -65,23 +68,38 @@ class Workload:
         return run
 
     def torch_profiled(self, n: int) -> list[float]:
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):
+        with quiet_stderr(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):
             return self.plain(n)
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """torch.profiler's C++ side prints a line per start/stop on fd 2; keep the benchmark log readable."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def calibrate(target_s: float) -> int:
     """The MLP width whose plain step time is closest to ``target_s`` (measured here, now)."""
-    best, best_err = 64, float("inf")
-    for width in (64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048):
+    width, prev, prev_err = 64, 64, float("inf")
+    while width <= 2048:
         w = Workload(width)
-        w.plain(3)
-        step = median(w.plain(7))
+        w.plain(2)
+        step = median(w.plain(5))
         err = abs(step - target_s) / target_s
-        if err < best_err:
-            best, best_err = width, err
-        if step > target_s * 1.5:
-            break
-    return best
+        if step >= target_s:
+            return width if err < prev_err else prev
+        prev, prev_err = width, err
+        width = int(width * 1.25) // 32 * 32
+    return prev
 
 
 def api_cost_per_step_s(n: int = 20000) -> float:
@@ -111,13 +129,15 @@ def run(quick: bool = False) -> dict[str, Any]:
     rows, results = [], []
     api_cost = api_cost_per_step_s(5000 if quick else 20000)
     for target in TARGETS:
+        print(f"calibrating for {target * 1e3:.0f} ms steps", flush=True)
         width = calibrate(target)
         w = Workload(width)
         w.plain(5)
         prof = throughput.Profiler(warmup_steps=0)
         variants = {"plain": w.plain, "throughput": w.profiled(prof), "torch.profiler": w.torch_profiled}
-        times = interleaved(variants, rounds=max(4, int(rounds * 10e-3 / target)) if target > 10e-3 else rounds,
-                            steps_per_block=block)
+        # Fewer rounds for long steps: the same total time per target.
+        n_rounds = rounds if target <= 10e-3 else max(6, int(rounds * 10e-3 / target * 2))
+        times = interleaved(variants, rounds=n_rounds, steps_per_block=block)
         prof.stop()
         plain = median(times["plain"])
         ours = median(times["throughput"]) / plain - 1

@@ -1,11 +1,12 @@
 """A report folder: session.json, summary.json, report.md (with telemetry and py-spy sections when
-there are any) and trace.json (Perfetto timeline)."""
+there are any), trace.json (Perfetto timeline) and PNG plots (when matplotlib is there)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from throughput.analysis.series import step_series
 from throughput.analysis.summary import Summary, summarize
 from throughput.analysis.telemetry import telemetry_summary
 from throughput.report.jsonfmt import summary_to_dict
@@ -16,14 +17,42 @@ from throughput.session.io import save_session
 from throughput.session.session import Session
 
 
-def write_report(session: Session, out_dir: str | Path, summary: Summary | None = None) -> Path:
+def write_plots(session: Session, out: Path) -> tuple[list[Path], str | None]:
+    """Per-run plots. Returns the files written and, when plotting is unavailable, why."""
+    from throughput.report import plots
+
+    if not session.steps:
+        return [], None
+    series = step_series(session)
+    try:
+        files = [plots.plot_step_breakdown(series, out / "step_breakdown.png")]
+        if any(v is not None for v in series.tokens_per_s + series.samples_per_s):
+            unit = "tokens" if any(v is not None for v in series.tokens_per_s) else "samples"
+            files.append(plots.plot_throughput([("run", series)], out / "throughput.png", unit=unit))
+        if any(v is not None for v in series.loss):
+            files.append(plots.plot_loss([("run", series)], out / "loss.png"))
+    except ImportError as e:
+        return [], str(e)
+    return files, None
+
+
+def write_report(session: Session, out_dir: str | Path, summary: Summary | None = None,
+                 plots: bool = True) -> Path:
     """Write the standard files into ``out_dir`` (created). Returns the folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summary or summarize(session)
     save_session(session, out / "session.json")
     (out / "summary.json").write_text(json.dumps(summary_to_dict(summary), indent=2) + "\n")
+    images, missing = write_plots(session, out) if plots else ([], None)
+    markdown = render_markdown(summary)
     extra = render_telemetry_md(telemetry_summary(session))
-    (out / "report.md").write_text(render_markdown(summary) + ("\n" + extra if extra else ""))
+    if extra:
+        markdown += "\n" + extra
+    if images:
+        markdown += "\n## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in images) + "\n"
+    elif missing:
+        markdown += f"\n## Plots\n\nNot drawn: {missing}.\n"
+    (out / "report.md").write_text(markdown)
     write_trace([session], out / "trace.json")
     return out
