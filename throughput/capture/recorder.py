@@ -142,6 +142,23 @@ class Recorder:
             self._span_device[frame.span_id] = (draft.index, frame.phase, frame.parent_id, span_index)
             draft.unresolved_spans += 1
 
+    def close_through(self, frame: _Frame) -> tuple[str, ...]:
+        """Close every phase opened after ``frame``, then ``frame`` itself (innermost first).
+
+        For instrumentation that learns late that a phase was abandoned (an exception escaped the code
+        it wrapped and its end hook never ran). A frame that is not open closes nothing.
+        """
+        if frame not in self._stack:
+            return ()
+        closed: list[str] = []
+        while self._stack:
+            top = self._stack[-1]
+            closed.append(top.phase)
+            self.close(top)
+            if top is frame:
+                break
+        return tuple(closed)
+
     def close_all(self) -> tuple[str, ...]:
         """Close every open phase (innermost first), e.g. when the run dies inside one."""
         closed = tuple(f.phase for f in reversed(self._stack))

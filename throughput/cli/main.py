@@ -6,10 +6,10 @@ import argparse
 import sys
 from typing import Sequence
 
-from throughput.cli import compare_cmd, ranks_cmd, report_cmd
+from throughput.cli import compare_cmd, profile_cmd, ranks_cmd, report_cmd
 from throughput.cli.errors import CliError
 
-SUBCOMMANDS = (report_cmd, compare_cmd, ranks_cmd)
+SUBCOMMANDS = (report_cmd, profile_cmd, compare_cmd, ranks_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,6 +48,7 @@ def summary_to_dict(summary: Summary) -> dict[str, Any]:
         "throughput": asdict(summary.rates),
         "mfu": asdict(summary.mfu) if summary.mfu is not None else None,
         "verdict": asdict(summary.verdict),
+        "findings": [asdict(f) for f in summary.findings],
         "notes": list(summary.notes),
     })
 
