@@ -42,7 +42,8 @@ def launch(nproc_per_node: int, profile_args: Sequence[str], script_argv: Sequen
         raise CliError("profile: --nproc-per-node inside a torchrun rank; run `throughput profile script.py` "
                        "under torchrun, or --nproc-per-node without torchrun, not both")
     try:
-        cmd = torchrun_command(nproc_per_node, script_argv, out, strip_option(profile_args, "--out"))
+        ours = strip_option(strip_option(profile_args, "--out"), "--nproc-per-node")
+        cmd = torchrun_command(nproc_per_node, script_argv, out, ours)
     except ValueError as e:
         raise CliError(f"profile: {e}") from None
     env = dict(os.environ, **{PARENT_MERGES_ENV: "1"})
