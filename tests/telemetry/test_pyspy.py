@@ -66,6 +66,7 @@ def test_worker_hot_function_in_summary(tmp_path: Path) -> None:
     top = workers[0]
     assert top.function == "burn_in_worker_for_pyspy" and top.file.endswith("test_pyspy.py")
     assert top.processes == 2                 # seen in both loader workers
+    assert not any(f.kind == "pyspy_hot" for f in prof.summary().findings)   # data, not a hygiene finding
     out = write_report(session, tmp_path / "report")
     md = (out / "report.md").read_text()
     assert "### DataLoader workers" in md and "burn_in_worker_for_pyspy" in md
@@ -108,3 +109,10 @@ def test_ptrace_scope_rules(tmp_path: Path, scope: str, euid: int, blocked: bool
     if blocked and scope != "3":
         assert "--cap-add SYS_PTRACE" in reason and "ptrace_scope=0" in reason
     assert ptrace_blocker(tmp_path / "missing", euid=1000) is None   # no Yama: same-user ptrace allowed
+
+
+def test_short_paths_for_the_report() -> None:
+    from throughput.report.telemetry import short_path
+    assert short_path("/v/lib/python3.11/site-packages/torch/nn/linear.py") == "torch/nn/linear.py"
+    assert short_path("/usr/lib/python3.11/threading.py") == "python3.11/threading.py"
+    assert short_path("/home/me/train.py") == "/home/me/train.py"

@@ -19,6 +19,17 @@ def _value(metric: str, value: float) -> str:
     return f"{value:g}"
 
 
+def short_path(path: str) -> str:
+    """Installed-package and stdlib paths from their package root ('torch/nn/modules/linear.py')."""
+    for marker in ("site-packages/", "dist-packages/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    parts = path.split("/lib/python", 1)
+    if len(parts) == 2 and "/" in parts[1]:
+        return "python" + parts[1]
+    return path
+
+
 def _rows(stats: tuple[MetricStats, ...]) -> list[list[str]]:
     return [[s.source, s.metric, _value(s.metric, s.mean), _value(s.metric, s.max), str(s.count)] for s in stats]
 
@@ -40,7 +51,7 @@ def render_telemetry_md(t: TelemetrySummary) -> str:
     if t.hot_functions:
         parts += ["## py-spy: top functions by own time", ""]
         for role, title in (("main", "Main process"), ("worker", "DataLoader workers")):
-            rows = [[h.function, f"{h.file}:{h.line}", f"{h.own_s:.2f} s", percent(h.share), str(h.processes)]
+            rows = [[h.function, f"{short_path(h.file)}:{h.line}", f"{h.own_s:.2f} s", percent(h.share), str(h.processes)]
                     for h in t.hot_functions if h.role == role]
             if rows:
                 parts += [f"### {title}", "", tabulate(rows, headers=["function", "file:line", "own time", "share",
