@@ -55,7 +55,7 @@ def test_run_mfu_unknown_gpu_is_none() -> None:
 
 def test_run_mfu_cpu_uses_recorded_measured_peak() -> None:
     info = RunInfo(run_id="r", device="cpu", device_name="x86", flops_per_step=2e9, peak_flops=1e11,
-                   peak_flops_source="measured (fp32 512x512 matmul on this CPU)")
+                   peak_flops_source="measured: fp32 512x512 matmul on this CPU")
     # 2e9 FLOPs / 0.1 s = 2e10 FLOP/s over 1e11 -> 0.2
     m = run_mfu(info, _steps(5, 0.1))
     assert m.value == pytest.approx(0.2) and m.peak_source.startswith("measured")

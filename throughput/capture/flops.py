@@ -63,7 +63,7 @@ def mfu_info(device: str, device_name: str, dtype: str, flops_per_step: float | 
     if device == "cpu":
         if measure_cpu and d in _TORCH_DTYPES:
             out["peak_flops"] = measure_cpu_peak_flops(d)
-            out["peak_flops_source"] = f"measured ({d} 512x512 matmul on this CPU)"
+            out["peak_flops_source"] = f"measured: {d} 512x512 matmul on this CPU"
         return out
     entry = peak_flops(device_name, d)
     if entry is not None:
