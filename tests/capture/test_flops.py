@@ -75,3 +75,47 @@ def test_set_flops_per_step_reaches_the_summary() -> None:
     assert s.mfu.value is not None and 0 < s.mfu.value <= 1
     with pytest.raises(ValueError, match="flops_per_step must be > 0"):
         set_flops_per_step(prof, 0)
+
+
+def _mlp_run(prof: Profiler, steps: int) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x, y = torch.randn(8, 16), torch.randn(8, 4)
+    with prof:
+        for _ in range(steps):
+            with prof.phase("forward"):
+                loss = nn.functional.mse_loss(model(x), y)
+            with prof.phase("backward"):
+                loss.backward()
+            with prof.phase("optimizer"):
+                opt.step()
+                opt.zero_grad()
+            prof.step()
+
+
+def test_step_flop_counter_counts_one_whole_step() -> None:
+    from throughput.telemetry import TelemetryController
+    tel = TelemetryController(nvml=False, host=False, count_flops_at_step=1, dtype="fp32")
+    prof = Profiler(device="cpu", warmup_steps=2, telemetry=tel)
+    _mlp_run(prof, steps=5)
+    B, i, h, o = 8, 16, 32, 4
+    forward = 2 * B * i * h + 2 * B * h * o          # 8192 + 2048
+    # backward: grad weight of both layers, grad input of the second only (x needs no grad)
+    backward = 2 * B * i * h + 2 * (2 * B * h * o)   # 8192 + 4096
+    info = prof.session().info
+    assert info.flops_per_step == forward + backward   # 22528, counted on step 1 only
+    assert info.peak_flops is not None and info.peak_flops_source.startswith("measured")
+    assert any("counted with FlopCounterMode on step 1" in n for n in info.notes)
+
+
+def test_step_flop_counter_run_ends_inside_the_counted_step() -> None:
+    from throughput.telemetry import TelemetryController
+    tel = TelemetryController(nvml=False, host=False, count_flops_at_step=3)
+    prof = Profiler(device="cpu", warmup_steps=0, telemetry=tel)
+    _mlp_run(prof, steps=3)                          # steps 0..2 close; counting began after step 2
+    info = prof.session().info
+    assert info.flops_per_step is None
+    assert any("FLOPs not counted: the run ended before step 3 closed" in n for n in info.notes)
+    from torch.utils._python_dispatch import _get_current_dispatch_mode
+    assert _get_current_dispatch_mode() is None      # the counting mode was left

@@ -71,6 +71,49 @@ def mfu_info(device: str, device_name: str, dtype: str, flops_per_step: float | 
     return out
 
 
+class StepFlopCounter:
+    """Counts the FLOPs of one whole training step of a running Profiler (zero-code friendly).
+
+    FlopCounterMode is entered when step ``at_step - 1`` closes (or at start for step 0) and left
+    when step ``at_step`` closes; the count becomes the run's ``flops_per_step``. The mode slows the
+    step it counts, so choose a warm-up step (the default: the last one).
+    """
+
+    def __init__(self, at_step: int = 1, dtype: str = "fp32") -> None:
+        if at_step < 0:
+            raise ValueError(f"at_step must be >= 0, got {at_step}")
+        self.at_step = at_step
+        self.dtype = dtype
+        self._mode: Any = None
+        self.flops: float | None = None
+
+    def begin(self) -> None:
+        from torch.utils.flop_counter import FlopCounterMode
+        self._mode = FlopCounterMode(display=False)
+        self._mode.__enter__()
+
+    def on_step(self, prof: Any, index: int) -> None:
+        if self._mode is None and self.flops is None and index == self.at_step - 1:
+            self.begin()
+        elif self._mode is not None and index == self.at_step:
+            mode, self._mode = self._mode, None
+            mode.__exit__(None, None, None)
+            self.flops = float(mode.get_total_flops())
+            if self.flops > 0:
+                set_flops_per_step(prof, self.flops, self.dtype)
+                prof.add_note(f"FLOPs per step counted with FlopCounterMode on step {index} "
+                              f"({self.flops:.3g}); that step ran slower while counted")
+            else:
+                prof.add_note(f"FlopCounterMode saw no matmul/conv FLOPs in step {index}; MFU not reported")
+
+    def close(self, prof: Any) -> None:
+        """Leave the mode if the run ended inside the counted step."""
+        if self._mode is not None:
+            mode, self._mode = self._mode, None
+            mode.__exit__(None, None, None)
+            prof.add_note(f"FLOPs not counted: the run ended before step {self.at_step} closed")
+
+
 def set_flops_per_step(prof: Any, flops_per_step: float, dtype: str = "fp32", measure_cpu: bool = True) -> None:
     """Record FLOPs per step (counted or given by the user) and the peak on a Profiler, for MFU."""
     if not flops_per_step > 0:

@@ -29,6 +29,7 @@ class TelemetryHook(Protocol):
 
     def start(self, prof: "Profiler") -> None: ...
     def stop(self, prof: "Profiler") -> None: ...
+    # optional: ``on_step(prof, index)`` is called after each step closes (e.g. to count its FLOPs)
 
 
 DEFAULT_WARMUP_STEPS = 2
@@ -148,6 +149,7 @@ class Profiler:
         self.running = False
         self.stopped = False
         self._telemetry_hook = telemetry
+        self._on_step: Callable[[Profiler, int], None] | None = getattr(telemetry, "on_step", None)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> "Profiler":
@@ -248,7 +250,10 @@ class Profiler:
             grad_norm=grad_norm,
         )
         detached = loss.detach() if hasattr(loss, "detach") else loss
-        return rec.end_step(meta, detached)
+        index = rec.end_step(meta, detached)
+        if self._on_step is not None:
+            self._on_step(self, index)
+        return index
 
     def event(self, kind: str, message: str, **detail: float | int | str | bool) -> None:
         """Record a hygiene observation (turned into findings by analysis)."""

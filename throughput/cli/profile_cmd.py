@@ -56,6 +56,8 @@ def _telemetry_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--py-spy-rate", type=int, default=100, metavar="HZ", help="py-spy samples per second")
     p.add_argument("--flops-per-step", type=float, default=None, metavar="F",
                    help="FLOPs of one training step, for MFU (count them with throughput.capture.flops.count_flops)")
+    p.add_argument("--count-flops", action="store_true",
+                   help="count one step's FLOPs with FlopCounterMode (the last warm-up step), for MFU")
     p.add_argument("--dtype", choices=("bf16", "fp16", "tf32", "fp32"), default="fp32",
                    help="the compute dtype, for the MFU peak")
 
@@ -150,12 +152,17 @@ def _run_name() -> str:
 def _telemetry(opts: argparse.Namespace, out: Path) -> Any:
     if opts.telemetry_interval <= 0 or opts.py_spy_rate <= 0:
         raise CliError("profile: --telemetry-interval and --py-spy-rate must be > 0")
-    if opts.no_telemetry and not opts.py_spy:
+    if opts.count_flops and opts.flops_per_step is not None:
+        raise CliError("profile: give either --flops-per-step or --count-flops, not both")
+    if opts.no_telemetry and not opts.py_spy and not opts.count_flops:
         return None
+    from throughput.capture.profiler import DEFAULT_WARMUP_STEPS
     from throughput.telemetry import TelemetryController
+    warmup = DEFAULT_WARMUP_STEPS if opts.warmup_steps is None else opts.warmup_steps
     return TelemetryController(interval_s=opts.telemetry_interval, nvml=not opts.no_telemetry,
                                host=not opts.no_telemetry, py_spy_dir=out if opts.py_spy else None,
-                               py_spy_rate=opts.py_spy_rate)
+                               py_spy_rate=opts.py_spy_rate, dtype=opts.dtype,
+                               count_flops_at_step=max(0, warmup - 1) if opts.count_flops else None)
 
 
 def _check_counts(max_steps: int | None, warmup_steps: int | None) -> None:

@@ -84,11 +84,15 @@ class TelemetryController:
         py_spy_rate: py-spy samples per second.
         gpu_indices: NVML indices to sample; default all GPUs, or under torchrun the rank's own
             (LOCAL_RANK) when CUDA_VISIBLE_DEVICES is not set.
+        count_flops_at_step: count this step's FLOPs with FlopCounterMode, for MFU (pick a
+            warm-up step: counting slows it); None: do not count.
+        dtype: the compute dtype, for the MFU peak.
     """
 
     def __init__(self, *, interval_s: float = DEFAULT_INTERVAL_S, nvml: bool = True, host: bool = True,
                  py_spy_dir: str | Path | None = None, py_spy_rate: int = 100,
-                 gpu_indices: tuple[int, ...] | None = None) -> None:
+                 gpu_indices: tuple[int, ...] | None = None, count_flops_at_step: int | None = None,
+                 dtype: str = "fp32") -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         if py_spy_rate <= 0:
@@ -101,6 +105,15 @@ class TelemetryController:
         self._threads: list[SamplerThread] = []
         self._py_spy: Any = None
         self._notes: list[str] = []
+        self._flops: Any = None
+        if count_flops_at_step is not None:
+            from throughput.capture.flops import StepFlopCounter
+            self._flops = StepFlopCounter(count_flops_at_step, dtype)
+
+    def on_step(self, prof: Any, index: int) -> None:
+        """Called by ``Profiler.step`` after each step closes."""
+        if self._flops is not None:
+            self._flops.on_step(prof, index)
 
     def start(self, prof: Any) -> None:
         """Start sampling now (called by ``Profiler.start``)."""
@@ -117,6 +130,8 @@ class TelemetryController:
             from throughput.telemetry.host import HostSampler
             exclude = {self._py_spy.pid} if self._py_spy is not None and self._py_spy.pid else set()
             samplers.append(HostSampler(os.getpid(), exclude_pids=exclude))
+        if self._flops is not None and self._flops.at_step == 0:
+            self._flops.begin()
         for s in samplers:
             if not s.available:
                 self._notes.append(s.note)
@@ -128,6 +143,8 @@ class TelemetryController:
 
     def stop(self, prof: Any) -> None:
         """Stop and join every thread, stop py-spy; give samples, notes, artifacts to ``prof``."""
+        if self._flops is not None:
+            self._flops.close(prof)
         threads, self._threads = self._threads, []
         for t in threads:
             prof.add_telemetry(t.stop())
