@@ -40,10 +40,14 @@ class Finding:
     action: str
 
 
+# Events that carry data for other sections of the report, not hygiene observations.
+DATA_EVENT_KINDS = frozenset({"context", "pyspy_hot"})
+
+
 def findings(events: Sequence[Event], steps: Sequence[StepRecord], phases: Sequence[PhaseStats],
              device: str, context: Mapping[str, float | int | str | bool]) -> tuple[Finding, ...]:
     """All hygiene findings of a run, capture events first, then the checks on steps."""
-    out = [_from_event(e) for e in events if e.kind != "context"]
+    out = [_from_event(e) for e in events if e.kind not in DATA_EVENT_KINDS]
     out += [f for f in (_workers_zero(phases, context), _pin_memory_off(device, context),
                         _non_finite(steps), _spikes_unclipped(steps, context)) if f is not None]
     return tuple(out)
