@@ -84,19 +84,17 @@ def test_loop_resumes_from_previous_checkpoint_when_newest_is_damaged(tmp_path: 
     assert_tensors_equal(final_state(tmp_path / "run")["model"], final_state(tmp_path / "ref")["model"], "model")
 
 
-def test_sigterm_saves_a_checkpoint_then_exits_143(tmp_path: Path) -> None:
+def test_sigterm_saves_a_checkpoint_then_exits_143(tmp_path: Path, zygote: Zygote) -> None:
     out = tmp_path / "run"
-    zygote = Zygote()
+    pid = zygote.spawn(cli_args(out, "steps=100000", "ckpt_every_steps=0"), log=tmp_path / "log.txt")
     try:
-        pid = zygote.spawn(cli_args(out, "steps=100000", "ckpt_every_steps=0"), log=tmp_path / "log.txt")
         deadline = time.monotonic() + 60
         while len([r for r in read_metrics(out / "metrics.jsonl") if r.get("kind") == "train"]) < 3:
             assert time.monotonic() < deadline, (tmp_path / "log.txt").read_text()
             time.sleep(0.01)
-        os.kill(pid, signal.SIGTERM)
-        assert zygote.wait(pid) == 143
     finally:
-        zygote.close()
+        os.kill(pid, signal.SIGTERM)
+    assert zygote.wait(pid) == 143
     logged = max(r["step"] for r in read_metrics(out / "metrics.jsonl") if r.get("kind") == "train")
     # ckpt_every_steps=0: the only checkpoint is the one SIGTERM asked for, at the last finished step.
     assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [logged]
