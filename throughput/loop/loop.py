@@ -106,6 +106,7 @@ class _Run:
         last_ckpt_s = self.clock.now_s()
         try:
             while self.step < self.cfg.steps:
+                lr = float(self.optimizer.param_groups[0]["lr"])  # the lr this update uses
                 stats = train_step(self.model, self.raw_model, self.recipe, self.stream, self.cfg.grad_accum,
                                    self.optimizer, self.scheduler, self.scaler, self.cfg.clip_grad_norm,
                                    self.rt, prof)
@@ -113,7 +114,7 @@ class _Run:
                 self.clip_count += int(stats.clipped)
                 nonfinite = not math.isfinite(stats.loss)
                 val_loss = self._maybe_eval(prof)
-                self.last_record = self._record(stats, val_loss)
+                self.last_record = self._record(stats, lr, val_loss)
                 if nonfinite and self.cfg.stop_on_nonfinite:
                     end = "nonfinite"
                 elif self._checkpoint_due(last_ckpt_s):
@@ -162,9 +163,9 @@ class _Run:
         return DataLoader(self.val_set, batch_sampler=sampler, **common)
 
     # -- records ----------------------------------------------------------------------------------
-    def _record(self, stats: StepStats, val_loss: float | None) -> dict[str, Any]:
+    def _record(self, stats: StepStats, lr: float, val_loss: float | None) -> dict[str, Any]:
         record: dict[str, Any] = {"kind": "train", "step": self.step, "loss": stats.loss,
-                                  "lr": self.scheduler.get_last_lr()[0], "grad_norm": stats.grad_norm,
+                                  "lr": lr, "grad_norm": stats.grad_norm,
                                   "clipped": stats.clipped, "clip_count": self.clip_count,
                                   "tokens": stats.tokens, "samples": stats.samples}
         if val_loss is not None:
