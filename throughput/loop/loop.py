@@ -201,15 +201,18 @@ class _Run:
         ckpt.save_checkpoint(self.ckpt_dir, self.step, payload, self.cfg.keep_last)
 
     def _resume(self) -> DataPosition:
+        loaded = ckpt.load_latest(self.ckpt_dir)
+        if loaded is not None:
+            check_payload(loaded.payload, self.identity, loaded.path)  # ours, before touching any file
         if self.rt.is_main:
             ckpt.remove_stale_temporaries(self.ckpt_dir)
-        loaded = ckpt.load_latest(self.ckpt_dir, quarantine=self.rt.is_main)
+            if loaded is not None:
+                loaded.quarantine()
         if loaded is None:
             if self.rt.is_main:
                 truncate_metrics(self.out / "metrics.jsonl", 0)
             return DataPosition()
         p = loaded.payload
-        check_payload(p, self.identity, loaded.path)
         self.raw_model.load_state_dict(p["model"])
         self.optimizer.load_state_dict(p["optimizer"])
         self.scheduler.load_state_dict(p["scheduler"])
