@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from throughput.analysis.loss import LossFinding, diagnose
-from throughput.capture.profiler import Profiler, active_profiler
+from throughput.capture.profiler import Profiler, _run_end_from_exception, active_profiler
 from throughput.loop import checkpoint as ckpt
 from throughput.loop.config import TrainConfig
 from throughput.loop.data import BatchStream, DataPosition, EpochBatchSampler
@@ -32,6 +32,7 @@ from throughput.loop.runtime import Runtime, build_optimizer, setup_runtime, tea
 from throughput.loop.state import (PAYLOAD_FORMAT, PAYLOAD_VERSION, RunIdentity, check_payload,
                                    check_run_folder, write_manifest)
 from throughput.loop.step import StepStats, evaluate, train_step
+from throughput.session.records import RunEnd
 from throughput.timing.clock import Clock, PerfCounterClock
 
 
@@ -104,6 +105,7 @@ class _Run:
                    pin_memory=self.cfg.pin_memory, optimizer="AdamW", amp=self.rt.amp)
         previous = self._install_sigterm()
         last_ckpt_s = self.clock.now_s()
+        error: BaseException | None = None
         try:
             while self.step < self.cfg.steps:
                 lr = float(self.optimizer.param_groups[0]["lr"])  # the lr this update uses
@@ -127,13 +129,16 @@ class _Run:
                 if self.terminate.is_set():
                     end = "terminated"
                     break
+        except BaseException as e:
+            error = e
+            raise
         finally:
             self._restore_sigterm(previous)
             self.stream.close()
             self.metrics.close()
             self.progress.close()
             if own:
-                self._save_session(prof)
+                self._save_session(prof, end, error)
         return self._result(end)
 
     def _checkpoint_due(self, last_ckpt_s: float) -> bool:
@@ -241,8 +246,16 @@ class _Run:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
-    def _save_session(self, prof: Profiler) -> None:
-        session = prof.stop()
+    def _save_session(self, prof: Profiler, end: str, error: BaseException | None) -> None:
+        """The profiled session, saying how the run ended (a crash or signal leaves a partial one)."""
+        if error is not None:
+            session = prof.stop(*_run_end_from_exception(error))
+        elif end == "terminated":
+            session = prof.stop(RunEnd.TERMINATED, "SIGTERM: checkpoint saved", 143)
+        elif end == "nonfinite":
+            session = prof.stop(RunEnd.EXCEPTION, "stopped: non-finite training loss", 1)
+        else:
+            session = prof.stop()
         if self.rt.is_main:
             from throughput.session.io import save_session
             save_session(session, self.out / "session.json")
