@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from throughput.analysis.breakdown import PhaseStats, breakdown
+from throughput.analysis.findings import Finding, findings
 from throughput.analysis.rates import Rates, rates
 from throughput.analysis.stats import Distribution, distribution
 from throughput.analysis.verdict import Verdict, verdict
@@ -34,6 +35,7 @@ class Summary:
     micro_steps_per_step: float | None
     verdict: Verdict
     notes: tuple[str, ...]
+    findings: tuple[Finding, ...] = ()    # training-hygiene findings (analysis/findings.py)
 
 
 def steady_steps(session: Session) -> tuple[tuple[StepRecord, ...], tuple[StepRecord, ...], str | None]:
@@ -64,6 +66,7 @@ def summarize(session: Session) -> Summary:
     phases = breakdown(measured)
     r = rates(measured)
     info = session.info
+    context = capture_context(session)
     micro = (sum(s.micro_steps for s in measured) / len(measured)) if measured else None
     notes = tuple(info.notes) + ((note,) if note else ())
     if not session.steps:
@@ -74,7 +77,8 @@ def summarize(session: Session) -> Summary:
         partial=info.partial, steps_total=len(session.steps), warmup_steps=len(warm),
         steps_measured=len(measured), step_time=_dist(measured), warmup_step_time=_dist(warm),
         phases=phases, rates=r, micro_steps_per_step=micro,
-        verdict=verdict(phases, info.device, r.device_busy_share, capture_context(session)), notes=notes,
+        verdict=verdict(phases, info.device, r.device_busy_share, context), notes=notes,
+        findings=findings(session.events, session.steps, phases, info.device, context),
     )
 
 

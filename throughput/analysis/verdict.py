@@ -89,15 +89,24 @@ def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share
 def _input_bound(data: float, device: str, ctx: dict[str, float | int | str | bool]) -> Verdict:
     evidence = [f"waiting for batches {data:.0%} of step time (>= {INPUT_BOUND_SHARE:.0%})"]
     actions = []
+    sets = []  # the same change as `throughput profile --set` overrides, to measure before editing
     workers = ctx.get("num_workers")
     if workers is not None:
         evidence.append(f"DataLoader num_workers={workers}")
         actions.append(f"raise DataLoader num_workers (now {workers}; try the number of CPU cores)")
+        sets.append("num_workers=N")
     else:
         actions.append("use a DataLoader with num_workers > 0")
     if device == "cuda" and ctx.get("pin_memory") is False:
         evidence.append("pin_memory=False on CUDA")
         actions.append("pin_memory=True with .to(device, non_blocking=True)")
+        sets.append("pin_memory=true")
+    if ctx.get("persistent_workers") is False and isinstance(workers, int) and workers > 0:
+        evidence.append("persistent_workers=False (workers restart every epoch)")
+        sets.append("persistent_workers=true")
     actions.append("persistent_workers=True; move per-sample work offline if it is constant")
+    if sets:
+        actions.append("measure it first: throughput profile " + " ".join(f"--set {s}" for s in sets)
+                       + " <script>")
     return Verdict(kind="input_bound", phase="data", share=data, evidence=tuple(evidence),
                    action="; ".join(actions))

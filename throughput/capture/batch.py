@@ -51,8 +51,14 @@ def _is_integer(t: Any) -> bool:
     return not (t.dtype.is_floating_point or t.dtype.is_complex) and str(t.dtype) != "torch.bool"
 
 
-def describe_batch(batch: Any, pad_id: int | None = None, count_padding: bool = True) -> BatchStats:
-    """Samples, tokens and padding tokens of one batch (None where they cannot be read)."""
+def describe_batch(batch: Any, pad_id: int | None = None, count_padding: bool | None = None) -> BatchStats:
+    """Samples, tokens and padding tokens of one batch (None where they cannot be read).
+
+    ``count_padding=None`` counts padding only for CPU tensors (reading a CUDA tensor would sync).
+    """
+    if _is_tensor(batch):  # fast path: a bare tensor
+        return BatchStats(samples=int(batch.shape[0]) if batch.dim() >= 1 else None,
+                          tokens=int(batch.numel()) if batch.dim() == 2 and _is_integer(batch) else None)
     tensors = list(_named_tensors(batch))
     if not tensors:
         return BatchStats()
@@ -68,6 +74,8 @@ def describe_batch(batch: Any, pad_id: int | None = None, count_padding: bool = 
         return BatchStats(samples=samples)
     tokens = int(ids.numel())
     padding = None
+    if count_padding is None:
+        count_padding = ids.device.type == "cpu"
     if count_padding:
         mask = next((t for n, t in tensors if n == "attention_mask"), None)
         if mask is not None and tuple(mask.shape) == tuple(ids.shape):

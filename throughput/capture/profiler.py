@@ -7,6 +7,7 @@ import os
 import platform
 import socket
 import sys
+import threading
 import time
 import uuid
 import weakref
@@ -33,34 +34,37 @@ def active_profiler() -> "Profiler | None":
 
 
 class PhaseContext:
-    """``with prof.phase("forward"):`` or ``@prof.phase("forward")``. Re-usable, not re-entrant."""
+    """``with prof.phase("forward"):`` or ``@prof.phase("forward")``.
 
-    __slots__ = ("_prof", "_name", "_frame")
+    One object per (profiler, name) is cached and reused every step, so entering a phase allocates
+    nothing but the recorder's frame; a stack of frames makes it safe to nest the same name.
+    """
+
+    __slots__ = ("_prof", "_name", "_frames")
 
     def __init__(self, prof: "Profiler | None", name: str) -> None:
         self._prof = prof
         self._name = name
-        self._frame: _Frame | None = None
+        self._frames: list[_Frame | None] = []
 
     def __enter__(self) -> "PhaseContext":
         prof = self._prof if self._prof is not None else active_profiler()
-        if prof is not None:
-            self._frame = prof._open(self._name)
+        self._frames.append(prof._open(self._name) if prof is not None else None)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        frame, self._frame = self._frame, None
+        frame = self._frames.pop() if self._frames else None
         if frame is not None:
             prof = self._prof if self._prof is not None else active_profiler()
             if prof is not None:
                 prof._close(frame)
 
     def __call__(self, fn: F) -> F:
-        name, owner = self._name, self._prof
+        ctx = self
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with PhaseContext(owner, name):
+            with ctx:
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
@@ -72,11 +76,17 @@ def phase(name: str) -> PhaseContext:
     return PhaseContext(None, name)
 
 
+_CHECKED_NAMES: set[str] = set()
+
+
 def _check_phase_name(name: str) -> None:
+    if name in _CHECKED_NAMES:   # hot path: names repeat every step
+        return
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"a phase name must be a non-empty string, got {name!r}")
     if name == "other":
         raise ValueError("'other' is derived (the uncovered rest of a step); choose another phase name")
+    _CHECKED_NAMES.add(name)
 
 
 class Profiler:
@@ -111,6 +121,7 @@ class Profiler:
         self._rank = rank if rank is not None else int(os.environ.get("RANK", "0"))
         self._world_size = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
         self._recorder: Recorder | None = None
+        self._phase_contexts: dict[str, PhaseContext] = {}
         self._origin_s = 0.0
         self._started_unix_s = 0.0
         self._pending_batches: list[BatchStats] = []
@@ -181,8 +192,11 @@ class Profiler:
     # -- the API used in training loops ---------------------------------------------------------
     def phase(self, name: str) -> PhaseContext:
         """Context manager and decorator that attributes the time inside to phase ``name``."""
-        _check_phase_name(name)
-        return PhaseContext(self, name)
+        ctx = self._phase_contexts.get(name)
+        if ctx is None:
+            _check_phase_name(name)
+            ctx = self._phase_contexts[name] = PhaseContext(self, name)
+        return ctx
 
     def iter(self, iterable: Iterable[T], phase: str = "data") -> Iterator[T]:
         """Yield from ``iterable``, timing each wait for the next item as ``phase``."""
@@ -203,8 +217,7 @@ class Profiler:
 
     def note_batch(self, batch: Any) -> None:
         """Remember a batch's samples/tokens/padding for the current step (CPU tensors only are read)."""
-        on_cpu = _on_cpu(batch)
-        self._pending_batches.append(describe_batch(batch, self.pad_id, count_padding=on_cpu))
+        self._pending_batches.append(describe_batch(batch, self.pad_id))
 
     def step(self, *, samples: int | None = None, tokens: int | None = None,
              padding_tokens: int | None = None, loss: Any = None, micro_steps: int | None = None,
@@ -285,7 +298,7 @@ class Profiler:
 
     def _open(self, name: str) -> _Frame | None:
         rec = self._recorder if self.running else (self._ensure_started() if not self.stopped else None)
-        if rec is None or not rec.in_owner_thread():
+        if rec is None or threading.get_ident() != rec.owner_thread:
             return None
         return rec.open(name)
 
@@ -313,13 +326,6 @@ def _sum_field(batches: list[BatchStats], name: str) -> int | None:
     if not values or any(v is None for v in values):
         return None
     return int(sum(values))  # type: ignore[arg-type]
-
-
-def _on_cpu(batch: Any) -> bool:
-    from throughput.capture.batch import _named_tensors
-    for _, t in _named_tensors(batch):
-        return str(getattr(t, "device", "cpu")) == "cpu"
-    return True
 
 
 def _resolve_device(device: str, event_factory: EventFactory | None) -> str:

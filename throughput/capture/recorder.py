@@ -10,7 +10,7 @@ a step add up to at most the step's wall time and the rest is ``other``.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from throughput.session.records import Span, StepRecord
@@ -35,14 +35,18 @@ class _Frame:
         self.parent_id = parent_id
 
 
-@dataclass(slots=True)
 class _StepDraft:
-    index: int
-    start_s: float
-    phase_s: dict[str, float] = field(default_factory=dict)
-    device_phase_s: dict[str, float] = field(default_factory=dict)
-    device_busy_s: float = 0.0
-    unresolved_spans: int = 0
+    """A step being recorded (mutable; becomes a frozen StepRecord in ``records()``)."""
+
+    __slots__ = ("index", "start_s", "phase_s", "device_phase_s", "device_busy_s", "unresolved_spans")
+
+    def __init__(self, index: int, start_s: float) -> None:
+        self.index = index
+        self.start_s = start_s
+        self.phase_s: dict[str, float] = {}
+        self.device_phase_s: dict[str, float] = {}
+        self.device_busy_s = 0.0
+        self.unresolved_spans = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,13 +71,15 @@ class Recorder:
         self._clock = clock
         self._timer = device_timer
         self._max_spans = max_spans
-        self._thread_id = threading.get_ident()
+        self.owner_thread = threading.get_ident()
         self._stack: list[_Frame] = []
         self._draft: _StepDraft | None = None
         self._last_end_s: float | None = None
         self._drafts_waiting_device: dict[int, _StepDraft] = {}
         self._finished: dict[int, tuple[_StepDraft, float, StepMeta, Any]] = {}
-        self._spans: list[Span] = []
+        # Spans are kept as plain tuples on the hot path (phase, step, start_s, end_s, depth, device_s)
+        # and become frozen Span records only when results are asked for.
+        self._spans: list[tuple[str, int, float, float, int, float | None]] = []
         self._span_device: dict[int, tuple[int, str, int, int]] = {}  # id -> step, phase, parent, span idx
         self._child_device_s: dict[int, float] = {}
         self._next_span_id = 0
@@ -81,7 +87,7 @@ class Recorder:
 
     # -- phases ---------------------------------------------------------------------------------
     def in_owner_thread(self) -> bool:
-        return threading.get_ident() == self._thread_id
+        return threading.get_ident() == self.owner_thread
 
     @property
     def depth(self) -> int:
@@ -128,14 +134,30 @@ class Recorder:
         span_index = -1
         if len(self._spans) < self._max_spans:
             span_index = len(self._spans)
-            self._spans.append(Span(phase=frame.phase, step=draft.index, start_s=frame.start_s,
-                                    end_s=now, depth=frame.depth))
+            self._spans.append((frame.phase, draft.index, frame.start_s, now, frame.depth, None))
         else:
             self.spans_dropped += 1
         if self._timer is not None:
             self._timer.stop(frame.span_id)
             self._span_device[frame.span_id] = (draft.index, frame.phase, frame.parent_id, span_index)
             draft.unresolved_spans += 1
+
+    def close_through(self, frame: _Frame) -> tuple[str, ...]:
+        """Close every phase opened after ``frame``, then ``frame`` itself (innermost first).
+
+        For instrumentation that learns late that a phase was abandoned (an exception escaped the code
+        it wrapped and its end hook never ran). A frame that is not open closes nothing.
+        """
+        if frame not in self._stack:
+            return ()
+        closed: list[str] = []
+        while self._stack:
+            top = self._stack[-1]
+            closed.append(top.phase)
+            self.close(top)
+            if top is frame:
+                break
+        return tuple(closed)
 
     def close_all(self) -> tuple[str, ...]:
         """Close every open phase (innermost first), e.g. when the run dies inside one."""
@@ -204,7 +226,9 @@ class Recorder:
                 device_busy_s=draft.device_busy_s if has_device and not draft.unresolved_spans else None,
                 peak_memory_bytes=meta.peak_memory_bytes,
             ))
-        return out, list(self._spans)
+        spans = [Span(phase=p, step=i, start_s=a, end_s=b, depth=d, device_s=dev)
+                 for p, i, a, b, d, dev in self._spans]
+        return out, spans
 
     def pending_losses(self) -> dict[int, Any]:
         return {i: v[3] for i, v in self._finished.items() if v[3] is not None}
@@ -227,6 +251,4 @@ class Recorder:
                 draft.device_busy_s += device_s
             draft.unresolved_spans -= 1
             if span_index >= 0:
-                old = self._spans[span_index]
-                self._spans[span_index] = Span(phase=old.phase, step=old.step, start_s=old.start_s,
-                                               end_s=old.end_s, depth=old.depth, device_s=device_s)
+                self._spans[span_index] = self._spans[span_index][:5] + (device_s,)

@@ -1,10 +1,11 @@
-"""A report folder: session.json, summary.json, report.md (and more as other writers add them)."""
+"""A report folder: session.json, summary.json, report.md and PNG plots (when matplotlib is there)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from throughput.analysis.series import step_series
 from throughput.analysis.summary import Summary, summarize
 from throughput.report.jsonfmt import summary_to_dict
 from throughput.report.markdown import render_markdown
@@ -12,12 +13,38 @@ from throughput.session.io import save_session
 from throughput.session.session import Session
 
 
-def write_report(session: Session, out_dir: str | Path, summary: Summary | None = None) -> Path:
+def write_plots(session: Session, out: Path) -> tuple[list[Path], str | None]:
+    """Per-run plots. Returns the files written and, when plotting is unavailable, why."""
+    from throughput.report import plots
+
+    if not session.steps:
+        return [], None
+    series = step_series(session)
+    try:
+        files = [plots.plot_step_breakdown(series, out / "step_breakdown.png")]
+        if any(v is not None for v in series.tokens_per_s + series.samples_per_s):
+            unit = "tokens" if any(v is not None for v in series.tokens_per_s) else "samples"
+            files.append(plots.plot_throughput([("run", series)], out / "throughput.png", unit=unit))
+        if any(v is not None for v in series.loss):
+            files.append(plots.plot_loss([("run", series)], out / "loss.png"))
+    except ImportError as e:
+        return [], str(e)
+    return files, None
+
+
+def write_report(session: Session, out_dir: str | Path, summary: Summary | None = None,
+                 plots: bool = True) -> Path:
     """Write the standard files into ``out_dir`` (created). Returns the folder."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summary or summarize(session)
     save_session(session, out / "session.json")
     (out / "summary.json").write_text(json.dumps(summary_to_dict(summary), indent=2) + "\n")
-    (out / "report.md").write_text(render_markdown(summary))
+    images, missing = write_plots(session, out) if plots else ([], None)
+    markdown = render_markdown(summary)
+    if images:
+        markdown += "\n## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in images) + "\n"
+    elif missing:
+        markdown += f"\n## Plots\n\nNot drawn: {missing}.\n"
+    (out / "report.md").write_text(markdown)
     return out

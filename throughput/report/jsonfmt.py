@@ -47,6 +47,7 @@ def summary_to_dict(summary: Summary) -> dict[str, Any]:
         "phases": [asdict(p) for p in summary.phases],
         "throughput": asdict(summary.rates),
         "verdict": asdict(summary.verdict),
+        "findings": [asdict(f) for f in summary.findings],
         "notes": list(summary.notes),
     })
 

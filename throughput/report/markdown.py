@@ -5,7 +5,7 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from throughput.analysis.summary import Summary
-from throughput.report.tables import header_lines, phase_rows, rate_rows, verdict_lines
+from throughput.report.tables import finding_lines, header_lines, phase_rows, rate_rows, verdict_lines
 
 
 def render_markdown(summary: Summary, title: str = "Training step profile") -> str:
@@ -23,6 +23,11 @@ def render_markdown(summary: Summary, title: str = "Training step profile") -> s
                                             disable_numparse=True), ""]
     v = verdict_lines(summary)
     parts += ["## Verdict", "", f"**{v[0]}**", ""] + [f"- {line.strip()}" for line in v[1:]] + [""]
+    if summary.findings:
+        parts += ["## Findings", ""]
+        for line in finding_lines(summary):
+            parts.append(f"  - {line.strip()}" if line.startswith("  ") else f"- **{line}**")
+        parts.append("")
     if summary.notes:
         parts += ["## Notes", ""] + [f"- {n}" for n in summary.notes] + [""]
     return "\n".join(parts)

@@ -55,3 +55,14 @@ def verdict_lines(s: Summary) -> list[str]:
     lines += [f"  evidence: {e}" for e in v.evidence]
     lines.append(f"  try: {v.action}")
     return lines
+
+
+def finding_lines(s: Summary) -> list[str]:
+    """One block per hygiene finding: what was seen, the evidence, the change to make."""
+    lines: list[str] = []
+    for f in s.findings:
+        where = f" (step {f.step})" if f.step is not None else ""
+        lines.append(f"[{f.kind}]{where} {f.message}")
+        lines += [f"  evidence: {e}" for e in f.evidence]
+        lines.append(f"  try: {f.action}")
+    return lines

@@ -1,0 +1,132 @@
+"""Overhead of `throughput profile` (zero-code mode) on whole-process CPU training runs.
+
+Plain ``python workload.py`` and ``python -m throughput profile workload.py`` are run as separate
+processes (OMP_NUM_THREADS=1), interleaved in pairs (A B, B A, ...) so drifts of a shared machine hit
+both alike; the median of per-pair ratios is shown too. On a busy shared machine whole-process runs
+vary by tens of percent, so the hook cost is also measured alone: microseconds added per step on a
+tiny workload in one process, blocks alternating between instrumentation installed and not, and the
+ratio that cost implies at 10 ms and 50 ms steps. The workload
+times its own steps with perf_counter and prints their median, so both modes are measured the same
+way. Result: ratio of the medians of those per-run step medians, per step size. Target: <= 1.02 at
+steps of 10 ms or more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import machine, write_report
+
+WORKLOAD = Path(__file__).resolve().parent / "_zerocode_workload.py"
+REPO = WORKLOAD.parent.parent
+TARGET_RATIO = 1.02
+CALIBRATION_WIDTH = 768
+
+
+def calibrate(step_ms: float) -> int:
+    """Hidden width whose step takes about ``step_ms`` here (time grows with width squared)."""
+    import torch
+    sys.path.insert(0, str(WORKLOAD.parent))
+    import _zerocode_workload as w
+    torch.set_num_threads(1)
+    times = sorted(w.train(CALIBRATION_WIDTH, 12)[4:])
+    base_ms = times[len(times) // 2] * 1e3
+    width = CALIBRATION_WIDTH * (step_ms / base_ms) ** 0.5
+    return max(64, int(round(width / 64)) * 64)
+
+
+def _command(profiled: bool, width: int, steps: int, out: Path) -> list[str]:
+    cmd = [sys.executable, str(WORKLOAD), str(width), str(steps)]
+    if profiled:
+        cmd[1:1] = ["-m", "throughput", "profile", "--quiet", "--out", str(out)]
+    return cmd
+
+
+def _run(profiled: bool, width: int, steps: int, out: Path) -> float:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    proc = subprocess.run(_command(profiled, width, steps, out), capture_output=True, text=True, env=env,
+                          timeout=600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"workload failed ({'profiled' if profiled else 'plain'}): {proc.stderr[-2000:]}")
+    return float(proc.stdout.split("median_step_s")[-1].split()[0])
+
+
+def hook_cost_s(blocks: int, steps_per_block: int = 150, width: int = 64) -> dict[str, float]:
+    """Seconds the hooks add per step, measured alone: a tiny workload (so the hooks dominate) in this
+    process, blocks of steps alternating between instrumentation installed and not (ABBA...)."""
+    import torch
+    sys.path.insert(0, str(WORKLOAD.parent))
+    import _zerocode_workload as w
+    from throughput.capture.hooks import Instrumentation
+    from throughput.capture.profiler import Profiler
+    torch.set_num_threads(1)
+    medians: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(blocks):
+        for profiled in ((False, True) if i % 2 == 0 else (True, False)):
+            inst = Instrumentation(Profiler(device="cpu")).install() if profiled else None
+            try:
+                medians[profiled].append(statistics.median(w.train(width, steps_per_block + 10)[10:]))
+            finally:
+                if inst is not None:
+                    inst.remove()
+                    inst.prof.stop()
+    plain, profiled = statistics.median(medians[False]), statistics.median(medians[True])
+    return {"width": width, "plain_step_s": plain, "profiled_step_s": profiled, "added_s": profiled - plain}
+
+
+def measure(step_ms: float, pairs: int, steps: int) -> dict[str, Any]:
+    width = calibrate(step_ms)
+    plain: list[float] = []
+    profiled: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(pairs):
+            for prof in ((False, True) if i % 2 == 0 else (True, False)):
+                (profiled if prof else plain).append(_run(prof, width, steps, Path(tmp) / f"r{i}"))
+    ratio = statistics.median(profiled) / statistics.median(plain)
+    pair_ratio = statistics.median(b / a for a, b in zip(plain, profiled))
+    return {"target_step_ms": step_ms, "width": width, "steps_per_run": steps, "pairs": pairs,
+            "plain_median_step_s": statistics.median(plain), "profiled_median_step_s": statistics.median(profiled),
+            "plain_runs_s": plain, "profiled_runs_s": profiled, "ratio": ratio,
+            "median_pair_ratio": pair_ratio, "meets_target": ratio <= TARGET_RATIO}
+
+
+def run(quick: bool) -> dict[str, Any]:
+    configs = [(12.0, 3 if quick else 9, 40 if quick else 150), (55.0, 2 if quick else 7, 12 if quick else 40)]
+    results = [measure(ms, pairs, steps) for ms, pairs, steps in configs]
+    cost = hook_cost_s(4 if quick else 10)
+    implied = {f"{ms:g} ms": 1 + cost["added_s"] / (ms / 1e3) for ms in (10.0, 50.0)}
+    data = {"benchmark": "zerocode_overhead", "quick": quick, "machine": machine(),
+            "target_ratio": TARGET_RATIO, "results": results, "hook_cost": cost,
+            "implied_ratio_from_hook_cost": implied}
+    lines = ["# Zero-code profiling overhead (`throughput profile` vs plain `python`)", "",
+             __doc__.strip().split("\n\n", 1)[1], "", f"Machine: {machine()}; {'quick' if quick else 'full'} run.", "",
+             "| step (target) | width | runs per mode | plain median step | profiled median step | ratio | "
+             "median pair ratio | <= 1.02 |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r['target_step_ms']:.0f} ms | {r['width']} | {r['pairs']} | "
+                     f"{r['plain_median_step_s'] * 1e3:.2f} ms | {r['profiled_median_step_s'] * 1e3:.2f} ms | "
+                     f"{r['ratio']:.4f} | {r['median_pair_ratio']:.4f} | {'yes' if r['meets_target'] else 'NO'} |")
+    lines += ["", f"Hook cost alone (width {cost['width']}, in one process, alternating blocks): "
+              f"{cost['plain_step_s'] * 1e6:.0f} us plain vs {cost['profiled_step_s'] * 1e6:.0f} us instrumented, "
+              f"{cost['added_s'] * 1e6:.1f} us added per step; implied ratio "
+              + ", ".join(f"{v:.4f} at {k}" for k, v in implied.items()) + "."]
+    write_report("zerocode_overhead", "\n".join(lines) + "\n", data)
+    return data
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    result = run(parser.parse_args().quick)
+    for r in result["results"]:
+        print(f"{r['target_step_ms']:.0f} ms steps (width {r['width']}): ratio {r['ratio']:.4f}, "
+              f"median pair ratio {r['median_pair_ratio']:.4f}")
+    print(f"hook cost {result['hook_cost']['added_s'] * 1e6:.1f} us/step; implied "
+          f"{result['implied_ratio_from_hook_cost']}")

@@ -1,0 +1,186 @@
+"""The embedded API on real torch code."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+import throughput
+from throughput.capture.recorder import PhaseMisuseError
+from throughput.session import RunEnd, load_session
+from throughput.timing.clock import FakeClock
+
+
+INJECTED_S: dict[str, float] = {}
+
+
+def sleep_as(phase: str, seconds: float) -> None:
+    """Sleep and book the time actually slept (sleep overshoots under load) as injected truth."""
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    INJECTED_S[phase] = INJECTED_S.get(phase, 0.0) + time.perf_counter() - t0
+
+
+class SleepyDataset(Dataset[torch.Tensor]):
+    def __init__(self, n: int, sleep_s: float) -> None:
+        self.n, self.sleep_s = n, sleep_s
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        sleep_as("data", self.sleep_s)
+        return torch.full((4,), float(i))
+
+
+class SleepyLinear(torch.nn.Module):
+    def __init__(self, sleep_s: float) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 1)
+        self.sleep_s = sleep_s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sleep_as("forward", self.sleep_s)
+        return self.lin(x)
+
+
+class SleepyBackward(torch.autograd.Function):
+    sleep_s = 0.0
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        sleep_as("backward", SleepyBackward.sleep_s)
+        return grad
+
+
+class SleepySGD(torch.optim.SGD):
+    sleep_s = 0.0
+
+    def step(self, closure=None):  # type: ignore[no-untyped-def,override]
+        sleep_as("optimizer", self.sleep_s)
+        return super().step(closure)
+
+
+def test_attribution_matches_injected_costs_within_2_points() -> None:
+    # Injected per step (batch of 2 items -> 2 x 10 ms in __getitem__): data 20 ms, forward 30 ms,
+    # backward 20 ms, optimizer 10 ms. The truth is the time actually slept in each phase over the
+    # measured steps, divided by their wall time (nominally 0.25/0.375/0.25/0.125 plus a little other).
+    SleepyBackward.sleep_s = 0.020
+    model = SleepyLinear(0.030)
+    opt = SleepySGD(model.parameters(), lr=0.01)
+    opt.sleep_s = 0.010  # type: ignore[attr-defined]
+    loader = DataLoader(SleepyDataset(16, 0.010), batch_size=2)
+    prof = throughput.Profiler(warmup_steps=1)
+    for x in prof.iter(loader):
+        with prof.phase("forward"):
+            loss = SleepyBackward.apply(model(x)).pow(2).mean()
+        with prof.phase("backward"):
+            loss.backward()
+        with prof.phase("optimizer"):
+            opt.step()
+            opt.zero_grad()
+        if prof.steps_done == 0:
+            INJECTED_S.clear()       # the warm-up step is excluded from both sides
+        prof.step(loss=loss)
+    session = prof.stop()
+    wall_s = sum(s.duration_s for s in session.steps[1:])
+    shares = {p.phase: p.share for p in prof.summary().phases}
+    for phase in ("data", "forward", "backward", "optimizer"):
+        assert shares[phase] == pytest.approx(INJECTED_S[phase] / wall_s, abs=0.02), (phase, shares)
+    # and the truth is what was injected, within scheduling noise
+    assert INJECTED_S["forward"] / wall_s == pytest.approx(30 / 80, abs=0.05)
+
+
+def test_iter_counts_samples_and_micro_steps_per_step() -> None:
+    clock = FakeClock()
+    prof = throughput.Profiler(clock=clock, warmup_steps=0)
+    batches = [{"input_ids": torch.ones(4, 8, dtype=torch.long),
+                "attention_mask": torch.tensor([[1] * 8, [1] * 8, [1] * 4 + [0] * 4, [1] * 2 + [0] * 6])}] * 2
+    for batch in prof.iter(batches):   # gradient accumulation: both batches belong to one step
+        clock.advance(0.1)
+    prof.step()
+    (step,) = prof.stop().steps
+    assert step.samples == 8            # 2 batches x 4 rows
+    assert step.tokens == 64            # 2 x 4 x 8
+    assert step.padding_tokens == 20    # 2 x (4 + 6) masked positions
+    assert step.micro_steps == 2
+
+
+def test_decorator_form() -> None:
+    clock = FakeClock()
+    prof = throughput.Profiler(clock=clock, warmup_steps=0)
+
+    @prof.phase("forward")
+    def forward() -> int:
+        clock.advance(0.25)
+        return 7
+
+    assert forward() == 7
+    prof.step()
+    assert prof.stop().steps[0].phase_s == {"forward": 0.25}
+
+
+def test_module_level_phase_is_a_noop_without_a_profiler() -> None:
+    with throughput.phase("forward"):
+        pass  # nothing running: nothing recorded, nothing raised
+
+
+def test_module_level_phase_records_on_the_running_profiler() -> None:
+    clock = FakeClock()
+    prof = throughput.Profiler(clock=clock, warmup_steps=0).start()
+    with throughput.phase("data"):
+        clock.advance(0.5)
+    prof.step()
+    assert prof.stop().steps[0].phase_s == {"data": 0.5}
+
+
+def test_nested_profilers_are_refused() -> None:
+    outer = throughput.Profiler().start()
+    try:
+        with pytest.raises(PhaseMisuseError, match="already running"):
+            throughput.Profiler().start()
+    finally:
+        outer.stop()
+
+
+@pytest.mark.parametrize("name", ["", "other"])
+def test_bad_phase_names(name: str) -> None:
+    with pytest.raises(ValueError):
+        throughput.Profiler().phase(name)
+
+
+def test_negative_warmup_is_refused() -> None:
+    with pytest.raises(ValueError, match="warmup_steps must be >= 0"):
+        throughput.Profiler(warmup_steps=-1)
+
+
+def test_profile_writes_a_partial_report_when_the_block_raises(tmp_path: Path) -> None:
+    with pytest.raises(ZeroDivisionError):
+        with throughput.profile(out=tmp_path, print_report=False, warmup_steps=0) as prof:
+            with prof.phase("forward"):
+                pass
+            prof.step()
+            with prof.phase("forward"):
+                1 / 0
+    session = load_session(tmp_path / "session.json")
+    assert session.info.end is RunEnd.EXCEPTION and session.info.partial
+    assert "ZeroDivisionError" in session.info.end_detail
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["partial"] is True and summary["steps"]["total"] == 1
+    assert "Partial run" in (tmp_path / "report.md").read_text()
+
+
+def test_loss_is_converted_once_at_the_end() -> None:
+    prof = throughput.Profiler(warmup_steps=0)
+    for value in (3.0, 2.0):
+        prof.step(loss=torch.tensor(value, requires_grad=True) * 1)
+    assert [s.loss for s in prof.stop().steps] == [3.0, 2.0]

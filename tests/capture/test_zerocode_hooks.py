@@ -1,0 +1,317 @@
+"""The zero-code hooks in-process, on a fake clock: every phase time below is injected by hand."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from throughput.capture.hooks import Instrumentation, MaxStepsReached
+from throughput.capture.overrides import Overrides
+from throughput.capture.patching import leftover_patches
+from throughput.capture.profiler import Profiler
+from throughput.session.records import StepRule
+from throughput.session.session import Session
+from throughput.timing.clock import FakeClock
+
+SAMPLE_S, FORWARD_S, BACKWARD_S, STEP_S = 0.001, 0.004, 0.006, 0.002
+
+
+class TimedData(Dataset[torch.Tensor]):
+    def __init__(self, clock: FakeClock, n: int) -> None:
+        self.clock, self.n = clock, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        self.clock.advance(SAMPLE_S)
+        return torch.full((3,), float(i))
+
+
+class TimedBackward(torch.autograd.Function):
+    clock: FakeClock
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        TimedBackward.clock.advance(BACKWARD_S)
+        return grad
+
+
+class TimedModel(nn.Module):
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock, self.lin = clock, nn.Linear(3, 1)
+        TimedBackward.clock = clock
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.clock.advance(FORWARD_S)
+        return TimedBackward.apply(self.lin(x))
+
+
+def timed_sgd(clock: FakeClock, params: Iterator[nn.Parameter]) -> torch.optim.SGD:
+    class TimedSGD(torch.optim.SGD):
+        def step(self, closure: Any = None) -> Any:
+            clock.advance(STEP_S)
+            return super().step(closure)
+    return TimedSGD(params, lr=0.01)
+
+
+def instrumented(clock: FakeClock, **kwargs: Any) -> Instrumentation:
+    return Instrumentation(Profiler(clock=clock, device="cpu", warmup_steps=0), **kwargs).install()
+
+
+def finish(inst: Instrumentation) -> Session:
+    inst.remove()
+    return inst.prof.stop()
+
+
+def test_phases_steps_samples_and_loss_are_exact() -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model = TimedModel(clock)
+        opt = timed_sgd(clock, model.parameters())
+        losses = []
+        for x in DataLoader(TimedData(clock, 12), batch_size=4):
+            loss = model(x).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses.append(loss.item())
+    finally:
+        session = finish(inst)
+    assert session.info.step_rule is StepRule.OPTIMIZER
+    assert len(session.steps) == 3                             # 12 samples / batch 4 = 3 updates
+    for step, loss in zip(session.steps, losses):
+        assert step.phase_s["data"] == pytest.approx(4 * SAMPLE_S)   # 4 samples x 1 ms
+        assert step.phase_s["forward"] == pytest.approx(FORWARD_S)
+        assert step.phase_s["backward"] == pytest.approx(BACKWARD_S)
+        assert step.phase_s["optimizer"] == pytest.approx(STEP_S)
+        assert step.duration_s == pytest.approx(4 * SAMPLE_S + FORWARD_S + BACKWARD_S + STEP_S)
+        assert step.samples == 4 and step.micro_steps == 1
+        assert step.loss == pytest.approx(loss)
+    context = {k: v for e in session.events if e.kind == "context" for k, v in e.detail.items()}
+    assert context["num_workers"] == 0 and context["batch_size"] == 4 and context["optimizer"] == "TimedSGD"
+    assert context["grad_clipping"] is False
+    assert leftover_patches() == []
+
+
+def test_gradient_accumulation_is_micro_steps_of_one_update() -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model = TimedModel(clock)
+        opt = timed_sgd(clock, model.parameters())
+        for i, x in enumerate(DataLoader(TimedData(clock, 12), batch_size=2)):
+            (model(x).mean() / 3).backward()
+            if (i + 1) % 3 == 0:
+                opt.step()
+                opt.zero_grad()
+    finally:
+        session = finish(inst)
+    assert len(session.steps) == 2                              # 6 micro-batches / 3 per update
+    assert [s.micro_steps for s in session.steps] == [3, 3]
+    assert [s.samples for s in session.steps] == [6, 6]         # 3 micro-batches x 2 samples
+    assert session.steps[0].phase_s["forward"] == pytest.approx(3 * FORWARD_S)
+
+
+def test_lbfgs_closure_nests_inside_one_optimizer_step() -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model = TimedModel(clock)
+        opt = torch.optim.LBFGS(model.parameters(), max_iter=3)
+        x, evaluations = torch.randn(10, 3), []
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            evaluations.append(1)
+            return loss
+
+        for _ in range(2):
+            opt.step(closure)
+    finally:
+        session = finish(inst)
+    assert len(session.steps) == 2
+    for step in session.steps:
+        assert step.samples == 10                               # the batch counted once per update
+    n = len(evaluations)
+    assert sum(s.phase_s["forward"] for s in session.steps) == pytest.approx(n * FORWARD_S)
+    assert sum(s.phase_s["backward"] for s in session.steps) == pytest.approx(n * BACKWARD_S)
+
+
+def test_no_optimizer_falls_back_to_backward_calls() -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model = TimedModel(clock)
+        for _ in range(4):
+            model(torch.randn(5, 3)).sum().backward()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= 0.1 * p.grad
+    finally:
+        session = finish(inst)
+    assert session.info.step_rule is StepRule.BACKWARD
+    assert len(session.steps) == 4 and all(s.samples == 5 for s in session.steps)
+    assert any("each backward() call ends a step" in n for n in session.info.notes)
+
+
+def test_eval_loop_is_eval_phase_and_not_training_samples() -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model = TimedModel(clock)
+        opt = timed_sgd(clock, model.parameters())
+        val = DataLoader(TimedData(clock, 6), batch_size=3)
+        for x in DataLoader(TimedData(clock, 4), batch_size=2):
+            model(x).mean().backward()
+            with torch.no_grad():
+                for v in val:               # fetched and run under no_grad: all eval
+                    model(v)
+            opt.step()
+    finally:
+        session = finish(inst)
+    step = session.steps[0]
+    # eval: 2 val batches x (3 samples x 1 ms fetch + 4 ms forward)
+    assert step.phase_s["eval"] == pytest.approx(2 * (3 * SAMPLE_S + FORWARD_S))
+    assert step.phase_s["data"] == pytest.approx(2 * SAMPLE_S) and step.samples == 2
+
+
+def test_h2d_copies_torch_save_and_max_steps(tmp_path: Any) -> None:
+    clock = FakeClock()
+    inst = instrumented(clock, max_steps=2)
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    done = 0
+    try:
+        with pytest.raises(MaxStepsReached):
+            while True:
+                x = torch.randn(4, 3)
+                x.to("meta")                  # a host -> device copy ('meta' stands in for cuda here)
+                x.to(torch.float64)           # a dtype conversion: not a copy to a device
+                model(x).sum().backward()
+                torch.save(model.state_dict(), tmp_path / "m.pt")
+                opt.step()
+                done += 1
+    finally:
+        session = finish(inst)
+    assert done == 1 and len(session.steps) == 2               # raised from the second step's hook
+    names = {sp.phase for sp in session.spans}
+    assert {"h2d", "checkpoint", "forward", "backward", "optimizer"} <= names
+    assert sum(1 for sp in session.spans if sp.phase == "h2d") == 2   # one per step, not the dtype cast
+
+
+def test_hygiene_events() -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Dropout(0.1), nn.Linear(8, 1))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with torch.no_grad():
+            model(torch.randn(4, 3))          # evaluation while still in train mode
+        model.eval()
+        model(torch.randn(4, 3)).sum().backward()   # trained while left in eval mode
+        opt.step()
+        model.train()
+        model(torch.randn(4, 3)).sum().backward()   # BatchNorm on a batch of 4 < 16
+        opt.step()
+    finally:
+        session = finish(inst)
+    kinds = [e.kind for e in session.events if e.kind != "context"]
+    assert kinds == ["eval_in_train_mode", "eval_mode_training", "bn_small_batch"]
+
+
+def test_overrides_change_dataloader_and_autocast_then_restore() -> None:
+    clock = FakeClock()
+    overrides = Overrides(batch_size=5, pin_memory=False, prefetch_factor=4, amp="bf16")
+    inst = instrumented(clock, overrides=overrides)
+    try:
+        loader = DataLoader(TimedData(clock, 10), 2)       # positional batch_size=2 is overridden
+        model, dtypes = nn.Linear(3, 1), []
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x in loader:
+            out = model(x)
+            dtypes.append(out.dtype)
+            out.float().sum().backward()
+            opt.step()
+        with torch.no_grad():
+            eval_dtype = model(torch.randn(2, 3)).dtype
+    finally:
+        session = finish(inst)
+    assert loader.batch_size == 5 and loader.prefetch_factor is None  # no workers: prefetch not applied
+    assert dtypes == [torch.bfloat16, torch.bfloat16]                 # 10 samples / 5 per batch
+    assert eval_dtype == torch.float32                                # autocast only on training forwards
+    assert not torch.is_autocast_enabled("cpu")
+    note = next(n for n in session.info.notes if n.startswith("overrides applied"))
+    assert "batch_size=5 on 1 of 1 DataLoader(s)" in note and "prefetch_factor=4 on 0 of 1" in note
+
+
+def test_remove_restores_every_attribute() -> None:
+    before = {name: getattr(owner, name) for owner, name in (
+        (torch.Tensor, "backward"), (torch.autograd, "backward"), (torch, "save"),
+        (torch.optim.Optimizer, "zero_grad"), (torch.optim.Optimizer, "__init__"),
+        (torch.nn.utils, "clip_grad_norm_"), (torch.utils.data.DataLoader, "__init__"))}
+    had_to = "to" in torch.Tensor.__dict__
+    inst = instrumented(FakeClock())
+    assert leftover_patches() != []
+    finish(inst)
+    after = {name: getattr(owner, name) for owner, name in (
+        (torch.Tensor, "backward"), (torch.autograd, "backward"), (torch, "save"),
+        (torch.optim.Optimizer, "zero_grad"), (torch.optim.Optimizer, "__init__"),
+        (torch.nn.utils, "clip_grad_norm_"), (torch.utils.data.DataLoader, "__init__"))}
+    assert after == before and ("to" in torch.Tensor.__dict__) == had_to
+    assert leftover_patches() == []
+
+
+def test_an_optimizer_step_that_raised_does_not_break_later_steps() -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model = nn.Linear(3, 1)
+
+        class Flaky(torch.optim.SGD):
+            calls = 0
+
+            def step(self, closure: Any = None) -> Any:
+                Flaky.calls += 1
+                if Flaky.calls == 1:
+                    raise RuntimeError("transient")
+                return super().step(closure)
+
+        opt = Flaky(model.parameters(), lr=0.1)
+        for _ in range(3):
+            model(torch.randn(2, 3)).sum().backward()
+            try:
+                opt.step()
+            except RuntimeError:
+                pass
+    finally:
+        session = finish(inst)
+    assert len(session.steps) == 2                               # the failed update is not a step
+    assert [s.micro_steps for s in session.steps] == [2, 1]      # its backward joins the next update
+
+
+def test_manual_batching_counts_the_model_batch_not_the_loss_module() -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model, criterion = nn.Linear(3, 2), nn.CrossEntropyLoss()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(3):
+            x, y = torch.randn(6, 3), torch.randint(0, 2, (6,))
+            criterion(model(x), y).backward()      # two outermost forwards: model, then the loss module
+            opt.step()
+    finally:
+        session = finish(inst)
+    assert [s.samples for s in session.steps] == [6, 6, 6]   # the batch of 6, counted once per update

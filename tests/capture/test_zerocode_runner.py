@@ -1,0 +1,92 @@
+"""The runner runs scripts like python does (in-process here; the CLI tests cover real processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from throughput.capture.runner import Target, TargetError, check_target, run
+from throughput.session.records import RunEnd
+
+SHOW = """import json, os, sys
+print(json.dumps({"argv": sys.argv, "name": __name__, "file": __file__, "path0": sys.path[0],
+                  "cwd": os.getcwd(), "main": sys.modules["__main__"].__dict__ is globals()}))
+"""
+
+
+def test_script_sees_what_python_gives_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "show.py"
+    script.write_text(SHOW)
+    argv, path0, main = list(sys.argv), sys.path[0], sys.modules["__main__"]
+    result = run(Target(path=str(script), args=("--lr", "3e-4")))
+    seen = json.loads(capsys.readouterr().out)
+    assert result.end is RunEnd.COMPLETED and result.exit_code == 0
+    assert seen == {"argv": [str(script), "--lr", "3e-4"], "name": "__main__", "file": str(script.resolve()),
+                    "path0": str(tmp_path.resolve()), "cwd": os.getcwd(), "main": True}
+    assert sys.argv == argv and sys.path[0] == path0 and sys.modules["__main__"] is main  # restored
+
+
+def test_module_runs_like_python_dash_m(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_path / "zc_pkg_show"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "train.py").write_text(SHOW)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = run(Target(module="zc_pkg_show.train", args=("x",)))
+    seen = json.loads(capsys.readouterr().out)
+    assert result.exit_code == 0
+    assert seen["argv"] == [str(pkg / "train.py"), "x"] and seen["name"] == "__main__"
+
+
+@pytest.mark.parametrize("body, code, end", [
+    ("import sys; sys.exit(4)", 4, RunEnd.SYSTEM_EXIT),
+    ("import sys; sys.exit()", 0, RunEnd.SYSTEM_EXIT),
+    ("import sys; sys.exit('bye')", 1, RunEnd.SYSTEM_EXIT),
+    ("raise KeyError('k')", 1, RunEnd.EXCEPTION),
+    ("x = (", 1, RunEnd.EXCEPTION),
+])
+def test_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, code: int,
+                    end: RunEnd) -> None:
+    script = tmp_path / "s.py"
+    script.write_text(body + "\n")
+    result = run(Target(path=str(script)))
+    assert (result.exit_code, result.end) == (code, end)
+    err = capsys.readouterr().err
+    if body.startswith("raise"):
+        assert err.startswith("Traceback (most recent call last):\n") and err.endswith("KeyError: 'k'\n")
+        assert "runner.py" not in err and "runpy" not in err      # only the script's frames
+    if "bye" in body:
+        assert err == "bye\n"                                     # python prints a non-integer code
+
+
+def test_keyboard_interrupt_asks_to_exit_by_sigint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "s.py"
+    script.write_text("raise KeyboardInterrupt\n")
+    result = run(Target(path=str(script)))
+    assert result.end is RunEnd.INTERRUPTED and result.exit_code == 130 and result.signal == 2
+    assert capsys.readouterr().err.endswith("KeyboardInterrupt\n")
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing.py", "no such file"),
+    (lambda d: d, "is a directory"),
+    (lambda d: d / "notes.txt", "is not a Python script"),
+])
+def test_bad_targets(tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(TargetError, match=message):
+        check_target(Target(path=str(make(tmp_path))))
+
+
+def test_folder_with_main_and_shebang_script_are_accepted(tmp_path: Path) -> None:
+    (tmp_path / "__main__.py").write_text("")
+    check_target(Target(path=str(tmp_path)))
+    tool = tmp_path / "train"
+    tool.write_text("#!/usr/bin/env python3\nprint(1)\n")
+    check_target(Target(path=str(tool)))

@@ -1,0 +1,49 @@
+"""Run scripts plainly and under `python -m throughput profile`, as real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples" / "zerocode"
+DATA = REPO / "tests" / "data" / "zerocode"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", "1")  # two CPU cores shared by parallel runs
+    return env
+
+
+def run_plain(script: Path, args: Sequence[str] = (), cwd: Path | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+                          cwd=cwd, env=_env(), timeout=timeout)
+
+
+def run_profiled(script: Path | None, args: Sequence[str] = (), out: Path | None = None,
+                 options: Sequence[str] = (), cwd: Path | None = None,
+                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "throughput", "profile", *options]
+    if out is not None:
+        cmd += ["--out", str(out)]
+    cmd += ([str(script)] if script is not None else []) + list(args)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=_env(), timeout=timeout)
+
+
+def load_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def stdout_count(stdout: str, label: str) -> int:
+    """The integer after ``label`` on the script's own output line ``"<label> N"``."""
+    for line in stdout.splitlines():
+        if line.startswith(label + " "):
+            return int(line.split()[-1])
+    raise AssertionError(f"the script printed no '{label} N' line:\n{stdout}")

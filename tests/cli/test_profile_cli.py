@@ -1,0 +1,126 @@
+"""`throughput profile` end to end: attribution accuracy, how runs end, and bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.profile_helpers import DATA, REPO, _env, load_json, run_plain, run_profiled
+from throughput.cli.main import main
+
+
+def test_attribution_accuracy_through_the_cli(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    proc = run_profiled(DATA / "injected_sleeps.py", ["16"], out)
+    assert proc.returncode == 0, proc.stderr
+    shares = {p["phase"]: p["share"] for p in load_json(out / "summary.json")["phases"]}
+    # Injected per step: data 2 samples x 5 ms = 10 ms, forward 6 ms, backward 12 ms, optimizer 4 ms.
+    total = 0.010 + 0.006 + 0.012 + 0.004                      # 32 ms
+    truth = {"data": 0.010 / total, "forward": 0.006 / total,  # 31.25%, 18.75%
+             "backward": 0.012 / total, "optimizer": 0.004 / total}  # 37.5%, 12.5%
+    for phase, expected in truth.items():
+        assert shares[phase] == pytest.approx(expected, abs=0.02), f"{phase}: {shares}"
+    assert load_json(out / "summary.json")["verdict"]["kind"] == "input_bound"   # 31% >= 20% data wait
+
+
+def test_crash_on_line_one_keeps_traceback_and_status(tmp_path: Path) -> None:
+    script = DATA / "crash_line1.py"
+    plain, profiled = run_plain(script), run_profiled(script, out=tmp_path / "r")
+    assert plain.returncode == profiled.returncode == 1
+    assert profiled.stderr.startswith(plain.stderr)          # same traceback, then our report
+    assert plain.stderr.splitlines()[-1] == "RuntimeError: boom on line 1"
+    summary = load_json(tmp_path / "r" / "summary.json")
+    assert summary["end"] == "exception" and summary["partial"] and summary["steps"]["total"] == 0
+
+
+def test_exception_inside_hooked_backward_has_the_plain_traceback(tmp_path: Path) -> None:
+    script = DATA / "crash_in_backward.py"
+    plain, profiled = run_plain(script), run_profiled(script, out=tmp_path / "r")
+    assert plain.returncode == profiled.returncode == 1
+    assert profiled.stderr.startswith(plain.stderr)          # our wrapper frames are not shown
+    assert "throughput" not in plain.stderr and "throughput/capture" not in profiled.stderr
+    session = load_json(tmp_path / "r" / "session.json")
+    assert len(session["steps"]) == 2                        # steps 0 and 1 finished; step 2 crashed
+    assert session["info"]["end_detail"] == "ValueError: exploded in backward"
+
+
+def test_sys_exit_code_is_kept_and_reported(tmp_path: Path) -> None:
+    proc = run_profiled(DATA / "exits_3.py", out=tmp_path / "r")
+    assert proc.returncode == 3                               # the script calls sys.exit(3)
+    assert proc.stdout == "leaving with 3\n"
+    session = load_json(tmp_path / "r" / "session.json")
+    assert session["info"]["end"] == "system_exit" and session["info"]["exit_code"] == 3
+    assert len(session["steps"]) == 3
+
+
+def test_max_steps_stops_cleanly_with_overrides_noted(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    proc = run_profiled(DATA / "runs_until_signalled.py", out=out,
+                        options=["--max-steps", "3", "--warmup-steps", "0", "--set", "amp=bf16"])
+    assert proc.returncode == 0, proc.stderr
+    summary = load_json(out / "summary.json")
+    assert summary["steps"]["total"] == 3 and summary["end"] == "max_steps" and summary["partial"]
+    assert any(n.startswith("overrides applied: amp=bf16") for n in summary["notes"])
+    assert "Partial run" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("signum, status, end", [(signal.SIGTERM, -signal.SIGTERM, "terminated"),
+                                                 (signal.SIGINT, -signal.SIGINT, "interrupted")])
+def test_signals_write_the_report_and_keep_python_status(tmp_path: Path, signum: int, status: int,
+                                                         end: str) -> None:
+    """Plain python dies by SIGTERM (-15) and, after KeyboardInterrupt, re-raises SIGINT (-2)."""
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "throughput", "profile", "--quiet", "--out", str(out),
+           str(DATA / "runs_until_signalled.py")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "ready\n"
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == status, stderr
+    session = load_json(out / "session.json")
+    assert session["info"]["end"] == end and len(session["steps"]) >= 5
+
+
+def test_console_script_on_a_script_that_trains_nothing(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("throughput")
+    if not exe.exists():
+        pytest.skip("the `throughput` console script is not installed next to this python")
+    proc = subprocess.run([str(exe), "profile", "--out", str(tmp_path / "r"), str(DATA / "trains_nothing.py")],
+                          capture_output=True, text=True, env=_env(), timeout=120)
+    assert proc.returncode == 0 and proc.stdout == "hello 2.0\n"
+    assert "no training steps were seen" in proc.stderr
+    summary = load_json(tmp_path / "r" / "summary.json")
+    assert summary["steps"]["total"] == 0 and summary["verdict"]["kind"] == "no_steps"
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["profile", "missing_script.py"], "no such file: missing_script.py"),
+    (["profile", str(REPO / "throughput" / "cli")], "is a directory"),
+    (["profile", str(REPO / "pyproject.toml")], "is not a Python script"),
+    (["profile", "--bogus", "x.py"], "unrecognized arguments: --bogus"),
+    (["profile", "--set", "workers=2", "x.py"], "unknown override 'workers'; valid keys: num_workers"),
+    (["profile", "--set", "amp=fp8", str(DATA / "trains_nothing.py")], "amp must be one of bf16, fp16, off"),
+    (["profile", "--max-steps", "0", str(DATA / "trains_nothing.py")], "max steps must be >= 1"),
+    (["profile"], "no script given"),
+    (["profile", "-m", "no_such_module_zz"], "no module named 'no_such_module_zz'"),
+])
+def test_bad_input_is_one_line_and_status_2(argv: list[str], fragment: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("throughput: error: profile: ") and fragment in err
+
+
+def test_options_after_the_script_belong_to_the_script() -> None:
+    from throughput.cli.profile_cmd import split_argv
+    assert split_argv(["--out", "r", "train.py", "--out", "x", "-m"]) == (["--out", "r"],
+                                                                         ["train.py", "--out", "x", "-m"])
+    assert split_argv(["--quiet", "-m", "pkg.train", "--lr", "3"]) == (["--quiet", "-m", "pkg.train"],
+                                                                        ["--lr", "3"])
+    assert split_argv(["--set", "amp=bf16", "--", "-weird.py"]) == (["--set", "amp=bf16"], ["-weird.py"])

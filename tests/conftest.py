@@ -1,0 +1,55 @@
+"""Shared fixtures. After every test: no profiler left running, no stray threads, and no zero-code
+hook or patch left installed on torch."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_profiler_left_running() -> Iterator[None]:
+    threads_before = {t.ident for t in threading.enumerate()}
+    yield
+    from throughput.capture.profiler import active_profiler
+
+    leaked = active_profiler()
+    if leaked is not None:
+        leaked.stop()
+        pytest.fail("a Profiler was left running after the test")
+    new = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()
+           and not t.daemon and t is not threading.current_thread()]
+    assert not new, f"threads left running: {[t.name for t in new]}"
+
+
+@pytest.fixture(autouse=True)
+def _no_instrumentation_left() -> Iterator[None]:
+    yield
+    if "torch" not in sys.modules:
+        return
+    from throughput.capture.hooks import active_instrumentation
+    from throughput.capture.patching import leftover_patches
+
+    inst = active_instrumentation()
+    if inst is not None:
+        inst.remove()
+        pytest.fail("a test left the zero-code instrumentation installed")
+    assert leftover_patches() == [], f"throughput patches left installed on torch: {leftover_patches()}"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run tests marked slow (or set THROUGHPUT_SLOW=1)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow") or os.environ.get("THROUGHPUT_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow or THROUGHPUT_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

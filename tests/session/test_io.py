@@ -1,0 +1,70 @@
+"""Session JSON: round trip, and one-line errors for every kind of bad file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import make_session
+from throughput.session import RunEnd, SessionFormatError, load_session, save_session
+from throughput.session.io import session_to_dict
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    session = make_session(n_steps=3, forward=0.5, backward=1.0, samples=4).with_info(end=RunEnd.MAX_STEPS)
+    loaded = load_session(save_session(session, tmp_path / "s.json"))
+    assert loaded == session
+
+
+def test_folder_is_accepted(tmp_path: Path) -> None:
+    save_session(make_session(forward=1.0), tmp_path / "session.json")
+    assert load_session(tmp_path).steps[0].phase_s == {"forward": 1.0}
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "empty file"),
+    ("not json at all", "not JSON"),
+    ('{"a": 1}', "not a throughput session"),
+    ("[1, 2]", "not a throughput session"),
+])
+def test_bad_files_give_one_line_errors(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(SessionFormatError, match=message) as info:
+        load_session(path)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    text = json.dumps(session_to_dict(make_session(forward=1.0)))
+    path = tmp_path / "cut.json"
+    path.write_text(text[: len(text) // 2])
+    with pytest.raises(SessionFormatError, match="truncated"):
+        load_session(path)
+
+
+def test_other_schema_version(tmp_path: Path) -> None:
+    raw = session_to_dict(make_session(forward=1.0))
+    raw["schema_version"] = 99
+    path = tmp_path / "v99.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(SessionFormatError, match="schema version 99 is not supported"):
+        load_session(path)
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(SessionFormatError, match="no such file"):
+        load_session(tmp_path / "nope.json")
+    with pytest.raises(SessionFormatError, match="directory without session.json"):
+        load_session(tmp_path)
+
+
+def test_malformed_step(tmp_path: Path) -> None:
+    raw = session_to_dict(make_session(forward=1.0))
+    raw["steps"][0]["bogus_s"] = 1
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(SessionFormatError, match="step 0: unknown fields"):
+        load_session(path)

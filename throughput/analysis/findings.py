@@ -1,0 +1,112 @@
+"""Training-hygiene findings: events seen at capture plus checks on the recorded steps (pure).
+
+Each finding has a stable ``kind``, the measured evidence and the change to make. Thresholds are
+stated in the evidence so a user can disagree with them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from throughput.analysis.breakdown import PhaseStats
+from throughput.analysis.stats import quantile
+from throughput.analysis.verdict import INPUT_BOUND_SHARE
+from throughput.session.records import Event, StepRecord
+
+SPIKE_RATIO = 3.0        # a loss this many times the median of the previous SPIKE_WINDOW steps
+SPIKE_WINDOW = 10
+
+ACTIONS: Mapping[str, str] = {
+    "eval_mode_training": "call model.train() before the training loop resumes (after each evaluation)",
+    "eval_in_train_mode": "call model.eval() before evaluating (and model.train() afterwards)",
+    "bn_small_batch": "use a larger per-device batch, SyncBatchNorm across devices, or GroupNorm/LayerNorm",
+    "num_workers_zero": "DataLoader(num_workers=N) with N up to the CPU cores available, persistent_workers=True",
+    "pin_memory_off": "DataLoader(pin_memory=True) and batch.to(device, non_blocking=True)",
+    "loss_non_finite": "lower the learning rate, add warm-up or gradient clipping, check inputs for NaN; "
+                       "with fp16 use a GradScaler",
+    "loss_spikes_unclipped": "clip gradients (torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)) "
+                             "or lower the learning rate",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding:
+    kind: str                     # stable id, e.g. "bn_small_batch"
+    step: int | None              # first step where it was seen, when known
+    message: str
+    evidence: tuple[str, ...]
+    action: str
+
+
+def findings(events: Sequence[Event], steps: Sequence[StepRecord], phases: Sequence[PhaseStats],
+             device: str, context: Mapping[str, float | int | str | bool]) -> tuple[Finding, ...]:
+    """All hygiene findings of a run, capture events first, then the checks on steps."""
+    out = [_from_event(e) for e in events if e.kind != "context"]
+    out += [f for f in (_workers_zero(phases, context), _pin_memory_off(device, context),
+                        _non_finite(steps), _spikes_unclipped(steps, context)) if f is not None]
+    return tuple(out)
+
+
+def _from_event(e: Event) -> Finding:
+    evidence = tuple(f"{k}={v}" for k, v in e.detail.items())
+    return Finding(kind=e.kind, step=e.step, message=e.message, evidence=evidence,
+                   action=ACTIONS.get(e.kind, "see the message"))
+
+
+def _workers_zero(phases: Sequence[PhaseStats], ctx: Mapping[str, float | int | str | bool]) -> Finding | None:
+    data = sum(p.share for p in phases if p.phase == "data")
+    if ctx.get("num_workers") != 0 or data < INPUT_BOUND_SHARE:
+        return None
+    return Finding(kind="num_workers_zero", step=None,
+                   message="the DataLoader loads batches in the training process (num_workers=0) "
+                           "while the step waits for data",
+                   evidence=(f"data wait {data:.0%} of step time (>= {INPUT_BOUND_SHARE:.0%})", "num_workers=0"),
+                   action=ACTIONS["num_workers_zero"])
+
+
+def _pin_memory_off(device: str, ctx: Mapping[str, float | int | str | bool]) -> Finding | None:
+    if device != "cuda" or ctx.get("pin_memory") is not False:
+        return None
+    return Finding(kind="pin_memory_off", step=None,
+                   message="batches are copied to the GPU from pageable memory (pin_memory=False)",
+                   evidence=("device=cuda", "pin_memory=False"), action=ACTIONS["pin_memory_off"])
+
+
+def _non_finite(steps: Sequence[StepRecord]) -> Finding | None:
+    bad = [s.index for s in steps if s.loss is not None and not math.isfinite(s.loss)]
+    if not bad:
+        return None
+    return Finding(kind="loss_non_finite", step=bad[0],
+                   message=f"the loss was NaN or infinite in {len(bad)} step(s), first at step {bad[0]}",
+                   evidence=(f"{len(bad)} of {len(steps)} steps", f"first step {bad[0]}"),
+                   action=ACTIONS["loss_non_finite"])
+
+
+def loss_spikes(steps: Sequence[StepRecord]) -> list[int]:
+    """Indices of steps whose loss is >= SPIKE_RATIO x the median of the previous SPIKE_WINDOW losses."""
+    history: list[float] = []
+    spikes = []
+    for s in steps:
+        if s.loss is None or not math.isfinite(s.loss):
+            continue
+        if len(history) >= SPIKE_WINDOW:
+            base = quantile(history[-SPIKE_WINDOW:], 0.5)
+            if base > 0 and s.loss >= SPIKE_RATIO * base:
+                spikes.append(s.index)
+        history.append(s.loss)
+    return spikes
+
+
+def _spikes_unclipped(steps: Sequence[StepRecord], ctx: Mapping[str, float | int | str | bool]) -> Finding | None:
+    if ctx.get("grad_clipping") is not False:
+        return None
+    spikes = loss_spikes(steps)
+    if not spikes:
+        return None
+    return Finding(kind="loss_spikes_unclipped", step=spikes[0],
+                   message=f"the loss spiked in {len(spikes)} step(s) and gradients are not clipped",
+                   evidence=(f"loss >= {SPIKE_RATIO:g}x the median of the previous {SPIKE_WINDOW} steps "
+                             f"at step(s) {', '.join(map(str, spikes[:5]))}", "clip_grad_norm_ never called"),
+                   action=ACTIONS["loss_spikes_unclipped"])

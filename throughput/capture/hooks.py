@@ -1,0 +1,456 @@
+"""Zero-code instrumentation: phases and steps from an unmodified training script.
+
+``Instrumentation(prof).install()`` patches torch for the run and ``remove()`` restores every patched
+attribute and hook. What becomes which phase:
+
+- ``data``: waiting in ``_BaseDataLoaderIter.__next__`` (all loaders, worker processes or not);
+  a wait made with grad disabled (an evaluation loop) counts as ``eval``.
+- ``forward``/``eval``: the outermost ``nn.Module`` call (global forward hooks); it is ``eval`` when
+  grad is disabled or the module is in eval mode.
+- ``backward``: ``Tensor.backward`` / ``torch.autograd.backward`` (outermost call).
+- ``optimizer``: ``step`` of any ``torch.optim.Optimizer`` (global step hooks), ``zero_grad`` and
+  ``clip_grad_norm_``. An LBFGS closure's forward and backward nest inside it.
+- ``h2d``: ``Tensor.to``/``Tensor.cuda`` from a CPU tensor to another device, outside the model.
+- ``checkpoint``: ``torch.save``.
+
+Steps: one per update of the primary optimizer (the first one that steps). When no torch.optim
+optimizer was ever constructed, each outermost ``backward()`` ends a step instead.
+
+Hot path: each hook does a thread check, a few attribute reads and, at most, one recorder open/close.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Callable
+
+import torch
+import torch.nn.modules.module as _module_mod
+import torch.nn.utils.clip_grad as _clip_mod
+import torch.optim.optimizer as _optim_mod
+import torch.utils.data.dataloader as _dl
+
+from throughput.capture.batch import BatchStats, describe_batch
+from throughput.capture.hygiene import Hygiene
+from throughput.capture.loaders import LoaderPatches
+from throughput.capture.overrides import Overrides
+from throughput.capture.patching import Patcher, mark
+from throughput.capture.profiler import Profiler
+from throughput.session.records import StepRule
+
+_get_ident = threading.get_ident
+_current: "Instrumentation | None" = None
+_fork_handler_registered = False
+
+
+class MaxStepsReached(BaseException):
+    """Raised from a step hook once ``max_steps`` steps are done; the runner catches it.
+
+    A BaseException so that a script's ``except Exception`` does not swallow it."""
+
+
+def active_instrumentation() -> "Instrumentation | None":
+    return _current
+
+
+class Instrumentation:
+    """Installs the hooks that turn a script's torch calls into phases and steps."""
+
+    def __init__(self, prof: Profiler, overrides: Overrides | None = None, max_steps: int | None = None) -> None:
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        self.prof = prof
+        self.overrides = overrides or Overrides()
+        self.max_steps = max_steps
+        self.hygiene = Hygiene(prof)
+        self._patcher = Patcher()
+        self._loaders = LoaderPatches(self)
+        self._owner = _get_ident()
+        self.enabled = False
+        self._fwd_depth = 0
+        self._fwd_frame: Any = None
+        self._autocast: Any = None
+        self._bwd_depth = 0
+        self._aux_depth = 0                        # zero_grad / clip_grad_norm_ in progress
+        self._opt_frames: list[tuple[int, Any]] = []
+        self._optimizers_created = 0
+        self._primary: int | None = None
+        self._last_stepped: int | None = None
+        self._optimizer_names: dict[int, str] = {}
+        self._steps_by_rule = {StepRule.OPTIMIZER: 0, StepRule.BACKWARD: 0}
+        self._step_pending: StepRule | None = None
+        self.pending_batches: list[BatchStats] = []  # fetched, not yet trained on
+        self.loader_used = False
+        self._step_stats: list[BatchStats] = []
+        self._closure_stats: BatchStats | None = None
+        self._micro = 0
+        self._arg_batch_counted = False            # manual batching: this micro-step's batch is counted
+        self._step_loss: Any = None
+        self._backward_calls = 0
+        self._eval_mode_module: torch.nn.Module | None = None
+        self._clip_seen = False
+        self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.overrides.amp or "off")
+        self._device_types: dict[int, str] = {}
+        self._saved_tf32: tuple[bool, bool] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def install(self) -> "Instrumentation":
+        global _current
+        if _current is not None:
+            raise RuntimeError("throughput instrumentation is already installed in this process")
+        _register_fork_handler()
+        self.prof.start()
+        self._owner = _get_ident()
+        p = self._patcher
+        try:
+            self._loaders.install(p)
+            p.keep(_module_mod.register_module_forward_pre_hook(mark(self._forward_pre)))
+            p.keep(_module_mod.register_module_forward_hook(mark(self._forward_post), always_call=True))
+            p.keep(_optim_mod.register_optimizer_step_pre_hook(mark(self._optimizer_pre)))
+            p.keep(_optim_mod.register_optimizer_step_post_hook(mark(self._optimizer_post)))
+            self._patch_calls(p)
+            self._apply_tf32()
+        except BaseException:
+            p.restore()
+            raise
+        _current = self
+        self.enabled = True
+        return self
+
+    def remove(self) -> None:
+        """Restore torch, then record the run's step rule, context and notes. Safe to call twice."""
+        global _current
+        self.enabled = False
+        if self._autocast is not None:
+            self._autocast.__exit__(None, None, None)
+            self._autocast = None
+        self._patcher.restore()
+        if self._saved_tf32 is not None:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._saved_tf32
+            self._saved_tf32 = None
+        if _current is self:
+            _current = None
+            self._record_outcome()
+
+    def _patch_calls(self, p: Patcher) -> None:
+        p.set(torch.Tensor, "backward", mark(self._wrap_backward(torch.Tensor.backward)))
+        p.set(torch.autograd, "backward", mark(self._wrap_backward(torch.autograd.backward)))
+        zero = self._wrap_aux(torch.optim.Optimizer.zero_grad)
+        p.set(torch.optim.Optimizer, "zero_grad", mark(zero))
+        p.set(torch.nn.Module, "zero_grad", mark(self._wrap_aux(torch.nn.Module.zero_grad)))
+        clip = mark(self._wrap_aux(_clip_mod.clip_grad_norm_, clip=True))
+        p.set(_clip_mod, "clip_grad_norm_", clip)
+        p.set(torch.nn.utils, "clip_grad_norm_", clip)
+        init = torch.optim.Optimizer.__init__
+        p.set(torch.optim.Optimizer, "__init__", mark(self._wrap_optimizer_init(init)))
+        save = mark(self._wrap_phase(torch.save, "checkpoint"))
+        p.set(torch, "save", save)
+        p.set(torch.serialization, "save", save)
+        p.set(torch.Tensor, "to", mark(self._wrap_copy(torch.Tensor.to, cuda=False)))
+        p.set(torch.Tensor, "cuda", mark(self._wrap_copy(torch.Tensor.cuda, cuda=True)))
+
+    def _apply_tf32(self) -> None:
+        if self.overrides.tf32 is None:
+            return
+        self._saved_tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+        torch.backends.cuda.matmul.allow_tf32 = self.overrides.tf32
+        torch.backends.cudnn.allow_tf32 = self.overrides.tf32
+
+    def mine(self) -> bool:
+        """True in the thread (and process) that runs the script, while installed."""
+        return self.enabled and _get_ident() == self._owner
+
+    # -- forward --------------------------------------------------------------------------------
+    def _forward_pre(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        if self._fwd_depth:
+            if _get_ident() == self._owner:
+                self._fwd_depth += 1
+            return None
+        if not self.enabled or _get_ident() != self._owner:
+            return None
+        grad = torch.is_grad_enabled()
+        training = grad and module.training
+        self._fwd_depth = 1
+        self._fwd_frame = self.prof._open("forward" if training else "eval")
+        if training:
+            self._on_train_forward(module, args)
+        elif grad:  # eval mode with grad on: evaluation, or a model left in eval mode by mistake
+            self._eval_mode_module = module
+        else:
+            self.pending_batches.clear()  # the batches fetched for this forward were for evaluation
+            self.hygiene.eval_forward(module, grad)
+        return None
+
+    def _forward_post(self, module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        if not self._fwd_depth or _get_ident() != self._owner:
+            return None
+        self._fwd_depth -= 1
+        if self._fwd_depth:
+            return None
+        if self._autocast is not None:
+            ac, self._autocast = self._autocast, None
+            ac.__exit__(None, None, None)
+        frame, self._fwd_frame = self._fwd_frame, None
+        self.prof._close(frame)
+        self._maybe_end_pending()
+        return None
+
+    def _on_train_forward(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        self._eval_mode_module = None
+        if self.pending_batches:
+            self._commit_batches()
+        arg_stats = None
+        if not self.loader_used and not self._arg_batch_counted and self.hygiene.scan(module).has_parameters:
+            # Manual batching: the batch is the first tensor argument of the first forward of a model
+            # (not a loss module) in each micro-step.
+            arg_stats = describe_batch(args, count_padding=False)
+            self._arg_batch_counted = True
+            if not self._opt_frames:
+                self._step_stats.append(arg_stats)
+            elif self._closure_stats is None:  # LBFGS re-evaluates the same batch: count it once
+                self._closure_stats = arg_stats
+        if self.hygiene.needs_batch_size(module):
+            stats = arg_stats or describe_batch(args, count_padding=False)
+            self.hygiene.train_forward(module, stats.samples)
+        if self._amp_dtype is not None:
+            ac = torch.autocast(device_type=self._device_type(module), dtype=self._amp_dtype)
+            ac.__enter__()
+            self._autocast = ac
+
+    def _device_type(self, module: torch.nn.Module) -> str:
+        cached = self._device_types.get(id(module))
+        if cached is None:
+            if len(self._device_types) > 256:
+                self._device_types.clear()
+            param = next(module.parameters(), None)
+            cached = param.device.type if param is not None else "cpu"
+            self._device_types[id(module)] = cached
+        return cached
+
+    def _commit_batches(self) -> None:
+        self._step_stats.extend(self.pending_batches)
+        self.pending_batches.clear()
+        self.loader_used = True
+
+    # -- backward -------------------------------------------------------------------------------
+    def _wrap_backward(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        def backward(*args: Any, **kwargs: Any) -> Any:
+            if self._bwd_depth or not self.enabled or _get_ident() != self._owner:
+                return orig(*args, **kwargs)
+            self._bwd_depth = 1
+            frame = self.prof._open("backward")
+            try:
+                out = orig(*args, **kwargs)
+            finally:
+                self._bwd_depth = 0
+                self.prof._close(frame)
+            self._after_backward(args[0] if args else kwargs.get("tensors"))
+            return out
+        return backward
+
+    def _after_backward(self, loss: Any) -> None:
+        self._backward_calls += 1
+        self._arg_batch_counted = False
+        if self.pending_batches:
+            self._commit_batches()
+        if self._eval_mode_module is not None:
+            self.hygiene.trained_in_eval_mode(self._eval_mode_module)
+            self._eval_mode_module = None
+        if self._step_loss is None:
+            self._step_loss = _scalar(loss)
+        if self._opt_frames:
+            if _optimizer_step_running():
+                return  # a closure (LBFGS): part of the optimizer step
+            self._recover_optimizer(self._opt_frames[0][0])  # a step that raised and was caught
+        self._micro += 1
+        if self._optimizers_created == 0:
+            self._end_step(StepRule.BACKWARD)
+
+    # -- optimizer ------------------------------------------------------------------------------
+    def _wrap_optimizer_init(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        def __init__(opt: Any, *args: Any, **kwargs: Any) -> None:
+            orig(opt, *args, **kwargs)
+            if self.mine():
+                self._optimizers_created += 1
+        return __init__
+
+    def _optimizer_pre(self, opt: Any, args: Any, kwargs: Any) -> None:
+        if not self.mine():
+            return None
+        oid = id(opt)
+        if any(o == oid for o, _ in self._opt_frames):
+            self._recover_optimizer(oid)  # its previous step raised, so the post hook never ran
+        self._opt_frames.append((oid, self.prof._open("optimizer")))
+        if oid not in self._optimizer_names:
+            self._optimizer_names[oid] = type(opt).__name__
+            self.prof.event("context", f"optimizer {type(opt).__name__}", **_optimizer_context(opt))
+        return None
+
+    def _optimizer_post(self, opt: Any, args: Any, kwargs: Any) -> None:
+        if not self.mine() or not self._opt_frames:
+            return None
+        oid = id(opt)
+        if self._opt_frames[-1][0] != oid:
+            self._recover_optimizer(oid)
+            return None
+        _, frame = self._opt_frames.pop()
+        self.prof._close(frame)
+        if not self._opt_frames and self._is_primary(oid):
+            self._end_step(StepRule.OPTIMIZER)
+        return None
+
+    def _recover_optimizer(self, oid: int) -> None:
+        while self._opt_frames:
+            o, frame = self._opt_frames.pop()
+            if frame is not None:
+                self.prof.recorder.close_through(frame)
+            if o == oid:
+                return
+
+    def _is_primary(self, oid: int) -> bool:
+        """Steps follow the first optimizer that stepped; another one takes over when it steps twice
+        in a row (a script that moved on to a second model)."""
+        if self._primary is None or (oid != self._primary and self._last_stepped == oid):
+            self._primary = oid
+        self._last_stepped = oid
+        return oid == self._primary
+
+    # -- small phases ---------------------------------------------------------------------------
+    def _wrap_aux(self, orig: Callable[..., Any], clip: bool = False) -> Callable[..., Any]:
+        """zero_grad and clip_grad_norm_: the optimizer phase (unless already inside it)."""
+        def aux(*args: Any, **kwargs: Any) -> Any:
+            if clip:
+                self._clip_seen = True
+            if self._aux_depth or self._opt_frames or self._fwd_depth or not self.mine():
+                return orig(*args, **kwargs)
+            self._aux_depth = 1
+            frame = self.prof._open("optimizer")
+            try:
+                return orig(*args, **kwargs)
+            finally:
+                self._aux_depth = 0
+                self.prof._close(frame)
+        return aux
+
+    def _wrap_phase(self, orig: Callable[..., Any], phase: str) -> Callable[..., Any]:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if not self.mine():
+                return orig(*args, **kwargs)
+            frame = self.prof._open(phase)
+            try:
+                return orig(*args, **kwargs)
+            finally:
+                self.prof._close(frame)
+        return wrapped
+
+    def _wrap_copy(self, orig: Callable[..., Any], cuda: bool) -> Callable[..., Any]:
+        """Tensor.to / Tensor.cuda: a copy from host memory to a device, made outside the model."""
+        def copy(t: Any, *args: Any, **kwargs: Any) -> Any:
+            if (not t.is_cpu or self._fwd_depth or self._bwd_depth or not self.enabled
+                    or not (cuda or _targets_device(args, kwargs)) or _get_ident() != self._owner):
+                return orig(t, *args, **kwargs)
+            frame = self.prof._open("h2d")
+            try:
+                return orig(t, *args, **kwargs)
+            finally:
+                self.prof._close(frame)
+        return copy
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _end_step(self, rule: StepRule) -> None:
+        if self.prof.recorder.depth:  # e.g. optimizer.step() called inside a module's forward
+            self._step_pending = rule
+            return
+        self._step_pending = None
+        if self.pending_batches:
+            self._commit_batches()
+        stats = self._step_stats or ([self._closure_stats] if self._closure_stats else [])
+        self.prof.step(samples=_total(stats, "samples"), tokens=_total(stats, "tokens"),
+                       padding_tokens=_total(stats, "padding_tokens"), loss=self._step_loss,
+                       micro_steps=max(1, self._micro))
+        self._steps_by_rule[rule] += 1
+        self._step_stats, self._closure_stats, self._micro, self._step_loss = [], None, 0, None
+        if self.max_steps is not None and self.prof.steps_done >= self.max_steps:
+            self.enabled = False
+            raise MaxStepsReached(f"--max-steps {self.max_steps} reached")
+
+    def _maybe_end_pending(self) -> None:
+        if self._step_pending is not None and not self.prof.recorder.depth:
+            self._end_step(self._step_pending)
+
+    def _record_outcome(self) -> None:
+        from throughput.capture.outcome import record_outcome
+        record_outcome(self, self._steps_by_rule, self._optimizers_created, self._backward_calls,
+                       sorted(set(self._optimizer_names.values())), self._clip_seen)
+
+
+def _scalar(loss: Any) -> Any:
+    if isinstance(loss, (list, tuple)):
+        loss = loss[0] if loss else None
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+        return loss.detach()  # converted to a float at the end of the run (no sync here)
+    return None
+
+
+def _total(stats: list[BatchStats], name: str) -> int | None:
+    values = [getattr(s, name) for s in stats]
+    if not values or any(v is None for v in values):
+        return None
+    return int(sum(values))
+
+
+def _targets_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Does a ``Tensor.to`` call name a device other than the CPU?"""
+    device = kwargs.get("device")
+    if device is None and args:
+        first = args[0]
+        if isinstance(first, torch.Tensor):
+            device = first.device
+        elif isinstance(first, (str, torch.device, int)) and not isinstance(first, bool):
+            device = first
+    if device is None:
+        return False
+    if isinstance(device, str):
+        return not device.startswith("cpu")
+    if isinstance(device, torch.device):
+        return device.type != "cpu"
+    return True  # an int is a CUDA device index
+
+
+def _optimizer_context(opt: Any) -> dict[str, str | bool | int]:
+    defaults = getattr(opt, "defaults", {}) or {}
+    ctx: dict[str, str | bool | int] = {"optimizer": type(opt).__name__,
+                                        "param_groups": len(getattr(opt, "param_groups", ()))}
+    for key in ("fused", "foreach"):
+        if isinstance(defaults.get(key), bool):
+            ctx[key] = defaults[key]
+    return ctx
+
+
+_STEP_WRAPPER_CODE = torch.optim.Optimizer.profile_hook_step(lambda: None).__code__
+
+
+def _optimizer_step_running() -> bool:
+    """Is an ``Optimizer.step`` on the call stack? (Only asked when a backward runs while an
+    optimizer phase is open: an LBFGS closure, or a step that raised and was caught.)"""
+    import sys
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code is _STEP_WRAPPER_CODE:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _disable_in_child() -> None:
+    """DataLoader workers are forked from the profiled process: they must not record."""
+    if _current is not None:
+        _current.enabled = False
+
+
+def _register_fork_handler() -> None:
+    global _fork_handler_registered
+    if not _fork_handler_registered and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_disable_in_child)
+        _fork_handler_registered = True

@@ -1,0 +1,266 @@
+"""Run a script or ``-m module`` the way ``python`` does, and say how it ended.
+
+Same ``sys.argv``, ``__main__``, ``sys.path[0]``, working directory and standard streams as
+``python script.py args...``. An uncaught exception prints the same traceback (this module's frames
+and the instrumentation's are left out) and gives exit status 1; ``sys.exit`` codes are kept;
+Ctrl-C and SIGTERM end the process by the same signal once the report is written (see
+``exit_by_signal``). The caller records the result; nothing here knows about profiling.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.machinery
+import importlib.util
+import io
+import os
+import runpy
+import signal
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from throughput.session.records import RunEnd
+
+_PY_SUFFIXES = (".py", ".pyw")
+_HIDDEN_DIRS = (str(Path(__file__).resolve().parent),)   # throughput/capture: ours, not the user's
+_pending_signal: int | None = None
+_atexit_registered = False
+
+
+class TargetError(ValueError):
+    """The script or module cannot be run (missing, a folder, not Python): a one-line message."""
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by our SIGTERM handler so the run unwinds and reports."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """What to run: ``path`` (as the user typed it) or ``module``, and its arguments."""
+
+    path: str | None = None
+    module: str | None = None
+    args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.module is None):
+            raise ValueError("a Target needs exactly one of path or module")
+
+    @property
+    def display(self) -> str:
+        return f"-m {self.module}" if self.module else str(self.path)
+
+    @property
+    def stem(self) -> str:
+        if self.module:
+            return self.module.rsplit(".", 1)[-1]
+        p = Path(str(self.path)).resolve()
+        return p.name if p.is_dir() else p.stem
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunResult:
+    """How the script ended. ``signal`` is set when the process must end by that signal."""
+
+    end: RunEnd
+    exit_code: int
+    detail: str = ""
+    signal: int | None = None
+
+
+def check_target(target: Target) -> None:
+    """Raise TargetError when ``target`` cannot be run, before anything is instrumented."""
+    if target.module is not None:
+        try:
+            spec = importlib.util.find_spec(target.module)
+        except (ImportError, ValueError) as e:
+            raise TargetError(f"cannot import module {target.module!r}: {e}") from None
+        if spec is None:
+            raise TargetError(f"no module named {target.module!r}")
+        return
+    path = Path(str(target.path))
+    if not path.exists():
+        raise TargetError(f"no such file: {target.path} (check the path to the training script)")
+    if path.is_dir():
+        if not (path / "__main__.py").is_file():
+            raise TargetError(f"{target.path} is a directory; give a Python script (or a folder with __main__.py)")
+        return
+    if path.suffix.lower() not in _PY_SUFFIXES and not _has_python_shebang(path):
+        raise TargetError(f"{target.path} is not a Python script (expected a .py file)")
+
+
+def run(target: Target) -> RunResult:
+    """Run ``target`` in this process like ``python`` would. Exceptions are printed, not raised,
+    except the instrumentation's ``MaxStepsReached``, which ends the run with status 0."""
+    from throughput.capture.hooks import MaxStepsReached
+    old_argv, old_path0, old_main = list(sys.argv), (sys.path[0] if sys.path else None), sys.modules["__main__"]
+    with _sigterm_raises():
+        try:
+            if target.module is not None:
+                _run_module(target.module, target.args)
+            else:
+                _run_path(str(target.path), target.args)
+        except MaxStepsReached as e:
+            return RunResult(end=RunEnd.MAX_STEPS, exit_code=0, detail=str(e))
+        except SystemExit as e:
+            return _system_exit(e)
+        except KeyboardInterrupt as e:
+            _print_exception(e)
+            return RunResult(end=RunEnd.INTERRUPTED, exit_code=130, detail="KeyboardInterrupt",
+                             signal=signal.SIGINT)
+        except Terminated:
+            return RunResult(end=RunEnd.TERMINATED, exit_code=143, detail="SIGTERM", signal=signal.SIGTERM)
+        except BaseException as e:  # noqa: BLE001 - the user's exception, reported like python does
+            _print_exception(e)
+            return RunResult(end=RunEnd.EXCEPTION, exit_code=1,
+                             detail=f"{type(e).__name__}: {e}".splitlines()[0][:300])
+        finally:
+            sys.argv[:] = old_argv
+            if old_path0 is not None and sys.path:
+                sys.path[0] = old_path0
+            sys.modules["__main__"] = old_main
+    return RunResult(end=RunEnd.COMPLETED, exit_code=0)
+
+
+def _run_path(path: str, args: tuple[str, ...]) -> None:
+    p = Path(path)
+    file = (p / "__main__.py") if p.is_dir() else p
+    abs_file = str(file.resolve())
+    sys.argv[:] = [path, *args]
+    sys.path[0] = str(Path(abs_file).parent)
+    with io.open_code(abs_file) as f:
+        source = f.read()
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__file__=abs_file, __cached__=None, __package__=None, __spec__=None,
+                           __builtins__=__builtins__,
+                           __loader__=importlib.machinery.SourceFileLoader("__main__", abs_file))
+    sys.modules["__main__"] = module
+    code = compile(source, abs_file, "exec", dont_inherit=True)
+    exec(code, module.__dict__)
+
+
+def _run_module(name: str, args: tuple[str, ...]) -> None:
+    sys.argv[:] = [name, *args]          # runpy sets argv[0] to the module's file, as python -m does
+    sys.path[0] = os.getcwd()
+    runpy.run_module(name, run_name="__main__", alter_sys=True)
+
+
+def _system_exit(e: SystemExit) -> RunResult:
+    code = e.code
+    if code is None:
+        exit_code = 0
+    elif isinstance(code, int):
+        exit_code = code & 0xFF if code >= 0 else code % 256
+    else:
+        print(code, file=sys.stderr)  # python prints a non-integer exit code and exits with 1
+        exit_code = 1
+    return RunResult(end=RunEnd.SYSTEM_EXIT, exit_code=exit_code, detail=f"SystemExit({code!r})")
+
+
+def _print_exception(e: BaseException) -> None:
+    """Print like an uncaught exception (through sys.excepthook), without our frames."""
+    _trim_chain(e, set())
+    try:
+        sys.excepthook(type(e), e, e.__traceback__)
+    finally:
+        _clear_chain(e, set())  # drop frames now: DataLoader workers shut down when iterators die
+
+
+def _trim_chain(e: BaseException, seen: set[int]) -> None:
+    if id(e) in seen:
+        return
+    seen.add(id(e))
+    e.__traceback__ = _trimmed(e.__traceback__)
+    for linked in (e.__cause__, e.__context__):
+        if linked is not None:
+            _trim_chain(linked, seen)
+
+
+def _clear_chain(e: BaseException, seen: set[int]) -> None:
+    if id(e) in seen:
+        return
+    seen.add(id(e))
+    e.__traceback__ = None
+    for linked in (e.__cause__, e.__context__):
+        if linked is not None:
+            _clear_chain(linked, seen)
+
+
+def _trimmed(tb: types.TracebackType | None) -> types.TracebackType | None:
+    frames = [t for t in _walk(tb) if not _is_ours(t.tb_frame.f_code.co_filename)]
+    out: types.TracebackType | None = None
+    for t in reversed(frames):
+        out = types.TracebackType(out, t.tb_frame, t.tb_lasti, t.tb_lineno)
+    return out
+
+
+def _walk(tb: types.TracebackType | None) -> Iterator[types.TracebackType]:
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
+
+
+def _is_ours(filename: str) -> bool:
+    return filename.startswith(_HIDDEN_DIRS) or filename in (runpy.__file__, "<frozen runpy>")
+
+
+class _sigterm_raises:
+    """While running: SIGTERM raises ``Terminated`` in the main thread (if the script has not set
+    its own handler by then, which then wins, as in plain python)."""
+
+    def __enter__(self) -> None:
+        self._old: Any = None
+        try:
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                self._old = signal.signal(signal.SIGTERM, _raise_terminated)
+        except ValueError:  # not the main thread: leave signals alone
+            self._old = None
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None and signal.getsignal(signal.SIGTERM) is _raise_terminated:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def prepare_exit_by_signal() -> None:
+    """Register (before the script registers its own) the atexit handler that ``exit_by_signal``
+    arms, so it runs after the script's atexit handlers, as python's own signal exit does."""
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(_die_by_pending_signal)
+        _atexit_registered = True
+
+
+def exit_by_signal(signum: int) -> None:
+    """End this process by ``signum`` at interpreter exit, so the parent sees the same status as
+    with plain python (-2 for Ctrl-C, -15 for SIGTERM)."""
+    global _pending_signal
+    _pending_signal = signum
+
+
+def _die_by_pending_signal() -> None:
+    if _pending_signal is None:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    signal.signal(_pending_signal, signal.SIG_DFL)
+    os.kill(os.getpid(), _pending_signal)
+
+
+def _has_python_shebang(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            first = f.readline(200)
+    except OSError:
+        return False
+    return first.startswith(b"#!") and b"python" in first

@@ -1,0 +1,44 @@
+"""Profile an unmodified script: a Profiler, the hooks, the runner, and the session they produce."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from throughput.capture.hooks import Instrumentation
+from throughput.capture.overrides import Overrides
+from throughput.capture.profiler import DEFAULT_WARMUP_STEPS, Profiler
+from throughput.capture.runner import RunResult, Target, check_target, run
+from throughput.session.session import Session
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProfileOptions:
+    """How to profile: warm-up steps excluded, an optional step limit, and recipe overrides."""
+
+    warmup_steps: int = DEFAULT_WARMUP_STEPS
+    max_steps: int | None = None          # stop cleanly after this many steps (None: run to the end)
+    overrides: Overrides = field(default_factory=Overrides)
+    pad_id: int | None = None             # token id counted as padding when batches have no mask
+
+    def __post_init__(self) -> None:
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup steps must be >= 0, got {self.warmup_steps}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max steps must be >= 1, got {self.max_steps}")
+
+
+def profile_target(target: Target, options: ProfileOptions | None = None) -> tuple[Session, RunResult]:
+    """Run ``target`` like python does with the zero-code hooks installed; the hooks are removed and
+    the session is complete however the script ends (its exception has been printed by then)."""
+    options = options or ProfileOptions()
+    check_target(target)
+    argv = (target.display if target.path is not None else target.display, *target.args)
+    prof = Profiler(warmup_steps=options.warmup_steps, argv=argv, pad_id=options.pad_id)
+    inst = Instrumentation(prof, options.overrides, options.max_steps)
+    inst.install()
+    try:
+        result = run(target)
+    finally:
+        inst.remove()
+    session = prof.stop(result.end, result.detail, result.exit_code)
+    return session, result

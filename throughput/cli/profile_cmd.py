@@ -1,0 +1,124 @@
+"""``throughput profile [options] script.py [args...]`` / ``-m module [args...]``: zero-code profiling.
+
+Everything after the script (or ``-m module``) belongs to the script, so options are split off by
+hand before argparse sees them. The report goes to stderr so the script's stdout stays unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+from throughput.cli.errors import CliError
+from throughput.report import RENDERERS
+
+_VALUE_OPTIONS = ("--out", "--max-steps", "--warmup-steps", "--format", "--set", "--pad-id")
+USAGE = "throughput profile [options] script.py [args...]  |  throughput profile [options] -m module [args...]"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"profile: {message} (see `throughput profile --help`)")
+
+
+def options_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="throughput profile", usage=USAGE, description=(
+        "Run a training script exactly as `python` would, with zero-code instrumentation, and write "
+        "the per-step breakdown, throughput, verdict and findings to a report folder."))
+    p.add_argument("--out", type=Path, default=None,
+                   help="report folder (default: reports/<script>-<timestamp>/)")
+    p.add_argument("--max-steps", type=int, default=None, help="stop cleanly after N steps and report")
+    p.add_argument("--warmup-steps", type=int, default=None, help="leading steps excluded (default 2)")
+    p.add_argument("--format", choices=sorted(RENDERERS), default="table", help="report printed to stderr")
+    p.add_argument("--quiet", action="store_true", help="print nothing but the script's own output")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the recipe: num_workers, pin_memory, persistent_workers, prefetch_factor, "
+                        "batch_size (DataLoader), amp=bf16|fp16|off (autocast), tf32=true|false")
+    p.add_argument("--pad-id", type=int, default=None, help="token id counted as padding (no attention_mask)")
+    p.add_argument("-m", dest="module", default=None, metavar="MODULE", help="run a module, like python -m")
+    return p
+
+
+def add_parser(sub: Any) -> None:
+    # The script's own options must reach it untouched: no prefix chars here, parsing happens in run().
+    p = sub.add_parser("profile", help="profile an unmodified training script (zero code changes)",
+                       add_help=False, prefix_chars="\0", usage=USAGE)
+    p.add_argument("argv", nargs="*", help="[options] script.py [args...] (see `throughput profile --help`)")
+    p.set_defaults(handler=run)
+
+
+def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(our options, [script, *script args]). ``-m MODULE`` stays in our options and ends them."""
+    ours: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            return ours, list(argv[i + 1:])
+        if token == "-m" or (token.startswith("-m") and not token.startswith("--")):
+            module = argv[i + 1] if token == "-m" and i + 1 < len(argv) else token[2:]
+            if not module:
+                raise CliError("profile: -m needs a module name, e.g. `throughput profile -m mypkg.train`")
+            return ours + ["-m", module], list(argv[i + (2 if token == "-m" else 1):])
+        if not token.startswith("-") or token == "-":
+            return ours, list(argv[i:])
+        ours.append(token)
+        if token in _VALUE_OPTIONS and i + 1 < len(argv):
+            ours.append(argv[i + 1])
+            i += 1
+        i += 1
+    return ours, []
+
+
+def run(args: argparse.Namespace) -> int:
+    from throughput.capture.overrides import parse_overrides
+    from throughput.capture.runner import Target, TargetError, check_target, exit_by_signal, prepare_exit_by_signal
+    ours, rest = split_argv(args.argv)
+    opts = options_parser().parse_args(ours)
+    if opts.module is not None:
+        target = Target(module=opts.module, args=tuple(rest))
+    elif rest:
+        target = Target(path=rest[0], args=tuple(rest[1:]))
+    else:
+        raise CliError("profile: no script given; usage: " + USAGE)
+    try:  # all of this before torch is imported, so bad input fails fast
+        overrides = parse_overrides(opts.overrides)
+        _check_counts(opts.max_steps, opts.warmup_steps)
+        check_target(target)
+    except (ValueError, TargetError) as e:
+        raise CliError(f"profile: {e}") from None
+    from throughput.capture.zerocode import ProfileOptions, profile_target
+    options = ProfileOptions(max_steps=opts.max_steps, overrides=overrides, pad_id=opts.pad_id,
+                             **({} if opts.warmup_steps is None else {"warmup_steps": opts.warmup_steps}))
+    out = opts.out or Path("reports") / f"{target.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    prepare_exit_by_signal()
+    session, result = profile_target(target, options)
+    _report(session, out, opts.format, opts.quiet)
+    if result.signal is not None:
+        exit_by_signal(result.signal)
+    return result.exit_code
+
+
+def _report(session: Any, out: Path, fmt: str, quiet: bool) -> None:
+    from throughput.analysis.summary import summarize
+    from throughput.report.folder import write_report
+    summary = summarize(session)
+    try:
+        folder = write_report(session, out, summary)
+    except OSError as e:
+        print(f"throughput: error: could not write the report to {out}: {e}", file=sys.stderr)
+        return
+    if not quiet:
+        sys.stderr.flush()
+        print("\n" + RENDERERS[fmt](summary).rstrip("\n"), file=sys.stderr)
+        print(f"report: {folder}/report.md", file=sys.stderr)
+
+
+def _check_counts(max_steps: int | None, warmup_steps: int | None) -> None:
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max steps must be >= 1, got {max_steps}")
+    if warmup_steps is not None and warmup_steps < 0:
+        raise ValueError(f"warmup steps must be >= 0, got {warmup_steps}")
