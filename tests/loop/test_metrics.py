@@ -12,7 +12,7 @@ import torch
 
 import throughput
 from tests.loop.helpers import MICRO_GPT, REPO
-from throughput.loop import load_recipe
+from throughput.loop import TrainConfig, load_recipe
 from throughput.loop.metrics import Progress, read_metrics, truncate_metrics
 
 
@@ -68,3 +68,16 @@ def test_loss_analysis_is_torch_free() -> None:
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert "torch" not in names and "numpy" not in names
+
+
+def test_packed_rows_from_throughput_packing_just_work(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    sets = {"steps": 3, "micro_batch_size": 4, "eval_every": 3, "shuffle": False, "packing": True}
+    result = throughput.train(MICRO_GPT, out=tmp_path / "packed", overrides=sets, progress=False)
+    assert result.end == "completed" and result.final_val_loss is not None
+    packed_rows = load_recipe(MICRO_GPT).make_datasets(TrainConfig(packing=True))[0]
+    train = [r for r in read_metrics(tmp_path / "packed" / "metrics.jsonl") if r["kind"] == "train"]
+    # Each packed document of length L has L - 1 loss-bearing tokens (its first token predicts nothing).
+    for step, record in enumerate(train):
+        rows = [packed_rows[i] for i in range(4 * step, 4 * step + 4)]
+        assert record["tokens"] == sum(int(n) - 1 for row in rows for n in row["seq_lens"])
