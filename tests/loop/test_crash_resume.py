@@ -18,7 +18,7 @@ from tests.loop.helpers import Zygote, assert_tensors_equal, cli_args, final_sta
 from throughput.loop.checkpoint import PAUSE_ENV, TMP_PREFIX
 from throughput.loop.metrics import read_metrics
 
-STEPS = 200
+STEPS = 300
 SETS = (f"steps={STEPS}", "ckpt_every_steps=1", "keep_last=2", "eval_every=20")
 KILLS = 20
 MID_WRITE_ROUNDS = {2, 5, 8, 13, 17}  # rounds that wait for a half-written checkpoint before killing
@@ -68,7 +68,7 @@ def _kill_round(zygote: Zygote, out: Path, rnd: int, rng: random.Random) -> tupl
         else:
             before = _log_size(out)  # grows when a step is logged (after its checkpoint)
             running = _wait_for(lambda: _log_size(out) > before, pid)
-            time.sleep(rng.uniform(0.0, 0.05))  # a random moment: data, forward, backward, write, ...
+            time.sleep(rng.uniform(0.0, 0.03))  # a random moment: data, forward, backward, write, ...
         os.kill(pid, signal.SIGKILL)
     finally:
         code = zygote.wait(pid)
