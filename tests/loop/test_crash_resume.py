@@ -3,10 +3,10 @@ resume each time, and end with parameters bit-identical to an uninterrupted run.
 
 from __future__ import annotations
 
-import random
-import signal
 import os
+import random
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
