@@ -35,7 +35,7 @@ def _trl(t: dict[str, Any], target: float) -> list[str]:
     med, util, rows = t["median_s"], t["utilization"], t["rows"]
     lines = [f"TRL {t['trl_version']}, {t['docs']:,} lognormal documents ({t['tokens']:,} tokens), row length "
              f"{t['row_len']}, overflow truncate; medians of interleaved runs in one process ({t['repeats']} rounds after "
-             f"a warm-up for the flat pair, {t['train_repeats']} for the training pair).", "",
+             f"a warm-up for the flat pair; {t['train_repeats']} for the training pair, ours 3 times a round).", "",
              "| start from | output (same on both sides) | ours (s) | TRL (s) | speedup | our rows / util. | "
              "TRL rows / util. |", "|---|---|---|---|---|---|---|"]
     starts = {"lists": "Python token lists", "arrow": "a built Arrow dataset"}

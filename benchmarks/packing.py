@@ -112,7 +112,7 @@ def trl_comparison(quick: bool) -> dict[str, Any]:
     error = None if quick else ensure_trl_env()
     if error:
         return {"status": error}
-    docs, repeats, train_repeats = (3_000, 3, 1) if quick else (20_000, 5, 2)
+    docs, repeats, train_repeats = (3_000, 3, 1) if quick else (20_000, 5, 3)
     cmd = [str(TRL_VENV / "bin" / "python"), "-m", "benchmarks._packing_trl", "--docs", str(docs),
            "--repeats", str(repeats), "--train-repeats", str(train_repeats), "--seed", str(SEED)]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
