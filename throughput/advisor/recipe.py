@@ -1,0 +1,105 @@
+"""Probe a training-loop recipe in this process: ``WorkloadTarget`` over ``build_model`` / ``build_datasets``
+/ ``loss_fn`` (see throughput/loop/recipe.py for the contract). Needs the training loop package."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from throughput.advisor.trials import Config
+from throughput.advisor.workload import Workload, WorkloadTarget, make_loader
+from throughput.loop.config import TrainConfig
+from throughput.loop.recipe import Recipe, load_recipe, model_fingerprint
+
+RECIPE_KEYS = frozenset({"micro_batch_size", "grad_accum", "amp", "num_workers", "pin_memory",
+                         "persistent_workers", "prefetch_factor", "seed", "compile", "tf32"})
+
+
+def _train_config(recipe: Recipe, config: Config) -> TrainConfig:
+    known = {f for f in TrainConfig.__dataclass_fields__}
+    values = {**recipe.config, **{k: v for k, v in config.items() if k in known}}
+    return TrainConfig().with_overrides(values)
+
+
+def _loss(recipe: Recipe) -> Any:
+    def loss(model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        out = recipe.loss_fn(model, batch)
+        if isinstance(out, tuple):          # (loss_sum, n_loss_tokens) -> mean loss
+            total, n = out
+            return total / max(1, int(n))
+        return out
+    return loss
+
+
+def build_from_recipe(recipe: Recipe, config: Config) -> Workload:
+    cfg = _train_config(recipe, config)
+    model = recipe.make_model(cfg)
+    train, _ = recipe.make_datasets(cfg)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    extra = {"collate_fn": recipe.collate_fn} if recipe.collate_fn else {}
+    loader = make_loader(train, config, shuffle=True, **extra)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    return Workload(model=model, optimizer=opt, loader=loader, loss_fn=_loss(recipe), device=device)
+
+
+class RecipeTarget(WorkloadTarget):
+    supported = RECIPE_KEYS
+
+    def __init__(self, recipe: Recipe, **kwargs: Any) -> None:
+        super().__init__(lambda config: build_from_recipe(recipe, config), **kwargs)
+        self.recipe = recipe
+
+    def measure_checkpoint_s(self, config: Mapping[str, object]) -> float:
+        """Seconds to save the real model and optimizer state (after one step, so Adam state exists) to a
+        temporary file with fsync: the delta of Young/Daly. The file is deleted."""
+        w = self.build(config)
+        batch = next(iter(w.loader))
+        self.run_step(w, batch)
+        with tempfile.TemporaryDirectory(prefix="throughput-ckpt-") as d:
+            path = Path(d) / "probe.pt"
+            t0 = time.perf_counter()
+            with open(path, "wb") as f:
+                torch.save({"model": w.model.state_dict(), "optimizer": w.optimizer.state_dict()}, f)
+                f.flush()
+                os.fsync(f.fileno())
+            return time.perf_counter() - t0
+
+    @staticmethod
+    def run_step(w: Workload, batch: Any) -> None:
+        from throughput.advisor.workload import _to_device
+        w.loss_fn(w.model, _to_device(batch, w.device)).backward()
+        w.optimizer.step()
+        w.optimizer.zero_grad(set_to_none=True)
+
+
+def observed_lengths(recipe: Recipe, limit: int = 1024) -> list[int]:
+    """Sequence lengths of the first ``limit`` training samples (1-D tensors or lists, or a dict's
+    ``input_ids``); empty when the samples are not sequences."""
+    train, _ = recipe.make_datasets(_train_config(recipe, {}))
+    lengths: list[int] = []
+    try:
+        n = min(limit, len(train))
+    except TypeError:
+        return lengths
+    for i in range(n):
+        item = train[i]
+        seq = item.get("input_ids") if isinstance(item, dict) else item
+        if isinstance(seq, torch.Tensor) and seq.dim() == 1 or isinstance(seq, list):
+            lengths.append(len(seq))
+        else:
+            return []
+    return lengths
+
+
+def recipe_target(path: str | os.PathLike[str]) -> tuple[RecipeTarget, str, dict[str, Any]]:
+    """(target, model fingerprint, the recipe's TrainConfig defaults as a dict)."""
+    recipe = load_recipe(path)
+    cfg = _train_config(recipe, {})
+    fingerprint = model_fingerprint(recipe.make_model(cfg))
+    return RecipeTarget(recipe), fingerprint, {"micro_batch_size": cfg.micro_batch_size, "grad_accum": cfg.grad_accum}

@@ -1,0 +1,289 @@
+"""Rules over a saved session's summary: each a small function with a stable id (torch-free).
+
+A rule reads a ``RuleInput`` (the Summary plus facts recorded at capture) and returns a ``Finding`` or
+None. Rules never run code; the measured probes live in ``throughput.advisor.search``. Thresholds are
+shares of step wall time (0..1) and are stated in the evidence so a user can disagree with them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Final, Mapping, Sequence
+
+from throughput.advisor.checkpoint import CheckpointPlan, expected_wall_time, plan_checkpoints
+from throughput.advisor.findings import Finding, rank
+from throughput.analysis.summary import Summary, capture_context, summarize
+from throughput.session.session import Session
+
+DATA_WAIT_SHARE: Final = 0.10      # data wait above this is worth more loader workers
+H2D_SHARE: Final = 0.05
+OPTIMIZER_SHARE: Final = 0.15
+PADDING_FRACTION: Final = 0.15
+EVAL_SHARE: Final = 0.25
+GPU_IDLE_SHARE: Final = 0.30
+COMPUTE_SHARE: Final = 0.50        # forward+backward share above which precision matters most
+# Ampere and newer have bf16 and TF32 tensor cores (compute capability >= 8.0). Matched on the device
+# name recorded in the session (a saved session has no capability field).
+AMPERE_OR_NEWER: Final = ("a100", "a10", "a30", "a40", "a800", "a6000", "l4", "l40", "h100", "h200", "h800",
+                          "h20", "gh200", "b100", "b200", "gb200", "rtx 30", "rtx 40", "rtx 50")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleInput:
+    """What a rule may read: the summary, capture context (num_workers, pin_memory, optimizer, amp...)
+    and the checkpoint spans' durations (seconds)."""
+
+    summary: Summary
+    context: Mapping[str, float | int | str | bool] = field(default_factory=dict)
+    dtype: str = "fp32"
+    checkpoint_spans_s: tuple[float, ...] = ()
+    cpu_count: int = 1
+
+
+def rule_input(session: Session) -> RuleInput:
+    ckpt = tuple(s.duration_s for s in session.spans if s.phase == "checkpoint" and s.depth == 0)
+    ctx = capture_context(session)
+    dtype = str(ctx.get("amp", ctx.get("override_amp", session.info.dtype)))
+    dtype = "fp32" if dtype == "off" else dtype        # ``throughput profile --set amp=off``
+    return RuleInput(summary=summarize(session), context=ctx, dtype=dtype, checkpoint_spans_s=ckpt,
+                     cpu_count=os.cpu_count() or 1)
+
+
+def _share(s: Summary, *names: str) -> float:
+    return sum(p.share for p in s.phases if p.phase in names)
+
+
+def _hidden_gain(share: float) -> float:
+    """Relative throughput gain when a phase taking ``share`` of the step is hidden entirely."""
+    return share / (1.0 - share) if share < 1.0 else 1.0
+
+
+def no_steps(x: RuleInput) -> Finding | None:
+    if x.summary.steps_total > 0:
+        return None
+    return Finding(rule_id="steps.none", title="No training steps were seen", confidence="high",
+                   evidence=(f"run ended: {x.summary.end}" + (f" ({x.summary.end_detail})" if x.summary.end_detail
+                                                              else ""), "0 optimizer steps and 0 backward calls"),
+                   expected_gain=None,
+                   change="make sure the script reaches loss.backward() and optimizer.step() within --max-steps")
+
+
+def data_workers(x: RuleInput) -> Finding | None:
+    share = _share(x.summary, "data")
+    if share < DATA_WAIT_SHARE:
+        return None
+    now = x.context.get("num_workers")
+    now_n = int(now) if isinstance(now, (int, float)) else 0
+    suggested = max(now_n + 1, min(max(1, x.cpu_count - 1), max(2, 2 * now_n)))
+    return Finding(rule_id="data.num_workers", title=f"Raise DataLoader num_workers to {suggested}",
+                   evidence=(f"waiting for batches {share:.0%} of step time (>= {DATA_WAIT_SHARE:.0%})",
+                             f"num_workers={now if now is not None else 'unknown'}, {x.cpu_count} CPU cores"),
+                   expected_gain=_hidden_gain(share), confidence="medium",
+                   change=f"DataLoader(..., num_workers={suggested})  # or: throughput profile "
+                          f"--set num_workers={suggested}",
+                   settings={"num_workers": suggested})
+
+
+def pin_memory(x: RuleInput) -> Finding | None:
+    share = _share(x.summary, "h2d")
+    if x.summary.device != "cuda" or x.context.get("pin_memory") is True or share < H2D_SHARE:
+        return None
+    return Finding(rule_id="data.pin_memory", title="Pin host memory for faster, async copies",
+                   evidence=(f"host-to-device copies {share:.0%} of step time (>= {H2D_SHARE:.0%})",
+                             f"pin_memory={x.context.get('pin_memory', 'unknown')}"),
+                   expected_gain=_hidden_gain(share) / 2, confidence="medium",
+                   change="DataLoader(..., pin_memory=True) and batch.to(device, non_blocking=True)",
+                   settings={"pin_memory": True})
+
+
+def persistent_workers(x: RuleInput) -> Finding | None:
+    workers = x.context.get("num_workers")
+    if not isinstance(workers, (int, float)) or workers <= 0 or x.context.get("persistent_workers") is not False:
+        return None
+    return Finding(rule_id="data.persistent_workers", title="Keep loader workers alive across epochs",
+                   evidence=(f"num_workers={workers} with persistent_workers=False: workers restart every "
+                             "epoch (their start-up shows as data wait at each epoch's first steps)",),
+                   expected_gain=None, confidence="low",
+                   change="DataLoader(..., persistent_workers=True)", settings={"persistent_workers": True})
+
+
+def precision(x: RuleInput) -> Finding | None:
+    compute = _share(x.summary, "forward", "backward")
+    if x.dtype != "fp32" or compute < COMPUTE_SHARE:
+        return None
+    evidence = [f"forward+backward {compute:.0%} of step time in fp32 (>= {COMPUTE_SHARE:.0%})"]
+    name = x.summary.device_name.lower()
+    if x.summary.device == "cuda" and any(tag in name for tag in AMPERE_OR_NEWER):
+        evidence.append(f"{x.summary.device_name} is Ampere or newer (bf16 and TF32 tensor cores)")
+        return Finding(rule_id="precision.bf16", title="Train in bf16 autocast with TF32 matmuls",
+                       evidence=tuple(evidence), expected_gain=compute, confidence="medium",
+                       change="torch.autocast('cuda', dtype=torch.bfloat16); "
+                              "torch.backends.cuda.matmul.allow_tf32 = True  # or: --set amp=bf16 --set tf32=true",
+                       settings={"amp": "bf16", "tf32": True})
+    if x.summary.device == "cuda":
+        evidence.append(f"{x.summary.device_name}: no bf16 tensor cores known, fp16 needs a GradScaler")
+        return Finding(rule_id="precision.fp16", title="Train in fp16 autocast with a GradScaler",
+                       evidence=tuple(evidence), expected_gain=compute / 2, confidence="low",
+                       change="torch.autocast('cuda', dtype=torch.float16) + torch.amp.GradScaler('cuda')"
+                              "  # or: --set amp=fp16", settings={"amp": "fp16"})
+    return None   # CPU: only a measured A/B probe (throughput advise script.py) can tell; see search.py
+
+
+def fused_optimizer(x: RuleInput) -> Finding | None:
+    share = _share(x.summary, "optimizer")
+    if share < OPTIMIZER_SHARE or x.context.get("fused") is True:
+        return None
+    flag = "fused=True" if x.summary.device == "cuda" else "foreach=True"
+    return Finding(rule_id="optimizer.fused", title=f"Use a multi-tensor optimizer ({flag})",
+                   evidence=(f"optimizer {share:.0%} of step time (>= {OPTIMIZER_SHARE:.0%})",
+                             f"optimizer: {x.context.get('optimizer', 'unknown')}"),
+                   expected_gain=_hidden_gain(share) / 2, confidence="low",
+                   change=f"torch.optim.AdamW(params, lr=..., {flag})",
+                   settings={"fused_optimizer": True})
+
+
+def padding_packing(x: RuleInput) -> Finding | None:
+    waste = x.summary.rates.padding_fraction
+    if waste is None or waste < PADDING_FRACTION:
+        return None
+    return Finding(rule_id="data.packing", title="Pack sequences instead of padding them",
+                   evidence=(f"padding is {waste:.0%} of tokens (>= {PADDING_FRACTION:.0%})",
+                             "packing to ~100% utilization turns that compute into real tokens"),
+                   expected_gain=_hidden_gain(waste), confidence="medium",
+                   change="build packed rows (throughput.packing, docs/packing.md), then --set packing=true")
+
+
+def padding_waste(lengths: Sequence[int], micro_batch_size: int) -> float:
+    """Share of computed tokens that are padding when consecutive rows are padded to the longest row of
+    their micro-batch (the usual collate), 0..1."""
+    padded = real = 0
+    for i in range(0, len(lengths), micro_batch_size):
+        chunk = lengths[i:i + micro_batch_size]
+        padded += max(chunk) * len(chunk)
+        real += sum(chunk)
+    return 1.0 - real / padded if padded else 0.0
+
+
+def packing_utilization(lengths: Sequence[int], row_len: int) -> tuple[float, str]:
+    """(utilization 0..1, how it was computed): throughput.packing's planner when installed, else
+    first-fit decreasing (rows of ``row_len``; longer pieces are split)."""
+    try:
+        from throughput.packing import pack_lengths
+        return float(pack_lengths(list(lengths), row_len).stats.utilization), "throughput.packing (best-fit decreasing)"
+    except ImportError:
+        pass
+    free: list[int] = []
+    for n in sorted((min(n, row_len) for n in lengths), reverse=True):
+        slot = next((i for i, f in enumerate(free) if f >= n), None)
+        if slot is None:
+            free.append(row_len - n)
+        else:
+            free[slot] -= n
+    used = sum(min(n, row_len) for n in lengths)
+    return (used / (len(free) * row_len) if free else 0.0), "first-fit decreasing"
+
+
+def packing_finding(lengths: Sequence[int], micro_batch_size: int) -> Finding | None:
+    """Packing, from observed sequence lengths: measured padding waste at this micro-batch and the
+    utilization the packer reaches on the same lengths (rows as long as the longest sequence)."""
+    if not lengths or micro_batch_size < 1:
+        return None
+    waste = padding_waste(lengths, micro_batch_size)
+    if waste < PADDING_FRACTION:
+        return None
+    row_len = max(lengths)
+    util, how = packing_utilization(lengths, row_len)
+    gain = util / (1.0 - waste) - 1.0       # real tokens per computed token: packed vs padded
+    if gain < 0.02:
+        return None
+    return Finding(rule_id="data.packing", title="Pack sequences instead of padding them",
+                   evidence=(f"padding is {waste:.0%} of computed tokens at micro-batch {micro_batch_size} "
+                             f"({len(lengths)} observed lengths, mean {sum(lengths) / len(lengths):.1f}, "
+                             f"max {row_len})",
+                             f"packing them into rows of {row_len} reaches {util:.1%} utilization ({how})"),
+                   expected_gain=gain, confidence="medium",
+                   change="build packed rows (throughput.packing, docs/packing.md), then --set packing=true")
+
+
+def eval_heavy(x: RuleInput) -> Finding | None:
+    share = _share(x.summary, "eval")
+    if share < EVAL_SHARE:
+        return None
+    return Finding(rule_id="eval.heavy", title="Evaluate less often or on a subset",
+                   evidence=(f"evaluation {share:.0%} of step time (>= {EVAL_SHARE:.0%})",),
+                   expected_gain=_hidden_gain(share) / 2, confidence="medium",
+                   change="run eval every k steps under torch.inference_mode()")
+
+
+def gpu_idle(x: RuleInput) -> Finding | None:
+    busy = x.summary.rates.device_busy_share
+    if busy is None or 1.0 - busy < GPU_IDLE_SHARE:
+        return None
+    idle = 1.0 - busy
+    return Finding(rule_id="host.gpu_idle", title="The GPU waits on the host: larger micro-batch or fewer syncs",
+                   evidence=(f"GPU idle {idle:.0%} of step time (>= {GPU_IDLE_SHARE:.0%})",),
+                   expected_gain=_hidden_gain(idle) / 2, confidence="low",
+                   change="raise the micro-batch (throughput advise script.py measures the largest that fits); "
+                          "remove .item()/print from the step; torch.compile(mode='reduce-overhead')")
+
+
+def checkpoint_cadence(x: RuleInput) -> Finding | None:
+    return cadence_finding(x)
+
+
+def checkpoint_plan_finding(plan: CheckpointPlan, measured: bool = True) -> Finding:
+    """A finding from a computed cadence (the recipe mode measures the save on the real model)."""
+    evidence = (f"a checkpoint takes {plan.delta_s:.3g} s ({'measured' if measured else 'given'})",
+                f"MTBF {plan.mtbf_s / 3600:.3g} h ({plan.mtbf_source})",
+                f"Young interval {plan.young_s:.0f} s, Daly interval {plan.daly_s:.0f} s"
+                + (", capped by the max lost work" if plan.capped else ""),
+                f"expected loss {plan.lost_fraction:.2%} of wall time ({plan.lost_s_per_day / 60:.1f} min/day: "
+                "checkpoint writes + rework after failures)")
+    return Finding(rule_id="checkpoint.cadence", title=f"Checkpoint every {plan.every_steps} steps (Young/Daly)",
+                   evidence=evidence, expected_gain=None, confidence="medium",
+                   change=f"--set ckpt_every_steps={plan.every_steps}", settings={"ckpt_every_steps": plan.every_steps})
+
+
+def cadence_finding(x: RuleInput, *, num_gpus: int | None = None, delta_s: float | None = None,
+                    mtbf_s: float | None = None, max_lost_work_s: float | None = None) -> Finding | None:
+    """Young/Daly checkpoint cadence. ``delta_s`` defaults to the mean measured checkpoint span; without
+    one (and without a step time) there is nothing to compute. Given values always yield a finding; the
+    measured-only case reports only when the optimum saves > 0.5% of wall time over the current cadence."""
+    spans = x.checkpoint_spans_s
+    st = x.summary.step_time
+    delta = delta_s if delta_s is not None else (sum(spans) / len(spans) if spans else None)
+    if delta is None or delta <= 0 or st is None or st.median_s <= 0:
+        return None
+    gpus = num_gpus or max(1, x.summary.world_size)
+    best = plan_checkpoints(delta_s=delta, step_time_s=st.median_s, num_gpus=gpus, mtbf_s=mtbf_s,
+                            max_lost_work_s=max_lost_work_s)
+    evidence = [f"a checkpoint takes {delta:.3g} s ({'given' if delta_s is not None else 'measured'}); "
+                f"a step takes {st.median_s:.3g} s",
+                f"MTBF {best.mtbf_s / 3600:.3g} h ({best.mtbf_source})",
+                f"Young interval {best.young_s:.0f} s, Daly interval {best.daly_s:.0f} s"
+                + (f", capped at {max_lost_work_s:.0f} s of lost work" if best.capped else "")]
+    gain = None
+    if spans:
+        every_now = max(1, x.summary.steps_total // len(spans))
+        lost_now = 1.0 - 1.0 / expected_wall_time(1.0, every_now * st.median_s, delta, best.mtbf_s)
+        gain = lost_now - best.lost_fraction
+        evidence.append(f"now every ~{every_now} steps: expected loss {lost_now:.2%} of wall time")
+        if delta_s is None and gain <= 0.005:
+            return None
+    evidence.append(f"at the optimum: expected loss {best.lost_fraction:.2%} of wall time "
+                    f"({best.lost_s_per_day / 60:.1f} min/day: checkpoint writes + rework after failures)")
+    return Finding(rule_id="checkpoint.cadence", title=f"Checkpoint every {best.every_steps} steps (Young/Daly)",
+                   evidence=tuple(evidence), expected_gain=gain, confidence="medium",
+                   change=f"save every {best.every_steps} steps  # loop: --set ckpt_every_steps={best.every_steps}",
+                   settings={"ckpt_every_steps": best.every_steps})
+
+
+Rule = Callable[[RuleInput], "Finding | None"]
+RULES: tuple[Rule, ...] = (no_steps, data_workers, pin_memory, persistent_workers, precision, fused_optimizer,
+                           padding_packing, eval_heavy, gpu_idle, checkpoint_cadence)
+
+
+def apply_rules(x: RuleInput, rules: tuple[Rule, ...] = RULES) -> tuple[Finding, ...]:
+    """All findings the rules produce, ranked by expected gain weighted by confidence."""
+    return rank([f for f in (r(x) for r in rules) if f is not None])

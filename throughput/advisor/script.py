@@ -1,0 +1,155 @@
+"""``ScriptTarget``: probe an unmodified script by re-running it under ``throughput profile --set ...``.
+
+Each probe is one subprocess::
+
+    python -m throughput profile --quiet --max-steps N --out TMP --set k=v ... script.py args...
+
+bounded in time (killed with its process group after ``timeout_s``) and, optionally, in memory
+(``RLIMIT_AS`` set in the child before exec: an address-space cap, so give it room above the real
+budget: torch maps far more virtual memory than it touches). The probe reads TMP/session.json and
+deletes TMP afterwards; the user's files are never written. Peak memory on CPU is the child's own
+resident-set high-water mark from ``wait4`` (its ``ru_maxrss``); on CUDA the session's recorded peak.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from throughput.advisor.trials import Config, ProbeResult, one_line, text_is_oom
+
+# Config keys the zero-code overrides apply (``throughput profile --set``), and the name they use there.
+SCRIPT_KEYS = {"micro_batch_size": "batch_size", "num_workers": "num_workers", "pin_memory": "pin_memory",
+               "persistent_workers": "persistent_workers", "prefetch_factor": "prefetch_factor",
+               "amp": "amp", "tf32": "tf32"}
+
+
+def _value(v: object) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+class ScriptTarget:
+    """Runs ``script`` with overrides. Keys outside ``SCRIPT_KEYS`` (e.g. grad_accum, which a script
+    cannot take from outside) are ignored: the plan still carries them."""
+
+    supported = frozenset(SCRIPT_KEYS)
+
+    def __init__(self, script: str | os.PathLike[str], args: Sequence[str] = (), *, timeout_s: float = 120.0,
+                 address_space_cap_bytes: int | None = None, python: str = sys.executable,
+                 warmup_steps: int = 1, cwd: str | os.PathLike[str] | None = None) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        self.script = Path(script)
+        self.args = tuple(args)
+        self.timeout_s = timeout_s
+        self.cap = address_space_cap_bytes
+        self.python = python
+        self.warmup_steps = warmup_steps
+        self.cwd = Path(cwd) if cwd is not None else None
+        self.last_session: Any = None      # the Session of the latest probe (None when none was written)
+
+    def command(self, config: Config, steps: int, out_dir: Path) -> list[str]:
+        """The exact command line of one probe (overrides in sorted key order)."""
+        cmd = [self.python, "-m", "throughput", "profile", "--quiet", "--max-steps",
+               str(steps + self.warmup_steps), "--warmup-steps", str(self.warmup_steps), "--out", str(out_dir)]
+        no_workers = not config.get("num_workers")
+        for key in sorted(config):
+            if no_workers and key in ("prefetch_factor", "persistent_workers"):
+                continue              # loader-worker options mean nothing without workers
+            if key in SCRIPT_KEYS and config[key] is not None:
+                value = "off" if key == "amp" and config[key] == "fp32" else _value(config[key])
+                cmd += ["--set", f"{SCRIPT_KEYS[key]}={value}"]
+        return cmd + [str(self.script), *self.args]
+
+    def _limit(self) -> None:   # runs in the child between fork and exec
+        os.setsid()
+        if self.cap is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (self.cap, self.cap))
+
+    def run(self, config: Config, steps: int) -> ProbeResult:
+        t0 = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix="throughput-probe-"))
+        try:
+            return self._run(config, steps, tmp, t0)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _run(self, config: Config, steps: int, tmp: Path, t0: float) -> ProbeResult:
+        out = tmp / "out"
+        log = tmp / "output.log"
+        with open(log, "wb") as sink:
+            proc = subprocess.Popen(self.command(config, steps, out), stdout=sink, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, preexec_fn=self._limit, cwd=self.cwd)
+            status, maxrss_kib, timed_out = self._wait(proc)
+        text = log.read_text(errors="replace")
+        result, self.last_session = parse_probe(out / "session.json", text, status, timed_out, self.timeout_s)
+        peak = result.peak_memory_bytes
+        if peak is None and maxrss_kib > 0:
+            peak = maxrss_kib * 1024
+        return ProbeResult(samples_per_s=result.samples_per_s, tokens_per_s=result.tokens_per_s,
+                           peak_memory_bytes=peak, losses=result.losses, data_wait_share=result.data_wait_share,
+                           oom=result.oom, error=result.error, wall_s=time.perf_counter() - t0, steps=result.steps)
+
+    def _wait(self, proc: subprocess.Popen[bytes]) -> tuple[int, int, bool]:
+        """(wait status, child's max RSS in KiB, timed out). Kills the whole process group on timeout."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return status, int(usage.ru_maxrss), False
+            if time.monotonic() > deadline:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                return status, int(usage.ru_maxrss), True
+            time.sleep(0.05)
+
+
+def parse_probe(session_path: Path, output: str, status: int, timed_out: bool,
+                timeout_s: float) -> tuple[ProbeResult, Any]:
+    """Turn a probe's session file, output and exit status into (ProbeResult, Session or None); never raises."""
+    from throughput.analysis.summary import summarize
+    from throughput.session.io import SessionFormatError, load_session
+
+    killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    if timed_out:
+        return ProbeResult(error=f"probe timed out after {timeout_s:.0f} s"), None
+    try:
+        session = load_session(session_path)
+    except SessionFormatError as e:
+        oom = text_is_oom(output) or killed
+        why = _last_error_line(output) or f"no session written ({e})"
+        return ProbeResult(oom=oom, error=("out of memory: " if oom and "memory" not in why.lower() else "") + why), None
+    summary = summarize(session)
+    losses = tuple(s.loss for s in session.steps if s.loss is not None)
+    peaks = [s.peak_memory_bytes for s in session.steps if s.peak_memory_bytes is not None]
+    data = sum(p.share for p in summary.phases if p.phase == "data") if summary.phases else None
+    error = None
+    if session.info.end.value == "exception":
+        error = session.info.end_detail or "the script raised an exception"
+    elif not session.steps:
+        error = "the script ran no training steps (no optimizer.step() or backward() was seen)"
+    oom = error is not None and (text_is_oom(error) or text_is_oom(output))
+    return ProbeResult(samples_per_s=summary.rates.samples_per_s, tokens_per_s=summary.rates.tokens_per_s,
+                       peak_memory_bytes=max(peaks) if peaks else None, losses=losses, data_wait_share=data,
+                       oom=oom, error=one_line(error) if error else None, steps=summary.steps_measured), session
+
+
+def _last_error_line(output: str) -> str | None:
+    lines = [ln.strip() for ln in output.strip().splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "error" in line or "Killed" in line:
+            return one_line(line)
+    return lines[-1][:300] if lines else None

@@ -1,0 +1,115 @@
+"""``throughput advise``: ranked, measured recommendations and a tuned plan.
+
+- ``throughput advise RUN.json``: rules on a saved session; runs no code.
+- ``throughput advise script.py [args]``: profiles the script briefly, then probes it with overrides.
+- ``throughput advise --recipe recipe.py``: probes a training-loop recipe in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from throughput.cli.errors import CliError
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
+          "g": 2**30, "gb": 10**9, "gib": 2**30, "t": 2**40, "tb": 10**12, "tib": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """'8GiB', '512MiB', '1.5g', '1000000' -> bytes. Raises CliError with the accepted forms."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
+    if not m or m.group(2).lower() not in _UNITS:
+        raise CliError(f"cannot read memory size {text!r}: use e.g. 8GiB, 512MiB or a number of bytes")
+    value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if value <= 0:
+        raise CliError(f"memory size must be > 0, got {text!r}")
+    return int(value)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("advise", help="measured recommendations and a tuned plan (saved session, script or recipe)",
+                       description=__doc__)
+    p.add_argument("target", nargs="?", help="a saved session (.json or its report folder) or a script.py")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    p.add_argument("--recipe", type=Path, help="a training-loop recipe (build_model, build_datasets, loss_fn)")
+    p.add_argument("--target-global-batch", type=int, help="samples per optimizer step to reach")
+    p.add_argument("--target-tokens", type=int, help="tokens per optimizer step to reach (instead of samples)")
+    p.add_argument("--memory-budget", type=parse_bytes, help="peak memory a configuration may use (e.g. 20GiB)")
+    p.add_argument("--time-budget", type=float, help="seconds of probing after which no new knob is tried")
+    p.add_argument("--probe-steps", type=int, default=3, help="measured optimizer steps per probe")
+    p.add_argument("--probe-timeout", type=float, default=300.0, help="seconds before a script probe is killed")
+    p.add_argument("--plan-out", type=Path, help="write the tuned plan (JSON) here")
+    p.add_argument("--candidates", default="", help="extra on/off knobs to A/B at the end, comma-separated "
+                   "(recipe mode: compile)")
+    p.add_argument("--num-gpus", type=int, help="GPUs of the real job, for the checkpoint cadence (default: world size)")
+    p.add_argument("--checkpoint-save-s", type=float, help="seconds one checkpoint takes (default: measured)")
+    p.add_argument("--mtbf-hours", type=float, help="mean time between failures of the job (default: from GPUs)")
+    p.add_argument("--max-lost-work-min", type=float, help="at most this much compute lost per failure (minutes)")
+    p.set_defaults(handler=run, options_parser=p)
+
+
+def _merge_trailing_options(args: argparse.Namespace) -> None:
+    """Options after a session file land in ``args.args`` (the script's arguments): parse them as ours."""
+    if not args.target or Path(args.target).suffix == ".py" or not args.args:
+        return
+    extra = args.options_parser.parse_args(args.args)
+    if extra.target is not None:
+        raise CliError(f"unexpected argument {extra.target!r} after the session file")
+    for key, value in vars(extra).items():
+        if value is not None and key not in ("target", "args", "handler", "options_parser", "probe_steps",
+                                             "probe_timeout"):
+            setattr(args, key, value)
+    args.args = []
+
+
+def run(args: argparse.Namespace) -> int:
+    _merge_trailing_options(args)
+    for name in ("target_global_batch", "target_tokens", "probe_steps", "num_gpus"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CliError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.target_global_batch and args.target_tokens:
+        raise CliError("give --target-global-batch (samples) or --target-tokens, not both")
+    if args.recipe is not None:
+        from throughput.cli.advise_probe import advise_recipe
+        return advise_recipe(args)
+    if not args.target:
+        raise CliError("nothing to advise on: pass a session .json, a script.py, or --recipe recipe.py")
+    path = Path(args.target)
+    if path.suffix == ".py":
+        from throughput.cli.advise_probe import advise_script
+        return advise_script(args)
+    return advise_session(args, path)
+
+
+def advise_session(args: argparse.Namespace, path: Path) -> int:
+    """Rules only, on a saved session: no code of the user's runs."""
+    from throughput.advisor.plan import advice_to_dict, build_plan, save_plan
+    from throughput.advisor.rules import apply_rules, cadence_finding, rule_input
+    from throughput.report.advice import render_advice
+    from throughput.session.io import SessionFormatError, load_session
+
+    try:
+        session = load_session(path)
+    except SessionFormatError as e:
+        raise CliError(str(e)) from None
+    x = rule_input(session)
+    findings = list(apply_rules(x))
+    extra = cadence_finding(x, num_gpus=args.num_gpus, delta_s=args.checkpoint_save_s,
+                            mtbf_s=args.mtbf_hours * 3600 if args.mtbf_hours else None,
+                            max_lost_work_s=args.max_lost_work_min * 60 if args.max_lost_work_min else None)
+    if extra is not None:
+        findings = [f for f in findings if f.rule_id != extra.rule_id] + [extra]
+    plan = build_plan(findings)
+    s = x.summary
+    header = [f"advice for {path} ({s.device_name}, {s.steps_total} steps, verdict: {s.verdict.headline}); "
+              "rules on the saved profile only, no probes run"]
+    print(render_advice(advice_to_dict(plan), header, s.notes), end="")
+    if args.plan_out is not None:
+        save_plan(plan, args.plan_out)
+        print(f"plan written to {args.plan_out}", file=sys.stderr)
+    return 0
