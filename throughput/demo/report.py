@@ -8,7 +8,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from throughput.analysis.series import step_series
-from throughput.demo.story import REQUIRED_SPEEDUP, RunFigures, Story
+from throughput.demo.story import DEMO_WARMUP_STEPS, REQUIRED_SPEEDUP, RunFigures, Story
 from throughput.report.folder import write_report
 from throughput.report.format import percent, rate, seconds
 from throughput.report.jsonfmt import summary_to_dict
@@ -58,8 +58,9 @@ def render_demo_markdown(story: Story, advice: str, plan: dict[str, object], plo
         "", tabulate([_row(story.before), _row(story.after)],
                      headers=["run", "tokens/s", "rows/s", "step (median)", "token utilization", "final loss",
                               "verdict"], tablefmt="github", disable_numparse=True), "",
-        "tokens/s counts loss-bearing tokens only (padding excluded); token utilization is loss-bearing "
-        "tokens over the token slots the model computed.", "",
+        "tokens/s is the median over steps of loss-bearing tokens (padding excluded) per second of step "
+        f"time, after the first {DEMO_WARMUP_STEPS} steps of each run (warm-up); token utilization is "
+        "loss-bearing tokens over the token slots the model computed.", "",
         "## Step time by phase (mean per step, share)", "",
         tabulate(_shares(story), headers=["phase", "naive", "share", "tuned", "share"], tablefmt="github",
                  disable_numparse=True), "",
