@@ -26,7 +26,11 @@ def _short_run(out: Path, steps: int, plan: Path | None, overrides: dict[str, ob
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    out = Path(tempfile.mkdtemp(prefix="throughput-demo-bench-"))
+    with tempfile.TemporaryDirectory(prefix="throughput-demo-bench-") as tmp:
+        return _run(Path(tmp), quick)
+
+
+def _run(out: Path, quick: bool) -> dict[str, Any]:
     settings = DemoSettings(out=out / "demo", steps=20 if quick else 40, time_budget_s=40 if quick else 60)
     story = run_demo(settings, log=lambda line: print(line, flush=True))
     plan = settings.out / "plan.json"
