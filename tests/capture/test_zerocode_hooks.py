@@ -315,3 +315,21 @@ def test_manual_batching_counts_the_model_batch_not_the_loss_module() -> None:
     finally:
         session = finish(inst)
     assert [s.samples for s in session.steps] == [6, 6, 6]   # the batch of 6, counted once per update
+
+
+@pytest.mark.slow
+def test_torch_compile_counts_the_compiled_call_once_and_stays_quiet(recwarn: pytest.WarningsRecorder) -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+        compiled = torch.compile(model, backend="eager")
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(3):
+            compiled(torch.randn(5, 3)).sum().backward()
+            opt.step()
+    finally:
+        session = finish(inst)
+    assert [s.samples for s in session.steps] == [5, 5, 5]
+    assert sum(1 for sp in session.spans if sp.phase == "forward") == 3   # the outermost call only
+    assert not [w for w in recwarn if "global hooks" in str(w.message) or "get_ident" in str(w.message)]

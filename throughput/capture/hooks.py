@@ -21,8 +21,10 @@ Hot path: each hook does a thread check, a few attribute reads and, at most, one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -40,6 +42,8 @@ from throughput.capture.profiler import Profiler
 from throughput.session.records import StepRule
 
 _get_ident = threading.get_ident
+_is_compiling = torch.compiler.is_compiling
+_COMPILE_HOOK_WARNING = r"Using `torch.compile\(module\)` when there are global hooks"
 _current: "Instrumentation | None" = None
 _fork_handler_registered = False
 
@@ -93,6 +97,7 @@ class Instrumentation:
         self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.overrides.amp or "off")
         self._device_types: dict[int, str] = {}
         self._saved_tf32: tuple[bool, bool] | None = None
+        self._warning_filter: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def install(self) -> "Instrumentation":
@@ -111,6 +116,10 @@ class Instrumentation:
             p.keep(_optim_mod.register_optimizer_step_post_hook(mark(self._optimizer_post)))
             self._patch_calls(p)
             self._apply_tf32()
+            # torch warns that global hooks also fire for a torch.compile wrapper; only the outermost
+            # call is timed here, so the warning would be noise in the script's stderr.
+            warnings.filterwarnings("ignore", message=_COMPILE_HOOK_WARNING)
+            self._warning_filter = warnings.filters[0]
         except BaseException:
             p.restore()
             raise
@@ -126,6 +135,11 @@ class Instrumentation:
             self._autocast.__exit__(None, None, None)
             self._autocast = None
         self._patcher.restore()
+        if self._warning_filter is not None:
+            with contextlib.suppress(ValueError):
+                warnings.filters.remove(self._warning_filter)  # type: ignore[arg-type]
+            warnings._filters_mutated()  # type: ignore[attr-defined]
+            self._warning_filter = None
         if self._saved_tf32 is not None:
             torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = self._saved_tf32
             self._saved_tf32 = None
@@ -163,6 +177,8 @@ class Instrumentation:
 
     # -- forward --------------------------------------------------------------------------------
     def _forward_pre(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+        if _is_compiling():  # torch.compile traces module calls: keep the hooks out of its graphs
+            return None
         if self._fwd_depth:
             if _get_ident() == self._owner:
                 self._fwd_depth += 1
@@ -183,7 +199,7 @@ class Instrumentation:
         return None
 
     def _forward_post(self, module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if not self._fwd_depth or _get_ident() != self._owner:
+        if _is_compiling() or not self._fwd_depth or _get_ident() != self._owner:
             return None
         self._fwd_depth -= 1
         if self._fwd_depth:
