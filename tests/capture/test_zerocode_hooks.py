@@ -333,3 +333,23 @@ def test_torch_compile_counts_the_compiled_call_once_and_stays_quiet(recwarn: py
     assert [s.samples for s in session.steps] == [5, 5, 5]
     assert sum(1 for sp in session.spans if sp.phase == "forward") == 3   # the outermost call only
     assert not [w for w in recwarn if "global hooks" in str(w.message) or "get_ident" in str(w.message)]
+
+
+def test_eval_mode_forward_with_grad_counts_samples_only_if_trained_on() -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model = TimedModel(clock)
+        opt = timed_sgd(clock, model.parameters())
+        val = DataLoader(TimedData(clock, 6), batch_size=3)
+        for x in DataLoader(TimedData(clock, 4), batch_size=2):
+            model(x).mean().backward()
+            model.eval()
+            for v in val:                 # evaluation without no_grad: eval phase, no backward follows
+                model(v)
+            model.train()
+            opt.step()
+    finally:
+        session = finish(inst)
+    assert [s.samples for s in session.steps] == [2, 2]     # the 3-sample eval batches are not counted
+    assert session.steps[0].phase_s["eval"] == pytest.approx(2 * FORWARD_S)

@@ -94,6 +94,7 @@ class Instrumentation:
         self._step_loss: Any = None
         self._backward_calls = 0
         self._eval_mode_module: torch.nn.Module | None = None
+        self._eval_mode_batches: list[BatchStats] = []
         self._clip_seen = False
         self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.overrides.amp or "off")
         self._device_types: dict[int, str] = {}
@@ -194,6 +195,8 @@ class Instrumentation:
             self._on_train_forward(module, args)
         elif grad:  # eval mode with grad on: evaluation, or a model left in eval mode by mistake
             self._eval_mode_module = module
+            # Its batches count only if a backward follows (training left in eval mode by mistake).
+            self._eval_mode_batches, self.pending_batches = self.pending_batches, []
         else:
             self.pending_batches.clear()  # the batches fetched for this forward were for evaluation
             self.hygiene.eval_forward(module, grad)
@@ -215,6 +218,7 @@ class Instrumentation:
 
     def _on_train_forward(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
         self._eval_mode_module = None
+        self._eval_mode_batches = []
         if self.pending_batches:
             self._commit_batches()
         arg_stats = None
@@ -269,11 +273,13 @@ class Instrumentation:
     def _after_backward(self, loss: Any) -> None:
         self._backward_calls += 1
         self._arg_batch_counted = False
-        if self.pending_batches:
-            self._commit_batches()
         if self._eval_mode_module is not None:
             self.hygiene.trained_in_eval_mode(self._eval_mode_module)
             self._eval_mode_module = None
+            self.pending_batches.extend(self._eval_mode_batches)
+            self._eval_mode_batches = []
+        if self.pending_batches:
+            self._commit_batches()
         if self._step_loss is None:
             self._step_loss = _scalar(loss)
         if self._opt_frames:
@@ -348,6 +354,7 @@ class Instrumentation:
                        micro_steps=max(1, self._micro))
         self._steps_by_rule[rule] += 1
         self._step_stats, self._closure_stats, self._micro, self._step_loss = [], None, 0, None
+        self._eval_mode_batches = []
         if self.max_steps is not None and self.prof.steps_done >= self.max_steps:
             self.enabled = False
             raise MaxStepsReached(f"--max-steps {self.max_steps} reached")
