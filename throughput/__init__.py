@@ -50,5 +50,12 @@ def profile(out: str | Path | None = None, *, print_report: bool = True, **kwarg
             print(render_table(summary), file=sys.stderr, end="")
 
 
+def train(recipe: Any, **kwargs: Any) -> Any:
+    """Run the tuned training loop on a recipe (file path or object); see ``throughput.loop.train`` and
+    docs/training.md. Returns a ``TrainResult``."""
+    from throughput.loop import train as _train
+    return _train(recipe, **kwargs)
+
+
 __all__ = ["Phase", "PhaseMisuseError", "Profiler", "Session", "active_profiler", "load_session", "phase",
-           "profile", "__version__"]
+           "profile", "train", "__version__"]

@@ -191,6 +191,11 @@ class Recorder:
     def steps_done(self) -> int:
         return len(self._finished)
 
+    def step_times(self, index: int) -> tuple[float, dict[str, float]]:
+        """(wall seconds, exclusive host seconds per phase) of finished step ``index``."""
+        draft, end_s, _, _ = self._finished[index]
+        return end_s - draft.start_s, dict(draft.phase_s)
+
     @property
     def spans_kept(self) -> int:
         return len(self._spans)

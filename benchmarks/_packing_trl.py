@@ -1,0 +1,123 @@
+"""Worker for benchmarks/packing.py: runs inside benchmarks/.venv-trl (TRL + throughput) and times,
+interleaved in one process, two pairs with the same output on each side, from two starting points
+(Python token lists; an already built Arrow dataset, whose column ours reads without copying):
+
+- ``flat``: packed rows as flat tensors (token ids + sequence lengths). Ours: ``pack_lengths`` and a
+  gather. TRL: ``pack_dataset(strategy="bfd")`` and its columns as tensors.
+- ``train``: training tensors (input_ids, labels with document starts masked, position_ids,
+  cu_seqlens). Ours: ``pack_to_tensors``. TRL: ``pack_dataset`` then its padding-free
+  ``DataCollatorForLanguageModeling`` over batches of 8 rows.
+
+Both truncate documents longer than the row (TRL's "bfd" does). Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+Variant = Callable[[], tuple[int, int]]          # returns (rows, tokens packed)
+
+
+def make_docs(n: int, seed: int) -> list[list[int]]:
+    from benchmarks.packing import lognormal_lengths
+    lengths = lognormal_lengths(n, seed)
+    ids = np.random.default_rng(seed + 1).integers(0, 50_000, int(lengths.sum()))
+    return [x.tolist() for x in np.split(ids, np.cumsum(lengths)[:-1])]
+
+
+def ours_variants(docs: list[list[int]], prebuilt: Any, row_len: int) -> dict[str, Variant]:
+    import torch
+
+    from throughput.packing import pack_lengths, pack_to_tensors, tokens_from_docs, tokens_from_flat
+
+    def arrow_store() -> Any:
+        col = prebuilt.data.column("input_ids").combine_chunks()
+        return tokens_from_flat(col.values.to_numpy(), col.offsets.to_numpy())
+
+    def flat(store: Any) -> tuple[int, int]:
+        plan = pack_lengths(store.lengths, row_len, overflow="truncate")
+        ids, _ = store.gather(plan.doc_index, plan.doc_start, plan.length)
+        torch.from_numpy(ids), torch.from_numpy(plan.length)
+        return plan.num_rows, len(ids)
+
+    def train(store: Any) -> tuple[int, int]:
+        batch, plan = pack_to_tensors(store, row_len, overflow="truncate")
+        return int(batch["input_ids"].shape[0]), plan.stats.tokens_packed
+
+    return {"ours_lists_flat": lambda: flat(tokens_from_docs(docs)), "ours_arrow_flat": lambda: flat(arrow_store()),
+            "ours_lists_train": lambda: train(tokens_from_docs(docs)), "ours_arrow_train": lambda: train(arrow_store())}
+
+
+def trl_variants(docs: list[list[int]], prebuilt: Any, row_len: int) -> dict[str, Variant]:
+    import datasets
+    import torch
+    from trl import pack_dataset
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    collator = DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)
+
+    def flat(packed: Any) -> tuple[int, int]:
+        table = packed.with_format("arrow")[:]
+        col = table["input_ids"].combine_chunks()
+        ids = torch.from_numpy(col.values.to_numpy(zero_copy_only=False))
+        torch.from_numpy(table["seq_lengths"].combine_chunks().values.to_numpy(zero_copy_only=False))
+        return len(col), len(ids)
+
+    def train(packed: Any) -> tuple[int, int]:
+        rows, tokens = packed.with_format(None), 0
+        for i in range(0, len(rows), 8):
+            ex = rows[i:i + 8]
+            batch = collator([{"input_ids": a, "seq_lengths": b} for a, b in zip(ex["input_ids"], ex["seq_lengths"])])
+            tokens += batch["input_ids"].numel()
+        return len(rows), tokens
+
+    def from_lists() -> Any:
+        return pack_dataset(datasets.Dataset.from_dict({"input_ids": docs}), row_len, strategy="bfd")
+
+    return {"trl_lists_flat": lambda: flat(from_lists()),
+            "trl_arrow_flat": lambda: flat(pack_dataset(prebuilt, row_len, strategy="bfd")),
+            "trl_lists_train": lambda: train(from_lists()),
+            "trl_arrow_train": lambda: train(pack_dataset(prebuilt, row_len, strategy="bfd"))}
+
+
+def measure(runs: dict[str, Variant], repeats: int) -> tuple[dict[str, float], dict[str, tuple[int, int]]]:
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    shape: dict[str, tuple[int, int]] = {}
+    for rep in range(repeats + 1):                       # rep 0 is a warm-up, not recorded
+        for name, fn in runs.items():                    # interleaved: every variant once per round
+            t0 = time.perf_counter()
+            shape[name] = fn()
+            if rep:
+                times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}, shape
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, required=True)
+    ap.add_argument("--row-len", type=int, default=2048)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=1234)
+    args = ap.parse_args()
+    import datasets
+    import trl
+    datasets.disable_progress_bars()
+    datasets.disable_caching()
+    docs = make_docs(args.docs, args.seed)
+    prebuilt = datasets.Dataset.from_dict({"input_ids": docs})
+    runs = {**ours_variants(docs, prebuilt, args.row_len), **trl_variants(docs, prebuilt, args.row_len)}
+    median_s, shape = measure(runs, args.repeats)
+    out = {"trl_version": trl.__version__, "docs": args.docs, "tokens": sum(map(len, docs)), "row_len": args.row_len,
+           "repeats": args.repeats, "median_s": median_s, "rows": {k: v[0] for k, v in shape.items()},
+           "utilization": {k: v[1] / (v[0] * args.row_len) for k, v in shape.items()}}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

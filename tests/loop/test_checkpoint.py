@@ -1,0 +1,102 @@
+"""Checkpoint files: atomic, checksummed, pruned; a damaged newest one falls back with a warning;
+SIGTERM saves and exits; resume after a fallback still matches an uninterrupted run bit for bit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+
+import throughput
+from tests.loop.helpers import MICRO_GPT, Zygote, assert_tensors_equal, cli_args, final_state
+from throughput.loop.checkpoint import (CheckpointError, DamagedCheckpoint, list_checkpoints, load_latest,
+                                        read_checkpoint, save_checkpoint)
+from throughput.loop.metrics import read_metrics
+
+
+def _payload(step: int) -> dict:
+    return {"step": step, "w": torch.full((3,), float(step)), "meta": {"note": "x", "values": [1, 2]}}
+
+
+def test_save_load_roundtrip_and_keep_last(tmp_path: Path) -> None:
+    for step in range(1, 6):
+        save_checkpoint(tmp_path, step, _payload(step), keep_last=2)
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [4, 5]
+    loaded = load_latest(tmp_path)
+    assert loaded is not None and loaded.step == 5
+    assert torch.equal(loaded.payload["w"], torch.tensor([5.0, 5.0, 5.0]))
+    assert loaded.payload["meta"] == {"note": "x", "values": [1, 2]}
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith("ckpt-")]  # no temporaries left
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])
+
+
+def _flip_payload_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-50] ^= 0xFF  # inside the payload: length still right, checksum now wrong
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, reason", [(_truncate, "truncated"), (_flip_payload_byte, "checksum mismatch")])
+def test_damaged_newest_falls_back_with_warning(tmp_path: Path, damage, reason: str) -> None:
+    for step in (2, 4, 6):
+        save_checkpoint(tmp_path, step, _payload(step), keep_last=3)
+    damage(tmp_path / "ckpt-00000006.pt")
+    with pytest.raises(DamagedCheckpoint, match=reason):
+        read_checkpoint(tmp_path / "ckpt-00000006.pt")
+    with pytest.warns(UserWarning, match=f"ckpt-00000006.pt is damaged \\({reason}"):
+        loaded = load_latest(tmp_path, quarantine=True)
+    assert loaded is not None and loaded.step == 4
+    assert (tmp_path / "ckpt-00000006.pt.damaged").exists()  # kept for inspection, out of the rotation
+
+
+def test_every_checkpoint_damaged_is_an_error(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, 1, _payload(1), keep_last=3)
+    _truncate(tmp_path / "ckpt-00000001.pt")
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match="every checkpoint"):
+        load_latest(tmp_path)
+
+
+def test_pickled_code_is_refused_by_weights_only(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, 1, {"odd": OrderedDict(a=1), "obj": Path("/etc")}, keep_last=1)
+    with pytest.raises(DamagedCheckpoint, match="weights_only"):
+        read_checkpoint(tmp_path / "ckpt-00000001.pt")
+
+
+def test_loop_resumes_from_previous_checkpoint_when_newest_is_damaged(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    sets = {"steps": 8, "ckpt_every_steps": 2, "keep_last": 3}
+    reference = throughput.train(MICRO_GPT, out=tmp_path / "ref", overrides=sets, progress=False)
+    first = throughput.train(MICRO_GPT, out=tmp_path / "run", overrides=sets, progress=False)
+    assert (reference.step, first.step) == (8, 8)
+    _flip_payload_byte(tmp_path / "run" / "checkpoints" / "ckpt-00000008.pt")
+    with pytest.warns(UserWarning, match="ckpt-00000008.pt is damaged"):
+        resumed = throughput.train(MICRO_GPT, out=tmp_path / "run", overrides=sets, resume=True, progress=False)
+    assert resumed.resumed_from == 6 and resumed.step == 8  # steps 7 and 8 ran again
+    assert_tensors_equal(final_state(tmp_path / "run")["model"], final_state(tmp_path / "ref")["model"], "model")
+
+
+def test_sigterm_saves_a_checkpoint_then_exits_143(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    zygote = Zygote()
+    try:
+        pid = zygote.spawn(cli_args(out, "steps=100000", "ckpt_every_steps=0"), log=tmp_path / "log.txt")
+        deadline = time.monotonic() + 60
+        while len([r for r in read_metrics(out / "metrics.jsonl") if r.get("kind") == "train"]) < 3:
+            assert time.monotonic() < deadline, (tmp_path / "log.txt").read_text()
+            time.sleep(0.01)
+        os.kill(pid, signal.SIGTERM)
+        assert zygote.wait(pid) == 143
+    finally:
+        zygote.close()
+    logged = max(r["step"] for r in read_metrics(out / "metrics.jsonl") if r.get("kind") == "train")
+    # ckpt_every_steps=0: the only checkpoint is the one SIGTERM asked for, at the last finished step.
+    assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [logged]

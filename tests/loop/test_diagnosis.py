@@ -1,0 +1,133 @@
+"""Loss-curve diagnosis: hand-built curves per rule, F1 on the labelled synthetic set, a real divergence."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.loop.curves import LABELS, RULES_FOR, labelled_set
+from tests.loop.helpers import REPO
+from throughput.analysis.loss import DiagnosisParams, LossFinding, diagnose, diagnose_steps, rolling_median
+from throughput.session.records import StepRecord
+
+
+def _rules(findings: tuple[LossFinding, ...]) -> set[str]:
+    return {f.rule_id for f in findings}
+
+
+def _steady(n: int, start: float = 4.0, floor: float = 1.0) -> list[float]:
+    """Noise-free healthy curve: floor + (start - floor) * 0.97^t."""
+    return [floor + (start - floor) * 0.97 ** t for t in range(n)]
+
+
+def test_rolling_median_hand_derived() -> None:
+    # windows of 3: [5], [5,1], [5,1,3], [1,3,2], [3,2,8] -> medians 5, 3, 3, 2, 3
+    assert rolling_median([5, 1, 3, 2, 8], 3) == [5, 3, 3, 2, 3]
+
+
+def test_healthy_curve_has_no_finding() -> None:
+    losses = _steady(100)
+    assert diagnose(steps=list(range(1, 101)), losses=losses, grad_norms=[1.0] * 100) == ()
+
+
+def test_nonfinite_names_first_step_and_last_finite_loss() -> None:
+    losses = _steady(40) + [math.nan, math.inf]
+    (f,) = [f for f in diagnose(steps=list(range(1, 43)), losses=losses) if f.rule_id == "loss.nonfinite"]
+    assert (f.first_step, f.last_step) == (41, 42)
+    assert f.evidence["count"] == 2
+    assert f.evidence["last_finite_loss"] == pytest.approx(1.0 + 3.0 * 0.97 ** 39)
+    assert "lower lr" in f.action or "lower" in f.action
+
+
+def test_divergence_after_the_best_step() -> None:
+    # 60 healthy steps (best smoothed ~1.5), then the loss climbs to 2x4 = 8: far above 1.5x best.
+    losses = _steady(60) + [4.0 * 2.0 ** min(t / 5, 1) for t in range(40)]
+    found = diagnose(steps=list(range(1, 101)), losses=losses)
+    assert "loss.divergence" in _rules(found)
+    assert "loss.flat" not in _rules(found)  # a divergence is not reported as "no progress" too
+
+
+def test_isolated_spike_is_found_and_a_lasting_jump_is_not_a_spike() -> None:
+    base = [2.0 + 0.01 * ((t * 7) % 5) for t in range(100)]   # values 2.00..2.04, a repeating pattern
+    spiky = list(base)
+    spiky[60] = 6.0   # median of the 30 before ~2.02, MAD 0.01 -> z ~ (6 - 2.02) / 0.0148 >> 10
+    (f,) = [f for f in diagnose(steps=list(range(1, 101)), losses=spiky) if f.rule_id == "loss.spike"]
+    assert (f.first_step, f.evidence["worst_step"]) == (61, 61)
+    jump = base[:60] + [x + 4.0 for x in base[60:]]
+    assert "loss.spike" not in _rules(diagnose(steps=list(range(1, 101)), losses=jump))
+
+
+def test_grad_norm_spike_scored_in_log_space() -> None:
+    norms = [1.0 + 0.05 * ((t * 3) % 4) for t in range(80)]
+    norms[50] = 40.0
+    found = diagnose(steps=list(range(1, 81)), losses=_steady(80), grad_norms=norms)
+    assert [f.first_step for f in found if f.rule_id == "grad_norm.spike"] == [51]
+
+
+def test_flat_loss_and_chance_level() -> None:
+    flat = [3.0 - 0.001 * t for t in range(100)]  # 3.0 -> 2.901: 3.3% better, under the 5% bar
+    (f,) = diagnose(steps=list(range(1, 101)), losses=flat)
+    assert f.rule_id == "loss.flat"
+    # start = median of first 10 = (3.0-0.004+3.0-0.005)/2 = 2.9955; end = 2.9955 - 0.09 = 2.9055
+    assert f.evidence["relative_improvement"] == pytest.approx(0.09 / 2.9955)
+    learning = _steady(100, start=4.6, floor=4.0)  # improves ~10% but ends at 4.03, >= 0.95 x ln(64) = 3.95
+    assert diagnose(steps=list(range(1, 101)), losses=learning) == ()
+    stuck = diagnose(steps=list(range(1, 101)), losses=learning, params=DiagnosisParams(chance_loss=4.159))
+    assert _rules(stuck) == {"loss.flat"}
+
+
+def test_overfitting_val_rising_while_train_falls() -> None:
+    train = _steady(200, start=4.0, floor=0.5)
+    val = [(s, 2.0 - 0.01 * s) for s in range(20, 101, 20)] + [(s, 1.0 + 0.005 * (s - 100)) for s in range(120, 201, 20)]
+    (f,) = [f for f in diagnose(steps=list(range(1, 201)), losses=train, val=val) if f.rule_id == "loss.overfitting"]
+    assert f.evidence["val_min_step"] == 100 and f.evidence["val_min"] == pytest.approx(1.0)
+    assert f.evidence["val_last"] == pytest.approx(1.5)  # 1.0 + 0.005 * 100
+    healthy_val = [(s, 2.0 - 0.005 * s) for s in range(20, 201, 20)]
+    assert "loss.overfitting" not in _rules(diagnose(steps=list(range(1, 201)), losses=train, val=healthy_val))
+
+
+def test_finding_validates_its_rule() -> None:
+    with pytest.raises(ValueError, match="unknown loss rule"):
+        LossFinding(rule_id="loss.typo", first_step=1, last_step=1, message="", action="")
+
+
+def test_diagnose_steps_reads_profiled_losses() -> None:
+    curve = _steady(30) + [math.nan]
+    steps = [StepRecord(index=i, start_s=i, end_s=i + 1, phase_s={}, loss=curve[i], grad_norm=1.0)
+             for i in range(31)]
+    assert [f.rule_id for f in diagnose_steps(steps)] == ["loss.nonfinite"]
+
+
+def _f1(curves: list) -> tuple[float, dict[str, int]]:
+    tp = fp = fn = 0
+    for c in curves:
+        found = _rules(diagnose(steps=c.steps, losses=c.losses, grad_norms=c.grad_norms, val=c.val))
+        predicted = {label for label, rules in RULES_FOR.items() if found & rules}
+        truth = set() if c.label == "healthy" else {c.label}
+        tp, fp, fn = tp + len(predicted & truth), fp + len(predicted - truth), fn + len(truth - predicted)
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    return 2 * precision * recall / (precision + recall), {"tp": tp, "fp": fp, "fn": fn}
+
+
+@pytest.mark.parametrize("seed", [1234, 777])
+def test_f1_on_labelled_synthetic_curves(seed: int) -> None:
+    curves = labelled_set(per_label=20, seed=seed)
+    assert {c.label for c in curves} == set(LABELS) and len(curves) == 120
+    f1, counts = _f1(curves)
+    assert f1 >= 0.9, counts
+
+
+def test_real_divergence_with_lr_100x_is_flagged(tmp_path: Path) -> None:
+    import throughput
+
+    torch.set_num_threads(1)
+    common = {"steps": 40, "warmup_steps": 0, "micro_batch_size": 4, "eval_every": 0, "ckpt_every_steps": 0}
+    recipe = REPO / "examples" / "recipes" / "tiny_gpt.py"
+    good = throughput.train(recipe, out=tmp_path / "good", overrides=dict(common, lr=3e-3), progress=False)
+    bad = throughput.train(recipe, out=tmp_path / "bad", overrides=dict(common, lr=0.3), progress=False)
+    assert "loss.divergence" not in _rules(good.findings)
+    assert "loss.divergence" in _rules(bad.findings) or "loss.nonfinite" in _rules(bad.findings)
+    assert (tmp_path / "bad" / "diagnosis.json").read_text().count("loss.") >= 1

@@ -1,0 +1,62 @@
+"""``throughput train RECIPE.py [--plan PLAN.json] [--set key=value ...] [--out DIR] [--resume]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from throughput.cli.errors import CliError
+
+EXIT_TERMINATED = 143  # 128 + SIGTERM: the scheduler's convention for "stopped, checkpoint saved"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="run a recipe with the tuned training loop (checkpoints, diagnosis)",
+                       description="Train a recipe file (build_model, build_datasets, loss_fn); "
+                                   "see docs/training.md. Config: recipe < --plan < --set < --out.")
+    p.add_argument("recipe", type=Path, help="recipe .py file")
+    p.add_argument("--plan", type=Path, default=None, help="tuned plan JSON (config keys -> values)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (repeatable); `--set help` lists the keys")
+    p.add_argument("--out", type=Path, default=None, help="run folder (checkpoints, metrics.jsonl, ...)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from throughput import loop
+    from throughput.loop.checkpoint import CheckpointError
+    from throughput.loop.config import field_docs
+
+    if args.sets == ["help"]:
+        print("\n".join(f"{k}: {v}" for k, v in field_docs().items()))
+        return 0
+    try:
+        overrides = loop.parse_set_args(args.sets)
+        recipe, cfg, plan = loop.resolve(args.recipe, args.plan, overrides, args.out)
+        from throughput.loop.loop import run_training
+        result = run_training(recipe, cfg, resume=args.resume, progress=not args.quiet, plan=plan)
+    except (loop.ConfigError, loop.PlanError, loop.RecipeError, CheckpointError) as e:
+        raise CliError(str(e)) from None
+    print(summary_lines(result), file=sys.stderr)
+    if result.end == "terminated":
+        return EXIT_TERMINATED
+    return 1 if result.end == "nonfinite" else 0
+
+
+def summary_lines(result: Any) -> str:
+    """A few lines: how it ended, losses, throughput, clipping, findings."""
+    lines = [f"train: {result.end} at step {result.step}"
+             + (f" (resumed from {result.resumed_from})" if result.resumed_from is not None else "")
+             + f"; run folder {result.out_dir}"]
+    if result.final_train_loss is not None:
+        val = f", val {result.final_val_loss:.4f}" if result.final_val_loss is not None else ""
+        lines.append(f"  loss {result.final_train_loss:.4f}{val}; clipped {result.clip_count} of {result.step} steps"
+                     + (f"; {result.tokens_per_s:,.0f} tokens/s" if result.tokens_per_s else ""))
+    for f in result.findings:
+        lines.append(f"  [{f.rule_id}] steps {f.first_step}-{f.last_step}: {f.message}")
+        lines.append(f"      -> {f.action}")
+    return "\n".join(lines)
