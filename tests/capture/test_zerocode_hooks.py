@@ -353,3 +353,25 @@ def test_eval_mode_forward_with_grad_counts_samples_only_if_trained_on() -> None
         session = finish(inst)
     assert [s.samples for s in session.steps] == [2, 2]     # the 3-sample eval batches are not counted
     assert session.steps[0].phase_s["eval"] == pytest.approx(2 * FORWARD_S)
+
+
+def test_keyword_only_batches_are_read_from_the_forward_call() -> None:
+    class LM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return (self.emb(input_ids) * attention_mask.unsqueeze(-1)).sum()
+
+    inst = instrumented(FakeClock())
+    try:
+        model = LM()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        batch = {"input_ids": torch.randint(0, 10, (3, 5)), "attention_mask": torch.ones(3, 5, dtype=torch.long)}
+        model(**batch).backward()
+        opt.step()
+    finally:
+        session = finish(inst)
+    (step,) = session.steps
+    assert (step.samples, step.tokens) == (3, 3 * 5)
