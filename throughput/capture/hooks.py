@@ -114,6 +114,7 @@ class Instrumentation:
             self._apply_tf32()
         except BaseException:
             p.restore()
+            self.prof.stop()
             raise
         _current = self
         self.enabled = True
@@ -171,8 +172,8 @@ class Instrumentation:
         def __call__(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
             if self._fwd_depth or not self.enabled or _is_compiling() or _get_ident() != self._owner:
                 return orig(module, *args, **kwargs)
-            self._forward_enter(module, args, kwargs)
             try:
+                self._forward_enter(module, args, kwargs)
                 return orig(module, *args, **kwargs)
             finally:
                 self._forward_exit()
