@@ -131,3 +131,12 @@ def test_manual_sgd_report_states_the_fallback_rule(runs: Callable[[str], Runs])
     _, profiled, out = runs("manual_sgd")
     assert "no torch.optim optimizer was seen" in profiled.stderr
     assert "each backward() call ends a step" in (out / "report.md").read_text()
+
+
+def test_worker_loader_batches_and_settings(runs: Callable[[str], Runs]) -> None:
+    _, _, out = runs("loader_workers_infinite")
+    session = load_json(out / "session.json")
+    assert {s["samples"] for s in session["steps"]} == {8}      # DataLoader(batch_size=8), 2 workers
+    context = {k: v for e in session["events"] if e["kind"] == "context" for k, v in e["detail"].items()}
+    assert (context["num_workers"], context["batch_size"], context["optimizer"]) == (2, 8, "SGD")
+    assert all(s["phase_s"].get("data", 0) > 0 for s in session["steps"])
