@@ -124,3 +124,14 @@ def test_options_after_the_script_belong_to_the_script() -> None:
     assert split_argv(["--quiet", "-m", "pkg.train", "--lr", "3"]) == (["--quiet", "-m", "pkg.train"],
                                                                         ["--lr", "3"])
     assert split_argv(["--set", "amp=bf16", "--", "-weird.py"]) == (["--set", "amp=bf16"], ["-weird.py"])
+
+
+def test_dash_m_module_gets_its_args_and_is_profiled(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    proc = run_profiled(None, cwd=REPO, options=["--out", str(out), "-m", "examples.zerocode.exec_config",
+                                                 "--max_iters=3", "--batch_size=2"])
+    assert proc.returncode == 0, proc.stderr
+    # the script echoes its exec-built config: defaults with the two overrides from its argv
+    assert proc.stdout == ("config [('batch_size', 2), ('learning_rate', 0.01), ('max_iters', 3)]\n"
+                           "updates 3\n")
+    assert len(load_json(out / "session.json")["steps"]) == 3

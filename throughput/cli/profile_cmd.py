@@ -138,9 +138,11 @@ def _report(session: Any, out: Path, fmt: str, quiet: bool) -> None:
         print(f"throughput: error: could not write the report to {out}: {e}", file=sys.stderr)
         return
     if not quiet:
-        sys.stderr.flush()
-        print("\n" + RENDERERS[fmt](summary).rstrip("\n"), file=sys.stderr)
-        print(f"report: {folder}/report.md", file=sys.stderr)
+        try:
+            print("\n" + RENDERERS[fmt](summary).rstrip("\n"), file=sys.stderr)
+            print(f"report: {folder}/report.md", file=sys.stderr)
+        except (OSError, ValueError):  # the script closed or broke stderr: the folder has the report
+            pass
 
 
 def _run_name() -> str:
