@@ -135,3 +135,11 @@ def test_dash_m_module_gets_its_args_and_is_profiled(tmp_path: Path) -> None:
     assert proc.stdout == ("config [('batch_size', 2), ('learning_rate', 0.01), ('max_iters', 3)]\n"
                            "updates 3\n")
     assert len(load_json(out / "session.json")["steps"]) == 3
+
+
+def test_a_script_with_its_own_profiler_still_runs(tmp_path: Path) -> None:
+    script = DATA / "embeds_profiler.py"
+    plain, profiled = run_plain(script), run_profiled(script, out=tmp_path / "r")
+    assert plain.returncode == profiled.returncode == 0, profiled.stderr
+    assert plain.stdout == profiled.stdout == "own profiler steps 4\n"
+    assert len(load_json(tmp_path / "r" / "session.json")["steps"]) == 4   # 4 SGD updates seen by hooks

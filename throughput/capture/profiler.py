@@ -110,13 +110,15 @@ class Profiler:
         max_spans: spans kept for the trace; steps are always kept in full.
         telemetry: started with the profiler and stopped (threads joined) by ``stop()``, e.g. a
             ``throughput.telemetry.TelemetryController``.
+        ambient: set by ``throughput profile`` for its own profiler, so that a script embedding its
+            own Profiler still runs (a second non-ambient profiler is refused: it would double-count).
     """
 
     def __init__(self, *, warmup_steps: int = DEFAULT_WARMUP_STEPS, clock: Clock | None = None,
                  device: str = "auto", event_factory: EventFactory | None = None,
                  pad_id: int | None = None, max_spans: int = 200_000, run_id: str | None = None,
                  argv: Iterable[str] | None = None, rank: int | None = None,
-                 world_size: int | None = None, telemetry: "TelemetryHook | None" = None) -> None:
+                 world_size: int | None = None, telemetry: "TelemetryHook | None" = None, ambient: bool = False) -> None:
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         if device not in ("auto", "cpu", "cuda"):
@@ -148,6 +150,8 @@ class Profiler:
         self.info_overrides: dict[str, Any] = {}
         self.running = False
         self.stopped = False
+        self.ambient = ambient
+        self._shadowed: Profiler | None = None
         self._telemetry_hook = telemetry
         self._on_step: Callable[[Profiler, int], None] | None = getattr(telemetry, "on_step", None)
 
@@ -159,7 +163,11 @@ class Profiler:
         if self.stopped:
             raise PhaseMisuseError("this Profiler was stopped; create a new one for another run")
         other = active_profiler()
-        if other is not None and other is not self:
+        if other is not None and other is not self and other.ambient:
+            # A script that embeds its own Profiler, run under `throughput profile`: both record, the
+            # script's own profiler takes the module-level phase() calls until it stops.
+            self._shadowed = other
+        elif other is not None and other is not self:
             raise PhaseMisuseError(
                 "another throughput Profiler is already running in this process; nested profilers "
                 "would count time twice: stop the first one (prof.stop()) or use its phases"
@@ -197,7 +205,8 @@ class Profiler:
         self.running = False
         self.stopped = True
         if _active is not None and _active() is self:
-            _active = None
+            shadowed = self._shadowed
+            _active = weakref.ref(shadowed) if shadowed is not None and shadowed.running else None
         return self.session()
 
     def __enter__(self) -> "Profiler":

@@ -38,7 +38,7 @@ def profile_target(target: Target, options: ProfileOptions | None = None) -> tup
     check_target(target)
     argv = (target.display if target.path is not None else target.display, *target.args)
     prof = Profiler(warmup_steps=options.warmup_steps, argv=argv, pad_id=options.pad_id,
-                    telemetry=options.telemetry)
+                    telemetry=options.telemetry, ambient=True)
     if options.flops_per_step is not None:
         from throughput.capture.flops import set_flops_per_step
         set_flops_per_step(prof, options.flops_per_step, options.dtype)
