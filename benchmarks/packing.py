@@ -4,7 +4,8 @@
    [1, 4096], fixed seed) at row lengths 2048 and 4096, and uniform [1, 2048] at 2048. Reports token
    utilization beside the lower bound on rows, planning docs/s (median of repeats) for the histogram BFD
    and once for the per-piece exact BFD, and the padding baselines (one document per row padded to the
-   row length; dynamic padding to the longest in batches of 8, in data order).
+   row length; dynamic padding to the longest in batches of 8, in data order), and the streaming
+   packer (buffer of 1024 pieces) on the first 100,000 documents.
 2. The whole path token lists -> packed tensors against TRL's ``pack_dataset(strategy="bfd")`` on the
    same data with the same output on both sides, interleaved in one process (benchmarks/_packing_trl.py),
    in benchmarks/.venv-trl
@@ -27,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from throughput.packing import pack_lengths
+from throughput.packing import OnlinePacker, pack_lengths
 from throughput.packing.plan import apply_overflow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,6 +66,18 @@ def padding_baselines(lengths: np.ndarray, row_len: int) -> dict[str, float]:
     return {"one_doc_per_row": tokens / (len(pieces) * row_len), "dynamic_pad_batch8": tokens / dynamic}
 
 
+def online_case(lengths: np.ndarray, row_len: int, buffer_size: int = 1024) -> dict[str, float]:
+    """The streaming packer on the first 100,000 documents: utilization and documents per second."""
+    packer = OnlinePacker(row_len, buffer_size=buffer_size)
+    docs = lengths[:100_000].tolist()
+    t0 = time.perf_counter()
+    for n in docs:
+        packer.add(n)
+    packer.flush()
+    elapsed = time.perf_counter() - t0
+    return {"online_utilization": packer.stats().utilization, "online_docs_per_s": len(docs) / elapsed}
+
+
 def planning_case(name: str, lengths: np.ndarray, row_len: int, repeats: int) -> dict[str, Any]:
     hist_s, plan = median_time(lambda: pack_lengths(lengths, row_len, algorithm="histogram"), repeats)
     bfd_s, exact = median_time(lambda: pack_lengths(lengths, row_len, algorithm="bfd"), 1)
@@ -75,7 +88,8 @@ def planning_case(name: str, lengths: np.ndarray, row_len: int, repeats: int) ->
         "utilization_upper_bound": s.tokens_packed / (s.rows_lower_bound * row_len),
         "docs_per_row_mean": s.docs_per_row_mean, "histogram_s": hist_s, "histogram_docs_per_s": len(lengths) / hist_s,
         "exact_bfd_s": bfd_s, "exact_bfd_docs_per_s": len(lengths) / bfd_s,
-        "exact_bfd_same_rows": exact.stats.rows == s.rows, **padding_baselines(lengths, row_len)}
+        "exact_bfd_same_rows": exact.stats.rows == s.rows, **padding_baselines(lengths, row_len),
+        **online_case(lengths, row_len)}
 
 
 def ensure_trl_env() -> str | None:
@@ -98,9 +112,9 @@ def trl_comparison(quick: bool) -> dict[str, Any]:
     error = None if quick else ensure_trl_env()
     if error:
         return {"status": error}
-    docs, repeats = (3_000, 2) if quick else (20_000, 3)
+    docs, repeats, train_repeats = (3_000, 3, 1) if quick else (20_000, 5, 3)
     cmd = [str(TRL_VENV / "bin" / "python"), "-m", "benchmarks._packing_trl", "--docs", str(docs),
-           "--repeats", str(repeats), "--seed", str(SEED)]
+           "--repeats", str(repeats), "--train-repeats", str(train_repeats), "--seed", str(SEED)]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if done.returncode:
         return {"status": f"TRL worker failed: {done.stderr.strip()[-500:]}"}

@@ -17,6 +17,9 @@ FORBIDDEN = {
     "report": ("capture", "advisor", "cli", "loop"),
     "capture": ("report", "advisor", "cli", "loop"),
     "packing": ("capture", "analysis", "report", "advisor", "cli", "loop"),
+    "telemetry": ("report", "advisor", "cli", "loop"),   # part of capture: runs in the user process
+    "loop": ("advisor", "cli", "report"),
+    "advisor": ("cli",),
 }
 
 

@@ -13,8 +13,15 @@ The recipe contract (docs/training.md):
 - ``loss_fn(model, batch)``   -> (loss_sum, n_loss_tokens): the loop divides by the loss-bearing tokens
                                  of the whole accumulation window, so padding and ragged micro-batches
                                  are weighted correctly
-- ``collate_fn(samples)``     -> batch (optional); here: pad to the longest row, labels -100 on padding
+- ``collate_fn(samples)``     -> batch (optional); here: pad to the longest row, labels -100 on padding,
+                                 or, with ``packing=true``, throughput.packing's collator (several rows
+                                 per CONTEXT-long row, positions restarting per document, a block-causal
+                                 attention mask so no token sees another document)
 - ``config``                  -> this recipe's defaults (a plan and --set override them)
+
+Labels follow the Hugging Face convention in both modes: ``labels[t]`` is the token at ``t`` (-100 on
+padding and on each document's first token), and the loss compares ``logits[:, :-1]`` with
+``labels[:, 1:]``; the loop counts loss-bearing tokens as ``labels != -100``.
 
 The corpus: rows of 8..CONTEXT tokens from a noisy "count up by a per-row stride" grammar, so a model can
 learn it (loss falls well below the uniform level ln(VOCAB)) but not perfectly (5% of tokens are noise).
@@ -54,10 +61,10 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        att = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
                                              dropout_p=self.dropout if self.training else 0.0)
         x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, t, d)))
         return x + self.drop(self.mlp(self.ln2(x)))
@@ -83,10 +90,13 @@ class TinyGPT(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.tok(ids) + self.pos(torch.arange(ids.shape[1], device=ids.device))
+    def forward(self, ids: torch.Tensor, position_ids: torch.Tensor | None = None,
+                attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``position_ids`` and the [B, 1, T, T] ``attn_mask`` come with packed rows."""
+        pos = position_ids if position_ids is not None else torch.arange(ids.shape[1], device=ids.device)
+        x = self.tok(ids) + self.pos(pos)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, attn_mask)
         return self.head(self.ln(x))
 
 
@@ -112,14 +122,19 @@ class Rows(torch.utils.data.Dataset):
         return self.rows[i]
 
 
-def collate_fn(rows: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Pad to the longest row; labels are the next token, -100 where there is none (padding, row end)."""
+def collate_fn(rows: list[Any]) -> dict[str, torch.Tensor]:
+    """Padded: pad to the longest row, labels = ids with -100 on padding and on the first token.
+    Packed rows (dicts from throughput.packing.PackedDataset) go to its PackingCollator."""
+    if isinstance(rows[0], dict):
+        from throughput.packing import PackingCollator
+
+        return PackingCollator(CONTEXT, attn_mask=True)(rows)
     t = max(len(r) for r in rows)
     ids = torch.zeros(len(rows), t, dtype=torch.long)
     labels = torch.full((len(rows), t), IGNORE, dtype=torch.long)
     for i, r in enumerate(rows):
         ids[i, :len(r)] = r
-        labels[i, :len(r) - 1] = r[1:]
+        labels[i, 1:len(r)] = r[1:]
     return {"input_ids": ids, "labels": labels}
 
 
@@ -127,17 +142,21 @@ def build_model(cfg: Any) -> nn.Module:
     return TinyGPT(VOCAB, CONTEXT, D_MODEL, LAYERS, HEADS, DROPOUT)
 
 
-def build_datasets(cfg: Any) -> tuple[Rows, Rows]:
+def build_datasets(cfg: Any) -> tuple[Any, Any]:
+    train, val = Rows(N_TRAIN, CORPUS_SEED), Rows(N_VAL, CORPUS_SEED + 1)
     if getattr(cfg, "packing", False):
-        raise RuntimeError("tiny_gpt pads its rows; packed rows need throughput.packing's collator "
-                           "(see docs/training.md, 'Packing'); run with packing=false")
-    return Rows(N_TRAIN, CORPUS_SEED), Rows(N_VAL, CORPUS_SEED + 1)
+        from throughput.packing import PackedDataset
+
+        return (PackedDataset([r.tolist() for r in train.rows], CONTEXT),
+                PackedDataset([r.tolist() for r in val.rows], CONTEXT))
+    return train, val
 
 
-def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = model(batch["input_ids"])
-    labels = batch["labels"]
-    loss_sum = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE,
+def loss_fn(model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    mask = batch.get("attn_mask")
+    logits = model(batch["input_ids"], batch.get("position_ids"), mask)
+    labels = batch["labels"][:, 1:]  # position t predicts the token at t + 1
+    loss_sum = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE,
                                reduction="sum")
     return loss_sum, (labels != IGNORE).sum()
 

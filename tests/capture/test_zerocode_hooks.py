@@ -315,3 +315,63 @@ def test_manual_batching_counts_the_model_batch_not_the_loss_module() -> None:
     finally:
         session = finish(inst)
     assert [s.samples for s in session.steps] == [6, 6, 6]   # the batch of 6, counted once per update
+
+
+@pytest.mark.slow
+def test_torch_compile_counts_the_compiled_call_once_and_stays_quiet(recwarn: pytest.WarningsRecorder) -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+        compiled = torch.compile(model, backend="eager")
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(3):
+            compiled(torch.randn(5, 3)).sum().backward()
+            opt.step()
+    finally:
+        session = finish(inst)
+    assert [s.samples for s in session.steps] == [5, 5, 5]
+    assert sum(1 for sp in session.spans if sp.phase == "forward") == 3   # the outermost call only
+    assert not [w for w in recwarn if "global hooks" in str(w.message) or "get_ident" in str(w.message)]
+
+
+def test_eval_mode_forward_with_grad_counts_samples_only_if_trained_on() -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model = TimedModel(clock)
+        opt = timed_sgd(clock, model.parameters())
+        val = DataLoader(TimedData(clock, 6), batch_size=3)
+        for x in DataLoader(TimedData(clock, 4), batch_size=2):
+            model(x).mean().backward()
+            model.eval()
+            for v in val:                 # evaluation without no_grad: eval phase, no backward follows
+                model(v)
+            model.train()
+            opt.step()
+    finally:
+        session = finish(inst)
+    assert [s.samples for s in session.steps] == [2, 2]     # the 3-sample eval batches are not counted
+    assert session.steps[0].phase_s["eval"] == pytest.approx(2 * FORWARD_S)
+
+
+def test_keyword_only_batches_are_read_from_the_forward_call() -> None:
+    class LM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(10, 4)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            return (self.emb(input_ids) * attention_mask.unsqueeze(-1)).sum()
+
+    inst = instrumented(FakeClock())
+    try:
+        model = LM()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        batch = {"input_ids": torch.randint(0, 10, (3, 5)), "attention_mask": torch.ones(3, 5, dtype=torch.long)}
+        model(**batch).backward()
+        opt.step()
+    finally:
+        session = finish(inst)
+    (step,) = session.steps
+    assert (step.samples, step.tokens) == (3, 3 * 5)

@@ -14,7 +14,8 @@ from throughput.session.records import RunEnd
 
 SHOW = """import json, os, sys
 print(json.dumps({"argv": sys.argv, "name": __name__, "file": __file__, "path0": sys.path[0],
-                  "cwd": os.getcwd(), "main": sys.modules["__main__"].__dict__ is globals()}))
+                  "cwd": os.getcwd(), "main": sys.modules["__main__"].__dict__ is globals(),
+                  "builtins_module": type(__builtins__).__name__}))
 """
 
 
@@ -26,7 +27,8 @@ def test_script_sees_what_python_gives_it(tmp_path: Path, capsys: pytest.Capture
     seen = json.loads(capsys.readouterr().out)
     assert result.end is RunEnd.COMPLETED and result.exit_code == 0
     assert seen == {"argv": [str(script), "--lr", "3e-4"], "name": "__main__", "file": str(script.resolve()),
-                    "path0": str(tmp_path.resolve()), "cwd": os.getcwd(), "main": True}
+                    "path0": str(tmp_path.resolve()), "cwd": os.getcwd(), "main": True,
+                    "builtins_module": "module"}   # as in python's own __main__
     assert sys.argv == argv and sys.path[0] == path0 and sys.modules["__main__"] is main  # restored
 
 

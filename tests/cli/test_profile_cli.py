@@ -124,3 +124,22 @@ def test_options_after_the_script_belong_to_the_script() -> None:
     assert split_argv(["--quiet", "-m", "pkg.train", "--lr", "3"]) == (["--quiet", "-m", "pkg.train"],
                                                                         ["--lr", "3"])
     assert split_argv(["--set", "amp=bf16", "--", "-weird.py"]) == (["--set", "amp=bf16"], ["-weird.py"])
+
+
+def test_dash_m_module_gets_its_args_and_is_profiled(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    proc = run_profiled(None, cwd=REPO, options=["--out", str(out), "-m", "examples.zerocode.exec_config",
+                                                 "--max_iters=3", "--batch_size=2"])
+    assert proc.returncode == 0, proc.stderr
+    # the script echoes its exec-built config: defaults with the two overrides from its argv
+    assert proc.stdout == ("config [('batch_size', 2), ('learning_rate', 0.01), ('max_iters', 3)]\n"
+                           "updates 3\n")
+    assert len(load_json(out / "session.json")["steps"]) == 3
+
+
+def test_a_script_with_its_own_profiler_still_runs(tmp_path: Path) -> None:
+    script = DATA / "embeds_profiler.py"
+    plain, profiled = run_plain(script), run_profiled(script, out=tmp_path / "r")
+    assert plain.returncode == profiled.returncode == 0, profiled.stderr
+    assert plain.stdout == profiled.stdout == "own profiler steps 4\n"
+    assert len(load_json(tmp_path / "r" / "session.json")["steps"]) == 4   # 4 SGD updates seen by hooks

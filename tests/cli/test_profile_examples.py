@@ -13,7 +13,7 @@ import pytest
 
 from tests.cli.profile_helpers import EXAMPLES, load_json, run_plain, run_profiled, stdout_count
 
-# script -> (args, stdout label counting the steps, expected step rule). Four styles run by default;
+# script -> (args, stdout label counting the steps, expected step rule). Three styles run by default;
 # the rest are marked slow (two whole-process runs each): `pytest --runslow` or THROUGHPUT_SLOW=1.
 STYLES = {
     "loader_workers_infinite": ((), "updates", "optimizer"),
@@ -26,7 +26,7 @@ STYLES = {
     "bf16_autocast": ((), "updates", "optimizer"),
     "exec_config": (("--max_iters=7", "--batch_size=4"), "updates", "optimizer"),
 }
-FAST = ("loader_workers_infinite", "manual_sgd", "lbfgs_closure", "iterable_dataset")
+FAST = ("loader_workers_infinite", "manual_sgd", "iterable_dataset")  # LBFGS: in-process tests
 NAMES = [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in STYLES]
 Runs = tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str], Path]
 
@@ -97,6 +97,7 @@ def test_grad_accumulation_reports_micro_steps(runs: Callable[[str], Runs]) -> N
     assert {s["samples"] for s in steps} == {4 * 4}   # 4 micro-batches of batch_size 4 per update
 
 
+@pytest.mark.slow
 def test_lbfgs_counts_the_batch_once_per_update(runs: Callable[[str], Runs]) -> None:
     _, _, out = runs("lbfgs_closure")
     steps = load_json(out / "session.json")["steps"]
@@ -130,3 +131,12 @@ def test_manual_sgd_report_states_the_fallback_rule(runs: Callable[[str], Runs])
     _, profiled, out = runs("manual_sgd")
     assert "no torch.optim optimizer was seen" in profiled.stderr
     assert "each backward() call ends a step" in (out / "report.md").read_text()
+
+
+def test_worker_loader_batches_and_settings(runs: Callable[[str], Runs]) -> None:
+    _, _, out = runs("loader_workers_infinite")
+    session = load_json(out / "session.json")
+    assert {s["samples"] for s in session["steps"]} == {8}      # DataLoader(batch_size=8), 2 workers
+    context = {k: v for e in session["events"] if e["kind"] == "context" for k, v in e["detail"].items()}
+    assert (context["num_workers"], context["batch_size"], context["optimizer"]) == (2, 8, "SGD")
+    assert all(s["phase_s"].get("data", 0) > 0 for s in session["steps"])

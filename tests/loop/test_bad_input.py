@@ -92,3 +92,16 @@ def test_checkpoint_folder_of_another_run_is_untouched(tmp_path: Path, monkeypat
     assert main(["train", str(MICRO_GPT), "--out", str(out), "--set", "steps=4"]) == 2
     assert "already holds a training run; pass --resume" in _error_line(capsys)
     assert _snapshot(out) == before
+
+
+def test_loss_fn_returning_a_vector_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "vec.py"
+    recipe.write_text("from tests.loop.micro_gpt import build_model, build_datasets, collate_fn, tiny_gpt\n"
+                      "import torch.nn.functional as F\n"
+                      "def loss_fn(model, batch):\n"
+                      "    logits = model(batch['input_ids'])\n"
+                      "    return F.cross_entropy(logits.flatten(0, 1), batch['labels'].flatten(), reduction='none')\n")
+    assert main(["train", str(recipe), "--out", str(tmp_path / "o"), "--set", "steps=2"]) == 2
+    line = _error_line(capsys)
+    assert line.startswith("throughput: error: loss_fn must return (loss_sum, n_loss_tokens) or a scalar loss")
+    assert "got Tensor of shape" in line

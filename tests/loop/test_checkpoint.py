@@ -3,6 +3,7 @@ SIGTERM saves and exits; resume after a fallback still matches an uninterrupted 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -84,19 +85,43 @@ def test_loop_resumes_from_previous_checkpoint_when_newest_is_damaged(tmp_path: 
     assert_tensors_equal(final_state(tmp_path / "run")["model"], final_state(tmp_path / "ref")["model"], "model")
 
 
-def test_sigterm_saves_a_checkpoint_then_exits_143(tmp_path: Path) -> None:
+def test_sigterm_saves_a_checkpoint_then_exits_143(tmp_path: Path, zygote: Zygote) -> None:
     out = tmp_path / "run"
-    zygote = Zygote()
+    pid = zygote.spawn(cli_args(out, "steps=100000", "ckpt_every_steps=0"), log=tmp_path / "log.txt")
     try:
-        pid = zygote.spawn(cli_args(out, "steps=100000", "ckpt_every_steps=0"), log=tmp_path / "log.txt")
         deadline = time.monotonic() + 60
         while len([r for r in read_metrics(out / "metrics.jsonl") if r.get("kind") == "train"]) < 3:
             assert time.monotonic() < deadline, (tmp_path / "log.txt").read_text()
             time.sleep(0.01)
-        os.kill(pid, signal.SIGTERM)
-        assert zygote.wait(pid) == 143
     finally:
-        zygote.close()
+        os.kill(pid, signal.SIGTERM)
+    assert zygote.wait(pid) == 143
+    session = json.loads((out / "session.json").read_text())
+    assert session["info"]["end"] == "terminated"
     logged = max(r["step"] for r in read_metrics(out / "metrics.jsonl") if r.get("kind") == "train")
     # ckpt_every_steps=0: the only checkpoint is the one SIGTERM asked for, at the last finished step.
     assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [logged]
+
+
+def test_nonfinite_loss_stops_without_checkpointing_the_bad_state(tmp_path: Path) -> None:
+    import types
+
+    from throughput.loop import load_recipe, recipe_from_object
+
+    torch.set_num_threads(1)
+    base = load_recipe(MICRO_GPT)
+    calls = {"n": 0}
+
+    def loss_fn(model, batch):
+        calls["n"] += 1
+        loss_sum, n = base.loss_fn(model, batch)
+        return (loss_sum * float("nan") if calls["n"] == 3 else loss_sum), n
+
+    recipe = recipe_from_object(types.SimpleNamespace(build_model=base.build_model, build_datasets=base.build_datasets,
+                                                      loss_fn=loss_fn, collate_fn=base.collate_fn, config={}), name="nan")
+    result = throughput.train(recipe, out=tmp_path, overrides={"steps": 10, "ckpt_every_steps": 1, "eval_every": 0},
+                              progress=False)
+    assert (result.end, result.step) == ("nonfinite", 3)
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [1, 2]  # step 3 not saved
+    assert [f.rule_id for f in result.findings] == ["loss.nonfinite"]
+    assert json.loads((tmp_path / "session.json").read_text())["info"]["end"] == "exception"

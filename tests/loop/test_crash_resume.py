@@ -3,20 +3,25 @@ resume each time, and end with parameters bit-identical to an uninterrupted run.
 
 from __future__ import annotations
 
-import random
-import signal
 import os
+import random
+import shutil
+import signal
+import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
+
+import pytest
 
 from tests.loop.helpers import Zygote, assert_tensors_equal, cli_args, final_state, newest_valid_step
 from throughput.loop.checkpoint import PAUSE_ENV, TMP_PREFIX
 from throughput.loop.metrics import read_metrics
 
-STEPS = 60
+STEPS = 300
 SETS = (f"steps={STEPS}", "ckpt_every_steps=1", "keep_last=2", "eval_every=20")
-KILLS = 12
-MID_WRITE_ROUNDS = {2, 5, 8}  # rounds that wait for a half-written checkpoint before killing
+KILLS = 20
+MID_WRITE_ROUNDS = {2, 5, 8, 13, 17}  # rounds that wait for a half-written checkpoint before killing
 
 
 def _log_size(out: Path) -> int:
@@ -63,7 +68,7 @@ def _kill_round(zygote: Zygote, out: Path, rnd: int, rng: random.Random) -> tupl
         else:
             before = _log_size(out)  # grows when a step is logged (after its checkpoint)
             running = _wait_for(lambda: _log_size(out) > before, pid)
-            time.sleep(rng.uniform(0.0, 0.08))  # a random moment: data, forward, backward, write, ...
+            time.sleep(rng.uniform(0.0, 0.03))  # a random moment: data, forward, backward, write, ...
         os.kill(pid, signal.SIGKILL)
     finally:
         code = zygote.wait(pid)
@@ -74,17 +79,29 @@ def _kill_round(zygote: Zygote, out: Path, rnd: int, rng: random.Random) -> tupl
     return running and code == -signal.SIGKILL, mid_write
 
 
-def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path: Path) -> None:
-    ref_out, out = tmp_path / "reference", tmp_path / "killed"
-    zygote = Zygote()
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder on tmpfs when there is one: a SIGKILL test needs no durable fsync, and on a shared VM
+    disk each fsync costs ~15-30 ms, which would make every step of this test slow."""
+    shm = Path("/dev/shm")
+    if not (shm.is_dir() and os.access(shm, os.W_OK)):
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="throughput-crash-", dir=shm))
     try:
-        # The uninterrupted reference runs alongside (on the other core) in its own folder.
-        reference = zygote.spawn(cli_args(ref_out, *SETS), log=tmp_path / "reference.txt")
-        _kill_loop(zygote, out)
-        assert zygote.wait(zygote.spawn(cli_args(out, *SETS), log=tmp_path / "log.txt")) == 0
-        assert zygote.wait(reference) == 0, (tmp_path / "reference.txt").read_text()
+        yield folder
     finally:
-        zygote.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(run_dir: Path, zygote: Zygote) -> None:
+    tmp_path = run_dir
+    ref_out, out = tmp_path / "reference", tmp_path / "killed"
+    # The uninterrupted reference runs alongside (on the other core) in its own folder.
+    reference = zygote.spawn(cli_args(ref_out, *SETS), log=tmp_path / "reference.txt")
+    _kill_loop(zygote, out)
+    assert zygote.wait(zygote.spawn(cli_args(out, *SETS), log=tmp_path / "log.txt")) == 0
+    assert zygote.wait(reference) == 0, (tmp_path / "reference.txt").read_text()
     _compare_with_reference(out, ref_out)
 
 
@@ -98,7 +115,7 @@ def _kill_loop(zygote: Zygote, out: Path) -> None:
         kills += killed
         mid_write_kills += killed and mid
     assert kills >= 10, f"only {kills} kills landed while training ran"
-    assert mid_write_kills >= 3
+    assert mid_write_kills >= 5
 
 
 def _compare_with_reference(out: Path, ref_out: Path) -> None:

@@ -131,3 +131,19 @@ def test_real_divergence_with_lr_100x_is_flagged(tmp_path: Path) -> None:
     assert "loss.divergence" not in _rules(good.findings)
     assert "loss.divergence" in _rules(bad.findings) or "loss.nonfinite" in _rules(bad.findings)
     assert (tmp_path / "bad" / "diagnosis.json").read_text().count("loss.") >= 1
+
+
+def test_profile_summary_carries_the_loss_diagnosis() -> None:
+    from throughput.analysis.summary import summarize
+    from throughput.capture.profiler import Profiler
+    from throughput.timing.clock import FakeClock
+
+    clock = FakeClock()
+    prof = Profiler(clock=clock, device="cpu")
+    losses = _steady(60) + [4.0 * 2.0 ** min(t / 5, 1) for t in range(40)]  # diverges after step 60
+    for loss in losses:
+        with prof.phase("forward"):
+            clock.advance(0.01)
+        prof.step(loss=loss)
+    kinds = [f.kind for f in summarize(prof.stop()).findings]
+    assert "loss.divergence" in kinds and "loss.nonfinite" not in kinds

@@ -19,6 +19,7 @@ os.environ["OMP_NUM_THREADS"] = "1"
 os.environ["MKL_NUM_THREADS"] = "1"
 
 import torch  # noqa: E402
+import torch._dynamo  # noqa: E402,F401  (torch.optim imports it on first use: ~2 s, paid once here)
 
 import throughput.cli.main  # noqa: E402
 import throughput.loop.loop  # noqa: E402,F401

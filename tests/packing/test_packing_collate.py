@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from throughput.packing import PackingCollator, block_causal_mask, pack_to_tensors, tokens_from_docs
+from throughput.packing import PackingCollator, block_causal_mask, pack_to_tensors, tokens_from_docs, tokens_from_flat
 
 
 def test_hand_worked_batch() -> None:
@@ -95,3 +95,15 @@ def test_bad_documents(docs: object, message: str) -> None:
 def test_array_and_tensor_documents() -> None:
     store = tokens_from_docs([np.array([1, 2], dtype=np.int32), torch.tensor([3, 4, 5])])
     assert store.ids.tolist() == [1, 2, 3, 4, 5] and store.offsets.tolist() == [0, 2, 5]
+
+
+def test_flat_store_packs_like_lists() -> None:
+    # The CSR form of [[5, 6, 7], [8, 9], [1, 2, 3, 4]]: values and offsets 0, 3, 5, 9.
+    store = tokens_from_flat(np.array([5, 6, 7, 8, 9, 1, 2, 3, 4], dtype=np.int32), np.array([0, 3, 5, 9]))
+    from_flat, _ = pack_to_tensors(store, 6)
+    from_lists, _ = pack_to_tensors([[5, 6, 7], [8, 9], [1, 2, 3, 4]], 6)
+    assert all(torch.equal(from_flat[k], from_lists[k]) for k in ("input_ids", "labels", "position_ids", "cu_seqlens"))
+    with pytest.raises(ValueError, match="offsets end at 8 but there are 9 tokens"):
+        tokens_from_flat(np.arange(9), np.array([0, 3, 8]))
+    with pytest.raises(ValueError, match="input_ids must be a 1-D integer array"):
+        tokens_from_flat(np.ones(3), np.array([0, 3]))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from throughput.analysis.breakdown import PhaseStats
+from throughput.analysis.loss import loss_curve_findings
 from throughput.analysis.stats import quantile
 from throughput.analysis.verdict import INPUT_BOUND_SHARE
 from throughput.session.records import Event, StepRecord
@@ -40,13 +41,17 @@ class Finding:
     action: str
 
 
+# Events that carry data for other sections of the report, not hygiene observations.
+DATA_EVENT_KINDS = frozenset({"context", "pyspy_hot"})
+
+
 def findings(events: Sequence[Event], steps: Sequence[StepRecord], phases: Sequence[PhaseStats],
              device: str, context: Mapping[str, float | int | str | bool]) -> tuple[Finding, ...]:
     """All hygiene findings of a run, capture events first, then the checks on steps."""
-    out = [_from_event(e) for e in events if e.kind != "context"]
+    out = [_from_event(e) for e in events if e.kind not in DATA_EVENT_KINDS]
     out += [f for f in (_workers_zero(phases, context), _pin_memory_off(device, context),
                         _non_finite(steps), _spikes_unclipped(steps, context)) if f is not None]
-    return tuple(out)
+    return tuple(out) + loss_curve_findings(steps)
 
 
 def _from_event(e: Event) -> Finding:

@@ -7,6 +7,7 @@ from typing import Sequence
 
 from throughput.analysis.breakdown import PhaseStats, breakdown
 from throughput.analysis.findings import Finding, findings
+from throughput.analysis.mfu import Mfu, run_mfu
 from throughput.analysis.rates import Rates, rates
 from throughput.analysis.stats import Distribution, distribution
 from throughput.analysis.verdict import Verdict, verdict
@@ -36,6 +37,7 @@ class Summary:
     verdict: Verdict
     notes: tuple[str, ...]
     findings: tuple[Finding, ...] = ()    # training-hygiene findings (analysis/findings.py)
+    mfu: Mfu | None = None                # None only for summaries built by hand
 
 
 def steady_steps(session: Session) -> tuple[tuple[StepRecord, ...], tuple[StepRecord, ...], str | None]:
@@ -79,6 +81,7 @@ def summarize(session: Session) -> Summary:
         phases=phases, rates=r, micro_steps_per_step=micro,
         verdict=verdict(phases, info.device, r.device_busy_share, context), notes=notes,
         findings=findings(session.events, session.steps, phases, info.device, context),
+        mfu=run_mfu(info, measured),
     )
 
 

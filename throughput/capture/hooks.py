@@ -5,7 +5,7 @@ attribute and hook. What becomes which phase:
 
 - ``data``: waiting in ``_BaseDataLoaderIter.__next__`` (all loaders, worker processes or not);
   a wait made with grad disabled (an evaluation loop) counts as ``eval``.
-- ``forward``/``eval``: the outermost ``nn.Module`` call (global forward hooks); it is ``eval`` when
+- ``forward``/``eval``: the outermost ``nn.Module`` call (``Module.__call__``); it is ``eval`` when
   grad is disabled or the module is in eval mode.
 - ``backward``: ``Tensor.backward`` / ``torch.autograd.backward`` (outermost call).
 - ``optimizer``: ``step`` of any ``torch.optim.Optimizer`` (global step hooks), ``zero_grad`` and
@@ -26,10 +26,8 @@ import threading
 from typing import Any, Callable
 
 import torch
-import torch.nn.modules.module as _module_mod
 import torch.nn.utils.clip_grad as _clip_mod
 import torch.optim.optimizer as _optim_mod
-import torch.utils.data.dataloader as _dl
 
 from throughput.capture.batch import BatchStats, describe_batch
 from throughput.capture.hygiene import Hygiene
@@ -37,9 +35,12 @@ from throughput.capture.loaders import LoaderPatches
 from throughput.capture.overrides import Overrides
 from throughput.capture.patching import Patcher, mark
 from throughput.capture.profiler import Profiler
+from throughput.capture.wrappers import (optimizer_context, optimizer_step_running, wrap_aux, wrap_copy,
+                                         wrap_phase)
 from throughput.session.records import StepRule
 
 _get_ident = threading.get_ident
+_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)  # torch < 2.3 has none
 _current: "Instrumentation | None" = None
 _fork_handler_registered = False
 
@@ -89,6 +90,7 @@ class Instrumentation:
         self._step_loss: Any = None
         self._backward_calls = 0
         self._eval_mode_module: torch.nn.Module | None = None
+        self._eval_mode_batches: list[BatchStats] = []
         self._clip_seen = False
         self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.overrides.amp or "off")
         self._device_types: dict[int, str] = {}
@@ -105,14 +107,14 @@ class Instrumentation:
         p = self._patcher
         try:
             self._loaders.install(p)
-            p.keep(_module_mod.register_module_forward_pre_hook(mark(self._forward_pre)))
-            p.keep(_module_mod.register_module_forward_hook(mark(self._forward_post), always_call=True))
+            p.set(torch.nn.Module, "__call__", mark(self._wrap_module_call(torch.nn.Module.__call__)))
             p.keep(_optim_mod.register_optimizer_step_pre_hook(mark(self._optimizer_pre)))
             p.keep(_optim_mod.register_optimizer_step_post_hook(mark(self._optimizer_post)))
             self._patch_calls(p)
             self._apply_tf32()
         except BaseException:
             p.restore()
+            self.prof.stop()
             raise
         _current = self
         self.enabled = True
@@ -136,19 +138,19 @@ class Instrumentation:
     def _patch_calls(self, p: Patcher) -> None:
         p.set(torch.Tensor, "backward", mark(self._wrap_backward(torch.Tensor.backward)))
         p.set(torch.autograd, "backward", mark(self._wrap_backward(torch.autograd.backward)))
-        zero = self._wrap_aux(torch.optim.Optimizer.zero_grad)
+        zero = wrap_aux(self, torch.optim.Optimizer.zero_grad)
         p.set(torch.optim.Optimizer, "zero_grad", mark(zero))
-        p.set(torch.nn.Module, "zero_grad", mark(self._wrap_aux(torch.nn.Module.zero_grad)))
-        clip = mark(self._wrap_aux(_clip_mod.clip_grad_norm_, clip=True))
+        p.set(torch.nn.Module, "zero_grad", mark(wrap_aux(self, torch.nn.Module.zero_grad)))
+        clip = mark(wrap_aux(self, _clip_mod.clip_grad_norm_, clip=True))
         p.set(_clip_mod, "clip_grad_norm_", clip)
         p.set(torch.nn.utils, "clip_grad_norm_", clip)
         init = torch.optim.Optimizer.__init__
         p.set(torch.optim.Optimizer, "__init__", mark(self._wrap_optimizer_init(init)))
-        save = mark(self._wrap_phase(torch.save, "checkpoint"))
+        save = mark(wrap_phase(self, torch.save, "checkpoint"))
         p.set(torch, "save", save)
         p.set(torch.serialization, "save", save)
-        p.set(torch.Tensor, "to", mark(self._wrap_copy(torch.Tensor.to, cuda=False)))
-        p.set(torch.Tensor, "cuda", mark(self._wrap_copy(torch.Tensor.cuda, cuda=True)))
+        p.set(torch.Tensor, "to", mark(wrap_copy(self, torch.Tensor.to, cuda=False)))
+        p.set(torch.Tensor, "cuda", mark(wrap_copy(self, torch.Tensor.cuda, cuda=True)))
 
     def _apply_tf32(self) -> None:
         if self.overrides.tf32 is None:
@@ -162,42 +164,48 @@ class Instrumentation:
         return self.enabled and _get_ident() == self._owner
 
     # -- forward --------------------------------------------------------------------------------
-    def _forward_pre(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
-        if self._fwd_depth:
-            if _get_ident() == self._owner:
-                self._fwd_depth += 1
-            return None
-        if not self.enabled or _get_ident() != self._owner:
-            return None
+    def _wrap_module_call(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        """``nn.Module.__call__``: the outermost call is a phase; inner calls cost one check.
+
+        (Global forward hooks would push every inner module through torch's slow hook path, about
+        2 us per module call; this wrapper adds well under 1 us to an inner call.)"""
+        def __call__(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+            if self._fwd_depth or not self.enabled or _is_compiling() or _get_ident() != self._owner:
+                return orig(module, *args, **kwargs)
+            try:
+                self._forward_enter(module, args, kwargs)
+                return orig(module, *args, **kwargs)
+            finally:
+                self._forward_exit()
+        return __call__
+
+    def _forward_enter(self, module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         grad = torch.is_grad_enabled()
         training = grad and module.training
         self._fwd_depth = 1
         self._fwd_frame = self.prof._open("forward" if training else "eval")
         if training:
-            self._on_train_forward(module, args)
+            self._on_train_forward(module, args or kwargs)
         elif grad:  # eval mode with grad on: evaluation, or a model left in eval mode by mistake
             self._eval_mode_module = module
+            # Its batches count only if a backward follows (training left in eval mode by mistake).
+            self._eval_mode_batches, self.pending_batches = self.pending_batches, []
         else:
             self.pending_batches.clear()  # the batches fetched for this forward were for evaluation
             self.hygiene.eval_forward(module, grad)
-        return None
 
-    def _forward_post(self, module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
-        if not self._fwd_depth or _get_ident() != self._owner:
-            return None
-        self._fwd_depth -= 1
-        if self._fwd_depth:
-            return None
+    def _forward_exit(self) -> None:
+        self._fwd_depth = 0
         if self._autocast is not None:
             ac, self._autocast = self._autocast, None
             ac.__exit__(None, None, None)
         frame, self._fwd_frame = self._fwd_frame, None
         self.prof._close(frame)
         self._maybe_end_pending()
-        return None
 
-    def _on_train_forward(self, module: torch.nn.Module, args: tuple[Any, ...]) -> None:
+    def _on_train_forward(self, module: torch.nn.Module, args: Any) -> None:
         self._eval_mode_module = None
+        self._eval_mode_batches = []
         if self.pending_batches:
             self._commit_batches()
         arg_stats = None
@@ -252,15 +260,17 @@ class Instrumentation:
     def _after_backward(self, loss: Any) -> None:
         self._backward_calls += 1
         self._arg_batch_counted = False
-        if self.pending_batches:
-            self._commit_batches()
         if self._eval_mode_module is not None:
             self.hygiene.trained_in_eval_mode(self._eval_mode_module)
             self._eval_mode_module = None
+            self.pending_batches.extend(self._eval_mode_batches)
+            self._eval_mode_batches = []
+        if self.pending_batches:
+            self._commit_batches()
         if self._step_loss is None:
             self._step_loss = _scalar(loss)
         if self._opt_frames:
-            if _optimizer_step_running():
+            if optimizer_step_running():
                 return  # a closure (LBFGS): part of the optimizer step
             self._recover_optimizer(self._opt_frames[0][0])  # a step that raised and was caught
         self._micro += 1
@@ -284,7 +294,7 @@ class Instrumentation:
         self._opt_frames.append((oid, self.prof._open("optimizer")))
         if oid not in self._optimizer_names:
             self._optimizer_names[oid] = type(opt).__name__
-            self.prof.event("context", f"optimizer {type(opt).__name__}", **_optimizer_context(opt))
+            self.prof.event("context", f"optimizer {type(opt).__name__}", **optimizer_context(opt))
         return None
 
     def _optimizer_post(self, opt: Any, args: Any, kwargs: Any) -> None:
@@ -317,46 +327,6 @@ class Instrumentation:
         return oid == self._primary
 
     # -- small phases ---------------------------------------------------------------------------
-    def _wrap_aux(self, orig: Callable[..., Any], clip: bool = False) -> Callable[..., Any]:
-        """zero_grad and clip_grad_norm_: the optimizer phase (unless already inside it)."""
-        def aux(*args: Any, **kwargs: Any) -> Any:
-            if clip:
-                self._clip_seen = True
-            if self._aux_depth or self._opt_frames or self._fwd_depth or not self.mine():
-                return orig(*args, **kwargs)
-            self._aux_depth = 1
-            frame = self.prof._open("optimizer")
-            try:
-                return orig(*args, **kwargs)
-            finally:
-                self._aux_depth = 0
-                self.prof._close(frame)
-        return aux
-
-    def _wrap_phase(self, orig: Callable[..., Any], phase: str) -> Callable[..., Any]:
-        def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if not self.mine():
-                return orig(*args, **kwargs)
-            frame = self.prof._open(phase)
-            try:
-                return orig(*args, **kwargs)
-            finally:
-                self.prof._close(frame)
-        return wrapped
-
-    def _wrap_copy(self, orig: Callable[..., Any], cuda: bool) -> Callable[..., Any]:
-        """Tensor.to / Tensor.cuda: a copy from host memory to a device, made outside the model."""
-        def copy(t: Any, *args: Any, **kwargs: Any) -> Any:
-            if (not t.is_cpu or self._fwd_depth or self._bwd_depth or not self.enabled
-                    or not (cuda or _targets_device(args, kwargs)) or _get_ident() != self._owner):
-                return orig(t, *args, **kwargs)
-            frame = self.prof._open("h2d")
-            try:
-                return orig(t, *args, **kwargs)
-            finally:
-                self.prof._close(frame)
-        return copy
-
     # -- steps ----------------------------------------------------------------------------------
     def _end_step(self, rule: StepRule) -> None:
         if self.prof.recorder.depth:  # e.g. optimizer.step() called inside a module's forward
@@ -371,6 +341,7 @@ class Instrumentation:
                        micro_steps=max(1, self._micro))
         self._steps_by_rule[rule] += 1
         self._step_stats, self._closure_stats, self._micro, self._step_loss = [], None, 0, None
+        self._eval_mode_batches = []
         if self.max_steps is not None and self.prof.steps_done >= self.max_steps:
             self.enabled = False
             raise MaxStepsReached(f"--max-steps {self.max_steps} reached")
@@ -398,49 +369,6 @@ def _total(stats: list[BatchStats], name: str) -> int | None:
     if not values or any(v is None for v in values):
         return None
     return int(sum(values))
-
-
-def _targets_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    """Does a ``Tensor.to`` call name a device other than the CPU?"""
-    device = kwargs.get("device")
-    if device is None and args:
-        first = args[0]
-        if isinstance(first, torch.Tensor):
-            device = first.device
-        elif isinstance(first, (str, torch.device, int)) and not isinstance(first, bool):
-            device = first
-    if device is None:
-        return False
-    if isinstance(device, str):
-        return not device.startswith("cpu")
-    if isinstance(device, torch.device):
-        return device.type != "cpu"
-    return True  # an int is a CUDA device index
-
-
-def _optimizer_context(opt: Any) -> dict[str, str | bool | int]:
-    defaults = getattr(opt, "defaults", {}) or {}
-    ctx: dict[str, str | bool | int] = {"optimizer": type(opt).__name__,
-                                        "param_groups": len(getattr(opt, "param_groups", ()))}
-    for key in ("fused", "foreach"):
-        if isinstance(defaults.get(key), bool):
-            ctx[key] = defaults[key]
-    return ctx
-
-
-_STEP_WRAPPER_CODE = torch.optim.Optimizer.profile_hook_step(lambda: None).__code__
-
-
-def _optimizer_step_running() -> bool:
-    """Is an ``Optimizer.step`` on the call stack? (Only asked when a backward runs while an
-    optimizer phase is open: an LBFGS closure, or a step that raised and was caught.)"""
-    import sys
-    frame = sys._getframe(2)
-    while frame is not None:
-        if frame.f_code is _STEP_WRAPPER_CODE:
-            return True
-        frame = frame.f_back
-    return False
 
 
 def _disable_in_child() -> None:

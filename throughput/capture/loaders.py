@@ -54,8 +54,15 @@ class LoaderPatches:
         return __init__
 
     def _wrap_get_iterator(self, orig: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        inst = self._inst
+
         def _get_iterator(loader: Any) -> Any:
-            it = orig(loader)
+            # Starting an epoch (worker processes start here unless persistent) is waiting for data.
+            frame = inst.prof._open("data" if torch.is_grad_enabled() else "eval") if inst.mine() else None
+            try:
+                it = orig(loader)
+            finally:
+                inst.prof._close(frame)
             try:
                 it.__dict__[_CTX] = (id(loader), loader_settings(loader))
             except Exception:  # an exotic iterator without __dict__: settings are optional

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 import weakref
-from typing import Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from throughput.capture.batch import BatchStats, describe_batch
 from throughput.capture.recorder import PhaseMisuseError, Recorder, StepMeta, _Frame
@@ -22,6 +22,15 @@ from throughput.timing.cuda import DeviceTimer, EventFactory, cuda_event_factory
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+
+
+class TelemetryHook(Protocol):
+    """Started by ``Profiler.start`` and stopped by ``Profiler.stop`` (which must join its threads)."""
+
+    def start(self, prof: "Profiler") -> None: ...
+    def stop(self, prof: "Profiler") -> None: ...
+    # optional: ``on_step(prof, index)`` is called after each step closes (e.g. to count its FLOPs)
+
 
 DEFAULT_WARMUP_STEPS = 2
 _active: "weakref.ReferenceType[Profiler] | None" = None
@@ -99,13 +108,17 @@ class Profiler:
         event_factory: makes CUDA-event-like objects (tests pass a fake); implies device timing.
         pad_id: token id counted as padding when a batch has no ``attention_mask``.
         max_spans: spans kept for the trace; steps are always kept in full.
+        telemetry: started with the profiler and stopped (threads joined) by ``stop()``, e.g. a
+            ``throughput.telemetry.TelemetryController``.
+        ambient: set by ``throughput profile`` for its own profiler, so that a script embedding its
+            own Profiler still runs (a second non-ambient profiler is refused: it would double-count).
     """
 
     def __init__(self, *, warmup_steps: int = DEFAULT_WARMUP_STEPS, clock: Clock | None = None,
                  device: str = "auto", event_factory: EventFactory | None = None,
                  pad_id: int | None = None, max_spans: int = 200_000, run_id: str | None = None,
                  argv: Iterable[str] | None = None, rank: int | None = None,
-                 world_size: int | None = None) -> None:
+                 world_size: int | None = None, telemetry: "TelemetryHook | None" = None, ambient: bool = False) -> None:
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         if device not in ("auto", "cpu", "cuda"):
@@ -137,6 +150,10 @@ class Profiler:
         self.info_overrides: dict[str, Any] = {}
         self.running = False
         self.stopped = False
+        self.ambient = ambient
+        self._shadowed: Profiler | None = None
+        self._telemetry_hook = telemetry
+        self._on_step: Callable[[Profiler, int], None] | None = getattr(telemetry, "on_step", None)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> "Profiler":
@@ -146,7 +163,11 @@ class Profiler:
         if self.stopped:
             raise PhaseMisuseError("this Profiler was stopped; create a new one for another run")
         other = active_profiler()
-        if other is not None and other is not self:
+        if other is not None and other is not self and other.ambient:
+            # A script that embeds its own Profiler, run under `throughput profile`: both record, the
+            # script's own profiler takes the module-level phase() calls until it stops.
+            self._shadowed = other
+        elif other is not None and other is not self:
             raise PhaseMisuseError(
                 "another throughput Profiler is already running in this process; nested profilers "
                 "would count time twice: stop the first one (prof.stop()) or use its phases"
@@ -159,6 +180,8 @@ class Profiler:
         self._started_unix_s = time.time()
         _active = weakref.ref(self)
         self.running = True
+        if self._telemetry_hook is not None:
+            self._telemetry_hook.start(self)
         return self
 
     def stop(self, end: RunEnd = RunEnd.COMPLETED, detail: str = "", exit_code: int | None = None) -> Session:
@@ -175,12 +198,15 @@ class Profiler:
         if closed:
             self._notes.append(f"run ended inside phase(s) {', '.join(closed)}; they were closed at the end")
         rec.finish_device()
+        if self._telemetry_hook is not None:
+            self._telemetry_hook.stop(self)   # joins sampler threads, reaps py-spy
         self._convert_losses()
         self._end, self._end_detail, self._exit_code = end, detail, exit_code
         self.running = False
         self.stopped = True
         if _active is not None and _active() is self:
-            _active = None
+            shadowed = self._shadowed
+            _active = weakref.ref(shadowed) if shadowed is not None and shadowed.running else None
         return self.session()
 
     def __enter__(self) -> "Profiler":
@@ -233,7 +259,10 @@ class Profiler:
             grad_norm=grad_norm,
         )
         detached = loss.detach() if hasattr(loss, "detach") else loss
-        return rec.end_step(meta, detached)
+        index = rec.end_step(meta, detached)
+        if self._on_step is not None:
+            self._on_step(self, index)
+        return index
 
     def event(self, kind: str, message: str, **detail: float | int | str | bool) -> None:
         """Record a hygiene observation (turned into findings by analysis)."""
@@ -256,6 +285,11 @@ class Profiler:
     @property
     def recorder(self) -> Recorder:
         return self._ensure_started()
+
+    @property
+    def device(self) -> str:
+        """'cuda' or 'cpu': where phases are timed."""
+        return self._device
 
     @property
     def clock(self) -> Clock:

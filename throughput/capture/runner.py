@@ -10,6 +10,7 @@ Ctrl-C and SIGTERM end the process by the same signal once the report is written
 from __future__ import annotations
 
 import atexit
+import builtins
 import importlib.machinery
 import importlib.util
 import io
@@ -136,7 +137,7 @@ def _run_path(path: str, args: tuple[str, ...]) -> None:
         source = f.read()
     module = types.ModuleType("__main__")
     module.__dict__.update(__file__=abs_file, __cached__=None, __package__=None, __spec__=None,
-                           __builtins__=__builtins__,
+                           __builtins__=builtins,
                            __loader__=importlib.machinery.SourceFileLoader("__main__", abs_file))
     sys.modules["__main__"] = module
     code = compile(source, abs_file, "exec", dont_inherit=True)

@@ -6,10 +6,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from throughput.cli import ablate_cmd, advise_cmd, profile_cmd, report_cmd, train_cmd
+from throughput.cli import (ablate_cmd, advise_cmd, compare_cmd, demo_cmd, profile_cmd, ranks_cmd, report_cmd,
+                            train_cmd)
 from throughput.cli.errors import CliError
 
-SUBCOMMANDS = (profile_cmd, report_cmd, advise_cmd, train_cmd, ablate_cmd)
+SUBCOMMANDS = (profile_cmd, report_cmd, compare_cmd, ranks_cmd, advise_cmd, train_cmd, ablate_cmd, demo_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,8 @@ from typing import Any, NoReturn, Sequence
 from throughput.cli.errors import CliError
 from throughput.report import RENDERERS
 
-_VALUE_OPTIONS = ("--out", "--max-steps", "--warmup-steps", "--format", "--set", "--pad-id")
+_VALUE_OPTIONS = ("--out", "--max-steps", "--warmup-steps", "--format", "--set", "--pad-id", "--nproc-per-node",
+                  "--telemetry-interval", "--py-spy-rate", "--flops-per-step", "--dtype")
 USAGE = "throughput profile [options] script.py [args...]  |  throughput profile [options] -m module [args...]"
 
 
@@ -39,7 +40,26 @@ def options_parser() -> argparse.ArgumentParser:
                         "batch_size (DataLoader), amp=bf16|fp16|off (autocast), tf32=true|false")
     p.add_argument("--pad-id", type=int, default=None, help="token id counted as padding (no attention_mask)")
     p.add_argument("-m", dest="module", default=None, metavar="MODULE", help="run a module, like python -m")
+    _telemetry_options(p)
     return p
+
+
+def _telemetry_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
+                   help="launch N ranks through torch.distributed.run; each writes OUT/rank-<r>/, merged into "
+                        "OUT/ranks.md (see docs/distributed.md)")
+    p.add_argument("--telemetry-interval", type=float, default=0.5, metavar="S",
+                   help="seconds between GPU (NVML) and host (CPU%%, RSS) samples")
+    p.add_argument("--no-telemetry", action="store_true", help="no GPU/host sampling threads")
+    p.add_argument("--py-spy", action="store_true",
+                   help="sample the process tree with py-spy; the speedscope profile stays in the report folder")
+    p.add_argument("--py-spy-rate", type=int, default=100, metavar="HZ", help="py-spy samples per second")
+    p.add_argument("--flops-per-step", type=float, default=None, metavar="F",
+                   help="FLOPs of one training step, for MFU (count them with throughput.capture.flops.count_flops)")
+    p.add_argument("--count-flops", action="store_true",
+                   help="count one step's FLOPs with FlopCounterMode (the last warm-up step), for MFU")
+    p.add_argument("--dtype", choices=("bf16", "fp16", "tf32", "fp32"), default="fp32",
+                   help="the compute dtype, for the MFU peak")
 
 
 def add_parser(sub: Any) -> None:
@@ -90,13 +110,19 @@ def run(args: argparse.Namespace) -> int:
         check_target(target)
     except (ValueError, TargetError) as e:
         raise CliError(f"profile: {e}") from None
+    from throughput.cli import multirank
+    base_out = opts.out or Path("reports") / f"{target.stem}-{_run_name()}"
+    if opts.nproc_per_node is not None:
+        return multirank.launch(opts.nproc_per_node, ours, rest, base_out)
+    out = multirank.rank_out(base_out)
     from throughput.capture.zerocode import ProfileOptions, profile_target
     options = ProfileOptions(max_steps=opts.max_steps, overrides=overrides, pad_id=opts.pad_id,
+                             telemetry=_telemetry(opts, out), flops_per_step=opts.flops_per_step, dtype=opts.dtype,
                              **({} if opts.warmup_steps is None else {"warmup_steps": opts.warmup_steps}))
-    out = opts.out or Path("reports") / f"{target.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     prepare_exit_by_signal()
     session, result = profile_target(target, options)
-    _report(session, out, opts.format, opts.quiet)
+    _report(session, out, opts.format, opts.quiet or multirank.is_quiet_rank())
+    multirank.after_rank(base_out)
     if result.signal is not None:
         exit_by_signal(result.signal)
     return result.exit_code
@@ -112,9 +138,33 @@ def _report(session: Any, out: Path, fmt: str, quiet: bool) -> None:
         print(f"throughput: error: could not write the report to {out}: {e}", file=sys.stderr)
         return
     if not quiet:
-        sys.stderr.flush()
-        print("\n" + RENDERERS[fmt](summary).rstrip("\n"), file=sys.stderr)
-        print(f"report: {folder}/report.md", file=sys.stderr)
+        try:
+            print("\n" + RENDERERS[fmt](summary).rstrip("\n"), file=sys.stderr)
+            print(f"report: {folder}/report.md", file=sys.stderr)
+        except (OSError, ValueError):  # the script closed or broke stderr: the folder has the report
+            pass
+
+
+def _run_name() -> str:
+    # Under torchrun every rank must pick the same folder: use the launcher's run id when there is one.
+    import os
+    return os.environ.get("TORCHELASTIC_RUN_ID") or time.strftime("%Y%m%d-%H%M%S")
+
+
+def _telemetry(opts: argparse.Namespace, out: Path) -> Any:
+    if opts.telemetry_interval <= 0 or opts.py_spy_rate <= 0:
+        raise CliError("profile: --telemetry-interval and --py-spy-rate must be > 0")
+    if opts.count_flops and opts.flops_per_step is not None:
+        raise CliError("profile: give either --flops-per-step or --count-flops, not both")
+    if opts.no_telemetry and not opts.py_spy and not opts.count_flops:
+        return None
+    from throughput.capture.profiler import DEFAULT_WARMUP_STEPS
+    from throughput.telemetry import TelemetryController
+    warmup = DEFAULT_WARMUP_STEPS if opts.warmup_steps is None else opts.warmup_steps
+    return TelemetryController(interval_s=opts.telemetry_interval, nvml=not opts.no_telemetry,
+                               host=not opts.no_telemetry, py_spy_dir=out if opts.py_spy else None,
+                               py_spy_rate=opts.py_spy_rate, dtype=opts.dtype,
+                               count_flops_at_step=max(0, warmup - 1) if opts.count_flops else None)
 
 
 def _check_counts(max_steps: int | None, warmup_steps: int | None) -> None:

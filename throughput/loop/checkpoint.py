@@ -49,7 +49,14 @@ class Loaded:
     step: int
     path: Path
     payload: dict[str, Any]
-    skipped: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()          # "<file>: <reason>" of each damaged newer checkpoint
+    skipped_paths: tuple[Path, ...] = ()
+
+    def quarantine(self) -> None:
+        """Rename the damaged newer files to ``*.damaged`` (kept for inspection, out of the rotation)."""
+        for bad in self.skipped_paths:
+            if bad.exists():
+                os.replace(bad, bad.with_name(bad.name + ".damaged"))
 
 
 def checkpoint_path(folder: Path, step: int) -> Path:
@@ -103,10 +110,11 @@ def load_latest(folder: Path, *, quarantine: bool = False) -> Loaded | None:
                           UserWarning, stacklevel=2)
             skipped.append((path, f"{path.name}: {e}"))
             continue
+        loaded = Loaded(step=step, path=path, payload=payload, skipped=tuple(m for _, m in skipped),
+                        skipped_paths=tuple(p for p, _ in skipped))
         if quarantine:
-            for bad, _ in skipped:
-                os.replace(bad, bad.with_name(bad.name + ".damaged"))
-        return Loaded(step=step, path=path, payload=payload, skipped=tuple(m for _, m in skipped))
+            loaded.quarantine()
+        return loaded
     if candidates:
         raise CheckpointError(f"every checkpoint in {folder} is damaged ({'; '.join(m for _, m in skipped)}); "
                               "start a new run with another --out")

@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterator
 import torch
 from torch.utils.data import DataLoader, IterableDataset, Sampler
 
+from throughput.loop.config import ConfigError
+
 
 @dataclass(frozen=True, slots=True)
 class DataPosition:
@@ -66,7 +68,7 @@ class BatchStream:
         self.position = position
         self.iterable = isinstance(dataset, IterableDataset)
         if not self.iterable and self.batches_per_epoch() < 1:
-            raise ValueError(f"the training set has {len(dataset)} samples, fewer than one micro-batch of "
+            raise ConfigError(f"the training set has {len(dataset)} samples, fewer than one micro-batch of "
                              f"{batch_size} per rank ({world_size} rank(s)): lower micro_batch_size")
         self._it: Iterator[Any] | None = None
 
@@ -86,7 +88,8 @@ class BatchStream:
                 continue
             self.position = DataPosition(self.position.epoch, self.position.index + 1)
             return batch
-        raise ValueError("the training set yielded no batch in a whole epoch: is it empty?")
+        raise ConfigError("the training set yielded no batch in a whole epoch: is it empty, or smaller than "
+                          "micro_batch_size?")
 
     def close(self) -> None:
         self._it = None  # drops the iterator, which shuts its worker processes down

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from throughput.analysis.loss import LossFinding, diagnose
-from throughput.capture.profiler import Profiler, active_profiler
+from throughput.capture.profiler import Profiler, _run_end_from_exception, active_profiler
 from throughput.loop import checkpoint as ckpt
 from throughput.loop.config import TrainConfig
 from throughput.loop.data import BatchStream, DataPosition, EpochBatchSampler
@@ -32,6 +32,7 @@ from throughput.loop.runtime import Runtime, build_optimizer, setup_runtime, tea
 from throughput.loop.state import (PAYLOAD_FORMAT, PAYLOAD_VERSION, RunIdentity, check_payload,
                                    check_run_folder, write_manifest)
 from throughput.loop.step import StepStats, evaluate, train_step
+from throughput.session.records import RunEnd
 from throughput.timing.clock import Clock, PerfCounterClock
 
 
@@ -104,8 +105,10 @@ class _Run:
                    pin_memory=self.cfg.pin_memory, optimizer="AdamW", amp=self.rt.amp)
         previous = self._install_sigterm()
         last_ckpt_s = self.clock.now_s()
+        error: BaseException | None = None
         try:
             while self.step < self.cfg.steps:
+                lr = float(self.optimizer.param_groups[0]["lr"])  # the lr this update uses
                 stats = train_step(self.model, self.raw_model, self.recipe, self.stream, self.cfg.grad_accum,
                                    self.optimizer, self.scheduler, self.scaler, self.cfg.clip_grad_norm,
                                    self.rt, prof)
@@ -113,7 +116,7 @@ class _Run:
                 self.clip_count += int(stats.clipped)
                 nonfinite = not math.isfinite(stats.loss)
                 val_loss = self._maybe_eval(prof)
-                self.last_record = self._record(stats, val_loss)
+                self.last_record = self._record(stats, lr, val_loss)
                 if nonfinite and self.cfg.stop_on_nonfinite:
                     end = "nonfinite"
                 elif self._checkpoint_due(last_ckpt_s):
@@ -126,13 +129,16 @@ class _Run:
                 if self.terminate.is_set():
                     end = "terminated"
                     break
+        except BaseException as e:
+            error = e
+            raise
         finally:
             self._restore_sigterm(previous)
             self.stream.close()
             self.metrics.close()
             self.progress.close()
             if own:
-                self._save_session(prof)
+                self._save_session(prof, end, error)
         return self._result(end)
 
     def _checkpoint_due(self, last_ckpt_s: float) -> bool:
@@ -162,9 +168,9 @@ class _Run:
         return DataLoader(self.val_set, batch_sampler=sampler, **common)
 
     # -- records ----------------------------------------------------------------------------------
-    def _record(self, stats: StepStats, val_loss: float | None) -> dict[str, Any]:
+    def _record(self, stats: StepStats, lr: float, val_loss: float | None) -> dict[str, Any]:
         record: dict[str, Any] = {"kind": "train", "step": self.step, "loss": stats.loss,
-                                  "lr": self.scheduler.get_last_lr()[0], "grad_norm": stats.grad_norm,
+                                  "lr": lr, "grad_norm": stats.grad_norm,
                                   "clipped": stats.clipped, "clip_count": self.clip_count,
                                   "tokens": stats.tokens, "samples": stats.samples}
         if val_loss is not None:
@@ -200,15 +206,18 @@ class _Run:
         ckpt.save_checkpoint(self.ckpt_dir, self.step, payload, self.cfg.keep_last)
 
     def _resume(self) -> DataPosition:
+        loaded = ckpt.load_latest(self.ckpt_dir)
+        if loaded is not None:
+            check_payload(loaded.payload, self.identity, loaded.path)  # ours, before touching any file
         if self.rt.is_main:
             ckpt.remove_stale_temporaries(self.ckpt_dir)
-        loaded = ckpt.load_latest(self.ckpt_dir, quarantine=self.rt.is_main)
+            if loaded is not None:
+                loaded.quarantine()
         if loaded is None:
             if self.rt.is_main:
                 truncate_metrics(self.out / "metrics.jsonl", 0)
             return DataPosition()
         p = loaded.payload
-        check_payload(p, self.identity, loaded.path)
         self.raw_model.load_state_dict(p["model"])
         self.optimizer.load_state_dict(p["optimizer"])
         self.scheduler.load_state_dict(p["scheduler"])
@@ -237,8 +246,16 @@ class _Run:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
-    def _save_session(self, prof: Profiler) -> None:
-        session = prof.stop()
+    def _save_session(self, prof: Profiler, end: str, error: BaseException | None) -> None:
+        """The profiled session, saying how the run ended (a crash or signal leaves a partial one)."""
+        if error is not None:
+            session = prof.stop(*_run_end_from_exception(error))
+        elif end == "terminated":
+            session = prof.stop(RunEnd.TERMINATED, "SIGTERM: checkpoint saved", 143)
+        elif end == "nonfinite":
+            session = prof.stop(RunEnd.EXCEPTION, "stopped: non-finite training loss", 1)
+        else:
+            session = prof.stop()
         if self.rt.is_main:
             from throughput.session.io import save_session
             save_session(session, self.out / "session.json")

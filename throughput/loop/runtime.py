@@ -80,9 +80,11 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, rt: Runtime) -> tuple[Any, Any, Any]:
     """(AdamW, LambdaLR, GradScaler). The scaler is enabled only for fp16."""
-    fused = rt.device.type == "cuda"  # one kernel for the whole update instead of one per tensor
+    # One fused kernel for the whole update on CUDA; multi-tensor (foreach) ops elsewhere.
+    fused = rt.device.type == "cuda"
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr,
-                                  betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused or None)
+                                  betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused or None,
+                                  foreach=None if fused else True)
     schedule = Schedule(kind=cfg.schedule, total_steps=cfg.steps, warmup_steps=cfg.warmup_steps,
                         min_ratio=cfg.min_lr_ratio, pct_start=cfg.pct_start)
     scheduler = make_lambda_lr(optimizer, schedule)

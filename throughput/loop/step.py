@@ -17,7 +17,7 @@ from torch import nn
 
 from throughput.capture.profiler import Profiler
 from throughput.loop.data import BatchStream, count_loss_tokens
-from throughput.loop.recipe import Recipe
+from throughput.loop.recipe import Recipe, RecipeError
 from throughput.loop.runtime import Runtime, all_reduce_sum
 
 
@@ -52,7 +52,7 @@ def train_step(model: nn.Module, raw_model: nn.Module, recipe: Recipe, stream: B
     known = all(c is not None for c in counts)
     n_window = all_reduce_sum([float(sum(counts))], rt)[0] if known else 0.0  # type: ignore[arg-type]
     if known and n_window <= 0:
-        raise ValueError("a training window has no loss-bearing tokens (all labels are -100)")
+        raise RecipeError("a training window has no loss-bearing tokens (all labels are -100): check collate_fn")
     loss_acc = torch.zeros((), dtype=torch.float64, device=rt.device)
     deferred_n = torch.zeros((), dtype=torch.float64, device=rt.device)
     for i, batch in enumerate(window):
@@ -94,14 +94,16 @@ def _objective(out: Any, count: int | None, n_window: float, k: int, world: int,
     """(tensor to backward, its contribution to the reported loss sum)."""
     if isinstance(out, tuple):
         if len(out) != 2:
-            raise ValueError("loss_fn must return (loss_sum, n_loss_tokens) or a scalar loss")
+            raise RecipeError("loss_fn must return (loss_sum, n_loss_tokens) or a scalar loss tensor, "
+                              f"got a tuple of {len(out)}")
         loss_sum, n = out
         if count is not None:
             return loss_sum * (world / n_window), loss_sum
         deferred_n += torch.as_tensor(n, dtype=torch.float64, device=deferred_n.device)
         return loss_sum, loss_sum
     if not isinstance(out, torch.Tensor) or out.dim() != 0:
-        raise ValueError("loss_fn must return (loss_sum, n_loss_tokens) or a scalar loss tensor")
+        raise RecipeError("loss_fn must return (loss_sum, n_loss_tokens) or a scalar loss tensor, "
+                          f"got {type(out).__name__}" + (f" of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else ""))
     if count is not None:
         return out * (count * world / n_window), out * count
     return out / k, out / k

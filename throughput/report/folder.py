@@ -1,4 +1,5 @@
-"""A report folder: session.json, summary.json, report.md and PNG plots (when matplotlib is there)."""
+"""A report folder: session.json, summary.json, report.md (with telemetry and py-spy sections when
+there are any), trace.json (Perfetto timeline) and PNG plots (when matplotlib is there)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from pathlib import Path
 
 from throughput.analysis.series import step_series
 from throughput.analysis.summary import Summary, summarize
+from throughput.analysis.telemetry import telemetry_summary
 from throughput.report.jsonfmt import summary_to_dict
 from throughput.report.markdown import render_markdown
+from throughput.report.telemetry import render_telemetry_md
+from throughput.report.trace import write_trace
 from throughput.session.io import save_session
 from throughput.session.session import Session
 
@@ -42,9 +46,13 @@ def write_report(session: Session, out_dir: str | Path, summary: Summary | None 
     (out / "summary.json").write_text(json.dumps(summary_to_dict(summary), indent=2) + "\n")
     images, missing = write_plots(session, out) if plots else ([], None)
     markdown = render_markdown(summary)
+    extra = render_telemetry_md(telemetry_summary(session))
+    if extra:
+        markdown += "\n" + extra
     if images:
         markdown += "\n## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in images) + "\n"
     elif missing:
         markdown += f"\n## Plots\n\nNot drawn: {missing}.\n"
     (out / "report.md").write_text(markdown)
+    write_trace([session], out / "trace.json")
     return out

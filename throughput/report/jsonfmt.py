@@ -46,6 +46,7 @@ def summary_to_dict(summary: Summary) -> dict[str, Any]:
         "warmup_step_time": asdict(summary.warmup_step_time) if summary.warmup_step_time else None,
         "phases": [asdict(p) for p in summary.phases],
         "throughput": asdict(summary.rates),
+        "mfu": asdict(summary.mfu) if summary.mfu is not None else None,
         "verdict": asdict(summary.verdict),
         "findings": [asdict(f) for f in summary.findings],
         "notes": list(summary.notes),

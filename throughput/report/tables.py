@@ -46,6 +46,10 @@ def rate_rows(s: Summary) -> list[list[str]]:
     if r.device_busy_share is not None:
         rows.append(["device busy", percent(r.device_busy_share)])
         rows.append(["GPU idle per step", seconds(r.gpu_idle_s_per_step)])
+    if s.mfu is not None and s.mfu.flops_per_step is not None:
+        peak = (f" of {rate(s.mfu.peak_flops_per_s, 'FLOP/s')} ({s.mfu.peak_source})"
+                if s.mfu.peak_flops_per_s is not None else "")
+        rows.append(["MFU", f"{percent(s.mfu.value)}{peak}" if s.mfu.value is not None else f"- ({s.mfu.reason})"])
     return rows
 
 

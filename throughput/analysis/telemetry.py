@@ -1,0 +1,65 @@
+"""Telemetry and py-spy results of a session, summarized for the report. Pure: no I/O."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+from throughput.analysis.hotspots import HotFunction
+from throughput.hardware import throttle_names
+from throughput.session.session import Session
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricStats:
+    """One metric of one source (``gpu0``, ``main``, ``worker:<pid>``) over the run."""
+
+    source: str
+    metric: str
+    count: int
+    mean: float
+    max: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TelemetrySummary:
+    gpu: tuple[MetricStats, ...]
+    host: tuple[MetricStats, ...]
+    throttling: tuple[str, ...]          # slowdown reasons seen in any GPU sample
+    hot_functions: tuple[HotFunction, ...]
+
+
+def metric_stats(session: Session) -> tuple[MetricStats, ...]:
+    """Mean and max per (source, metric), sorted by source then metric."""
+    groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for t in session.telemetry:
+        groups[(t.source, t.metric)].append(t.value)
+    return tuple(
+        MetricStats(source=src, metric=metric, count=len(v), mean=math.fsum(v) / len(v), max=max(v))
+        for (src, metric), v in sorted(groups.items())
+    )
+
+
+def hot_functions_of(session: Session) -> tuple[HotFunction, ...]:
+    """The py-spy hot functions recorded as ``pyspy_hot`` events at capture."""
+    out = []
+    for e in session.events:
+        if e.kind != "pyspy_hot":
+            continue
+        d = e.detail
+        out.append(HotFunction(role=str(d["role"]), function=str(d["function"]), file=str(d["file"]),
+                               line=int(d["line"]), own_s=float(d["own_s"]), share=float(d["share"]),
+                               processes=int(d["processes"])))
+    return tuple(out)
+
+
+def telemetry_summary(session: Session) -> TelemetrySummary:
+    stats = metric_stats(session)
+    masks = {int(t.value) for t in session.telemetry if t.metric == "throttle_reasons"}
+    reasons = sorted({name for m in masks for name in throttle_names(m)})
+    return TelemetrySummary(
+        gpu=tuple(s for s in stats if s.source.startswith("gpu") and s.metric != "throttle_reasons"),
+        host=tuple(s for s in stats if not s.source.startswith("gpu")),
+        throttling=tuple(reasons), hot_functions=hot_functions_of(session),
+    )
