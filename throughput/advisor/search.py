@@ -207,6 +207,12 @@ class _Search:
             self.probe(top, "data loading")
             if not self.better(top, cfg):
                 continue
+            # Hiding a wait of share w can speed a step up by w / (1 - w) at most: a larger measured gain
+            # is noise (bursty worker arrivals in a short probe), not something workers can deliver.
+            if self.ratio(top, cfg) - 1 > wait / (1 - wait) + 2 * self.settings.min_gain:
+                self.notes.append(f"{knob}={later[-1]} measured {self.ratio(top, cfg) - 1:.0%} faster, more than "
+                                  f"hiding a {wait:.0%} data wait allows: treated as noise")
+                continue
             best = top
             for v in reversed(later[:-1]):
                 smaller = self.with_(cfg, **{knob: v})

@@ -86,7 +86,7 @@ class SearchSettings:
     time_budget_s: float | None = None         # stop trying new knobs after this much probing
     min_gain: float = 0.03                     # a change must beat the current best by this much
     confirm_band: float = 0.10                 # closer calls than this are measured again before deciding
-    data_wait_done: float = 0.05               # data wait share below which workers are not swept
+    data_wait_done: float = 0.10               # data wait share below which workers are not swept
     loss_tolerance: float = 0.05               # relative loss disagreement a precision may show
     max_passes: int = 2
 
