@@ -42,6 +42,7 @@ class _Search:
     started: float = field(default_factory=time.perf_counter)
     rates: dict[tuple[tuple[str, Setting], ...], list[float]] = field(default_factory=dict)
     checkpointing_tried: set[Setting] = field(default_factory=set)   # precisions it was tried under
+    loader_tried: set[str] = field(default_factory=set)
     climbed: bool = False                  # the micro-batch moved up once: smaller sizes are not revisited
     cap: int | None = None                 # largest micro-batch the fp32 memory fit allows
     fit: MemoryFit | None = None
@@ -201,8 +202,10 @@ class _Search:
             later = [v for v in values if v > now]
             if wait < self.settings.data_wait_done or not later or self.out_of_time():
                 continue
-            if knob == "prefetch_factor" and int(cfg.get("num_workers", 0)) == 0:  # type: ignore[arg-type]
-                continue
+            if knob == "prefetch_factor" and (int(cfg.get("num_workers", 0)) == 0  # type: ignore[arg-type]
+                                               or knob in self.loader_tried):
+                continue              # prefetch depth: one A/B per search, it barely interacts with the rest
+            self.loader_tried.add(knob)
             top = self.with_(cfg, **{knob: later[-1]})
             self.probe(top, "data loading")
             if not self.better(top, cfg):
