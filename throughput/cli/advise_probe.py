@@ -142,6 +142,14 @@ def advise_script(args: argparse.Namespace) -> int:
     return _emit(args, findings, _plan_base(result.config, ScriptTarget.supported), header, result.notes, result)
 
 
+def _measure_packing(recipe: Any, config: Mapping[str, Setting], steps: int) -> Finding | None:
+    """Padding waste was seen: if the recipe can pack, measure it (an A/B of two short loop runs)."""
+    from throughput.advisor.packing_trial import packing_trial
+    from throughput.loop.config import TrainConfig
+    known = set(TrainConfig.__dataclass_fields__)
+    return packing_trial(recipe, {k: v for k, v in config.items() if k in known}, steps=max(3, steps))
+
+
 def advise_recipe(args: argparse.Namespace) -> int:
     try:
         from throughput.advisor.recipe import recipe_target
@@ -169,7 +177,7 @@ def advise_recipe(args: argparse.Namespace) -> int:
     from throughput.advisor.rules import packing_finding
     packing = packing_finding(observed_lengths(target.recipe), int(result.config["micro_batch_size"]))  # type: ignore[arg-type]
     if packing is not None:
-        findings.append(packing)
+        findings.append(_measure_packing(target.recipe, result.config, args.probe_steps) or packing)
     header = [f"advice for recipe {args.recipe}: global batch {g} samples, {len(result.trials)} probes"]
     return _emit(args, findings, _plan_base(result.config, target.supported), header, result.notes, result,
                  fingerprint)
