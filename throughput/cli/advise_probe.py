@@ -122,7 +122,11 @@ def advise_script(args: argparse.Namespace) -> int:
                        "trains (calls loss.backward() and optimizer.step())")
     x = rule_input(session)
     r = x.summary.rates
-    per_step = (r.samples_per_s or 0.0) * (x.summary.step_time.median_s if x.summary.step_time else 0.0)
+    batch = x.context.get("batch_size")
+    if isinstance(batch, int) and batch > 0:   # the DataLoader's batch x micro-batches per optimizer step
+        per_step = batch * (x.summary.micro_steps_per_step or 1.0)
+    else:
+        per_step = (r.samples_per_s or 0.0) * (x.summary.step_time.median_s if x.summary.step_time else 0.0)
     tokens_per_sample = r.tokens_per_s / r.samples_per_s if r.tokens_per_s and r.samples_per_s else None
     g = _global_batch(args, per_step or None, tokens_per_sample)
     ctx = x.context
