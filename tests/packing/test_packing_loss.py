@@ -3,21 +3,22 @@
 
 from __future__ import annotations
 
-import time
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from packing_tiny_lm import TinyLM, causal_mask
-from torch.nn.parallel import DistributedDataParallel
 
 from throughput.packing import (loss_token_count, normalized_loss, pack_to_tensors, token_loss_sum,
                                 window_loss_tokens)
 
 Batch = dict[str, torch.Tensor]
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def docs(seed: int = 0, n: int = 24) -> list[list[int]]:
@@ -92,30 +93,12 @@ def test_window_count_and_empty_window() -> None:
     assert zero.item() == 0.0
 
 
-def _rank_main(rank: int, world: int, out: str) -> None:
-    torch.set_num_threads(1)     # forked child: libgomp's thread pool does not survive fork, stay serial
-    dist.init_process_group("gloo", init_method=f"file://{out}.rendezvous", rank=rank, world_size=world)
-    torch.manual_seed(0)
-    model = DistributedDataParallel(TinyLM())
-    micro = split_packed(split_packed(packed_rows(8), world)[rank], 2)    # 4 rows per rank, accumulation 2
-    n = window_loss_tokens([mb["labels"] for mb in micro])                # all-reduced: the global window
-    for i, mb in enumerate(micro):
-        with model.no_sync() if i < len(micro) - 1 else torch.enable_grad():
-            logits = model(mb["input_ids"], mb["position_ids"], mb["attn_mask"])
-            normalized_loss(logits, mb["labels"], n).backward()
-    if rank == 0:
-        torch.save(torch.cat([p.grad.flatten() for p in model.parameters()]), out)
-    dist.destroy_process_group()
-
-
 def test_two_gloo_ranks_match_one_process(tmp_path: Path) -> None:
+    """Real torchrun, 2 ranks over gloo: accumulation 2 on each rank equals one process, whole batch."""
     out = str(tmp_path / "grads.pt")
-    # fork: the ranks inherit the imported modules (spawn re-imports torch: ~20 s on 2 cores)
-    ctx = mp.start_processes(_rank_main, args=(2, out), nprocs=2, join=False, start_method="fork")
-    deadline = time.monotonic() + 60
-    while not ctx.join(timeout=1):
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                p.kill()
-            pytest.fail("the 2 gloo ranks did not finish within 60 s")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(Path(__file__).with_name("ddp_ranks.py")), out],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     assert rel(grads([packed_rows(8)]), torch.load(out)) < 1e-6
