@@ -91,7 +91,18 @@ def test_sampler_thread_samples_until_stopped_and_closes() -> None:
     assert all(s.time_s == 5.0 for s in samples)   # readings of the injected clock
 
 
+def _children() -> set[int]:
+    import os
+    pids: set[int] = set()
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+            pids.update(int(p) for p in f.read().split())
+    return pids
+
+
 def test_controller_in_profiler_sees_loader_workers() -> None:
+    # children that exist before the run (another test's process still being reaped) are not ours
+    before = {f"worker:{pid}" for pid in _children()}
     controller = TelemetryController(interval_s=0.05, nvml=True, host=True)
     prof = Profiler(device="cpu", warmup_steps=0, telemetry=controller)
     loader = DataLoader(SlowSquares(), batch_size=8, num_workers=2)
@@ -103,7 +114,7 @@ def test_controller_in_profiler_sees_loader_workers() -> None:
     session = prof.session()
     sources = {t.source for t in session.telemetry}
     assert "main" in sources
-    workers = {s for s in sources if s.startswith("worker:")}
+    workers = {s for s in sources if s.startswith("worker:")} - before
     assert len(workers) == 2, sources                       # num_workers=2
     worker_cpu = [t.value for t in session.telemetry if t.source in workers and t.metric == "cpu_pct"]
     assert worker_cpu and max(worker_cpu) > 0
