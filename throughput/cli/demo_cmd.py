@@ -13,7 +13,7 @@ from throughput.cli.errors import CliError
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="profile a naive recipe, advise, run the tuned plan, report before/after")
     p.add_argument("--out", type=Path, default=Path("reports/demo"), help="report folder (replaced)")
-    p.add_argument("--steps", type=int, default=40, help="optimizer steps of each training run")
+    p.add_argument("--steps", type=int, default=120, help="optimizer steps of each training run")
     p.add_argument("--time-budget", type=float, default=60.0, help="seconds of advisor probing")
     p.set_defaults(handler=run)
 
