@@ -98,7 +98,7 @@ def calibrate(target_s: float) -> int:
         if step >= target_s:
             return width if err < prev_err else prev
         prev, prev_err = width, err
-        width = int(width * 1.25) // 32 * 32
+        width = max(width + 32, int(width * 1.25) // 32 * 32)
     return prev
 
 
@@ -125,7 +125,7 @@ def api_cost_per_step_s(n: int = 20000) -> float:
 
 def run(quick: bool = False) -> dict[str, Any]:
     torch.set_num_threads(1)   # a fixed thread count: the other core absorbs machine noise
-    rounds, block = (12, 10) if quick else (30, 20)
+    rounds, block = (24, 10) if quick else (40, 20)
     rows, results = [], []
     api_cost = api_cost_per_step_s(5000 if quick else 20000)
     for target in TARGETS:
