@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, Mapping, Sequence
 
 from throughput.advisor.findings import Finding, Setting, rank
+from throughput.session.io import atomic_write_text
 
 PLAN_VERSION: Final = 1
 RESERVED: Final = ("plan_version", "source", "model_fingerprint", "notes")
@@ -114,17 +114,7 @@ def advice_to_dict(plan: Plan) -> dict[str, Any]:
 
 def save_plan(plan: Plan, path: str | os.PathLike[str]) -> Path:
     """Write atomically (temp file + rename) next to ``path``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(plan_to_dict(plan), indent=2) + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write_text(path, json.dumps(plan_to_dict(plan), indent=2) + "\n")
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:

@@ -100,20 +100,25 @@ def session_from_dict(raw: Any, source: str = "session") -> Session:
     )
 
 
-def save_session(session: Session, path: str | os.PathLike[str]) -> Path:
-    """Write atomically (temp file + rename) so a crash never leaves a half-written session."""
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` through a temp file in the same folder and a rename, so readers and
+    crashes never see a half-written file. Creates the folder."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(session_to_dict(session), separators=(",", ":"), allow_nan=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(data)
+            f.write(text)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def save_session(session: Session, path: str | os.PathLike[str]) -> Path:
+    """Write atomically (temp file + rename) so a crash never leaves a half-written session."""
+    return atomic_write_text(path, json.dumps(session_to_dict(session), separators=(",", ":"), allow_nan=True))
 
 
 def load_session(path: str | os.PathLike[str]) -> Session:
