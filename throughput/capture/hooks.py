@@ -34,7 +34,7 @@ from throughput.capture.hygiene import Hygiene
 from throughput.capture.loaders import LoaderPatches
 from throughput.capture.overrides import Overrides
 from throughput.capture.patching import Patcher, mark
-from throughput.capture.profiler import Profiler
+from throughput.capture.profiler import Profiler, _keep_loss
 from throughput.capture.wrappers import (optimizer_context, optimizer_step_running, wrap_aux, wrap_copy,
                                          wrap_phase)
 from throughput.session.records import StepRule
@@ -360,7 +360,7 @@ def _scalar(loss: Any) -> Any:
     if isinstance(loss, (list, tuple)):
         loss = loss[0] if loss else None
     if isinstance(loss, torch.Tensor) and loss.numel() == 1:
-        return loss.detach()  # converted to a float at the end of the run (no sync here)
+        return _keep_loss(loss)  # CPU: read now; device: kept detached, read at the end (no sync here)
     return None
 
 
