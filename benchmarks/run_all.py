@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             failed.append(name)
         print(f"== {name}: {time.perf_counter() - t0:.1f} s", flush=True)
-    index = ["# Benchmarks", "", f"Latest run: {machine()}, {"quick" if args.quick else "full"} suite "
+    index = ["# Benchmarks", "", f"Latest run: {machine()}, {'quick' if args.quick else 'full'} suite "
              f"({', '.join(names)}). Each report names the machine and date it was measured on.", ""]
     present = sorted(p.stem for p in REPORT_DIR.glob("*.md") if p.stem != "README")
     index += [f"- [{n}]({n}.md)" + (" (FAILED to run this time)" if n in failed else "") for n in present]
