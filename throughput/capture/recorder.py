@@ -86,15 +86,9 @@ class Recorder:
         self.spans_dropped = 0
 
     # -- phases ---------------------------------------------------------------------------------
-    def in_owner_thread(self) -> bool:
-        return threading.get_ident() == self.owner_thread
-
     @property
     def depth(self) -> int:
         return len(self._stack)
-
-    def open_phases(self) -> tuple[str, ...]:
-        return tuple(f.phase for f in self._stack)
 
     def open(self, phase: str) -> _Frame:
         now = self._clock.now_s()
@@ -199,10 +193,6 @@ class Recorder:
     @property
     def spans_kept(self) -> int:
         return len(self._spans)
-
-    def restart_step_clock(self) -> None:
-        """Start the next step now (e.g. after a pause the caller does not want counted)."""
-        self._last_end_s = self._clock.now_s()
 
     # -- results --------------------------------------------------------------------------------
     def finish_device(self) -> None:
