@@ -42,3 +42,11 @@ def write_report(name: str, markdown: str, data: Mapping[str, Any]) -> Path:
     (REPORT_DIR / f"{name}.md").write_text(markdown)
     (REPORT_DIR / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n")
     return REPORT_DIR / f"{name}.md"
+
+
+def main(run: Callable[[bool], Any], doc: str | None) -> None:
+    """``python -m benchmarks.<name> [--quick]``: the command line every benchmark module shares."""
+    import argparse
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    parser.add_argument("--quick", action="store_true", help="the smaller version CI runs")
+    run(parser.parse_args().quick)

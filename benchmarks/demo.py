@@ -5,13 +5,12 @@ the median of per-step tokens/s. Target (issue 8): tuned >= 2x naive on this pro
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import machine, write_report
+from benchmarks.common import machine, main, write_report
 from throughput.demo import recipe as demo_recipe
 from throughput.demo.run import NAIVE, DemoSettings, run_demo
 from throughput.demo.story import REQUIRED_SPEEDUP, run_figures
@@ -67,6 +66,4 @@ def _run(out: Path, quick: bool) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    run(parser.parse_args().quick)
+    main(run, __doc__)

@@ -12,7 +12,6 @@ and exits 0 without touching the committed report.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from benchmarks.common import machine, write_report
+from benchmarks.common import machine, main, write_report
 
 
 class CountingEvent:
@@ -184,6 +183,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    run(parser.parse_args().quick)
+    main(run, __doc__)

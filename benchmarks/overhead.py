@@ -8,7 +8,6 @@ steps, <= 1% at >= 10 ms. The direct per-step cost of the API on an empty step i
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import sys
@@ -18,7 +17,7 @@ from typing import Any, Callable, Iterator
 import torch
 from tabulate import tabulate
 
-from benchmarks.common import interleaved, machine, median, write_report
+from benchmarks.common import interleaved, machine, main, median, write_report
 import throughput
 
 TARGETS = {2e-3: 0.03, 10e-3: 0.01, 50e-3: 0.01}
@@ -171,6 +170,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    run(parser.parse_args().quick)
+    main(run, __doc__)

@@ -9,7 +9,6 @@ steps pay while they run. Also reported: the trace size per 1000 steps of 6 phas
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -20,7 +19,7 @@ from typing import Any, Callable
 import torch
 from tabulate import tabulate
 
-from benchmarks.common import interleaved, machine, median, write_report
+from benchmarks.common import interleaved, machine, main, median, write_report
 from throughput.capture.profiler import Profiler
 from throughput.report.trace import build_trace
 from throughput.telemetry import TelemetryController
@@ -113,6 +112,4 @@ def run(quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    run(parser.parse_args().quick)
+    main(run, __doc__)
