@@ -12,15 +12,13 @@ from typing import Any
 
 from benchmarks.common import machine, main, write_report
 from throughput.demo import recipe as demo_recipe
-from throughput.demo.run import NAIVE, DemoSettings, run_demo
+from throughput.demo.run import NAIVE, DemoSettings, run_demo, train_run
 from throughput.demo.story import REQUIRED_SPEEDUP, run_figures
 from throughput.session.io import load_session
 
 
 def _short_run(out: Path, steps: int, plan: Path | None, overrides: dict[str, object]) -> float | None:
-    from throughput.loop import train
-    train(demo_recipe, plan=str(plan) if plan else None,
-          overrides={**overrides, "steps": steps, "eval_every": 0, "ckpt_every_steps": 0}, out=out, progress=False)
+    train_run(out, steps, lambda _: None, plan=plan, overrides=overrides)
     return run_figures(out.name, load_session(out / "session.json"), demo_recipe.CONTEXT).tokens_per_s
 
 

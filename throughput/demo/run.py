@@ -37,8 +37,9 @@ class DemoSettings:
             raise ValueError("probe_steps must be >= 1 and time_budget_s > 0")
 
 
-def _train(out: Path, steps: int, log: Callable[[str], None], *, plan: Path | None = None,
-           overrides: dict[str, object] | None = None) -> None:
+def train_run(out: Path, steps: int, log: Callable[[str], None], *, plan: Path | None = None,
+              overrides: dict[str, object] | None = None) -> None:
+    """One training run of the demo recipe (no periodic eval or checkpoints), logged in one line."""
     from throughput.loop import train
     t0 = time.perf_counter()
     result = train(demo_recipe, plan=str(plan) if plan else None,
@@ -69,12 +70,12 @@ def run_demo(settings: DemoSettings = DemoSettings(), log: Callable[[str], None]
         shutil.rmtree(out)      # the demo's own folder: re-running replaces the previous demo
     out.mkdir(parents=True)
     log(f"1/4 naive recipe (one document per row padded to {demo_recipe.CONTEXT}, fp32, no workers)")
-    _train(out / "naive", settings.steps, log, overrides=NAIVE)
+    train_run(out / "naive", settings.steps, log, overrides=NAIVE)
     log("2/4 advisor: short measured probes of the recipe")
     plan = _advise(out, settings, log)
     settings_chosen = {k: v for k, v in json.loads(plan.read_text()).items() if k not in ("notes", "source")}
     log(f"3/4 tuned plan: {json.dumps(settings_chosen)}")
-    _train(out / "tuned", settings.steps, log, plan=plan)
+    train_run(out / "tuned", settings.steps, log, plan=plan)
     log("4/4 report")
     before = run_figures("naive", load_session(out / "naive" / "session.json"), demo_recipe.CONTEXT)
     after = run_figures("tuned", load_session(out / "tuned" / "session.json"), demo_recipe.CONTEXT)
