@@ -12,8 +12,9 @@ Counting padding reads a tensor: on CUDA that is a sync, so the caller decides w
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 _MAX_DEPTH = 4
 
@@ -25,30 +26,48 @@ class BatchStats:
     padding_tokens: int | None = None
 
 
+_tensor_class: Any = None
+
+
 def _is_tensor(x: Any) -> bool:
+    global _tensor_class
+    if _tensor_class is None:
+        torch = sys.modules.get("torch")   # never import torch here: this module must stay cheap to import
+        _tensor_class = torch.Tensor if torch is not None else False
+    if _tensor_class and isinstance(x, _tensor_class):   # hot path: one isinstance per torch tensor
+        return True
     return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "numel")
 
 
-def _named_tensors(batch: Any, name: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
+def _collect_tensors(batch: Any, name: str, depth: int, out: list[tuple[str, Any]]) -> None:
+    """Append (name, tensor) for every tensor in ``batch``, depth first. A recursive function filling one
+    list instead of nested generators: this runs for every batch, inside the user's training loop."""
     if depth > _MAX_DEPTH:
         return
     if _is_tensor(batch):
-        yield name, batch
+        out.append((name, batch))
     elif isinstance(batch, dict):
         for k, v in batch.items():
-            yield from _named_tensors(v, str(k), depth + 1)
+            _collect_tensors(v, k if type(k) is str else str(k), depth + 1, out)
     elif isinstance(batch, (list, tuple)):
-        for i, v in enumerate(batch):
-            yield from _named_tensors(v, f"{name}[{i}]", depth + 1)
+        for v in batch:   # list items have no name of their own ('input_ids' is only ever a key)
+            _collect_tensors(v, "", depth + 1, out)
     elif dataclasses.is_dataclass(batch) and not isinstance(batch, type):
         for f in dataclasses.fields(batch):
-            yield from _named_tensors(getattr(batch, f.name), f.name, depth + 1)
+            _collect_tensors(getattr(batch, f.name), f.name, depth + 1, out)
     elif hasattr(batch, "data") and isinstance(getattr(batch, "data", None), dict):  # BatchEncoding
-        yield from _named_tensors(batch.data, name, depth + 1)
+        _collect_tensors(batch.data, name, depth + 1, out)
+
+
+_INTEGER_DTYPES: dict[Any, bool] = {}
 
 
 def _is_integer(t: Any) -> bool:
-    return not (t.dtype.is_floating_point or t.dtype.is_complex) and str(t.dtype) != "torch.bool"
+    dtype = t.dtype
+    known = _INTEGER_DTYPES.get(dtype)
+    if known is None:
+        known = _INTEGER_DTYPES[dtype] = not (dtype.is_floating_point or dtype.is_complex) and str(dtype) != "torch.bool"
+    return known
 
 
 def describe_batch(batch: Any, pad_id: int | None = None, count_padding: bool | None = None) -> BatchStats:
@@ -59,17 +78,21 @@ def describe_batch(batch: Any, pad_id: int | None = None, count_padding: bool | 
     if _is_tensor(batch):  # fast path: a bare tensor
         return BatchStats(samples=int(batch.shape[0]) if batch.dim() >= 1 else None,
                           tokens=int(batch.numel()) if batch.dim() == 2 and _is_integer(batch) else None)
-    tensors = list(_named_tensors(batch))
-    if not tensors:
-        return BatchStats()
-    samples = None
-    for _, t in tensors:
-        if t.dim() >= 1:
+    tensors: list[tuple[str, Any]] = []
+    _collect_tensors(batch, "", 0, tensors)
+    samples = ids = mask = first_int_2d = None
+    for name, t in tensors:   # one pass: this runs once per batch inside the training loop
+        dim = t.dim()
+        if samples is None and dim >= 1:
             samples = int(t.shape[0])
-            break
-    ids = next((t for n, t in tensors if n == "input_ids"), None)
+        if name == "input_ids":
+            ids = t if ids is None else ids
+        elif name == "attention_mask":
+            mask = t if mask is None else mask
+        if first_int_2d is None and dim == 2 and _is_integer(t):
+            first_int_2d = t
     if ids is None:
-        ids = next((t for _, t in tensors if t.dim() == 2 and _is_integer(t)), None)
+        ids = first_int_2d
     if ids is None or ids.dim() != 2:
         return BatchStats(samples=samples)
     tokens = int(ids.numel())
@@ -77,7 +100,6 @@ def describe_batch(batch: Any, pad_id: int | None = None, count_padding: bool | 
     if count_padding is None:
         count_padding = ids.device.type == "cpu"
     if count_padding:
-        mask = next((t for n, t in tensors if n == "attention_mask"), None)
         if mask is not None and tuple(mask.shape) == tuple(ids.shape):
             padding = int(tokens - int(mask.sum()))  # reads the mask: a host sync if it is on CUDA
         elif pad_id is not None:

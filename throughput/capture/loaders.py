@@ -108,7 +108,7 @@ def loader_settings(loader: Any) -> dict[str, int | bool | str]:
 
 
 def _on_cpu(batch: Any) -> bool:
-    from throughput.capture.batch import _named_tensors
-    for _, t in _named_tensors(batch):
-        return bool(getattr(t, "is_cpu", True))
-    return True
+    from throughput.capture.batch import _collect_tensors
+    tensors: list[tuple[str, Any]] = []
+    _collect_tensors(batch, "", 0, tensors)
+    return bool(getattr(tensors[0][1], "is_cpu", True)) if tensors else True

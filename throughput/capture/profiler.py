@@ -7,7 +7,7 @@ import os
 import platform
 import socket
 import sys
-import threading
+from threading import get_ident
 import time
 import uuid
 import weakref
@@ -250,7 +250,9 @@ class Profiler:
              grad_norm: float | None = None) -> int:
         """Close one step (one optimizer update). Counts not given are read from iterated batches."""
         rec = self._ensure_started()
-        batches, self._pending_batches = self._pending_batches, []
+        batches = self._pending_batches
+        if batches:
+            self._pending_batches = []
         meta = StepMeta(
             samples=samples if samples is not None else _sum_field(batches, "samples"),
             tokens=tokens if tokens is not None else _sum_field(batches, "tokens"),
@@ -330,14 +332,16 @@ class Profiler:
         return self._recorder
 
     def _open(self, name: str) -> _Frame | None:
-        rec = self._recorder if self.running else (self._ensure_started() if not self.stopped else None)
-        if rec is None or threading.get_ident() != rec.owner_thread:
+        rec = self._recorder
+        if not self.running:
+            rec = self._ensure_started() if not self.stopped else None
+        if rec is None or get_ident() != rec.owner_thread:
             return None
         return rec.open(name)
 
     def _close(self, frame: _Frame | None) -> None:
-        if frame is not None and self._recorder is not None and self.running:
-            self._recorder.close(frame)
+        if frame is not None and self.running:
+            self._recorder.close(frame)  # type: ignore[union-attr]  # running implies a recorder
 
     def _convert_losses(self) -> None:
         assert self._recorder is not None
@@ -352,7 +356,7 @@ def _keep_loss(loss: Any) -> Any:
     A device tensor is kept detached and read once at the end, so the hot path never waits for the GPU."""
     if loss is None or not hasattr(loss, "detach"):
         return loss
-    if loss.device.type == "cpu" and loss.numel() == 1:
+    if getattr(loss, "is_cpu", False) and loss.numel() == 1:
         return float(loss.item())
     return loss.detach()
 
@@ -366,10 +370,16 @@ def _to_float(value: Any) -> float | None:
 
 
 def _sum_field(batches: list[BatchStats], name: str) -> int | None:
-    values = [getattr(b, name) for b in batches]
-    if not values or any(v is None for v in values):
-        return None
-    return int(sum(values))  # type: ignore[arg-type]
+    """The sum of one field over the step's batches; None if any batch lacks it (or there are none)."""
+    if len(batches) == 1:   # the usual step: one batch, no accumulation
+        return getattr(batches[0], name)  # type: ignore[no-any-return]
+    total = 0
+    for b in batches:
+        value = getattr(b, name)
+        if value is None:
+            return None
+        total += value
+    return total if batches else None
 
 
 def _resolve_device(device: str, event_factory: EventFactory | None) -> str:

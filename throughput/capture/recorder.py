@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from throughput.session.records import Span, StepRecord
-from throughput.timing.clock import Clock
+from throughput.timing.clock import Clock, time_reader
 from throughput.timing.cuda import DeviceTimer
 
 
@@ -23,16 +23,16 @@ class PhaseMisuseError(RuntimeError):
 
 
 class _Frame:
-    __slots__ = ("phase", "start_s", "resume_s", "exclusive_s", "span_id", "depth", "parent_id")
+    """An open phase. Its depth and parent are read from the stack when it closes, not stored."""
 
-    def __init__(self, phase: str, now_s: float, span_id: int, depth: int, parent_id: int) -> None:
+    __slots__ = ("phase", "start_s", "resume_s", "exclusive_s", "span_id")
+
+    def __init__(self, phase: str, now_s: float, span_id: int) -> None:
         self.phase = phase
         self.start_s = now_s
         self.resume_s = now_s
         self.exclusive_s = 0.0
         self.span_id = span_id
-        self.depth = depth
-        self.parent_id = parent_id
 
 
 class _StepDraft:
@@ -69,6 +69,7 @@ class Recorder:
         if max_spans < 0:
             raise ValueError(f"max_spans must be >= 0, got {max_spans}")
         self._clock = clock
+        self._now = time_reader(clock)
         self._timer = device_timer
         self._max_spans = max_spans
         self.owner_thread = threading.get_ident()
@@ -91,17 +92,15 @@ class Recorder:
         return len(self._stack)
 
     def open(self, phase: str) -> _Frame:
-        now = self._clock.now_s()
+        now = self._now()
         if self._draft is None:
-            start = self._last_end_s if self._last_end_s is not None else now
-            self._draft = _StepDraft(index=len(self._finished), start_s=start)
+            self._draft = _StepDraft(index=len(self._finished),
+                                     start_s=self._last_end_s if self._last_end_s is not None else now)
         stack = self._stack
-        parent_id = -1
-        if stack:
+        if stack:   # pause the parent: attribution is exclusive
             parent = stack[-1]
             parent.exclusive_s += now - parent.resume_s
-            parent_id = parent.span_id
-        frame = _Frame(phase, now, self._next_span_id, len(stack), parent_id)
+        frame = _Frame(phase, now, self._next_span_id)
         self._next_span_id += 1
         stack.append(frame)
         if self._timer is not None:
@@ -109,7 +108,7 @@ class Recorder:
         return frame
 
     def close(self, frame: _Frame) -> None:
-        now = self._clock.now_s()
+        now = self._now()
         stack = self._stack
         if not stack or stack[-1] is not frame:
             inner = stack[-1].phase if stack else None
@@ -119,21 +118,22 @@ class Recorder:
                 if inner is not None else f"phase '{frame.phase}' closed twice or never opened"
             )
         stack.pop()
-        frame.exclusive_s += now - frame.resume_s
         draft = self._draft
         assert draft is not None
-        draft.phase_s[frame.phase] = draft.phase_s.get(frame.phase, 0.0) + frame.exclusive_s
-        if stack:
+        phase_s = draft.phase_s
+        phase_s[frame.phase] = phase_s.get(frame.phase, 0.0) + frame.exclusive_s + (now - frame.resume_s)
+        if stack:   # the parent's clock runs again
             stack[-1].resume_s = now
         span_index = -1
         if len(self._spans) < self._max_spans:
             span_index = len(self._spans)
-            self._spans.append((frame.phase, draft.index, frame.start_s, now, frame.depth, None))
+            self._spans.append((frame.phase, draft.index, frame.start_s, now, len(stack), None))
         else:
             self.spans_dropped += 1
         if self._timer is not None:
             self._timer.stop(frame.span_id)
-            self._span_device[frame.span_id] = (draft.index, frame.phase, frame.parent_id, span_index)
+            parent_id = stack[-1].span_id if stack else -1
+            self._span_device[frame.span_id] = (draft.index, frame.phase, parent_id, span_index)
             draft.unresolved_spans += 1
 
     def close_through(self, frame: _Frame) -> tuple[str, ...]:
@@ -168,7 +168,7 @@ class Recorder:
                 f"step() called inside phase '{self._stack[-1].phase}'; end the phase first "
                 "(a step is closed between phases, after the optimizer update)"
             )
-        now = self._clock.now_s()
+        now = self._now()
         draft = self._draft
         if draft is None:  # a step with no phase at all: it still has a wall time
             start = self._last_end_s if self._last_end_s is not None else now
