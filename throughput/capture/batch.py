@@ -105,3 +105,95 @@ def describe_batch(batch: Any, pad_id: int | None = None, count_padding: bool | 
         elif pad_id is not None:
             padding = int((ids == pad_id).sum())
     return BatchStats(samples=samples, tokens=tokens, padding_tokens=padding)
+
+
+class BatchDescriber:
+    """``describe_batch`` that remembers where the counts sit in a flat batch.
+
+    A training loop yields batches of one structure, typically a tuple ``(x, y)`` or a dict of
+    tensors. The first batch of a structure is walked in full and the positions of the samples tensor,
+    the token tensor and the attention mask are remembered; later batches of the same type, length (and
+    keys) are read at those positions only. Inside a training step, where the walk's objects are out of
+    the CPU caches, that is about 2 us instead of 8. Counts are still read from every batch, so a smaller
+    last batch or a new sequence length is counted exactly. Nested batches always take the full walk.
+
+    Limit: if an element that was not a tensor becomes one *before* the remembered positions (a ``None``
+    field that is sometimes a tensor), the remembered roles are used until the type, length or keys
+    of the batch change.
+    """
+
+    __slots__ = ("_memo",)
+
+    def __init__(self) -> None:
+        self._memo: _Roles | None = None
+
+    def __call__(self, batch: Any, pad_id: int | None = None) -> BatchStats:
+        memo = self._memo
+        if (memo is not None and type(batch) is memo.kind and len(batch) == memo.length
+                and (memo.keys is None or batch.keys() == memo.keys)):
+            stats = memo.read(batch, pad_id)
+            if stats is not None:
+                return stats
+        self._memo = _Roles.of(batch)
+        return describe_batch(batch, pad_id)
+
+
+class _Roles:
+    """Where samples, token ids and the attention mask sit in a flat tuple/list/dict batch."""
+
+    __slots__ = ("kind", "length", "keys", "samples_at", "ids_at", "mask_at")
+
+    def __init__(self, kind: type, length: int, keys: Any, samples_at: Any, ids_at: Any, mask_at: Any) -> None:
+        self.kind, self.length, self.keys = kind, length, keys
+        self.samples_at, self.ids_at, self.mask_at = samples_at, ids_at, mask_at
+
+    @staticmethod
+    def of(batch: Any) -> "_Roles | None":
+        """The roles of ``batch`` by the rules of ``describe_batch``; None if it is not flat."""
+        kind = type(batch)
+        if kind is dict:
+            items = list(batch.items())
+        elif kind is tuple or kind is list:
+            items = list(enumerate(batch))
+        else:
+            return None
+        samples_at = ids_at = mask_at = first_int_2d_at = None
+        for at, value in items:
+            if not _is_tensor(value):
+                if isinstance(value, (dict, list, tuple)) or dataclasses.is_dataclass(value) or hasattr(value, "data"):
+                    return None   # nested: the full walk decides
+                continue
+            dim = value.dim()
+            if samples_at is None and dim >= 1:
+                samples_at = at
+            if kind is dict and str(at) == "input_ids":
+                ids_at = at if ids_at is None else ids_at
+            elif kind is dict and str(at) == "attention_mask":
+                mask_at = at if mask_at is None else mask_at
+            if first_int_2d_at is None and dim == 2 and _is_integer(value):
+                first_int_2d_at = at
+        if samples_at is None:
+            return None
+        return _Roles(kind, len(batch), set(batch.keys()) if kind is dict else None, samples_at,
+                      ids_at if ids_at is not None else first_int_2d_at, mask_at)
+
+    def read(self, batch: Any, pad_id: int | None) -> BatchStats | None:
+        """Counts read at the remembered positions; None when the batch does not fit them."""
+        first = batch[self.samples_at]
+        if not _is_tensor(first) or first.dim() < 1:
+            return None
+        samples = int(first.shape[0])
+        if self.ids_at is None:
+            return BatchStats(samples=samples)
+        ids = batch[self.ids_at]
+        if not _is_tensor(ids) or ids.dim() != 2:
+            return None
+        tokens = int(ids.numel())
+        padding = None
+        if ids.device.type == "cpu":
+            mask = batch[self.mask_at] if self.mask_at is not None else None
+            if mask is not None and _is_tensor(mask) and tuple(mask.shape) == tuple(ids.shape):
+                padding = int(tokens - int(mask.sum()))
+            elif pad_id is not None:
+                padding = int((ids == pad_id).sum())
+        return BatchStats(samples=samples, tokens=tokens, padding_tokens=padding)

@@ -13,7 +13,7 @@ import uuid
 import weakref
 from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
-from throughput.capture.batch import BatchStats, describe_batch
+from throughput.capture.batch import BatchDescriber, BatchStats
 from throughput.capture.recorder import PhaseMisuseError, Recorder, StepMeta, _Frame
 from throughput.session.records import Event, RunEnd, RunInfo, StepRule, TelemetrySample
 from throughput.session.session import Session
@@ -138,6 +138,7 @@ class Profiler:
         self._origin_s = 0.0
         self._started_unix_s = 0.0
         self._pending_batches: list[BatchStats] = []
+        self._describe = BatchDescriber()
         self._events: list[Event] = []
         self._telemetry: list[TelemetrySample] = []
         self._artifacts: list[str] = []
@@ -243,7 +244,7 @@ class Profiler:
 
     def note_batch(self, batch: Any) -> None:
         """Remember a batch's samples/tokens/padding for the current step (CPU tensors only are read)."""
-        self._pending_batches.append(describe_batch(batch, self.pad_id))
+        self._pending_batches.append(self._describe(batch, self.pad_id))
 
     def step(self, *, samples: int | None = None, tokens: int | None = None,
              padding_tokens: int | None = None, loss: Any = None, micro_steps: int | None = None,
@@ -253,13 +254,8 @@ class Profiler:
         batches = self._pending_batches
         if batches:
             self._pending_batches = []
-        meta = StepMeta(
-            samples=samples if samples is not None else _sum_field(batches, "samples"),
-            tokens=tokens if tokens is not None else _sum_field(batches, "tokens"),
-            padding_tokens=padding_tokens if padding_tokens is not None else _sum_field(batches, "padding_tokens"),
-            micro_steps=micro_steps if micro_steps is not None else max(1, len(batches)),
-            grad_norm=grad_norm,
-        )
+        # The StepMeta is built when the recorder drains its log, not here in the training loop.
+        meta = functools.partial(_step_meta, batches, samples, tokens, padding_tokens, micro_steps, grad_norm)
         index = rec.end_step(meta, _keep_loss(loss))
         if self._on_step is not None:
             self._on_step(self, index)
@@ -380,6 +376,18 @@ def _sum_field(batches: list[BatchStats], name: str) -> int | None:
             return None
         total += value
     return total if batches else None
+
+
+def _step_meta(batches: list[BatchStats], samples: int | None, tokens: int | None, padding_tokens: int | None,
+               micro_steps: int | None, grad_norm: float | None) -> StepMeta:
+    """A step's counts: the ones given to ``step()``, else the sums over the batches it iterated."""
+    return StepMeta(
+        samples=samples if samples is not None else _sum_field(batches, "samples"),
+        tokens=tokens if tokens is not None else _sum_field(batches, "tokens"),
+        padding_tokens=padding_tokens if padding_tokens is not None else _sum_field(batches, "padding_tokens"),
+        micro_steps=micro_steps if micro_steps is not None else max(1, len(batches)),
+        grad_norm=grad_norm,
+    )
 
 
 def _resolve_device(device: str, event_factory: EventFactory | None) -> str:
