@@ -120,3 +120,49 @@ def test_shares_sum_to_one_and_no_time_is_counted_twice(program: list[tuple[str,
         times = phase_times(s)
         assert math.fsum(times.values()) == pytest.approx(s.duration_s, abs=1e-9)
         assert all(v >= -1e-12 for v in times.values())
+
+
+def test_results_read_mid_run_equal_results_read_at_the_end() -> None:
+    # The hot path only logs; results are replayed from the log. Reading after every step (a replay
+    # per step) and reading once at the end (one replay) must give the same numbers.
+    def run(read_each_step: bool) -> list[tuple[float, dict[str, float]]]:
+        clock = FakeClock()
+        rec = Recorder(clock)
+        for i in range(40):                                   # more than DRAIN_EVERY_STEPS (32)
+            d = rec.open("data"); clock.advance(0.01 * (i % 3)); rec.close(d)
+            f = rec.open("forward"); clock.advance(0.02)
+            a = rec.open("attention"); clock.advance(0.03); rec.close(a)
+            rec.close(f)
+            clock.advance(0.005)
+            rec.end_step()
+            if read_each_step:
+                rec.step_times(i)
+        return [rec.step_times(i) for i in range(40)]
+
+    each, once = run(True), run(False)
+    assert each == once
+    wall_s, phases = once[4]                                  # step 4: data 0.01 x (4 % 3) = 0.01
+    assert wall_s == pytest.approx(0.01 + 0.02 + 0.03 + 0.005)
+    assert phases == pytest.approx({"data": 0.01, "forward": 0.02, "attention": 0.03})
+
+
+def test_a_run_without_steps_does_not_grow_the_log_without_bound() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock, max_spans=10)
+    for _ in range(5000):                                     # 10,000 log entries, never a step
+        f = rec.open("forward"); clock.advance(0.001); rec.close(f)
+    assert len(rec._log) <= 4097                              # replayed past DRAIN_AT_LOG_ENTRIES
+    assert rec.spans_kept == 10 and rec.spans_dropped == 4990
+
+
+def test_finished_steps_are_not_tracked_by_the_garbage_collector() -> None:
+    # A full collection with torch loaded takes hundreds of ms; records that stay tracked bring it sooner.
+    import gc
+    clock = FakeClock()
+    rec = Recorder(clock)
+    for _ in range(3):
+        f = rec.open("forward"); clock.advance(0.1); rec.close(f); rec.end_step(StepMeta(samples=4), loss=0.5)
+    rec.step_times(0)                                         # replay the log
+    gc.collect()                                              # untracks the inner tuples
+    gc.collect()                                              # ... then the tuples holding them
+    assert not any(gc.is_tracked(v) for v in rec._finished.values())
