@@ -163,6 +163,6 @@ def test_finished_steps_are_not_tracked_by_the_garbage_collector() -> None:
     for _ in range(3):
         f = rec.open("forward"); clock.advance(0.1); rec.close(f); rec.end_step(StepMeta(samples=4), loss=0.5)
     rec.step_times(0)                                         # replay the log
-    gc.collect()                                              # untracks the inner tuples
-    gc.collect()                                              # ... then the tuples holding them
+    for _ in range(3):                                        # each pass untracks one level of tuples:
+        gc.collect()                                          # (phase, s) pairs, their tuple, the record
     assert not any(gc.is_tracked(v) for v in rec._finished.values())
