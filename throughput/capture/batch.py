@@ -141,11 +141,12 @@ class BatchDescriber:
 class _Roles:
     """Where samples, token ids and the attention mask sit in a flat tuple/list/dict batch."""
 
-    __slots__ = ("kind", "length", "keys", "samples_at", "ids_at", "mask_at")
+    __slots__ = ("kind", "length", "keys", "samples_at", "ids_at", "mask_at", "last")
 
     def __init__(self, kind: type, length: int, keys: Any, samples_at: Any, ids_at: Any, mask_at: Any) -> None:
         self.kind, self.length, self.keys = kind, length, keys
         self.samples_at, self.ids_at, self.mask_at = samples_at, ids_at, mask_at
+        self.last = BatchStats()   # returned again when a batch has the same counts (no new record)
 
     @staticmethod
     def of(batch: Any) -> "_Roles | None":
@@ -184,7 +185,7 @@ class _Roles:
             return None
         samples = int(first.shape[0])
         if self.ids_at is None:
-            return BatchStats(samples=samples)
+            return self._stats(samples, None, None)
         ids = batch[self.ids_at]
         if not _is_tensor(ids) or ids.dim() != 2:
             return None
@@ -196,4 +197,10 @@ class _Roles:
                 padding = int(tokens - int(mask.sum()))
             elif pad_id is not None:
                 padding = int((ids == pad_id).sum())
-        return BatchStats(samples=samples, tokens=tokens, padding_tokens=padding)
+        return self._stats(samples, tokens, padding)
+
+    def _stats(self, samples: int, tokens: int | None, padding: int | None) -> BatchStats:
+        last = self.last
+        if last.samples != samples or last.tokens != tokens or last.padding_tokens != padding:
+            last = self.last = BatchStats(samples=samples, tokens=tokens, padding_tokens=padding)
+        return last
