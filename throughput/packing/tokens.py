@@ -1,4 +1,4 @@
-"""Token storage for packing: all documents in one flat int64 array plus offsets (CSR). Torch-free.
+"""Token storage for packing: all documents in one flat integer array plus offsets (CSR). Torch-free.
 
 Documents may be Python lists/tuples of ints, 1-D integer numpy arrays or CPU tensors (mixed freely),
 or mappings with ``input_ids`` and optionally ``labels`` (same length; -100 marks a token that bears no
@@ -25,7 +25,9 @@ from throughput.packing.plan import IntArray, expand
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TokenStore:
-    """Tokens of document ``i`` are ``ids[offsets[i]:offsets[i + 1]]``; ``labels`` (or None) alike."""
+    """Tokens of document ``i`` are ``ids[offsets[i]:offsets[i + 1]]``; ``labels`` (or None) alike.
+    ``ids``/``labels`` are int64, or int32 when ``tokens_from_flat`` was given int32 (Arrow's token
+    columns often are): kept as they are, not copied; everything taken out of the store is int64."""
 
     ids: IntArray
     offsets: IntArray
@@ -44,7 +46,7 @@ class TokenStore:
         return np.diff(self.offsets)
 
     def gather(self, doc_index: IntArray, doc_start: IntArray, length: IntArray) -> tuple[IntArray, IntArray | None]:
-        """Tokens (and labels) of the given pieces, concatenated in the given order."""
+        """Tokens (and labels) of the given pieces, concatenated in the given order, as int64."""
         src_start, dest = self.offsets[doc_index] + doc_start, np.cumsum(length) - length
         size = int(length.sum())
         return (copy_runs(self.ids, src_start, length, dest, size),
@@ -52,9 +54,10 @@ class TokenStore:
 
 
 def tokens_from_flat(ids: Any, offsets: Any, labels: Any = None) -> TokenStore:
-    """A store over existing flat arrays (e.g. an Arrow list column's values and offsets), no Python loop."""
+    """A store over existing flat arrays (e.g. an Arrow list column's values and offsets), no Python loop.
+    int32 and int64 token arrays are used in place; other integer types are converted to int64."""
     flat = _int_array(np.asarray(ids), "input_ids")
-    offs = _int_array(np.asarray(offsets), "offsets")
+    offs = _int_array(np.asarray(offsets), "offsets").astype(np.int64, copy=False)
     lab = None if labels is None else _int_array(np.asarray(labels), "labels")
     store = TokenStore(ids=flat, offsets=offs, labels=lab)
     _check_store(store)
@@ -165,7 +168,7 @@ def copy_runs(src: IntArray, src_start: IntArray, lens: IntArray, dest: IntArray
 def _int_array(a: np.ndarray, what: str) -> IntArray:
     if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
         raise ValueError(f"{what} must be a 1-D integer array, got shape {a.shape} dtype {a.dtype}")
-    return a.astype(np.int64, copy=False)
+    return a if a.dtype in (np.int32, np.int64) else a.astype(np.int64)
 
 
 def _check_store(store: TokenStore) -> None:
