@@ -16,6 +16,7 @@ This machine is a VM that hands freed memory back to its host; the first touch o
 to ~10x more than of memory the guest kept, so a run right after a big free (TRL's tables, our arrays)
 paid for the previous variant. Before every timed call, on both sides, the worker therefore touches and
 frees a scratch buffer (``--scratch-mb``, untimed), so that every call starts from the same memory state.
+Torch runs with one intra-op thread (see ``main``).
 """
 
 from __future__ import annotations
@@ -145,7 +146,12 @@ def main() -> None:
     ap.add_argument("--scratch-mb", type=int, default=1024)
     args = ap.parse_args()
     import datasets
+    import torch
     import trl
+    # TRL's collator runs many small torch ops; with 2 intra-op threads on this shared 2-core machine they
+    # contend with other jobs (3x slower under load, measured). One thread on both sides (ours is numpy,
+    # single-threaded anyway) keeps TRL's side at its best here.
+    torch.set_num_threads(1)
     datasets.disable_progress_bars()
     datasets.disable_caching()
     docs = make_docs(args.docs, args.seed)

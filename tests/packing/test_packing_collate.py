@@ -8,7 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from throughput.packing import PackingCollator, block_causal_mask, pack_to_tensors, tokens_from_docs, tokens_from_flat
+from throughput.packing import (PackedDataset, PackingCollator, block_causal_mask, pack_to_tensors, tokens_from_docs,
+                                tokens_from_flat)
 
 
 def test_hand_worked_batch() -> None:
@@ -106,7 +107,8 @@ def test_mixed_document_forms() -> None:
     store = tokens_from_docs([[1, 2], (3,), np.array([4, 5], dtype=np.int16), torch.tensor([6]), [np.int64(7), 8]])
     assert store.ids.dtype == np.int64 and store.ids.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
     assert store.offsets.tolist() == [0, 2, 3, 5, 6, 8]
-    labelled = tokens_from_docs([{"input_ids": (1, 2), "labels": np.array([-100, 2])}, {"input_ids": [3], "labels": (3,)}])
+    labelled = tokens_from_docs([{"input_ids": (1, 2), "labels": np.array([-100, 2])},
+                                 {"input_ids": [3], "labels": (3,)}])
     assert labelled.ids.tolist() == [1, 2, 3] and labelled.labels is not None
     assert labelled.labels.tolist() == [-100, 2, 3]
 
@@ -124,9 +126,13 @@ def test_gather_copies_pieces_in_order() -> None:
 def test_flat_store_packs_like_lists() -> None:
     # The CSR form of [[5, 6, 7], [8, 9], [1, 2, 3, 4]]: values and offsets 0, 3, 5, 9.
     store = tokens_from_flat(np.array([5, 6, 7, 8, 9, 1, 2, 3, 4], dtype=np.int32), np.array([0, 3, 5, 9]))
+    assert store.ids.dtype == np.int32                           # used in place, not widened
+    ids, _ = store.gather(np.array([2, 0]), np.array([0, 1]), np.array([4, 2]))   # doc 2, then doc 0 from 1
+    assert ids.dtype == np.int64 and ids.tolist() == [1, 2, 3, 4, 6, 7]
     from_flat, _ = pack_to_tensors(store, 6)
     from_lists, _ = pack_to_tensors([[5, 6, 7], [8, 9], [1, 2, 3, 4]], 6)
     assert all(torch.equal(from_flat[k], from_lists[k]) for k in ("input_ids", "labels", "position_ids", "cu_seqlens"))
+    assert [r["input_ids"].tolist() for r in PackedDataset(store, 6)] == [[8, 9, 1, 2, 3, 4], [5, 6, 7]]
     with pytest.raises(ValueError, match="offsets end at 8 but there are 9 tokens"):
         tokens_from_flat(np.arange(9), np.array([0, 3, 8]))
     with pytest.raises(ValueError, match="input_ids must be a 1-D integer array"):
