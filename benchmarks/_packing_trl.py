@@ -47,7 +47,8 @@ def ours_variants(docs: list[list[int]], prebuilt: Any, row_len: int) -> dict[st
     from throughput.packing import pack_lengths, pack_to_tensors, tokens_from_docs, tokens_from_flat
 
     def arrow_store() -> Any:
-        col = prebuilt.data.column("input_ids").combine_chunks()
+        column = prebuilt.data.column("input_ids")      # one chunk: read in place (combine_chunks copies it)
+        col = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
         return tokens_from_flat(col.values.to_numpy(), col.offsets.to_numpy())
 
     def flat(store: Any) -> tuple[int, int]:

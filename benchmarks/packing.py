@@ -113,7 +113,7 @@ def trl_comparison(quick: bool) -> dict[str, Any]:
     error = None if quick else ensure_trl_env()
     if error:
         return {"status": error}
-    docs, repeats, train_repeats, scratch_mb = (3_000, 3, 1, 256) if quick else (20_000, 5, 3, 1024)
+    docs, repeats, train_repeats, scratch_mb = (3_000, 3, 1, 256) if quick else (20_000, 5, 5, 1024)
     cmd = [str(TRL_VENV / "bin" / "python"), "-m", "benchmarks._packing_trl", "--docs", str(docs),
            "--repeats", str(repeats), "--train-repeats", str(train_repeats), "--seed", str(SEED),
            "--scratch-mb", str(scratch_mb)]
