@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -112,9 +113,10 @@ def trl_comparison(quick: bool) -> dict[str, Any]:
     error = None if quick else ensure_trl_env()
     if error:
         return {"status": error}
-    docs, repeats, train_repeats = (3_000, 3, 1) if quick else (20_000, 5, 3)
+    docs, repeats, train_repeats, scratch_mb = (3_000, 3, 1, 256) if quick else (20_000, 5, 5, 1024)
     cmd = [str(TRL_VENV / "bin" / "python"), "-m", "benchmarks._packing_trl", "--docs", str(docs),
-           "--repeats", str(repeats), "--train-repeats", str(train_repeats), "--seed", str(SEED)]
+           "--repeats", str(repeats), "--train-repeats", str(train_repeats), "--seed", str(SEED),
+           "--scratch-mb", str(scratch_mb)]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if done.returncode:
         return {"status": f"TRL worker failed: {done.stderr.strip()[-500:]}"}
@@ -127,11 +129,14 @@ def trl_comparison(quick: bool) -> dict[str, Any]:
 
 
 def run(quick: bool) -> dict[str, Any]:
+    load_start = os.getloadavg()
     n, repeats = (100_000, 3) if quick else (1_000_000, 5)
     logn, unif = lognormal_lengths(n), uniform_lengths(n)
     cases = [planning_case("lognormal", logn, 2048, repeats), planning_case("lognormal", logn, 4096, repeats),
              planning_case("uniform", unif, 2048, repeats)]
-    result = {"benchmark": "packing", "quick": quick, "seed": SEED, "planning": cases, "trl": trl_comparison(quick),
+    trl = trl_comparison(quick)
+    result = {"benchmark": "packing", "quick": quick, "seed": SEED, "planning": cases, "trl": trl,
+              "load_avg": {"start": load_start, "end": os.getloadavg()},
               "targets": {"utilization": TARGET_UTILIZATION, "planning_docs_per_s": TARGET_DOCS_PER_S,
                           "speedup_vs_trl": TARGET_SPEEDUP}}
     OUT.mkdir(parents=True, exist_ok=True)

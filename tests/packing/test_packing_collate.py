@@ -8,7 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from throughput.packing import PackingCollator, block_causal_mask, pack_to_tensors, tokens_from_docs, tokens_from_flat
+from throughput.packing import (PackedDataset, PackingCollator, block_causal_mask, pack_to_tensors, tokens_from_docs,
+                                tokens_from_flat)
 
 
 def test_hand_worked_batch() -> None:
@@ -81,6 +82,10 @@ def test_tensors_consistent_with_lengths(lengths: list[int], row_len: int, overf
     ([[1, 2], []], "document 1 has no tokens"),
     ([[1, 2], [3, 4.5]], r"document 1: input_ids must be integer token ids, found 4.5"),
     ([[1, "a"]], "document 0: input_ids must be integer token ids, found 'a'"),
+    ([[1, 2], (3, None)], "document 1: input_ids must be integer token ids, found None"),
+    ([[1, [2]]], r"document 0: input_ids must be integer token ids, found \[2\]"),
+    ([[1], [2**70]], f"document 1: input_ids must be integer token ids, found {2**70}, which does not fit in 64 bits"),
+    ([{"input_ids": [1, 2], "labels": [-100, 0.5]}], "document 0: labels must be integer token ids, found 0.5"),
     ([np.array([1.0, 2.0])], "document 0: input_ids must be a 1-D sequence of integer token ids"),
     ([[1, -3]], "token ids must be >= 0, found -3"),
     ([{"input_ids": [1, 2], "labels": [1]}], "document 0: labels and input_ids differ in length"),
@@ -97,12 +102,37 @@ def test_array_and_tensor_documents() -> None:
     assert store.ids.tolist() == [1, 2, 3, 4, 5] and store.offsets.tolist() == [0, 2, 5]
 
 
+def test_mixed_document_forms() -> None:
+    # list, tuple, int16 array, tensor, list holding numpy ints: lengths 2, 1, 2, 1, 2 -> offsets 0 2 3 5 6 8
+    store = tokens_from_docs([[1, 2], (3,), np.array([4, 5], dtype=np.int16), torch.tensor([6]), [np.int64(7), 8]])
+    assert store.ids.dtype == np.int64 and store.ids.tolist() == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert store.offsets.tolist() == [0, 2, 3, 5, 6, 8]
+    labelled = tokens_from_docs([{"input_ids": (1, 2), "labels": np.array([-100, 2])},
+                                 {"input_ids": [3], "labels": (3,)}])
+    assert labelled.ids.tolist() == [1, 2, 3] and labelled.labels is not None
+    assert labelled.labels.tolist() == [-100, 2, 3]
+
+
+def test_gather_copies_pieces_in_order() -> None:
+    store = tokens_from_docs([list(range(100)), list(range(100, 200))])    # doc 1 starts at flat offset 100
+    # short pieces (mean 2.5 tokens: one vectorised gather): doc 1 [0:2], doc 0 [0:3]
+    ids, labels = store.gather(np.array([1, 0]), np.array([0, 0]), np.array([2, 3]))
+    assert ids.tolist() == [100, 101, 0, 1, 2] and labels is None
+    # long pieces (mean 75 tokens: slice copies): all of doc 1, then doc 0 from token 50
+    ids, _ = store.gather(np.array([1, 0]), np.array([0, 50]), np.array([100, 50]))
+    assert ids.tolist() == list(range(100, 200)) + list(range(50, 100))
+
+
 def test_flat_store_packs_like_lists() -> None:
     # The CSR form of [[5, 6, 7], [8, 9], [1, 2, 3, 4]]: values and offsets 0, 3, 5, 9.
     store = tokens_from_flat(np.array([5, 6, 7, 8, 9, 1, 2, 3, 4], dtype=np.int32), np.array([0, 3, 5, 9]))
+    assert store.ids.dtype == np.int32                           # used in place, not widened
+    ids, _ = store.gather(np.array([2, 0]), np.array([0, 1]), np.array([4, 2]))   # doc 2, then doc 0 from 1
+    assert ids.dtype == np.int64 and ids.tolist() == [1, 2, 3, 4, 6, 7]
     from_flat, _ = pack_to_tensors(store, 6)
     from_lists, _ = pack_to_tensors([[5, 6, 7], [8, 9], [1, 2, 3, 4]], 6)
     assert all(torch.equal(from_flat[k], from_lists[k]) for k in ("input_ids", "labels", "position_ids", "cu_seqlens"))
+    assert [r["input_ids"].tolist() for r in PackedDataset(store, 6)] == [[8, 9, 1, 2, 3, 4], [5, 6, 7]]
     with pytest.raises(ValueError, match="offsets end at 8 but there are 9 tokens"):
         tokens_from_flat(np.arange(9), np.array([0, 3, 8]))
     with pytest.raises(ValueError, match="input_ids must be a 1-D integer array"):

@@ -22,7 +22,7 @@ import torch
 
 from throughput.packing.algorithms import pack_lengths
 from throughput.packing.plan import IntArray, PackingPlan, validate_row_len
-from throughput.packing.tokens import TokenStore, expand, tokens_from_docs
+from throughput.packing.tokens import TokenStore, copy_runs, tokens_from_docs
 
 IGNORE_INDEX = -100
 
@@ -46,8 +46,8 @@ def build_batch(ids: IntArray, labels: IntArray | None, seq_lens: IntArray, docs
     n_rows = len(docs_per_row)
     doc_dest, fill, first = _doc_starts(seq_lens, docs_per_row, width)
     src = first if src_start is None else src_start
-    input_ids = _place(ids, src, seq_lens, doc_dest, n_rows * width)
-    out_labels = input_ids.copy() if labels is None else _place(labels, src, seq_lens, doc_dest, n_rows * width)
+    input_ids = copy_runs(ids, src, seq_lens, doc_dest, n_rows * width)
+    out_labels = input_ids.copy() if labels is None else copy_runs(labels, src, seq_lens, doc_dest, n_rows * width)
     tails = np.flatnonzero(fill < width)
     for r, f in zip(tails.tolist(), fill[tails].tolist()):       # only rows that are not full
         input_ids[r * width + f:(r + 1) * width] = pad_id
@@ -55,7 +55,7 @@ def build_batch(ids: IntArray, labels: IntArray | None, seq_lens: IntArray, docs
     out_labels[doc_dest] = IGNORE_INDEX                            # nothing predicts a document's first token
     seg_dest, seg_len = _segments(doc_dest, seq_lens, tails * width + fill[tails], width - fill[tails])
     counting = np.arange(width, dtype=np.int64)                  # positions restart at 0 in every segment
-    positions = _place(counting, np.zeros_like(seg_len), seg_len, seg_dest, n_rows * width)
+    positions = copy_runs(counting, np.zeros_like(seg_len), seg_len, seg_dest, n_rows * width)
     seqs = seg_len[seg_len > 0]                                  # batch order: what cu_seqlens describes
     cu = np.zeros(len(seqs) + 1, dtype=np.int32)
     np.cumsum(seqs, out=cu[1:])
@@ -95,26 +95,6 @@ def _segments(doc_dest: IntArray, doc_len: IntArray, tail_dest: IntArray,
     length = np.concatenate([doc_len, tail_len])
     order = np.argsort(dest, kind="stable")
     return dest[order], length[order]
-
-
-def _place(src: IntArray, src_start: IntArray, lens: IntArray, dest: IntArray, size: int) -> IntArray:
-    """out[dest[p]:dest[p] + lens[p]] = src[src_start[p]:...]. Runs that are contiguous on both sides are
-    merged; long runs are copied slice by slice (memcpy), short ones with one vectorised gather."""
-    out = np.empty(size, dtype=np.int64)
-    if len(lens) == 0:
-        return out
-    brk = np.flatnonzero((src_start[1:] != src_start[:-1] + lens[:-1]) | (dest[1:] != dest[:-1] + lens[:-1])) + 1
-    run = np.concatenate([[0], brk])
-    run_len = np.add.reduceat(lens, run)
-    s0, d0 = src_start[run], dest[run]
-    if run_len.mean() >= 64:       # ~1 us of Python per slice beats ~8 ns per token of index arithmetic
-        for s, d, n in zip(s0.tolist(), d0.tolist(), run_len.tolist()):
-            out[d:d + n] = src[s:s + n]
-    else:
-        tok = np.arange(int(run_len.sum()), dtype=np.int64)
-        run_first = np.cumsum(run_len) - run_len
-        out[expand(d0 - run_first, run_len) + tok] = src[expand(s0 - run_first, run_len) + tok]
-    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,17 +28,19 @@ def _check_shard(rank: int, world_size: int) -> None:
 
 class PackedDataset(Dataset[PackedRow]):
     """Map-style: all documents are planned at construction (``self.plan``, with ``self.plan.stats``).
+    ``docs`` as for ``tokens_from_docs``, or a ``TokenStore`` (e.g. ``tokens_from_flat`` over an Arrow column).
 
     With ``world_size > 1`` this rank sees rows ``rank, rank + world_size, ...``; ``even_shards=True``
     first drops the last ``rows % world_size`` rows so every rank has the same number of rows (DDP
     needs equal step counts); their tokens are reported in ``rows_dropped_for_shards``.
     """
 
-    def __init__(self, docs: Sequence[Any], row_len: int, *, algorithm: str = "histogram", overflow: str = "split",
+    def __init__(self, docs: Sequence[Any] | TokenStore, row_len: int, *, algorithm: str = "histogram",
+                 overflow: str = "split",
                  max_docs_per_row: int | None = None, rank: int = 0, world_size: int = 1,
                  even_shards: bool = True) -> None:
         _check_shard(rank, world_size)
-        self.store: TokenStore = tokens_from_docs(docs)
+        self.store: TokenStore = docs if isinstance(docs, TokenStore) else tokens_from_docs(docs)
         self.plan: PackingPlan = pack_lengths(self.store.lengths, row_len, algorithm=algorithm,  # type: ignore[arg-type]
                                               overflow=overflow, max_docs_per_row=max_docs_per_row)  # type: ignore[arg-type]
         n = self.plan.num_rows
