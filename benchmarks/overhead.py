@@ -1,8 +1,9 @@
 """Profiler overhead: plain loop vs the embedded profiler vs torch.profiler, interleaved in one process.
 
-Three small CPU models are sized so a training step takes about 2, 10 and 50 ms. Blocks of 32 steps of
-each variant alternate round after round (the recorder replays its log every 32 steps, so every block
-carries its share of that work). Each block gives its mean step time, by the wall clock and by the
+Three small CPU models are sized so a training step takes about 2, 10 and 50 ms. Blocks of steps of
+each variant alternate round after round: 32 steps below 10 ms (the recorder replays its log every 32
+steps, so every block carries its share of that work), 8 from 10 ms (more pairs; a replay is ~0.01% of
+such a block). Each block gives its mean step time, by the wall clock and by the
 training thread's CPU clock; the overhead is the median over rounds of (profiled block / plain block of
 the same round) - 1. Pairing within a round cancels the slow drifts of a shared machine; the CPU clock
 leaves out time the thread spent descheduled by other tenants (with one intra-op thread, the training
@@ -27,6 +28,7 @@ import throughput
 
 TARGETS = {2e-3: 0.03, 10e-3: 0.01, 50e-3: 0.01}
 BLOCK_STEPS = 32   # = throughput.capture.recorder.DRAIN_EVERY_STEPS: each block holds one replay
+LONG_BLOCK_STEPS = 8   # for steps of 10 ms and more: more pairs per minute (a replay is ~0.01% there)
 Block = Callable[[int], tuple[float, float]]   # runs n steps -> (wall seconds, thread CPU seconds)
 
 
@@ -100,13 +102,14 @@ def calibrate(target_s: float) -> int:
     return prev
 
 
-def paired(variants: dict[str, Block], rounds: int) -> dict[str, list[tuple[float, float]]]:
-    """Per round, one block of each variant (order alternating); per block its mean step (wall, cpu)."""
+def paired(variants: dict[str, Block], rounds: int, steps: int) -> dict[str, list[tuple[float, float]]]:
+    """Per round, one block of ``steps`` steps of each variant (order alternating); per block its mean
+    step time (wall, cpu)."""
     out: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for r in range(rounds):
         for name in (list(variants) if r % 2 == 0 else list(reversed(variants))):
-            wall, cpu = variants[name](BLOCK_STEPS)
-            out[name].append((wall / BLOCK_STEPS, cpu / BLOCK_STEPS))
+            wall, cpu = variants[name](steps)
+            out[name].append((wall / steps, cpu / steps))
     return out
 
 
@@ -147,12 +150,13 @@ def run(quick: bool = False) -> dict[str, Any]:
         w.plain(5)
         prof = throughput.Profiler(warmup_steps=0)
         w.profiled(prof)(BLOCK_STEPS)   # first use: imports, first replay
-        # The same total time per target: fewer rounds for longer steps.
-        n_rounds = max(4 if quick else 8, int((0.6 if quick else 2.0) / (BLOCK_STEPS * target)))
-        ours = paired({"plain": w.plain, "throughput": w.profiled(prof)}, n_rounds)
+        # About the same time per target: shorter blocks and fewer rounds for longer steps.
+        block = BLOCK_STEPS if target < 10e-3 else LONG_BLOCK_STEPS
+        n_rounds = max(6 if quick else 12, int((6.0 if quick else 25.0) / (block * target)))
+        ours = paired({"plain": w.plain, "throughput": w.profiled(prof)}, n_rounds, block)
         # torch.profiler leaves the process slower for a while after it stops, so a block that follows it
         # would be penalised: it is compared with plain in its own interleaving.
-        theirs = paired({"plain": w.plain, "torch.profiler": w.torch_profiled}, max(4, n_rounds // 2))
+        theirs = paired({"plain": w.plain, "torch.profiler": w.torch_profiled}, max(4, n_rounds // 3), block)
         prof.stop()
         plain_s = median([b[0] for b in ours["plain"]])
         wall, cpu = overhead(ours, "throughput", 0), overhead(ours, "throughput", 1)
@@ -161,7 +165,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         results.append({"target_step_s": target, "width": width, "plain_median_s": plain_s,
                         "throughput_overhead": wall, "throughput_overhead_cpu": cpu,
                         "torch_profiler_overhead": torch_wall, "api_cost_fraction": api_cost / plain_s,
-                        "limit": limit, "pass": wall <= limit, "rounds": n_rounds, "block_steps": BLOCK_STEPS})
+                        "limit": limit, "pass": wall <= limit, "rounds": n_rounds, "block_steps": block})
         rows.append([f"{plain_s * 1e3:.1f} ms", width, f"{wall:+.2%}", f"{cpu:+.2%}", f"{api_cost / plain_s:.3%}",
                      f"{torch_wall:+.2%}", f"<= {limit:.0%}", "pass" if wall <= limit else "FAIL"])
     head = ["plain step (median)", "MLP width", "throughput overhead (wall)", "(thread CPU)", "API cost / step",
@@ -171,7 +175,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         "# Profiler overhead", "",
         f"Machine: {machine()}; load average {load:.1f} at the end (other jobs share the 2 cores). "
         "Plain, throughput's embedded profiler (iter + 3 phases + step(loss)) and torch.profiler (CPU "
-        f"activity) run the same MLP training loop in interleaved blocks of {BLOCK_STEPS} steps in one process. "
+        f"activity) run the same MLP training loop in interleaved blocks in one process ({BLOCK_STEPS} steps a block "
+        f"below 10 ms, so that each block carries one replay of the recorder's log; {LONG_BLOCK_STEPS} from 10 ms). "
         "Overhead = median over rounds of (profiled block mean / plain block mean of the same round) - 1, "
         "by the wall clock (the target) and by the training thread's CPU clock (leaves out time the thread "
         "was descheduled by other tenants). `API cost / step` is the measured cost of iter + 3 phases + "
