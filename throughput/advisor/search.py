@@ -12,6 +12,7 @@ Every probe that runs out of memory (or over the budget) is recorded, backed off
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -266,6 +267,27 @@ class _Search:
         if self.settings.memory_budget_bytes is not None and smaller and not self.out_of_time():
             self.probe(self.with_(cfg, micro_batch_size=smaller[-1]), "memory fit")
 
+    def checkpointing_can_win(self, cfg: dict[str, Setting], start: dict[str, Setting], nxt: int) -> bool:
+        """Whether checkpointing at the next size up could beat ``cfg`` by ``min_gain``: its measured
+        slowdown at the same size (the recomputation), times the best gain one doubling of the micro-batch
+        gave without it (an optimistic bound: gains shrink as the batch grows). When it cannot, the memory
+        point and the climb are skipped (two or more probes that cannot change the answer)."""
+        if not self.feasible(self.cache[_key(start)]) or self.sps(cfg) <= 0:
+            return False
+        slowdown = self.sps(start) / self.sps(cfg)
+        measured = sorted((int(t.config["micro_batch_size"]), self.sps(t.config)) for t in self.trials  # type: ignore[arg-type]
+                          if t.result.ok and all(t.config.get(k) == cfg.get(k) for k in
+                                                 ("amp", "activation_checkpointing", "num_workers")))
+        gains = [b / a for (ma, a), (mb, b) in zip(measured, measured[1:]) if a > 0 and mb == 2 * ma]
+        per_doubling = max(max(gains, default=2.0), 1.0)   # nothing measured: assume linear scaling
+        bound = slowdown * per_doubling ** math.log2(nxt / int(cfg["micro_batch_size"]))  # type: ignore[arg-type]
+        if bound > 1 + self.settings.min_gain:
+            return True
+        self.notes.append(f"activation checkpointing: {slowdown:.2f}x the speed at micro-batch "
+                          f"{cfg['micro_batch_size']}, and a doubling of the micro-batch gained at most "
+                          f"{per_doubling - 1:.0%}: it cannot win at {nxt}; not climbed")
+        return False
+
     def tune_checkpointing(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
         sizes = self.space.micro_batch_size
         micro = int(cfg["micro_batch_size"])  # type: ignore[arg-type]
@@ -279,6 +301,8 @@ class _Search:
         self.checkpointing_tried.add(cfg.get("amp"))
         start = self.with_(cfg, activation_checkpointing=True)
         self.probe(start, "activation checkpointing")
+        if not self.checkpointing_can_win(cfg, start, nxt):
+            return cfg
         self.memory_point(start)
         saved_fit, saved_cap = self.fit, self.cap
         self.refit(start)
@@ -336,7 +360,7 @@ def search(target: ProbeTarget, space: SearchSpace, settings: SearchSettings | N
     baseline = next(t for t in s.trials if _key(t.config) == _key(cfg))
     for _ in range(s.settings.max_passes):
         before = _key(cfg)
-        for step in (s.tune_workers, s.tune_micro, s.tune_amp, s.tune_checkpointing):
+        for step in (s.tune_workers, s.tune_amp, s.tune_micro, s.tune_checkpointing):
             if not s.out_of_time():
                 cfg = step(cfg)
         if _key(cfg) == before:

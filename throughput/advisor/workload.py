@@ -12,6 +12,7 @@ pin_memory, persistent_workers, prefetch_factor, activation_checkpointing, compi
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -82,27 +83,44 @@ class WorkloadTarget:
     """Runs ``build(config)`` for ``warmup + steps`` optimizer steps in this process.
 
     Bounded: a probe stops after ``time_limit_s`` (reporting the steps it measured). Out-of-memory
-    errors (CUDA or CPU allocator, MemoryError) are caught and returned as ``oom=True``.
+    errors (CUDA or CPU allocator, MemoryError, the kernel's OOM killer for an isolated probe) are
+    caught and returned as ``oom=True``.
+
+    ``isolate``: run each probe in a fresh child process (``throughput.advisor.isolate``: a clean memory
+    baseline per probe, nothing left behind in this process). None (default): wherever possible, i.e.
+    on CPU with a picklable ``build``; False: in this process. ``prime=False`` skips the per-precision
+    priming step (the probe server already primed the process).
     """
 
     supported = WORKLOAD_KEYS
 
     def __init__(self, build: BuildFn, *, warmup_steps: int = 1, time_limit_s: float = 60.0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, isolate: bool | None = None, prime: bool = True) -> None:
         if warmup_steps < 0 or time_limit_s <= 0:
             raise ValueError(f"need warmup_steps >= 0 and time_limit_s > 0, got {warmup_steps}, {time_limit_s}")
         self.build = build
         self.warmup_steps = warmup_steps
         self.time_limit_s = time_limit_s
         self.seed = seed
-        self.primed: set[str] = set()
+        self.primed: set[str] = set() if prime else {"fp32", "bf16", "fp16"}
+        if isolate is None:
+            from throughput.advisor.isolate import can_isolate
+            isolate = can_isolate(build)
+        self.isolate = isolate
 
     def run(self, config: Config, steps: int) -> ProbeResult:
-        """One probe. The first call for each precision also runs one unmeasured step, so that one-time
-        costs of the process (kernel selection and primitive caches per dtype, thread pools, lazy library
-        initialisation) land in no probe's time or memory."""
+        """One probe. In-process, the first call for each precision also runs one unmeasured step, so
+        that one-time costs of the process (kernel selection and primitive caches per dtype, thread
+        pools, lazy library initialisation) land in no probe's time or memory. Isolated probes need no
+        such step: their parent server paid those costs once (``throughput.advisor._prime``)."""
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        if self.isolate:
+            from throughput.advisor.isolate import run_isolated
+            make = functools.partial(WorkloadTarget, self.build, warmup_steps=self.warmup_steps,
+                                     time_limit_s=self.time_limit_s, seed=self.seed, isolate=False,
+                                     prime=False)
+            return run_isolated(make, config, steps, self.time_limit_s)
         amp = str(config.get("amp", "fp32"))
         if amp not in self.primed:       # cheap: no loader workers, no accumulation
             self.primed.add(amp)
