@@ -2,11 +2,14 @@
 
 Order of a pass (repeated while something changed, at most ``max_passes``):
 1. loader workers, only while the measured data wait is above ``data_wait_done`` (then prefetch);
-2. micro-batch: a line search over the sizes that divide the global batch, up while throughput rises
+2. precision: each candidate the hardware supports, A/B against fp32 at the same configuration,
+   accepted only for a measured gain AND losses that agree within ``loss_tolerance``. Before the
+   micro-batch: a new precision changes speed and memory per sample, so the micro-batch is tuned once,
+   under the precision it will run with (a rejected precision is tried again at the tuned size);
+3. micro-batch: a line search over the sizes that divide the global batch, up while throughput rises
    by at least ``min_gain``, never above the size the memory fit predicts to fit the budget;
-3. precision: each candidate the hardware supports, A/B against fp32 at the same configuration,
-   accepted only for a measured gain AND losses that agree within ``loss_tolerance``;
-4. activation checkpointing: only when memory, not throughput, capped the micro-batch.
+4. activation checkpointing: only when memory, not throughput, capped the micro-batch, and only
+   climbed when its measured slowdown leaves room for a gain (``checkpointing_can_win``).
 Every probe that runs out of memory (or over the budget) is recorded, backed off from, and reported.
 """
 
@@ -235,7 +238,7 @@ class _Search:
         if cfg.get("amp") != "fp32":
             return cfg        # decided in an earlier pass, with its A/B evidence
         if wait >= INPUT_BOUND_WAIT or len(self.space.amp) < 2:
-            if len(self.space.amp) > 1 and cfg.get("amp") == "fp32":
+            if len(self.space.amp) > 1 and not any(n.startswith("precision not tried") for n in self.notes):
                 self.notes.append(f"precision not tried: data wait is {wait:.0%} of step time")
             return cfg
         ref_cfg = self.with_(cfg, amp="fp32")
