@@ -30,7 +30,7 @@ from throughput.advisor.isolate import start_server
 from throughput.advisor.search import search
 from throughput.advisor.space import SearchSettings, SearchSpace
 from throughput.advisor.trials import ProbeResult, describe_config
-from throughput.advisor.workload import BuildFn, WorkloadTarget, device_fixed_settings, supported_precisions
+from throughput.advisor.workload import DEFAULT_MIN_MEASURE_S, BuildFn, WorkloadTarget, device_fixed_settings, supported_precisions
 
 MIB = 2**20
 AB_ROUNDS = 5
@@ -79,8 +79,13 @@ def _feasible(r: ProbeResult, budget: int | None) -> bool:
     return r.ok and (budget is None or r.peak_memory_bytes is None or r.peak_memory_bytes <= budget)
 
 
-def run_grid(case: Case, steps: int) -> tuple[dict[str, Any], ProbeResult, float, int]:
-    target = WorkloadTarget(case.build)
+def target_for(build: BuildFn, quick: bool) -> WorkloadTarget:
+    """The probe target every side uses (advisor, grid, A/B): the same probes, so the same costs."""
+    return WorkloadTarget(build, min_measure_s=0.1 if quick else DEFAULT_MIN_MEASURE_S)
+
+
+def run_grid(case: Case, steps: int, quick: bool) -> tuple[dict[str, Any], ProbeResult, float, int]:
+    target = target_for(case.build, quick)
     t0 = time.perf_counter()
     best: tuple[dict[str, Any], ProbeResult] | None = None
     n = 0
@@ -94,11 +99,11 @@ def run_grid(case: Case, steps: int) -> tuple[dict[str, Any], ProbeResult, float
     return best[0], best[1], time.perf_counter() - t0, n
 
 
-def ab(build: BuildFn, a: Mapping[str, Any], b: Mapping[str, Any], rounds: int, steps: int
+def ab(build: BuildFn, a: Mapping[str, Any], b: Mapping[str, Any], rounds: int, steps: int, quick: bool = False
        ) -> tuple[list[ProbeResult], list[ProbeResult]]:
     """Interleaved A/B in the order a b, b a, a b, ... (so neither side always goes first), one target, so
     drift hits both alike. Round i's pair is adjacent in time: ``paired_ratio`` compares within rounds."""
-    target = WorkloadTarget(build)
+    target = target_for(build, quick)
     ra: list[ProbeResult] = []
     rb: list[ProbeResult] = []
     for i in range(rounds):
@@ -124,14 +129,14 @@ def run_case(case: Case, quick: bool) -> dict[str, Any]:
     steps = 3 if quick else 5
     settings = SearchSettings(probe_steps=steps, memory_budget_bytes=case.budget_bytes)
     t0 = time.perf_counter()
-    advised = search(WorkloadTarget(case.build), case.space, settings, start=case.start)
+    advised = search(target_for(case.build, quick), case.space, settings, start=case.start)
     advisor_s = time.perf_counter() - t0
-    grid_cfg, grid_r, grid_s, grid_n = run_grid(case, steps)
+    grid_cfg, grid_r, grid_s, grid_n = run_grid(case, steps, quick)
     # The final A/B decides the reported ratio, so it must not be a handful of milliseconds: each run
     # measures at least AB_WINDOW_S of steps (at the faster of the two rates seen so far), 5 rounds.
     rate = max(advised.result.samples_per_s or 0.0, grid_r.samples_per_s or 0.0)
     ab_steps = max(2 * steps, math.ceil(AB_WINDOW_S[quick] * rate / case.space.target_global_batch))
-    tuned, best = ab(case.build, advised.config, grid_cfg, rounds=AB_ROUNDS, steps=ab_steps)
+    tuned, best = ab(case.build, advised.config, grid_cfg, rounds=AB_ROUNDS, steps=ab_steps, quick=quick)
     tuned_sps, best_sps = _median(tuned, "samples_per_s"), _median(best, "samples_per_s")
     ratio, spread = paired_ratio(tuned, best)
     # The advisor validated its choice by running it: that run is the measured peak the prediction is

@@ -92,8 +92,10 @@ def _run_child(request: bytes, w: int) -> None:
             result = make().run(config, steps)
         except BaseException as e:  # noqa: BLE001 - whatever happens, the parent gets one line
             result = ProbeResult(oom=is_oom(e), error=one_line(e))
-    texts = list(dict.fromkeys(f"{c.category.__name__}: {c.message}" for c in caught))[:20]
+    texts = list(dict.fromkeys(f"{c.category.__name__}: {c.message}"[:500] for c in caught))[:20]
     os.write(w, pickle.dumps((result, texts)))  # small (< 64 KiB pipe buffer): never blocks
+    sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(0)
 
 
@@ -126,8 +128,9 @@ def _connection() -> Connection:
     global _server
     if _server is None or _server[0].poll() is not None:
         mine, theirs = Pipe()
-        proc = subprocess.Popen([sys.executable, "-c", f"from throughput.advisor.isolate import serve; serve({theirs.fileno()})"],
-                                pass_fds=[theirs.fileno()])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        proc = subprocess.Popen([sys.executable, "-c", f"from throughput.advisor.isolate import serve; "
+                                 f"serve({theirs.fileno()})"], pass_fds=[theirs.fileno()], env=env)
         theirs.close()
         mine.send(list(sys.path))
         _server = (proc, mine)
@@ -147,13 +150,20 @@ def _stop(proc: subprocess.Popen[bytes], conn: Connection) -> None:
 def run_isolated(make: Callable[[], Any], config: Config, steps: int, time_limit_s: float) -> ProbeResult:
     """Run ``make().run(config, steps)`` in a fresh child of the probe server and return its result.
     ``make`` must be picklable and build an in-process target (``WorkloadTarget(..., isolate=False)``)."""
+    global _server
     conn = _connection()
-    conn.send_bytes(pickle.dumps((make, dict(config), steps, torch.get_num_threads())))
-    pid = conn.recv()
-    timed_out = not conn.poll(time_limit_s + EXIT_GRACE_S)
-    if timed_out:
-        os.kill(pid, signal.SIGKILL)
-    data, status = conn.recv()
+    try:
+        conn.send_bytes(pickle.dumps((make, dict(config), steps, torch.get_num_threads())))
+        pid = conn.recv()
+        timed_out = not conn.poll(time_limit_s + EXIT_GRACE_S)
+        if timed_out:
+            os.kill(pid, signal.SIGKILL)
+        data, status = conn.recv()
+    except (EOFError, OSError) as e:      # the server itself died: report it, start a new one next time
+        if _server is not None:
+            _stop(*_server)
+        _server = None
+        return ProbeResult(error=f"probe server stopped ({one_line(e)}); the probe was not run")
     if data and not timed_out:
         result, texts = pickle.loads(data)
         for text in texts:
