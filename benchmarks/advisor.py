@@ -30,7 +30,8 @@ from throughput.advisor.isolate import start_server
 from throughput.advisor.search import search
 from throughput.advisor.space import SearchSettings, SearchSpace
 from throughput.advisor.trials import ProbeResult, describe_config
-from throughput.advisor.workload import DEFAULT_MIN_MEASURE_S, BuildFn, WorkloadTarget, device_fixed_settings, supported_precisions
+from throughput.advisor.workload import (DEFAULT_MIN_MEASURE_S, BuildFn, WorkloadTarget, device_fixed_settings,
+                                        supported_precisions)
 
 MIB = 2**20
 AB_ROUNDS = 5
@@ -171,8 +172,8 @@ def render(result: dict[str, Any]) -> str:
              f"grid, A/B) runs in a fresh child of one probe server, started once in {result['server_start_s']:.1f} s "
              "before any timing. Targets: throughput ratio >= 0.95, time ratio <= 0.15, memory prediction error "
              "<= 10%.", "",
-             "| workload | grid configs | advisor probes | tuned / grid best (median of paired A/B rounds) | advisor time / grid time "
-             "| memory prediction error |", "|---|---|---|---|---|---|"]
+             "| workload | grid configs | advisor probes | tuned / grid best (median of paired A/B rounds) "
+             "| advisor time / grid time | memory prediction error |", "|---|---|---|---|---|---|"]
     for c in result["cases"]:
         err = f"{c['memory_prediction_error']:.1%}" if c["memory_prediction_error"] is not None else "n/a"
         ratio = f"{c['throughput_ratio']:.3f}" if c["throughput_ratio"] is not None else "n/a"

@@ -15,8 +15,9 @@ with torch 2.13 and 2 threads). The server is a fresh interpreter (``python -c``
 ``throughput.advisor._prime``, which runs one tiny fp32 and bf16 training step single-threaded, so the
 process-wide one-time costs (library loading, oneDNN initialisation) are paid once, not in every probe;
 a child then sets the parent's thread count and runs one probe. Not ``multiprocessing``'s forkserver:
-its children re-import the parent's ``__main__`` (a user script, re-run for every probe). CUDA probes stay in-process: the caching
-allocator's own counters are exact there, and a child would pay a CUDA context per probe.
+its children re-import the parent's ``__main__`` (a user script, re-run for every probe). CUDA probes
+stay in-process: the caching allocator's own counters are exact there, and a child would pay a CUDA
+context per probe.
 
 Bounded: a child that does not answer within its time limit is killed; one killed by the kernel's
 out-of-memory killer (SIGKILL) is reported as out of memory. Children are always reaped.

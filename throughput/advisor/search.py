@@ -278,9 +278,9 @@ class _Search:
         if not self.feasible(self.cache[_key(start)]) or self.sps(cfg) <= 0:
             return False
         slowdown = self.sps(start) / self.sps(cfg)
-        measured = sorted((int(t.config["micro_batch_size"]), self.sps(t.config)) for t in self.trials  # type: ignore[arg-type]
-                          if t.result.ok and all(t.config.get(k) == cfg.get(k) for k in
-                                                 ("amp", "activation_checkpointing", "num_workers")))
+        same = [t.config for t in self.trials if t.result.ok and all(
+            t.config.get(k) == cfg.get(k) for k in ("amp", "activation_checkpointing", "num_workers"))]
+        measured = sorted((int(c["micro_batch_size"]), self.sps(c)) for c in same)  # type: ignore[call-overload]
         gains = [b / a for (ma, a), (mb, b) in zip(measured, measured[1:]) if a > 0 and mb == 2 * ma]
         per_doubling = max(max(gains, default=2.0), 1.0)   # nothing measured: assume linear scaling
         bound = slowdown * per_doubling ** math.log2(nxt / int(cfg["micro_batch_size"]))  # type: ignore[arg-type]
