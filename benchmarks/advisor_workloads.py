@@ -1,4 +1,4 @@
-"""Three example workloads of different shapes for the advisor benchmark (in-process WorkloadTargets).
+"""Three example workloads of different shapes for the advisor benchmark (build functions for WorkloadTarget).
 
 - input_bound: every sample is read from (simulated) slow storage, then costs real CPU work in the
   Dataset (FFT-based feature extraction); the model is tiny: loader workers matter, precision does not.

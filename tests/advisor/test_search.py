@@ -116,6 +116,19 @@ def test_checkpointing_only_when_memory_capped_the_batch() -> None:
     assert not any(c.get("activation_checkpointing") for c in free.calls)
 
 
+def test_checkpointing_that_cannot_win_is_probed_once() -> None:
+    # overhead 0.5: compute is 0.001 * (1 + 0.5/m) s per sample; the largest gain of one doubling is the
+    # first, 1 -> 2: 1.5 / 1.25 = 1.2. Budget 3000 caps plain m at 16 (as above). Checkpointing at 16 is
+    # 3/4 the speed, so at 32 it can reach at most 0.75 * 1.2 = 0.9 of plain m=16 < 1.03: no climb.
+    space = _space(activation_checkpointing=(False, True))
+    target = FormulaTarget(overhead=0.5)
+    result = search(target, space, SearchSettings(memory_budget_bytes=3_000))
+    assert result.config["activation_checkpointing"] is False and result.config["micro_batch_size"] == 16
+    checkpointed = [c["micro_batch_size"] for c in target.calls if c.get("activation_checkpointing")]
+    assert checkpointed == [16]
+    assert any("cannot win" in n for n in result.notes)
+
+
 def test_search_probes_far_fewer_configs_than_the_grid() -> None:
     space = _space(num_workers=(0, 1, 2, 4), amp=("fp32", "bf16"), activation_checkpointing=(False, True))
     target = FormulaTarget(data_s=0.002)

@@ -46,7 +46,7 @@ def build_exploding(config: Mapping[str, object]) -> Workload:
 
 
 def test_probe_measures_a_real_training_run() -> None:
-    target = WorkloadTarget(build_tiny, warmup_steps=1)
+    target = WorkloadTarget(build_tiny, warmup_steps=1, min_measure_s=0.0)
     r = target.run({"micro_batch_size": 4, "grad_accum": 2}, steps=3)
     assert r.ok and r.steps == 3 and not r.oom
     assert len(r.losses) == 1 + 3                       # warm-up step + measured steps, one loss each
@@ -54,8 +54,17 @@ def test_probe_measures_a_real_training_run() -> None:
     assert r.data_wait_share is not None and 0.0 <= r.data_wait_share <= 1.0
 
 
+def test_a_probe_measures_at_least_its_minimum_window() -> None:
+    # a step of this tiny model takes about a millisecond: 3 steps would be a window of ~3 ms
+    r = WorkloadTarget(build_tiny, min_measure_s=0.05).run({"micro_batch_size": 4, "grad_accum": 2}, steps=3)
+    assert r.ok and r.samples_per_s is not None and r.steps > 3
+    # the rate is samples over the measured time: steps x 4 x 2 samples / rate = measured seconds >= 0.05
+    assert r.steps * 4 * 2 / r.samples_per_s >= 0.05
+    assert len(r.losses) == 1 + r.steps
+
+
 def test_same_seed_gives_the_same_losses() -> None:
-    target = WorkloadTarget(build_tiny)
+    target = WorkloadTarget(build_tiny, min_measure_s=0.0)  # a fixed number of steps: comparable losses
     a = target.run({"micro_batch_size": 8, "seed": 3}, steps=2)
     b = target.run({"micro_batch_size": 8, "seed": 3}, steps=2)
     assert a.losses == b.losses                         # the precision A/B relies on this

@@ -1,7 +1,8 @@
 """The advisor: rules over a saved session, measured probes, and the tuned plan.
 
 Torch-free: checkpoint, memory, findings, rules, plan, space, search. Torch side: trials (memory meter),
-workload (in-process target), script (subprocess target).
+workload (probe target for a build function), isolate (each CPU probe in a fresh child process of a
+primed probe server), script (subprocess target).
 """
 
 from throughput.advisor.checkpoint import CheckpointPlan, daly_interval, plan_checkpoints, young_interval

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 import time
@@ -48,11 +49,27 @@ def build_from_recipe(recipe: Recipe, config: Config) -> Workload:
     return Workload(model=model, optimizer=opt, loader=loader, loss_fn=_loss(recipe), device=device)
 
 
+_LOADED: dict[str, Recipe] = {}     # recipe file -> recipe, per process (a probe child loads it once)
+
+
+def build_from_recipe_file(source: str, config: Config) -> Workload:
+    """``build_from_recipe`` for the recipe in file ``source``: picklable by name, so that probes can run
+    in fresh child processes (``throughput.advisor.isolate``), which import the recipe file themselves."""
+    if source not in _LOADED:
+        _LOADED[source] = load_recipe(source)
+    return build_from_recipe(_LOADED[source], config)
+
+
 class RecipeTarget(WorkloadTarget):
     supported = RECIPE_KEYS
 
     def __init__(self, recipe: Recipe, **kwargs: Any) -> None:
-        super().__init__(lambda config: build_from_recipe(recipe, config), **kwargs)
+        if recipe.source and Path(recipe.source).is_file():
+            _LOADED[recipe.source] = recipe
+            build: Any = functools.partial(build_from_recipe_file, recipe.source)
+        else:                       # a recipe object without a file: probes run in this process
+            build = lambda config: build_from_recipe(recipe, config)  # noqa: E731
+        super().__init__(build, **kwargs)
         self.recipe = recipe
 
     def measure_checkpoint_s(self, config: Mapping[str, object]) -> float:

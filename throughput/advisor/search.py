@@ -2,16 +2,20 @@
 
 Order of a pass (repeated while something changed, at most ``max_passes``):
 1. loader workers, only while the measured data wait is above ``data_wait_done`` (then prefetch);
-2. micro-batch: a line search over the sizes that divide the global batch, up while throughput rises
+2. precision: each candidate the hardware supports, A/B against fp32 at the same configuration,
+   accepted only for a measured gain AND losses that agree within ``loss_tolerance``. Before the
+   micro-batch: a new precision changes speed and memory per sample, so the micro-batch is tuned once,
+   under the precision it will run with (a rejected precision is tried again at the tuned size);
+3. micro-batch: a line search over the sizes that divide the global batch, up while throughput rises
    by at least ``min_gain``, never above the size the memory fit predicts to fit the budget;
-3. precision: each candidate the hardware supports, A/B against fp32 at the same configuration,
-   accepted only for a measured gain AND losses that agree within ``loss_tolerance``;
-4. activation checkpointing: only when memory, not throughput, capped the micro-batch.
+4. activation checkpointing: only when memory, not throughput, capped the micro-batch, and only
+   climbed when its measured slowdown leaves room for a gain (``checkpointing_can_win``).
 Every probe that runs out of memory (or over the budget) is recorded, backed off from, and reported.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -234,7 +238,7 @@ class _Search:
         if cfg.get("amp") != "fp32":
             return cfg        # decided in an earlier pass, with its A/B evidence
         if wait >= INPUT_BOUND_WAIT or len(self.space.amp) < 2:
-            if len(self.space.amp) > 1 and cfg.get("amp") == "fp32":
+            if len(self.space.amp) > 1 and not any(n.startswith("precision not tried") for n in self.notes):
                 self.notes.append(f"precision not tried: data wait is {wait:.0%} of step time")
             return cfg
         ref_cfg = self.with_(cfg, amp="fp32")
@@ -266,6 +270,27 @@ class _Search:
         if self.settings.memory_budget_bytes is not None and smaller and not self.out_of_time():
             self.probe(self.with_(cfg, micro_batch_size=smaller[-1]), "memory fit")
 
+    def checkpointing_can_win(self, cfg: dict[str, Setting], start: dict[str, Setting], nxt: int) -> bool:
+        """Whether checkpointing at the next size up could beat ``cfg`` by ``min_gain``: its measured
+        slowdown at the same size (the recomputation), times the best gain one doubling of the micro-batch
+        gave without it (an optimistic bound: gains shrink as the batch grows). When it cannot, the memory
+        point and the climb are skipped (two or more probes that cannot change the answer)."""
+        if not self.feasible(self.cache[_key(start)]) or self.sps(cfg) <= 0:
+            return False
+        slowdown = self.sps(start) / self.sps(cfg)
+        same = [t.config for t in self.trials if t.result.ok and all(
+            t.config.get(k) == cfg.get(k) for k in ("amp", "activation_checkpointing", "num_workers"))]
+        measured = sorted((int(c["micro_batch_size"]), self.sps(c)) for c in same)  # type: ignore[call-overload]
+        gains = [b / a for (ma, a), (mb, b) in zip(measured, measured[1:]) if a > 0 and mb == 2 * ma]
+        per_doubling = max(max(gains, default=2.0), 1.0)   # nothing measured: assume linear scaling
+        bound = slowdown * per_doubling ** math.log2(nxt / int(cfg["micro_batch_size"]))  # type: ignore[arg-type]
+        if bound > 1 + self.settings.min_gain:
+            return True
+        self.notes.append(f"activation checkpointing: {slowdown:.2f}x the speed at micro-batch "
+                          f"{cfg['micro_batch_size']}, and a doubling of the micro-batch gained at most "
+                          f"{per_doubling - 1:.0%}: it cannot win at {nxt}; not climbed")
+        return False
+
     def tune_checkpointing(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
         sizes = self.space.micro_batch_size
         micro = int(cfg["micro_batch_size"])  # type: ignore[arg-type]
@@ -279,6 +304,8 @@ class _Search:
         self.checkpointing_tried.add(cfg.get("amp"))
         start = self.with_(cfg, activation_checkpointing=True)
         self.probe(start, "activation checkpointing")
+        if not self.checkpointing_can_win(cfg, start, nxt):
+            return cfg
         self.memory_point(start)
         saved_fit, saved_cap = self.fit, self.cap
         self.refit(start)
@@ -336,7 +363,7 @@ def search(target: ProbeTarget, space: SearchSpace, settings: SearchSettings | N
     baseline = next(t for t in s.trials if _key(t.config) == _key(cfg))
     for _ in range(s.settings.max_passes):
         before = _key(cfg)
-        for step in (s.tune_workers, s.tune_micro, s.tune_amp, s.tune_checkpointing):
+        for step in (s.tune_workers, s.tune_amp, s.tune_micro, s.tune_checkpointing):
             if not s.out_of_time():
                 cfg = step(cfg)
         if _key(cfg) == before:

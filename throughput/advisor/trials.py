@@ -13,7 +13,10 @@ Peak memory is the memory the probe added at its peak, in bytes:
   freed heap to the OS, so it measures real pages touched by this probe (activations, parameters,
   gradients, optimizer state, batches), not an estimate. Loader worker processes are not included.
   glibc's mmap threshold is pinned at 128 KiB in the probing process (``pin_mmap_threshold``) so that
-  freed tensors leave the resident set instead of lingering in the heap.
+  freed tensors leave the resident set instead of lingering in the heap. File-backed pages first
+  touched during the probe (library code, ``RssFile``) are subtracted: they are not the configuration's
+  memory. On CPU each probe runs in a fresh child process (``throughput.advisor.isolate``), so the
+  measurement starts from the same clean baseline whatever ran before.
 """
 
 from __future__ import annotations
@@ -140,6 +143,7 @@ class MemoryMeter:
     def __init__(self, device: str) -> None:
         self.device = device
         self._base: int | None = None
+        self._file_base = 0
 
     def start(self) -> None:
         if self.device.startswith("cuda"):
@@ -150,6 +154,7 @@ class MemoryMeter:
         else:
             pin_mmap_threshold()
             self._base = reset_rss_peak()
+            self._file_base = _status_kib("RssFile") or 0
 
     def peak_bytes(self) -> int | None:
         if self._base is None:
@@ -158,7 +163,10 @@ class MemoryMeter:
             import torch
             return max(0, int(torch.cuda.max_memory_reserved()) - self._base)
         peak = rss_peak_bytes()
-        return max(0, peak - self._base) if peak is not None else None
+        # Pages of shared libraries first touched during the probe are resident too, but they are code,
+        # read once and shared: not memory the configuration needs (in a fresh child they are ~170 MiB).
+        file_growth = max(0, (_status_kib("RssFile") or 0) - self._file_base) * 1024
+        return max(0, peak - self._base - file_growth) if peak is not None else None
 
 
 def release_memory(device: str) -> None:

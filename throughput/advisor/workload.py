@@ -12,6 +12,7 @@ pin_memory, persistent_workers, prefetch_factor, activation_checkpointing, compi
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class Workload:
 
 
 BuildFn = Callable[[Config], Workload]
+DEFAULT_MIN_MEASURE_S = 0.2       # seconds of measured steps a probe takes at least
 
 
 def make_loader(dataset: Any, config: Config, **kwargs: Any) -> torch.utils.data.DataLoader[Any]:
@@ -81,28 +83,53 @@ def _cycle(loader: Iterable[Any]) -> Iterator[Any]:
 class WorkloadTarget:
     """Runs ``build(config)`` for ``warmup + steps`` optimizer steps in this process.
 
+    A probe measures ``steps`` optimizer steps after the warm-up, and more while the measured steps add
+    up to less than ``min_measure_s``: on the benchmark's compute-bound workload 5 steps took ~45 ms,
+    and a window that short decided a precision A/B by noise (bf16 measured 11% slower than fp32 at a
+    size where A/B rounds of 0.5 s show it 50% faster).
+
     Bounded: a probe stops after ``time_limit_s`` (reporting the steps it measured). Out-of-memory
-    errors (CUDA or CPU allocator, MemoryError) are caught and returned as ``oom=True``.
+    errors (CUDA or CPU allocator, MemoryError, the kernel's OOM killer for an isolated probe) are
+    caught and returned as ``oom=True``.
+
+    ``isolate``: run each probe in a fresh child process (``throughput.advisor.isolate``: a clean memory
+    baseline per probe, nothing left behind in this process). None (default): wherever possible, i.e.
+    on CPU with a picklable ``build``; False: in this process. ``prime=False`` skips the per-precision
+    priming step (the probe server already primed the process).
     """
 
     supported = WORKLOAD_KEYS
 
     def __init__(self, build: BuildFn, *, warmup_steps: int = 1, time_limit_s: float = 60.0,
-                 seed: int = 0) -> None:
-        if warmup_steps < 0 or time_limit_s <= 0:
-            raise ValueError(f"need warmup_steps >= 0 and time_limit_s > 0, got {warmup_steps}, {time_limit_s}")
+                 seed: int = 0, isolate: bool | None = None, prime: bool = True,
+                 min_measure_s: float = DEFAULT_MIN_MEASURE_S) -> None:
+        if warmup_steps < 0 or time_limit_s <= 0 or not 0 <= min_measure_s < time_limit_s:
+            raise ValueError(f"need warmup_steps >= 0, time_limit_s > 0 and 0 <= min_measure_s < time_limit_s, "
+                             f"got {warmup_steps}, {time_limit_s}, {min_measure_s}")
+        self.min_measure_s = min_measure_s
         self.build = build
         self.warmup_steps = warmup_steps
         self.time_limit_s = time_limit_s
         self.seed = seed
-        self.primed: set[str] = set()
+        self.primed: set[str] = set() if prime else {"fp32", "bf16", "fp16"}
+        if isolate is None:
+            from throughput.advisor.isolate import can_isolate
+            isolate = can_isolate(build)
+        self.isolate = isolate
 
     def run(self, config: Config, steps: int) -> ProbeResult:
-        """One probe. The first call for each precision also runs one unmeasured step, so that one-time
-        costs of the process (kernel selection and primitive caches per dtype, thread pools, lazy library
-        initialisation) land in no probe's time or memory."""
+        """One probe. In-process, the first call for each precision also runs one unmeasured step, so
+        that one-time costs of the process (kernel selection and primitive caches per dtype, thread
+        pools, lazy library initialisation) land in no probe's time or memory. Isolated probes need no
+        such step: their parent server paid those costs once (``throughput.advisor._prime``)."""
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        if self.isolate:
+            from throughput.advisor.isolate import run_isolated
+            make = functools.partial(WorkloadTarget, self.build, warmup_steps=self.warmup_steps,
+                                     time_limit_s=self.time_limit_s, seed=self.seed, isolate=False,
+                                     prime=False, min_measure_s=self.min_measure_s)
+            return run_isolated(make, config, steps, self.time_limit_s)
         amp = str(config.get("amp", "fp32"))
         if amp not in self.primed:       # cheap: no loader workers, no accumulation
             self.primed.add(amp)
@@ -150,7 +177,9 @@ class WorkloadTarget:
         # Workers deliver batches round-robin, in bursts: measure whole rounds (>= 2 batches per worker).
         steps = max(steps, math.ceil(2 * workers / accum))
         try:
-            for step in range(warmup + steps):
+            step = -1
+            # ... and at least min_measure_s of them: a window of a few milliseconds is noise, not a rate.
+            while (step := step + 1) < warmup + steps or sum(durations) < self.min_measure_s:
                 start = time.perf_counter()
                 s, t, d, loss = self._step(model, w, batches, accum, dtype, scaler)
                 if w.device.startswith("cuda"):
