@@ -1,7 +1,7 @@
 """Overhead of `throughput profile` (zero-code mode) on whole-process CPU training runs.
 
 Plain ``python workload.py`` and ``python -m throughput profile workload.py`` are run as separate
-processes (OMP_NUM_THREADS=1), interleaved in pairs (A B, B A, ...) so drifts of a shared machine hit
+processes (OMP_NUM_THREADS=1, glibc's trim and mmap thresholds fixed in both modes), interleaved in pairs (A B, B A, ...) so drifts of a shared machine hit
 both alike; the median of per-pair ratios is shown too. On a busy shared machine whole-process runs
 vary by tens of percent, so two steadier views are shown too: the ratio of per-step process CPU
 time (measured the same way inside the workload), and the hook cost measured alone: microseconds added per step on a
@@ -29,16 +29,18 @@ WORKLOAD = Path(__file__).resolve().parent / "_zerocode_workload.py"
 REPO = WORKLOAD.parent.parent
 TARGET_RATIO = 1.02
 CALIBRATION_WIDTH = 768
+# With glibc's defaults the model's large buffers go back to the kernel after each step and are faulted
+# in again; glibc moves its thresholds by what the process freed before, so the two modes started from
+# different states: with the defaults, plain runs measured 15-20% SLOWER than profiled ones. Fixed
+# thresholds, the same in both modes, removed that artifact (see benchmarks/overhead.py for fault counts).
+MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_MMAP_THRESHOLD_": str(1 << 30)}
 
 
 def calibrate(step_ms: float) -> int:
-    """Hidden width whose step takes about ``step_ms`` here (time grows with width squared)."""
-    import torch
-    sys.path.insert(0, str(WORKLOAD.parent))
-    import _zerocode_workload as w
-    torch.set_num_threads(1)
-    times = sorted(w.train(CALIBRATION_WIDTH, 12)[4:])
-    base_ms = times[len(times) // 2] * 1e3
+    """Hidden width whose step takes about ``step_ms`` here (time grows with width squared), measured
+    by a plain run of the workload in a process like the measured ones."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base_ms = _run(False, CALIBRATION_WIDTH, 12, Path(tmp))[0] * 1e3
     width = CALIBRATION_WIDTH * (step_ms / base_ms) ** 0.5
     return max(64, int(round(width / 64)) * 64)
 
@@ -52,7 +54,7 @@ def _command(profiled: bool, width: int, steps: int, out: Path) -> list[str]:
 
 def _run(profiled: bool, width: int, steps: int, out: Path) -> tuple[float, float]:
     """(wall, CPU) median step seconds of one whole-process run."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **MALLOC_ENV)
     proc = subprocess.run(_command(profiled, width, steps, out), capture_output=True, text=True, env=env,
                           timeout=600)
     if proc.returncode != 0:
