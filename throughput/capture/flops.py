@@ -118,6 +118,6 @@ def set_flops_per_step(prof: Any, flops_per_step: float, dtype: str = "fp32", me
     """Record FLOPs per step (counted or given by the user) and the peak on a Profiler, for MFU."""
     if not flops_per_step > 0:
         raise ValueError(f"flops_per_step must be > 0, got {flops_per_step}")
-    from throughput.capture.profiler import _device_name
+    from throughput.capture.device import device_name as _device_name
     prof.info_overrides.update(mfu_info(prof.device, _device_name(prof.device), dtype, float(flops_per_step),
                                         measure_cpu))

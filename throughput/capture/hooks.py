@@ -34,7 +34,8 @@ from throughput.capture.hygiene import Hygiene
 from throughput.capture.loaders import LoaderPatches
 from throughput.capture.overrides import Overrides
 from throughput.capture.patching import Patcher, mark
-from throughput.capture.profiler import Profiler, _keep_loss
+from throughput.capture.profiler import Profiler
+from throughput.capture.steps import keep_loss as _keep_loss
 from throughput.capture.wrappers import (optimizer_context, optimizer_step_running, wrap_aux, wrap_copy,
                                          wrap_phase)
 from throughput.session.records import StepRule

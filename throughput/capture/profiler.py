@@ -7,14 +7,16 @@ import os
 import platform
 import socket
 import sys
-from threading import get_ident
 import time
 import uuid
 import weakref
+from threading import get_ident
 from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from throughput.capture.batch import BatchDescriber, BatchStats
-from throughput.capture.recorder import PhaseMisuseError, Recorder, StepMeta, _Frame
+from throughput.capture.device import device_name, resolve_device, torch_version
+from throughput.capture.recorder import PhaseMisuseError, Recorder, _Frame
+from throughput.capture.steps import keep_loss, step_meta, to_float
 from throughput.session.records import Event, RunEnd, RunInfo, StepRule, TelemetrySample
 from throughput.session.session import Session
 from throughput.timing.clock import Clock, PerfCounterClock
@@ -135,7 +137,7 @@ class Profiler:
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
         self.warmup_steps = warmup_steps
         self._clock: Clock = clock or PerfCounterClock()
-        self._device = _resolve_device(device, event_factory)
+        self._device = resolve_device(device, event_factory)
         self._event_factory = event_factory
         self.pad_id = pad_id
         self._max_spans = max_spans
@@ -265,8 +267,8 @@ class Profiler:
         if batches:
             self._pending_batches = []
         # The StepMeta is built when the recorder drains its log, not here in the training loop.
-        meta = functools.partial(_step_meta, batches, samples, tokens, padding_tokens, micro_steps, grad_norm)
-        index = rec.end_step(meta, _keep_loss(loss))
+        meta = functools.partial(step_meta, batches, samples, tokens, padding_tokens, micro_steps, grad_norm)
+        index = rec.end_step(meta, keep_loss(loss))
         if self._on_step is not None:
             self._on_step(self, index)
         return index
@@ -308,8 +310,8 @@ class Profiler:
         rec = self._ensure_started()
         steps, spans = rec.records(self._losses)
         info = RunInfo(
-            run_id=self._run_id, argv=self._argv, device=self._device, device_name=_device_name(self._device),
-            torch_version=_torch_version(), python_version=platform.python_version(),
+            run_id=self._run_id, argv=self._argv, device=self._device, device_name=device_name(self._device),
+            torch_version=torch_version(), python_version=platform.python_version(),
             hostname=socket.gethostname(), rank=self._rank, world_size=self._world_size,
             origin_s=self._origin_s, started_unix_s=self._started_unix_s, step_rule=self.step_rule,
             warmup_steps=self.warmup_steps, end=self._end, end_detail=self._end_detail,
@@ -353,79 +355,7 @@ class Profiler:
         assert self._recorder is not None
         pending = self._recorder.pending_losses()
         for index, value in pending.items():
-            self._losses[index] = _to_float(value)
-
-
-def _keep_loss(loss: Any) -> Any:
-    """What to keep of a step's loss. A CPU tensor is read now: ``.item()`` on the host is a plain read,
-    and keeping thousands of detached tensors alive measurably slows small steps (about 4% at 1.6 ms).
-    A device tensor is kept detached and read once at the end, so the hot path never waits for the GPU."""
-    if loss is None or not hasattr(loss, "detach"):
-        return loss
-    if getattr(loss, "is_cpu", False) and loss.numel() == 1:
-        return float(loss.item())
-    return loss.detach()
-
-
-def _to_float(value: Any) -> float | None:
-    try:
-        # Sync point: converting a device tensor waits for it; done once at the end of the run.
-        return float(value.item()) if hasattr(value, "item") else float(value)
-    except (TypeError, ValueError, RuntimeError):
-        return None
-
-
-def _sum_field(batches: list[BatchStats], name: str) -> int | None:
-    """The sum of one field over the step's batches; None if any batch lacks it (or there are none)."""
-    if len(batches) == 1:   # the usual step: one batch, no accumulation
-        return getattr(batches[0], name)  # type: ignore[no-any-return]
-    total = 0
-    for b in batches:
-        value = getattr(b, name)
-        if value is None:
-            return None
-        total += value
-    return total if batches else None
-
-
-def _step_meta(batches: list[BatchStats], samples: int | None, tokens: int | None, padding_tokens: int | None,
-               micro_steps: int | None, grad_norm: float | None) -> StepMeta:
-    """A step's counts: the ones given to ``step()``, else the sums over the batches it iterated."""
-    return StepMeta(
-        samples=samples if samples is not None else _sum_field(batches, "samples"),
-        tokens=tokens if tokens is not None else _sum_field(batches, "tokens"),
-        padding_tokens=padding_tokens if padding_tokens is not None else _sum_field(batches, "padding_tokens"),
-        micro_steps=micro_steps if micro_steps is not None else max(1, len(batches)),
-        grad_norm=grad_norm,
-    )
-
-
-def _resolve_device(device: str, event_factory: EventFactory | None) -> str:
-    if event_factory is not None or device == "cuda":
-        return "cuda"
-    if device == "cpu":
-        return "cpu"
-    torch = sys.modules.get("torch")
-    try:
-        return "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
-    except Exception:
-        return "cpu"
-
-
-def _device_name(device: str) -> str:
-    if device == "cuda":
-        try:
-            import torch
-            return str(torch.cuda.get_device_name())
-        except Exception:
-            return "cuda (unknown)"
-    from throughput.hardware import cpu_model_name
-    return cpu_model_name()
-
-
-def _torch_version() -> str:
-    torch = sys.modules.get("torch")
-    return str(getattr(torch, "__version__", "")) if torch is not None else ""
+            self._losses[index] = to_float(value)
 
 
 def _span_note(rec: Recorder) -> tuple[str, ...]:

