@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import make_session
 from throughput.advisor.script import ScriptTarget, parse_probe
@@ -67,16 +70,18 @@ def test_parse_timeout(tmp_path: Path) -> None:
     assert r.error == "probe timed out after 7 s" and not r.oom
 
 
-def test_probe_subprocess_is_bounded_and_cleans_up(tmp_path: Path) -> None:
+def test_probe_subprocess_is_bounded_and_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real subprocess that never finishes is killed at the timeout, with its temp folder removed."""
     sleeper = tmp_path / "fake_python.sh"
     sleeper.write_text("#!/bin/sh\nsleep 30\n")
     sleeper.chmod(0o755)
-    before = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("throughput-probe-*"))
+    own_tmp = tmp_path / "tmp"   # not the shared /tmp: other runs create probe folders there meanwhile
+    own_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(own_tmp))
     r = ScriptTarget("train.py", python=str(sleeper), timeout_s=0.5).run({}, steps=1)
     assert (r.error or "").startswith("probe timed out")
     assert r.wall_s < 10
-    assert set(Path(os.environ.get("TMPDIR", "/tmp")).glob("throughput-probe-*")) == before
+    assert list(own_tmp.glob("throughput-probe-*")) == []
 
 
 def test_address_space_cap_turns_a_big_allocation_into_a_reported_oom(tmp_path: Path) -> None:
