@@ -24,7 +24,7 @@ def _counters(time_s: float, faults: float, user_s: float, system_s: float) -> l
                          ("system_cpu_total_s", system_s))]
 
 
-def _session(faults_per_step: float, user_per_step_s: float, system_per_step_s: float,
+def fault_session(faults_per_step: float, user_per_step_s: float, system_per_step_s: float,
              rss_bytes: float = 600 * MIB) -> Session:
     """4 steps of 0.5 s (step 0 is warm-up, so steps 1-3 from t=0.5 to t=2.0 are measured), one sample
     at every step boundary. The warm-up step faults 10,000 times: a figure over the whole run would
@@ -38,7 +38,7 @@ def _session(faults_per_step: float, user_per_step_s: float, system_per_step_s: 
 
 
 def test_faults_per_step_and_kernel_share_over_the_steady_state() -> None:
-    s = _session(faults_per_step=3000, user_per_step_s=0.3, system_per_step_s=0.1)
+    s = fault_session(faults_per_step=3000, user_per_step_s=0.3, system_per_step_s=0.1)
     p = page_faults(s.telemetry, s.steps[1:])
     assert p is not None
     assert p.window_s == 1.5                              # samples at t=0.5 .. t=2.0
@@ -50,7 +50,7 @@ def test_faults_per_step_and_kernel_share_over_the_steady_state() -> None:
 
 
 def test_needs_two_samples_inside_the_measured_steps() -> None:
-    s = _session(faults_per_step=3000, user_per_step_s=0.3, system_per_step_s=0.1)
+    s = fault_session(faults_per_step=3000, user_per_step_s=0.3, system_per_step_s=0.1)
     # measured steps 3 only (t=1.5..2.0): samples at 1.5 and 2.0, enough
     assert page_faults(s.telemetry, s.steps[3:]) is not None
     inside_one = tuple(t for t in s.telemetry if t.time_s != 2.0)
@@ -67,12 +67,12 @@ def test_needs_two_samples_inside_the_measured_steps() -> None:
 ])
 def test_finding_needs_both_thresholds(faults: float, user_s: float, system_s: float, expected: bool) -> None:
     assert (FAULTS_PER_STEP_MIN, SYSTEM_SHARE_MIN) == (1000.0, 0.10)
-    kinds = [f.kind for f in summarize(_session(faults, user_s, system_s)).findings]
+    kinds = [f.kind for f in summarize(fault_session(faults, user_s, system_s)).findings]
     assert kinds == (["page_faults_per_step"] if expected else [])
 
 
 def test_finding_evidence_and_env_in_every_renderer() -> None:
-    summary = summarize(_session(faults_per_step=3000, user_per_step_s=0.3, system_per_step_s=0.1))
+    summary = summarize(fault_session(faults_per_step=3000, user_per_step_s=0.3, system_per_step_s=0.1))
     (f,) = summary.findings
     assert f.evidence[0].startswith("3,000 minor page faults a step")
     assert "kernel time 25%" in f.evidence[1] and "1.5 s of steady state" in f.evidence[1]
@@ -92,5 +92,5 @@ def test_threshold_is_peak_rss_rounded_up_to_a_power_of_two() -> None:
 
 
 def test_counters_are_left_out_of_the_mean_max_table() -> None:
-    s = _session(faults_per_step=3000, user_per_step_s=0.3, system_per_step_s=0.1)
+    s = fault_session(faults_per_step=3000, user_per_step_s=0.3, system_per_step_s=0.1)
     assert [h.metric for h in telemetry_summary(s).host] == ["rss_bytes"]
