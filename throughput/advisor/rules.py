@@ -279,9 +279,19 @@ def cadence_finding(x: RuleInput, *, num_gpus: int | None = None, delta_s: float
                    settings={"ckpt_every_steps": best.every_steps})
 
 
+def page_faults(x: RuleInput) -> Finding | None:
+    """The analysis's page-fault finding (thresholds in ``throughput.analysis.faults``), as advice; the
+    gain is unknown until ``throughput advise script.py`` measures it (``probe.allocator``)."""
+    f = next((f for f in x.summary.findings if f.kind == "page_faults_per_step"), None)
+    if f is None:
+        return None
+    return Finding(rule_id="host.page_faults", title="Keep freed memory in the process (glibc malloc thresholds)",
+                   evidence=f.evidence, expected_gain=None, confidence="medium", change=f.action)
+
+
 Rule = Callable[[RuleInput], "Finding | None"]
 RULES: tuple[Rule, ...] = (no_steps, data_workers, pin_memory, persistent_workers, precision, fused_optimizer,
-                           padding_packing, eval_heavy, gpu_idle, checkpoint_cadence)
+                           padding_packing, eval_heavy, gpu_idle, checkpoint_cadence, page_faults)
 
 
 def apply_rules(x: RuleInput, rules: tuple[Rule, ...] = RULES) -> tuple[Finding, ...]:

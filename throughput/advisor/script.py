@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from throughput.advisor.trials import Config, ProbeResult, one_line, text_is_oom
 
@@ -38,13 +38,15 @@ def _value(v: object) -> str:
 
 class ScriptTarget:
     """Runs ``script`` with overrides. Keys outside ``SCRIPT_KEYS`` (e.g. grad_accum, which a script
-    cannot take from outside) are ignored: the plan still carries them."""
+    cannot take from outside) are ignored: the plan still carries them. ``env`` is added to the
+    child's environment (e.g. glibc malloc tunables, which only a fresh process reads)."""
 
     supported = frozenset(SCRIPT_KEYS)
 
     def __init__(self, script: str | os.PathLike[str], args: Sequence[str] = (), *, timeout_s: float = 120.0,
                  address_space_cap_bytes: int | None = None, python: str = sys.executable,
-                 warmup_steps: int = 1, cwd: str | os.PathLike[str] | None = None) -> None:
+                 warmup_steps: int = 1, cwd: str | os.PathLike[str] | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.script = Path(script)
@@ -54,7 +56,15 @@ class ScriptTarget:
         self.python = python
         self.warmup_steps = warmup_steps
         self.cwd = Path(cwd) if cwd is not None else None
+        self.env = dict(env or {})
         self.last_session: Any = None      # the Session of the latest probe (None when none was written)
+        self.last_maxrss_bytes: int | None = None   # the latest probe's resident-set high-water mark
+
+    def with_env(self, env: Mapping[str, str]) -> "ScriptTarget":
+        """The same target with ``env`` added to the child's environment."""
+        return ScriptTarget(self.script, self.args, timeout_s=self.timeout_s, address_space_cap_bytes=self.cap,
+                            python=self.python, warmup_steps=self.warmup_steps, cwd=self.cwd,
+                            env={**self.env, **env})
 
     def command(self, config: Config, steps: int, out_dir: Path) -> list[str]:
         """The exact command line of one probe (overrides in sorted key order)."""
@@ -87,8 +97,10 @@ class ScriptTarget:
         log = tmp / "output.log"
         with open(log, "wb") as sink:
             proc = subprocess.Popen(self.command(config, steps, out), stdout=sink, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, preexec_fn=self._limit, cwd=self.cwd)
+                                    stdin=subprocess.DEVNULL, preexec_fn=self._limit, cwd=self.cwd,
+                                    env={**os.environ, **self.env} if self.env else None)
             status, maxrss_kib, timed_out = self._wait(proc)
+        self.last_maxrss_bytes = maxrss_kib * 1024 if maxrss_kib > 0 else None
         text = log.read_text(errors="replace")
         result, self.last_session = parse_probe(out / "session.json", text, status, timed_out, self.timeout_s)
         peak = result.peak_memory_bytes

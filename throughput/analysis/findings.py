@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from throughput.analysis.breakdown import PhaseStats
+from throughput.analysis.faults import FAULTS_PER_STEP_MIN, SYSTEM_SHARE_MIN, allocator_env, faults_are_costly, page_faults
 from throughput.analysis.loss import loss_curve_findings
 from throughput.analysis.stats import quantile
 from throughput.analysis.verdict import INPUT_BOUND_SHARE
-from throughput.session.records import Event, StepRecord
+from throughput.session.records import Event, StepRecord, TelemetrySample
 
 SPIKE_RATIO = 3.0        # a loss this many times the median of the previous SPIKE_WINDOW steps
 SPIKE_WINDOW = 10
@@ -46,11 +47,14 @@ DATA_EVENT_KINDS = frozenset({"context", "pyspy_hot"})
 
 
 def findings(events: Sequence[Event], steps: Sequence[StepRecord], phases: Sequence[PhaseStats],
-             device: str, context: Mapping[str, float | int | str | bool]) -> tuple[Finding, ...]:
-    """All hygiene findings of a run, capture events first, then the checks on steps."""
+             device: str, context: Mapping[str, float | int | str | bool], *,
+             telemetry: Sequence[TelemetrySample] = (), measured: Sequence[StepRecord] = ()) -> tuple[Finding, ...]:
+    """All hygiene findings of a run, capture events first, then the checks on steps. ``measured`` are
+    the steady-state steps and ``telemetry`` the run's samples (for the page-fault check)."""
     out = [_from_event(e) for e in events if e.kind not in DATA_EVENT_KINDS]
     out += [f for f in (_workers_zero(phases, context), _pin_memory_off(device, context),
-                        _non_finite(steps), _spikes_unclipped(steps, context)) if f is not None]
+                        _non_finite(steps), _spikes_unclipped(steps, context),
+                        _page_faults(telemetry, measured)) if f is not None]
     return tuple(out) + loss_curve_findings(steps)
 
 
@@ -115,3 +119,20 @@ def _spikes_unclipped(steps: Sequence[StepRecord], ctx: Mapping[str, float | int
                    evidence=(f"loss >= {SPIKE_RATIO:g}x the median of the previous {SPIKE_WINDOW} steps "
                              f"at step(s) {', '.join(map(str, spikes[:5]))}", "clip_grad_norm_ never called"),
                    action=ACTIONS["loss_spikes_unclipped"])
+
+
+def _page_faults(telemetry: Sequence[TelemetrySample], measured: Sequence[StepRecord]) -> Finding | None:
+    p = page_faults(telemetry, measured)
+    if p is None or not faults_are_costly(p) or p.system_share is None:
+        return None
+    env = " ".join(f"{k}={v}" for k, v in allocator_env(p.peak_rss_bytes).items())
+    rss = f"peak RSS {p.peak_rss_bytes / 2**20:.0f} MiB" if p.peak_rss_bytes is not None else "peak RSS unknown"
+    return Finding(kind="page_faults_per_step", step=None,
+                   message="the allocator returns large buffers to the kernel after each step and faults them "
+                           "in again the next (glibc malloc thresholds)",
+                   evidence=(f"{p.faults_per_step:,.0f} minor page faults a step (>= {FAULTS_PER_STEP_MIN:,.0f})",
+                             f"kernel time {p.system_share:.0%} of the process's CPU time "
+                             f"(>= {SYSTEM_SHARE_MIN:.0%}), over {p.window_s:.1f} s of steady state", rss),
+                   action=f"start the run with {env} python train.py (Linux/glibc only; or LD_PRELOAD "
+                          "jemalloc/tcmalloc); caveat: the process then holds its memory at its peak "
+                          "instead of returning it between steps")

@@ -80,7 +80,8 @@ def summarize(session: Session) -> Summary:
         steps_measured=len(measured), step_time=_dist(measured), warmup_step_time=_dist(warm),
         phases=phases, rates=r, micro_steps_per_step=micro,
         verdict=verdict(phases, info.device, r.device_busy_share, context), notes=notes,
-        findings=findings(session.events, session.steps, phases, info.device, context),
+        findings=findings(session.events, session.steps, phases, info.device, context,
+                          telemetry=session.telemetry, measured=measured),
         mfu=run_mfu(info, measured),
     )
 

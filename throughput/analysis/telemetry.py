@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from throughput.analysis.hotspots import HotFunction
 from throughput.hardware import throttle_names
+from throughput.session.records import COUNTER_METRICS
 from throughput.session.session import Session
 
 
@@ -31,9 +32,11 @@ class TelemetrySummary:
 
 
 def metric_stats(session: Session) -> tuple[MetricStats, ...]:
-    """Mean and max per (source, metric), sorted by source then metric."""
+    """Mean and max per (source, metric), sorted by source then metric; cumulative counters left out."""
     groups: dict[tuple[str, str], list[float]] = defaultdict(list)
     for t in session.telemetry:
+        if t.metric in COUNTER_METRICS:
+            continue
         groups[(t.source, t.metric)].append(t.value)
     return tuple(
         MetricStats(source=src, metric=metric, count=len(v), mean=math.fsum(v) / len(v), max=max(v))

@@ -140,10 +140,23 @@ def advise_script(args: argparse.Namespace) -> int:
     ckpt = cadence_finding(x, num_gpus=args.num_gpus, delta_s=args.checkpoint_save_s,
                            mtbf_s=args.mtbf_hours * 3600 if args.mtbf_hours else None,
                            max_lost_work_s=args.max_lost_work_min * 60 if args.max_lost_work_min else None)
-    findings = list(result.findings) + _measured(result) + rules + ([ckpt] if ckpt else [])
+    alloc = _allocator(target, result, args, session)
+    rules = [f for f in rules if not (alloc.measured and f.rule_id == "host.page_faults")]  # measured wins
+    findings = list(result.findings) + _measured(result) + rules + ([ckpt] if ckpt else []) + (
+        [alloc.finding] if alloc.finding else [])
     header = [f"advice for {script} ({x.summary.device_name}): global batch {g} samples, "
-              f"{len(result.trials)} probes of {args.probe_steps} steps"]
-    return _emit(args, findings, _plan_base(result.config, ScriptTarget.supported), header, result.notes, result)
+              f"{len(result.trials) + len(alloc.trials)} probes of {args.probe_steps} steps"]
+    notes = tuple(result.notes) + ((alloc.note,) if alloc.note else ())
+    return _emit(args, findings, _plan_base(result.config, ScriptTarget.supported), header, notes, result)
+
+
+def _allocator(target: Any, result: SearchResult, args: argparse.Namespace, session: Any) -> Any:
+    """The glibc malloc A/B at the tuned configuration (skipped past the time budget)."""
+    from throughput.advisor.allocator_trial import AllocatorTrial, allocator_trial
+    budget = args.time_budget
+    if budget is not None and result.elapsed_s > budget:
+        return AllocatorTrial(finding=None, note="allocator probe skipped: time budget reached")
+    return allocator_trial(target, result.config, _settings(args), baseline_session=session)
 
 
 def _measure_packing(recipe: Any, config: Mapping[str, Setting], steps: int) -> Finding | None:

@@ -128,6 +128,11 @@ class TelemetrySample:
     value: float
 
 
+# Metrics whose value is a running total since the process started (host sampler, main process):
+# differences between two samples are the measurement. Minor faults are a count; the others seconds.
+COUNTER_METRICS: frozenset[str] = frozenset({"minor_faults_total", "user_cpu_total_s", "system_cpu_total_s"})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunInfo:
     """Facts about the run: where, what, how it ended."""
