@@ -92,16 +92,17 @@ def quiet_stderr() -> Iterator[None]:
 
 
 def calibrate(target_s: float) -> int:
-    """The smallest MLP width whose plain step takes at least 1.1x ``target_s`` (measured here, now), so
-    that the measured steps land at or just above the target even on a faster moment.
+    """The smallest MLP width whose plain step takes at least ``target_s`` (measured here, now); from 10 ms
+    on, at least 1.1x, so that steps judged by the ">= 10 ms" rule land above 10 ms even on a faster moment.
 
     Widths grow by ~15%; each is measured by the median CPU time of five steps after three warm ones
     (the first steps of a new size fault in memory)."""
+    margin = 1.1 if target_s >= 10e-3 else 1.0
     width = 64
     while width < 4096:
         w = Workload(width)
         w.plain(3)
-        if median([w.plain(1)[1] for _ in range(5)]) >= 1.1 * target_s:   # CPU time: not fooled by a neighbour
+        if median([w.plain(1)[1] for _ in range(5)]) >= margin * target_s:   # CPU time: not fooled by a neighbour
             return width
         width = max(width + 32, int(width * 1.15) // 32 * 32)
     return width
