@@ -184,3 +184,13 @@ def test_loss_is_converted_once_at_the_end() -> None:
     for value in (3.0, 2.0):
         prof.step(loss=torch.tensor(value, requires_grad=True) * 1)
     assert [s.loss for s in prof.stop().steps] == [3.0, 2.0]
+
+
+def test_a_step_without_batches_does_not_take_the_next_steps_batches() -> None:
+    # Step counts are summed when the recorder replays its log, after later batches were iterated.
+    prof = throughput.Profiler(warmup_steps=0)
+    prof.step()                                            # no batch iterated: samples unknown
+    for _ in prof.iter([torch.zeros(5, 3)]):               # one batch of 5 samples, in step 1
+        pass
+    prof.step()
+    assert [s.samples for s in prof.stop().steps] == [None, 5]

@@ -263,9 +263,8 @@ class Profiler:
              grad_norm: float | None = None) -> int:
         """Close one step (one optimizer update). Counts not given are read from iterated batches."""
         rec = self._ensure_started()
-        batches = self._pending_batches
-        if batches:
-            self._pending_batches = []
+        # Always a new list: the deferred StepMeta below keeps this one, and later batches must not join it.
+        batches, self._pending_batches = self._pending_batches, []
         # The StepMeta is built when the recorder drains its log, not here in the training loop.
         meta = functools.partial(step_meta, batches, samples, tokens, padding_tokens, micro_steps, grad_norm)
         index = rec.end_step(meta, keep_loss(loss))
