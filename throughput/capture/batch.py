@@ -80,21 +80,36 @@ def describe_batch(batch: Any, pad_id: int | None = None, count_padding: bool | 
                           tokens=int(batch.numel()) if batch.dim() == 2 and _is_integer(batch) else None)
     tensors: list[tuple[str, Any]] = []
     _collect_tensors(batch, "", 0, tensors)
-    samples = ids = mask = first_int_2d = None
-    for name, t in tensors:   # one pass: this runs once per batch inside the training loop
+    samples_i, ids_i, mask_i = _find_roles(tensors)
+    samples, tokens, padding = _counts(None if samples_i is None else tensors[samples_i][1],
+                                       None if ids_i is None else tensors[ids_i][1],
+                                       None if mask_i is None else tensors[mask_i][1], pad_id, count_padding)
+    return BatchStats(samples=samples, tokens=tokens, padding_tokens=padding)
+
+
+def _find_roles(tensors: list[tuple[str, Any]]) -> tuple[int | None, int | None, int | None]:
+    """Indices in ``tensors`` of the samples tensor (the first with a dimension), the token ids (the one
+    named ``input_ids``, else the first integer matrix) and the attention mask (named ``attention_mask``)."""
+    samples_i = ids_i = mask_i = first_int_2d_i = None
+    for i, (name, t) in enumerate(tensors):   # one pass: this runs once per batch inside the training loop
         dim = t.dim()
-        if samples is None and dim >= 1:
-            samples = int(t.shape[0])
+        if samples_i is None and dim >= 1:
+            samples_i = i
         if name == "input_ids":
-            ids = t if ids is None else ids
+            ids_i = i if ids_i is None else ids_i
         elif name == "attention_mask":
-            mask = t if mask is None else mask
-        if first_int_2d is None and dim == 2 and _is_integer(t):
-            first_int_2d = t
-    if ids is None:
-        ids = first_int_2d
+            mask_i = i if mask_i is None else mask_i
+        if first_int_2d_i is None and dim == 2 and _is_integer(t):
+            first_int_2d_i = i
+    return samples_i, (ids_i if ids_i is not None else first_int_2d_i), mask_i
+
+
+def _counts(first: Any, ids: Any, mask: Any, pad_id: int | None,
+            count_padding: bool | None) -> tuple[int | None, int | None, int | None]:
+    """(samples, tokens, padding) from the role tensors (None where a role is missing)."""
+    samples = int(first.shape[0]) if first is not None else None
     if ids is None or ids.dim() != 2:
-        return BatchStats(samples=samples)
+        return samples, None, None
     tokens = int(ids.numel())
     padding = None
     if count_padding is None:
@@ -104,7 +119,7 @@ def describe_batch(batch: Any, pad_id: int | None = None, count_padding: bool | 
             padding = int(tokens - int(mask.sum()))  # reads the mask: a host sync if it is on CUDA
         elif pad_id is not None:
             padding = int((ids == pad_id).sum())
-    return BatchStats(samples=samples, tokens=tokens, padding_tokens=padding)
+    return samples, tokens, padding
 
 
 class BatchDescriber:
@@ -134,8 +149,9 @@ class BatchDescriber:
             stats = memo.read(batch, pad_id)
             if stats is not None:
                 return stats
-        self._memo = _Roles.of(batch)
-        return describe_batch(batch, pad_id)
+        memo = self._memo = _Roles.of(batch)
+        stats = memo.read(batch, pad_id) if memo is not None else None
+        return stats if stats is not None else describe_batch(batch, pad_id)
 
 
 class _Roles:
@@ -155,52 +171,34 @@ class _Roles:
         if kind is dict:
             items = list(batch.items())
         elif kind is tuple or kind is list:
-            items = list(enumerate(batch))
+            items = [("", v) for v in batch]
         else:
             return None
-        samples_at = ids_at = mask_at = first_int_2d_at = None
-        for at, value in items:
-            if not _is_tensor(value):
-                if isinstance(value, (dict, list, tuple)) or dataclasses.is_dataclass(value) or hasattr(value, "data"):
-                    return None   # nested: the full walk decides
-                continue
-            dim = value.dim()
-            if samples_at is None and dim >= 1:
-                samples_at = at
-            if kind is dict and str(at) == "input_ids":
-                ids_at = at if ids_at is None else ids_at
-            elif kind is dict and str(at) == "attention_mask":
-                mask_at = at if mask_at is None else mask_at
-            if first_int_2d_at is None and dim == 2 and _is_integer(value):
-                first_int_2d_at = at
-        if samples_at is None:
+        tensors: list[tuple[str, Any]] = []
+        positions: list[Any] = []
+        for at, (key, value) in enumerate(items):
+            if _is_tensor(value):
+                tensors.append((key if type(key) is str else str(key), value))
+                positions.append(key if kind is dict else at)
+            elif isinstance(value, (dict, list, tuple)) or dataclasses.is_dataclass(value) or hasattr(value, "data"):
+                return None   # nested: the full walk decides
+        samples_i, ids_i, mask_i = _find_roles(tensors)
+        if samples_i is None:
             return None
-        return _Roles(kind, len(batch), set(batch.keys()) if kind is dict else None, samples_at,
-                      ids_at if ids_at is not None else first_int_2d_at, mask_at)
+        return _Roles(kind, len(batch), set(batch.keys()) if kind is dict else None, positions[samples_i],
+                      None if ids_i is None else positions[ids_i], None if mask_i is None else positions[mask_i])
 
     def read(self, batch: Any, pad_id: int | None) -> BatchStats | None:
         """Counts read at the remembered positions; None when the batch does not fit them."""
         first = batch[self.samples_at]
         if not _is_tensor(first) or first.dim() < 1:
             return None
-        samples = int(first.shape[0])
-        if self.ids_at is None:
-            return self._stats(samples, None, None)
-        ids = batch[self.ids_at]
-        if not _is_tensor(ids) or ids.dim() != 2:
+        ids = None if self.ids_at is None else batch[self.ids_at]
+        if ids is not None and (not _is_tensor(ids) or ids.dim() != 2):
             return None
-        tokens = int(ids.numel())
-        padding = None
-        if ids.device.type == "cpu":
-            mask = batch[self.mask_at] if self.mask_at is not None else None
-            if mask is not None and _is_tensor(mask) and tuple(mask.shape) == tuple(ids.shape):
-                padding = int(tokens - int(mask.sum()))
-            elif pad_id is not None:
-                padding = int((ids == pad_id).sum())
-        return self._stats(samples, tokens, padding)
-
-    def _stats(self, samples: int, tokens: int | None, padding: int | None) -> BatchStats:
-        last = self.last
+        mask = None if self.mask_at is None else batch[self.mask_at]
+        samples, tokens, padding = _counts(first, ids, mask if _is_tensor(mask) else None, pad_id, None)
+        last = self.last   # the same record again while the counts repeat: no allocation
         if last.samples != samples or last.tokens != tokens or last.padding_tokens != padding:
             last = self.last = BatchStats(samples=samples, tokens=tokens, padding_tokens=padding)
         return last
