@@ -72,7 +72,6 @@ class Recorder:
                  max_spans: int = 200_000) -> None:
         if max_spans < 0:
             raise ValueError(f"max_spans must be >= 0, got {max_spans}")
-        self._clock = clock
         self._now = time_reader(clock)
         self._timer = device_timer
         self._max_spans = max_spans
@@ -305,8 +304,6 @@ def _meta_fields(meta: StepMeta) -> tuple[Any, ...]:
 
 
 def _misuse(frame: _Frame, stack: list[_Frame]) -> PhaseMisuseError:
-    if not stack:
-        return PhaseMisuseError(f"phase '{frame[0]}' closed twice or never opened")
     if not any(f is frame for f in stack):
         return PhaseMisuseError(f"phase '{frame[0]}' closed twice or never opened")
     return PhaseMisuseError(
