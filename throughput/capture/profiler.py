@@ -58,27 +58,17 @@ class PhaseContext:
         self._name = name
         self._frames: list[_Frame | None] = []
 
-    # __enter__/__exit__ run inside the user's step with cold caches: they call the recorder directly
-    # (one Python frame fewer each than going through the Profiler's own methods).
     def __enter__(self) -> "PhaseContext":
         prof = self._prof if self._prof is not None else active_profiler()
-        frame = None
-        if prof is not None:
-            if prof.running:
-                rec = prof._recorder
-                if get_ident() == rec.owner_thread:  # type: ignore[union-attr]  # running implies a recorder
-                    frame = rec.open(self._name)  # type: ignore[union-attr]
-            else:
-                frame = prof._open(self._name)   # the first phase starts the profiler
-        self._frames.append(frame)
+        self._frames.append(prof._open(self._name) if prof is not None else None)
         return self
 
     def __exit__(self, *exc: object) -> None:
         frame = self._frames.pop() if self._frames else None
         if frame is not None:
             prof = self._prof if self._prof is not None else active_profiler()
-            if prof is not None and prof.running:
-                prof._recorder.close(frame)  # type: ignore[union-attr]
+            if prof is not None:
+                prof._close(frame)
 
     def __call__(self, fn: F) -> F:
         ctx = self
@@ -251,7 +241,7 @@ class Profiler:
                 self._close(frame)
                 raise
             self._close(frame)
-            self._pending_batches.append(self._describe(item, self.pad_id))   # = note_batch(item), inlined
+            self.note_batch(item)
             yield item
 
     def note_batch(self, batch: Any) -> None:
@@ -339,12 +329,14 @@ class Profiler:
         return self._recorder
 
     def _open(self, name: str) -> _Frame | None:
+        """Open phase ``name`` on the recorder (the first phase starts the profiler); None from another
+        thread or after stop. The running case is tested first: it is every phase of every step."""
         rec = self._recorder
         if not self.running:
-            rec = self._ensure_started() if not self.stopped else None
-        if rec is None or get_ident() != rec.owner_thread:
-            return None
-        return rec.open(name)
+            if self.stopped:
+                return None
+            rec = self._ensure_started()
+        return rec.open(name) if get_ident() == rec.owner_thread else None  # type: ignore[union-attr]
 
     def _close(self, frame: _Frame | None) -> None:
         if frame is not None and self.running:
