@@ -20,7 +20,7 @@ from typing import Any, Mapping, Protocol
 from throughput.advisor.findings import Finding, Setting
 from throughput.advisor.space import SearchSettings
 from throughput.advisor.trials import ProbeResult, Trial
-from throughput.analysis.faults import allocator_env, faults_are_costly, page_faults
+from throughput.analysis.faults import PageFaults, allocator_env, faults_are_costly, page_faults
 
 
 class EnvTarget(Protocol):
@@ -51,13 +51,9 @@ def skip_reason(environ: Mapping[str, str], libc: str, baseline_session: Any = N
     already = sorted(k for k in environ if k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"))
     if already:
         return f"allocator probe skipped: {', '.join(already)} already set in the environment"
-    if baseline_session is not None:
-        k = baseline_session.info.warmup_steps
-        p = page_faults(baseline_session.telemetry, baseline_session.steps[k:])
-        if p is not None and not faults_are_costly(p):
-            share = f"{p.system_share:.0%}" if p.system_share is not None else "unknown"
-            return (f"allocator probe skipped: {p.faults_per_step:,.0f} minor faults a step, kernel time "
-                    f"{share} of CPU time (below the page-fault thresholds)")
+    p = _steady_faults(baseline_session)
+    if p is not None and not faults_are_costly(p):
+        return f"allocator probe skipped: {_faults_text(p)} (below the page-fault thresholds)"
     return None
 
 
@@ -97,17 +93,19 @@ def allocator_finding(default_sps: list[float], tuned_sps: list[float], env: Map
     gain = _mean(tuned_sps) / _mean(default_sps) - 1.0
     if gain <= settings.min_gain:
         return None
-    env_text = " ".join(f"{k}={v}" for k, v in env.items())
     return Finding(rule_id="probe.allocator", title="Keep freed memory in the process (glibc malloc; measured)",
                    evidence=(_measured_text(default_sps, tuned_sps, env), *fault_evidence,
                              "caveat: the process holds its memory at its peak instead of returning it "
                              "between steps; Linux with glibc only"),
-                   expected_gain=gain, confidence="high", change=f"{env_text} python <script>")
+                   expected_gain=gain, confidence="high", change=f"{_env_text(env)} python <script>")
+
+
+def _env_text(env: Mapping[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in env.items())
 
 
 def _measured_text(default_sps: list[float], tuned_sps: list[float], env: Mapping[str, str]) -> str:
-    env_text = " ".join(f"{k}={v}" for k, v in env.items())
-    return (f"default malloc: {_mean(default_sps):.4g} samples/s; {env_text}: {_mean(tuned_sps):.4g} samples/s "
+    return (f"default malloc: {_mean(default_sps):.4g} samples/s; {_env_text(env)}: {_mean(tuned_sps):.4g} samples/s "
             f"(mean of {len(default_sps)} and {len(tuned_sps)} interleaved runs, measured)")
 
 
@@ -126,11 +124,18 @@ def _errors(trials: list[Trial]) -> str:
     return "; ".join(t.result.error or "no samples/s" for t in trials if not t.result.ok) or "no samples/s measured"
 
 
-def _fault_evidence(session: Any) -> tuple[str, ...]:
+def _steady_faults(session: Any) -> PageFaults | None:
+    """Page faults over a profile's measured (post-warm-up) steps; None without a profile or samples."""
     if session is None:
-        return ()
-    p = page_faults(session.telemetry, session.steps[session.info.warmup_steps:])
-    if p is None:
-        return ()
-    share = f", kernel time {p.system_share:.0%} of CPU time" if p.system_share is not None else ""
-    return (f"profile: {p.faults_per_step:,.0f} minor page faults a step{share}",)
+        return None
+    return page_faults(session.telemetry, session.steps[session.info.warmup_steps:])
+
+
+def _faults_text(p: PageFaults) -> str:
+    share = f"{p.system_share:.0%}" if p.system_share is not None else "unknown"
+    return f"{p.faults_per_step:,.0f} minor faults a step, kernel time {share} of CPU time"
+
+
+def _fault_evidence(session: Any) -> tuple[str, ...]:
+    p = _steady_faults(session)
+    return () if p is None else (f"profile: {_faults_text(p)}",)
