@@ -43,14 +43,18 @@ def test_recipe_with_unknown_config_key(tmp_path: Path, capsys: pytest.CaptureFi
     recipe.write_text("from tests.loop.micro_gpt import build_model, build_datasets, loss_fn, collate_fn\n"
                       "config = {'stpes': 30}\n")
     assert main(["train", str(recipe), "--out", str(tmp_path / "o")]) == 2
-    assert "unknown config key 'stpes'" in _error_line(capsys)
+    assert _error_line(capsys) == ('throughput: error: recipe r: config: unknown config key "stpes" '
+                                   '(did you mean "steps"?)')
 
 
 @pytest.mark.parametrize("item, message", [
-    ("lr=fast", "lr must be float, got 'fast'"),
+    ("lr=fast", '--set lr=fast: expected a number, got "fast"'),
+    ("lr=inf", '--set lr=inf: expected a finite number, got inf'),
+    ("steps=1.5", '--set steps=1.5: expected an integer, got "1.5"'),
+    ("pin_memory=maybe", '--set pin_memory=maybe: expected true or false, got "maybe"'),
     ("amp=fp8", "amp must be one of auto | bf16 | fp16 | fp32, got 'fp8'"),
-    ("nosuchkey=1", "unknown config key 'nosuchkey'"),
-    ("steps", "--set expects key=value, got 'steps'"),
+    ("nosuchkey=1", '--set nosuchkey=1: unknown config key "nosuchkey" (known: amp, beta1,'),
+    ("steps", "train: argument --set: expected key=value, got 'steps' (see `throughput train --help`)"),
 ])
 def test_bad_set_values(item: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", str(MICRO_GPT), "--set", item, "--out", str(tmp_path / "o")]) == 2
@@ -90,7 +94,8 @@ def test_checkpoint_folder_of_another_run_is_untouched(tmp_path: Path, monkeypat
     line = _error_line(capsys)
     assert f"{out} belongs to another run" in line and "nothing was overwritten" in line
     assert main(["train", str(MICRO_GPT), "--out", str(out), "--set", "steps=4"]) == 2
-    assert "already holds a training run; pass --resume" in _error_line(capsys)
+    line = _error_line(capsys)
+    assert "already holds a training run (" in line and "; pass --resume to continue it" in line
     assert _snapshot(out) == before
 
 

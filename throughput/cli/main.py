@@ -8,25 +8,27 @@ from typing import Sequence
 
 from throughput.cli import (ablate_cmd, advise_cmd, compare_cmd, demo_cmd, profile_cmd, ranks_cmd, report_cmd,
                             train_cmd)
+from throughput.cli.args import Parser, mark_commands
 from throughput.cli.errors import CliError
 
 SUBCOMMANDS = (profile_cmd, report_cmd, compare_cmd, ranks_cmd, advise_cmd, train_cmd, ablate_cmd, demo_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="throughput",
         description="Find where each PyTorch training step's time goes, then run a tuned recipe.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in SUBCOMMANDS:
         module.add_parser(sub)
+    mark_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.handler(args))
     except CliError as e:
         print(f"throughput: error: {e}", file=sys.stderr)

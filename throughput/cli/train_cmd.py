@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from throughput.cli.args import check_fresh_folder, existing_file, key_value, output_folder, output_folder_or_error
 from throughput.cli.errors import CliError
 
 EXIT_TERMINATED = 143  # 128 + SIGTERM: the scheduler's convention for "stopped, checkpoint saved"
@@ -16,11 +17,11 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="run a recipe with the tuned training loop (checkpoints, diagnosis)",
                        description="Train a recipe file (build_model, build_datasets, loss_fn); "
                                    "see docs/training.md. Config: recipe < --plan < --set < --out.")
-    p.add_argument("recipe", type=Path, help="recipe .py file")
-    p.add_argument("--plan", type=Path, default=None, help="tuned plan JSON (config keys -> values)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("recipe", type=existing_file, help="recipe .py file")
+    p.add_argument("--plan", type=existing_file, default=None, help="tuned plan JSON (config keys -> values)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", type=_set_or_help,
                    help="override one config key (repeatable); `--set help` lists the keys")
-    p.add_argument("--out", type=Path, default=None, help="run folder (checkpoints, metrics.jsonl, ...)")
+    p.add_argument("--out", type=output_folder, default=None, help="run folder (checkpoints, metrics.jsonl, ...)")
     p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=run)
@@ -35,8 +36,10 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(f"{k}: {v}" for k, v in field_docs().items()))
         return 0
     try:
-        overrides = loop.parse_set_args(args.sets)
+        from throughput.loop.settings import check_text_settings
+        overrides = check_text_settings(loop.parse_set_args(args.sets))   # before the recipe is imported
         recipe, cfg, plan = loop.resolve(args.recipe, args.plan, overrides, args.out)
+        _check_run_folder(Path(cfg.out_dir), args.resume)
         from throughput.loop.loop import run_training
         result = run_training(recipe, cfg, resume=args.resume, progress=not args.quiet, plan=plan)
     except (loop.ConfigError, loop.PlanError, loop.RecipeError, CheckpointError) as e:
@@ -45,6 +48,23 @@ def run(args: argparse.Namespace) -> int:
     if result.end == "terminated":
         return EXIT_TERMINATED
     return 1 if result.end == "nonfinite" else 0
+
+
+# A training run folder: another run's report or checkpoints there would be overwritten or mixed in.
+_RUN_MARKERS = ("run.json", "checkpoints", "metrics.jsonl", "session.json", "report.md", "summary.json")
+
+
+def _check_run_folder(out: Path, resume: bool) -> None:
+    """Before the model is built: a file, an unwritable path, or (without --resume) a folder holding
+    another run is refused with one line; the loop checks again that a resumed folder is this run's."""
+    if resume:
+        output_folder_or_error(out)
+    else:
+        check_fresh_folder(out, markers=_RUN_MARKERS, what="a training run", allow="pass --resume to continue it")
+
+
+def _set_or_help(text: str) -> str:
+    return text if text == "help" else key_value(text)
 
 
 def summary_lines(result: Any) -> str:

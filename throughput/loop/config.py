@@ -8,6 +8,7 @@ type and fails with one line naming the key, so a typo never silently trains the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -57,7 +58,8 @@ class TrainConfig:
     out_dir: str = _doc("folder for checkpoints, metrics.jsonl, session.json, diagnosis.json", "runs/train")
     packing: bool = _doc("ask the recipe for packed rows (the recipe's build_datasets reads it)", False)
     log_every: int = _doc("plain-text progress line every N steps when not on a terminal", 10)
-    stop_on_nonfinite: bool = _doc("stop (and checkpoint) when the training loss is NaN or infinite", True)
+    stop_on_nonfinite: bool = _doc("stop when the training loss is NaN or infinite (the non-finite state is not "
+                                   "checkpointed: the last good checkpoint stays the newest)", True)
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -112,9 +114,9 @@ def field_docs() -> dict[str, str]:
     return {f.name: f"{f.metadata.get('doc', '')} (default: {f.default!r})" for f in dataclasses.fields(TrainConfig)}
 
 
+@functools.lru_cache(maxsize=None)   # get_type_hints costs ~0.1 ms a call; __post_init__ asks per field
 def _field_type(name: str) -> type:
-    hints = typing.get_type_hints(TrainConfig)
-    hint = hints[name]
+    hint = typing.get_type_hints(TrainConfig)[name]
     if isinstance(hint, types.UnionType):
         return next(a for a in typing.get_args(hint) if a is not type(None))
     return hint  # type: ignore[no-any-return]

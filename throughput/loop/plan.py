@@ -48,18 +48,23 @@ def plan_from_dict(raw: Any, source: str = "plan") -> Plan:
     fingerprint = raw.get("model_fingerprint")
     if fingerprint is not None and not isinstance(fingerprint, str):
         raise PlanError(f"plan {source}: model_fingerprint must be a string, got {type(fingerprint).__name__}")
-    settings = {k: v for k, v in raw.items() if k not in RESERVED}
+    from throughput.loop.settings import check_settings
+    try:   # keys, types and finite numbers, with the path in the file (throughput.validation)
+        settings = check_settings({k: v for k, v in raw.items() if k not in RESERVED}, f"plan {source}")
+    except ConfigError as e:
+        raise PlanError(str(e)) from None
     plan = Plan(settings=settings, model_fingerprint=fingerprint, source=source)
     plan.apply(TrainConfig())  # validate keys and types now, with the plan's name in the message
     return plan
 
 
 def load_plan(path: str | Path) -> Plan:
+    from throughput.session.io import parse_json
     p = Path(path)
     try:
-        raw = json.loads(p.read_text())
+        text = p.read_text()
     except FileNotFoundError:
         raise PlanError(f"plan file not found: {p}") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise PlanError(f"plan {p} is not valid JSON: {e}") from None
-    return plan_from_dict(raw, source=str(p))
+    except (OSError, UnicodeDecodeError) as e:
+        raise PlanError(f"plan {p} cannot be read: {str(e).splitlines()[0]}") from None
+    return plan_from_dict(parse_json(text, f"plan {p}", PlanError), source=str(p))
