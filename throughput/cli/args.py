@@ -12,7 +12,7 @@ import argparse
 import math
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, NoReturn, Sequence
+from typing import Any, Callable, Iterable, NoReturn, Sequence
 
 from throughput.cli.errors import CliError
 
@@ -31,11 +31,10 @@ class Parser(argparse.ArgumentParser):
         problem = f"{command}: {message}" if command else message
         raise CliError(f"{problem} (see `{self.prog} --help`)")
 
-    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
-                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
-        """As argparse, but an unknown option is reported by the command it was given to (argparse
+    def parse_command_line(self, args: Sequence[str] | None = None) -> argparse.Namespace:
+        """``parse_args``, but an unknown option is reported by the command it was given to (argparse
         leaves it to the top-level parser, whose message names no command)."""
-        parsed, extras = self.parse_known_args(args, namespace)
+        parsed, extras = self.parse_known_args(args)
         if extras:
             owner = getattr(parsed, COMMAND_PARSER, None) or self
             owner.error(f"unrecognized arguments: {' '.join(extras)}")
@@ -45,7 +44,7 @@ class Parser(argparse.ArgumentParser):
 COMMAND_PARSER = "_command_parser"   # Namespace attribute: the sub-parser of the command that was given
 
 
-def mark_commands(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def mark_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
     """Let each command's parser be found from the parsed namespace (for ``Parser.parse_args``)."""
     for parser in subparsers.choices.values():
         parser.set_defaults(**{COMMAND_PARSER: parser})

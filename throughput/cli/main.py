@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Sequence
 
@@ -14,7 +13,7 @@ from throughput.cli.errors import CliError
 SUBCOMMANDS = (profile_cmd, report_cmd, compare_cmd, ranks_cmd, advise_cmd, train_cmd, ablate_cmd, demo_cmd)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     parser = Parser(
         prog="throughput",
         description="Find where each PyTorch training step's time goes, then run a tuned recipe.",
@@ -28,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_command_line(argv)
         return int(args.handler(args))
     except CliError as e:
         print(f"throughput: error: {e}", file=sys.stderr)
