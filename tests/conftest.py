@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -15,6 +15,22 @@ from hypothesis import HealthCheck, settings
 settings.register_profile("throughput", deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("throughput")
+
+if TYPE_CHECKING:
+    from tests.zygote import Zygote
+
+
+@pytest.fixture(scope="session")
+def zygote() -> Iterator["Zygote"]:
+    """One warm forking parent (tests/zygote.py) per test process: real throughput processes and plain
+    script runs without paying torch's import each time."""
+    from tests.zygote import Zygote
+
+    z = Zygote()
+    try:
+        yield z
+    finally:
+        z.close()
 
 
 @pytest.fixture(autouse=True)

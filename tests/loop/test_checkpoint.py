@@ -48,7 +48,7 @@ def _flip_payload_byte(path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage, reason", [(_truncate, "truncated"), (_flip_payload_byte, "checksum mismatch")])
-def test_damaged_newest_falls_back_with_warning(tmp_path: Path, damage, reason: str) -> None:
+def test_damaged_newest_is_skipped_and_quarantined(tmp_path: Path, damage, reason: str) -> None:
     for step in (2, 4, 6):
         save_checkpoint(tmp_path, step, _payload(step), keep_last=3)
     damage(tmp_path / "ckpt-00000006.pt")
