@@ -33,8 +33,9 @@ def census() -> tuple[Counts, collections.Counter[str]]:
     def spy(argv: Any) -> tuple[int | str, str, str, list[str]]:
         try:
             result = original(argv)
-        except Exception:                       # only an older throughput gets here: counted, not raised
+        except Exception as e:                  # only an older throughput gets here: counted, not raised
             counts[(current["suite"], argv[0], "traceback")] += 1
+            messages[f"traceback: {type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"] += 1
             return 2, "", "throughput: error: (traceback)\n", []
         status = {0: "accepted", 2: "refused", "reached": "accepted"}.get(result[0], f"exit {result[0]}")
         if result[0] == 2 and (result[2].count("\n") != 1 or not result[2].startswith("throughput: error: ")):
@@ -79,6 +80,9 @@ def main() -> None:
     print(f"\n{len(messages)} distinct error messages; most frequent:")
     for text, n in messages.most_common(8):
         print(f"- {n} x `{text}`")
+    for text, n in sorted(messages.items()):
+        if text.startswith("traceback: "):
+            print(f"- {n} x {text}")
 
 
 if __name__ == "__main__":

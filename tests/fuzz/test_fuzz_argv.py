@@ -36,7 +36,7 @@ NUMBERS: tuple[str, ...] = ("1", "2", "0", "-1", "-5", "3.5", "1e3", "nan", "inf
 SETTINGS = ("lr=3e-4", "lr=inf", "lr=fast", "steps=2", "steps=-1", "steps=1.5", "amp=bf16", "amp=fp8",
             "nosuchkey=1", "steps", "=1", "num_workers=2", "pin_memory=maybe", "help")
 PATH_KINDS = ("session", "bad_session", "folder", "empty_folder", "missing", "below_file", "proc", "script",
-              "recipe", "plan", "bad_plan", "report_folder", "out", "out_file")
+              "recipe", "plan", "bad_plan", "report_folder", "out", "out_file", "ranks_run")
 
 
 def _stub(*args: object, **kwargs: object) -> Any:
@@ -79,6 +79,8 @@ def _make_paths(root: Path) -> dict[str, Path]:
     p["report_folder"].mkdir()
     save_session(valid_session(), p["report_folder"] / "session.json")
     p["out_file"].write_text("keep")
+    for rank in (0, 1):                      # a two-rank run for `ranks` to merge
+        save_session(valid_session(), p["ranks_run"] / f"rank-{rank}" / "session.json")
     return p
 
 
@@ -102,7 +104,7 @@ GRAMMAR: dict[str, tuple[list[st.SearchStrategy[Any]], dict[str, st.SearchStrate
                      "--flops-per-step": st.just("1e9"), "--dtype": st.sampled_from(("bf16", "fp32"))}),
     "report": ([SESSIONS], {"--format": FORMATS, "--warmup-steps": _ints(0, 1, 3)}),
     "compare": ([SESSIONS, SESSIONS], {"--format": FORMATS}),
-    "ranks": ([st.one_of(P("folder"), P("empty_folder"))],
+    "ranks": ([st.one_of(P("ranks_run"), P("ranks_run"), P("folder"), P("empty_folder"))],
               {"--format": FORMATS, "--wait-for": _ints(0, 2), "--timeout": st.just("0.5")}),
     "advise": ([st.one_of(SESSIONS, P("script"))],
                {"--target-global-batch": _ints(8, 64), "--memory-budget": st.just("8GiB"),
@@ -182,8 +184,9 @@ def _fuzz(argv: list[Any]) -> None:
 
 
 def _out_values(argv: list[str]) -> list[Path]:
-    """The paths given to --out / --plan-out: the only places a command may write."""
-    out = []
+    """The paths given to --out / --plan-out (and the run folder `ranks` merges into): the only places a
+    command may write."""
+    out = [Path(t) for t in argv[1:] if argv[0] == "ranks" and Path(t).is_dir()]
     for i, token in enumerate(argv):
         for flag in ("--out", "--plan-out"):
             if token == flag and i + 1 < len(argv):

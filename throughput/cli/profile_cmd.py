@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     opts = options_parser().parse_args(ours)
     if opts.module is not None:
         target = Target(module=opts.module, args=tuple(rest))
-    elif rest:
+    elif rest and rest[0].strip():
         target = Target(path=rest[0], args=tuple(rest[1:]))
     else:
         raise CliError("profile: no script given; usage: " + USAGE)
