@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from throughput.hardware import cpu_model_name
 
 REPO = Path(__file__).resolve().parent.parent
 SPIN = "import os\ntry:\n    os.sched_setaffinity(0, {0})\nexcept (AttributeError, OSError):\n    pass\nwhile True:\n    pass\n"
@@ -38,16 +39,6 @@ class Run:
 
 def load_1min() -> float:
     return os.getloadavg()[0]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def run_suite(index: int, pytest_args: list[str]) -> Run:
@@ -74,7 +65,7 @@ def markdown(runs: list[Run], pytest_args: list[str], started: str) -> str:
             f"{r.load_before:.2f} -> {r.load_after:.2f} |" for r in runs]
     return "\n".join([
         "# `make test-under-load`", "",
-        f"{started}; {cpu_model()}, {os.cpu_count()} logical CPUs; one busy-loop process pinned to core 0 for the "
+        f"{started}; {cpu_model_name()}, {os.cpu_count()} logical CPUs; one busy-loop process pinned to core 0 for the "
         f"whole time; `python -m pytest {' '.join(pytest_args)}` run {len(runs)} times in a row.", "",
         "| run | result | duration | pytest summary | 1-min load average (before -> after) |",
         "|---|---|---|---|---|", *rows, ""])
