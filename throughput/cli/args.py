@@ -102,14 +102,6 @@ def existing_file(text: str) -> Path:
     return path
 
 
-def existing_path(text: str) -> Path:
-    """A file or folder that exists (a session.json or its report folder)."""
-    path = Path(text)
-    if not path.exists():
-        _fail(f"{text}: no such file or folder")
-    return path
-
-
 def output_folder(text: str) -> Path:
     """A folder throughput may create or write into: not a file, under a folder this user can write."""
     path = Path(text)
@@ -183,15 +175,6 @@ def _check_writable(folder: Path, text: str) -> None:
         _fail(f"cannot write under {folder} ({e.strerror or type(e).__name__}); choose another path")
 
 
-def is_writable_folder(folder: Path) -> bool:
-    """True when files can be created in ``folder`` (the same probe the validators use)."""
-    try:
-        _check_writable(folder, str(folder))
-        return True
-    except argparse.ArgumentTypeError:
-        return False
-
-
-__all__ = ["Parser", "REPORT_MARKERS", "check_fresh_folder", "existing_file", "existing_path", "integer",
-           "is_writable_folder", "key_value", "nonnegative_int", "nonnegative_number", "number",
-           "output_file", "output_folder", "output_folder_or_error", "positive_int", "positive_number"]
+__all__ = ["COMMAND_PARSER", "Parser", "REPORT_MARKERS", "check_fresh_folder", "existing_file", "integer",
+           "key_value", "mark_commands", "nonnegative_int", "nonnegative_number", "number", "output_file",
+           "output_folder", "output_folder_or_error", "positive_int", "positive_number"]

@@ -1,27 +1,7 @@
-"""Typed validation of JSON-like data against frozen dataclasses' type hints (a torch-free leaf module).
+"""Decoders built once per (type, finiteness, policy) from type hints; see ``throughput.validation``.
 
-Every file throughput reads back (sessions, plans, recipe configs, ``--set`` values) is checked field by
-field against the types its records declare, so a wrong-typed, truncated or hand-edited file fails with
-one line that names the field and where it sits in the file::
-
-    steps[3].phase_s.forward: expected a number, got "fast"
-
-The decoders are built once per type from ``typing.get_type_hints`` (no per-record interpretation of
-hints), so a new record type, or a new field, is validated without code here. Supported hints: ``bool``,
-``int``, ``float``, ``str``, ``Enum`` subclasses, ``X | None`` and other unions, ``tuple[X, ...]``,
-``list[X]``, ``Mapping``/``dict[K, V]``, ``Literal[...]``, ``Any`` and nested dataclasses.
-
-Rules, the same for every file:
-
-- ``bool`` is never a number and a number is never a ``bool``; ``int`` accepts integers only (no
-  ``3.5``, no ``"3"``) within 64 bits; ``float`` accepts integers and floats.
-- Non-finite floats (NaN, inf) are refused where the ``finite`` policy says so (for sessions: fields
-  whose names carry a unit, since a duration or a byte count cannot be NaN; for settings: everywhere).
-- Objects may not carry unknown fields; fields without a default are required.
-- ``ValueError``/``TypeError`` raised by a record's own ``__post_init__`` is reported at the record's path.
-
-The path is built only when something fails (each container adds its key while the error propagates), so
-a valid file costs one call per value.
+Each decoder checks a value and returns it built as its type, or raises ``DecodeError``; containers add
+their key or index to the error's path while it propagates, so valid data never pays for paths.
 """
 
 from __future__ import annotations
@@ -34,128 +14,17 @@ import types
 import typing
 from typing import Any, Callable, Mapping
 
+from throughput.validation.errors import DecodeError, describe
+
 INT64_MAX = 2**63 - 1
 
 Decoder = Callable[[Any], Any]
 FinitePolicy = Callable[[str], bool]   # field name -> whether its floats must be finite
 
 
-class DecodeError(ValueError):
-    """A value that does not match its declared type. ``str(e)`` is ``"<path>: <problem>"``."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self._segments: list[str] = []   # innermost first; added while the error propagates
-
-    def at(self, segment: str) -> "DecodeError":
-        self._segments.append(segment)
-        return self
-
-    @property
-    def path(self) -> str:
-        return "".join(reversed(self._segments)).lstrip(".")
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.problem}" if self.path else self.problem
-
-
-def describe(value: Any) -> str:
-    """A value as a reader of the JSON file sees it: ``"fast"``, ``null``, ``an object``, ``3.5``."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        text = value if len(value) <= 40 else value[:37] + "..."
-        return '"' + text.replace('"', '\\"') + '"'
-    if isinstance(value, (int, float)):
-        text = repr(value)
-        return text if len(text) <= 40 else text[:37] + "..."
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, (list, tuple)):
-        return "a list"
-    return f"a {type(value).__name__}"
-
-
-def all_finite(name: str) -> bool:
-    """Policy for settings: every float must be finite."""
-    return True
-
-
-def none_finite(name: str) -> bool:
-    """Policy for free-form measurements: NaN and inf are values like any other."""
-    return False
-
-
-def decode(tp: Any, raw: Any, *, finite: FinitePolicy = all_finite, path: str = "") -> Any:
-    """``raw`` (parsed JSON or plain Python values) checked and built as ``tp``. Raises DecodeError whose
-    message starts with ``path`` and the location inside ``raw``."""
-    try:
-        return _decoder(tp, True, finite)(raw)
-    except DecodeError as e:
-        raise (e.at("." + path) if path else e) from None
-
-
-def decode_fields(cls: type, raw: Any, *, finite: FinitePolicy = all_finite, path: str = "",
-                  noun: str = "field") -> dict[str, Any]:
-    """Some fields of dataclass ``cls`` (a partial mapping, e.g. a plan's settings), each checked against
-    its type; unknown keys are refused with the known ones listed. Returns the decoded values."""
-    try:
-        if not isinstance(raw, Mapping):
-            raise DecodeError(f"expected an object, got {describe(raw)}")
-        fields = _field_decoders(cls, finite)
-        out: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key not in fields:
-                raise DecodeError(_unknown_field(key, fields, noun))
-            try:
-                out[key] = fields[key](value)
-            except DecodeError as e:
-                raise e.at(f".{key}") from None
-        return out
-    except DecodeError as e:
-        raise (e.at("." + path) if path else e) from None
-
-
-def parse_text(tp: Any, text: str, *, finite: bool = True) -> Any:
-    """A command-line string read as ``tp`` (int, float, bool, str, Enum, Literal, ``X | None``).
-    Raises DecodeError naming what was expected."""
-    args = typing.get_args(tp)
-    if _is_union(tp):
-        members = [a for a in args if a is not type(None)]
-        if type(None) in args and text.strip().lower() in ("none", "null"):
-            return None
-        if len(members) == 1:
-            return parse_text(members[0], text, finite=finite)
-    value: Any = text.strip()
-    if tp is bool:
-        lowered = value.lower()
-        if lowered in _TRUE or lowered in _FALSE:
-            return lowered in _TRUE
-        raise DecodeError(f"expected true or false, got {describe(text)}")
-    if tp is int:
-        try:
-            value = int(value)
-        except ValueError:
-            raise DecodeError(f"expected an integer, got {describe(text)}") from None
-    elif tp is float:
-        try:
-            value = float(value)
-        except ValueError:
-            raise DecodeError(f"expected a number, got {describe(text)}") from None
-    return decode(tp, value, finite=all_finite if finite else none_finite)
-
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
-
-
-# -- decoders, built once per (type, finite, policy) ----------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _decoder(tp: Any, finite: bool, policy: FinitePolicy) -> Decoder:
+def decoder(tp: Any, finite: bool, policy: FinitePolicy) -> Decoder:
     if tp is Any or tp is object:
         return lambda v: v
     if tp is bool:
@@ -173,18 +42,18 @@ def _decoder(tp: Any, finite: bool, policy: FinitePolicy) -> Decoder:
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         return _dataclass(tp, policy)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if _is_union(tp):
-        return _union(tuple(_decoder(a, finite, policy) for a in args), args)
+    if is_union(tp):
+        return _union(tuple(decoder(a, finite, policy) for a in args), args)
     if origin is typing.Literal:
         return _literal(args)
     if origin is tuple:
-        return _sequence(_decoder(args[0], finite, policy), tuple) if len(args) == 2 and args[1] is ... else \
-            _fixed_tuple(tuple(_decoder(a, finite, policy) for a in args))
+        return _sequence(decoder(args[0], finite, policy), tuple) if len(args) == 2 and args[1] is ... else \
+            _fixed_tuple(tuple(decoder(a, finite, policy) for a in args))
     if origin in (list, typing.Sequence, _abc("Sequence")):
-        return _sequence(_decoder(args[0] if args else Any, finite, policy), list)
+        return _sequence(decoder(args[0] if args else Any, finite, policy), list)
     if origin in (dict, typing.Mapping, _abc("Mapping")):
         key_tp, value_tp = args if args else (Any, Any)
-        return _mapping(_decoder(key_tp, finite, policy), _decoder(value_tp, finite, policy))
+        return _mapping(decoder(key_tp, finite, policy), decoder(value_tp, finite, policy))
     raise TypeError(f"throughput.validation cannot check type hint {tp!r}")
 
 
@@ -193,7 +62,7 @@ def _abc(name: str) -> Any:
     return getattr(collections.abc, name)
 
 
-def _is_union(tp: Any) -> bool:
+def is_union(tp: Any) -> bool:
     return typing.get_origin(tp) is typing.Union or isinstance(tp, types.UnionType)
 
 
@@ -353,9 +222,9 @@ def _mapping(key: Decoder, value: Decoder) -> Decoder:
 
 
 @functools.lru_cache(maxsize=None)
-def _field_decoders(cls: type, policy: FinitePolicy) -> dict[str, Decoder]:
+def field_decoders(cls: type, policy: FinitePolicy) -> dict[str, Decoder]:
     hints = typing.get_type_hints(cls)
-    return {f.name: _decoder(hints[f.name], policy(f.name), policy)
+    return {f.name: decoder(hints[f.name], policy(f.name), policy)
             for f in dataclasses.fields(cls) if f.init}
 
 
@@ -365,7 +234,7 @@ def _required(cls: type) -> frozenset[str]:
                      if f.init and f.default is missing and f.default_factory is missing)
 
 
-def _unknown_field(key: Any, fields: Mapping[str, Any], noun: str = "field") -> str:
+def unknown_field(key: Any, fields: Mapping[str, Any], noun: str = "field") -> str:
     import difflib
     close = difflib.get_close_matches(str(key), list(fields), n=1)
     hint = f"did you mean {describe(close[0])}?" if close else f"known: {', '.join(sorted(fields))}"
@@ -373,7 +242,7 @@ def _unknown_field(key: Any, fields: Mapping[str, Any], noun: str = "field") -> 
 
 
 def _dataclass(cls: type, policy: FinitePolicy) -> Decoder:
-    fields = _field_decoders(cls, policy)
+    fields = field_decoders(cls, policy)
     required = _required(cls)
 
     def decode_record(v: Any) -> Any:
@@ -387,7 +256,7 @@ def _dataclass(cls: type, policy: FinitePolicy) -> Decoder:
             for key, x in v.items():
                 kwargs[key] = fields[key](x)
         except KeyError:
-            raise DecodeError(_unknown_field(key, fields)) from None
+            raise DecodeError(unknown_field(key, fields)) from None
         except DecodeError as e:
             raise e.at(f".{key}") from None
         missing = () if required.issubset(kwargs) else sorted(required - kwargs.keys())
