@@ -250,3 +250,34 @@ def test_cuda_memory_per_phase_and_ops_window() -> None:
     assert ops is not None
     top_forward = next(o for o in ops.top if o.phase == "forward")
     assert top_forward.device_self_s is not None and top_forward.device_self_s > 0
+
+
+def _loop(prof: Profiler, steps: int) -> None:
+    model = torch.nn.Linear(64, 64)
+    for _ in range(steps):
+        with prof.phase("forward"):
+            loss = model(torch.ones(8, 64)).sum()
+        with prof.phase("backward"):
+            loss.backward()
+        prof.step()
+
+
+def test_a_scripts_own_torch_profiler_wins_and_nothing_is_excluded() -> None:
+    window = ViewWindow(WindowOptions(warmup_steps=1, steps=2, ops=True, memory=False))
+    prof = Profiler(device="cpu", warmup_steps=1, telemetry=window)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):
+        with prof:
+            _loop(prof, 6)
+    session = prof.session()
+    assert any("runs its own torch.profiler" in n for n in session.info.notes)
+    assert not any(e.kind in ("window", "operator") for e in session.events)
+    assert summarize(session).steps_measured == 5          # steps 1-5: nothing left out
+
+
+def test_memory_snapshot_on_cpu_says_it_needs_cuda() -> None:
+    window = ViewWindow(WindowOptions(warmup_steps=0, steps=1, memory=False, memory_snapshot=True))
+    prof = Profiler(device="cpu", warmup_steps=0, telemetry=window)
+    with prof:
+        _loop(prof, 3)
+    assert any("--memory-snapshot needs CUDA" in n for n in prof.session().info.notes)
+    assert summarize(prof.session()).steps_measured == 3

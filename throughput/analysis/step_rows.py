@@ -7,6 +7,7 @@ the step ended (epoch seconds), and whether it counts in the steady-state figure
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from throughput.analysis.breakdown import phase_times
@@ -41,3 +42,18 @@ def step_rows(session: Session) -> list[dict[str, Any]]:
             "measured": s.index in measured,
         })
     return rows
+
+
+def scalars(row: dict[str, Any]) -> dict[str, float]:
+    """The TensorBoard scalars of one row (tag -> value): wall time, seconds per phase, rates, loss and
+    memory; absent (and non-finite) values are left out."""
+    out = {"step/wall_s": row["wall_s"]}
+    out.update({f"phase/{name}_s": value for name, value in row["phases"].items()})
+    for key in ("samples_per_s", "tokens_per_s"):
+        if row[key] is not None:
+            out[f"throughput/{key}"] = row[key]
+    if row["loss"] is not None and math.isfinite(row["loss"]):
+        out["loss"] = row["loss"]
+    for name, value in (row["memory"] or {}).items():
+        out[f"memory/{name}"] = value
+    return {tag: float(v) for tag, v in out.items()}

@@ -102,7 +102,9 @@ def _window_note(session: Session, ops: Operators | None) -> tuple[str, ...]:
     if window is None:
         return ()
     slower = f" ({ops.slowdown:.2f}x the steady-state step time)" if ops is not None and ops.slowdown else ""
-    return (f"steps {window.excluded_first}-{window.excluded_last} ran under torch.profiler{slower} and are "
+    under = " and ".join(name for name, on in (("torch.profiler", window.ops),
+                                               ("the allocator's history recorder", window.memory_snapshot)) if on)
+    return (f"steps {window.excluded_first}-{window.excluded_last} ran under {under}{slower} and are "
             "left out of the steady-state figures",)
 
 

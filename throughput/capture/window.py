@@ -21,7 +21,6 @@ from typing import Any
 
 from throughput.capture.memory import MemoryReader, PhaseMemory, default_reader
 from throughput.capture.ops import MAX_OP_SPANS, SYNC_MARKER, OpsProfiler, PhaseSegments, fold, top_per_phase
-from throughput.session.records import Event
 
 DEFAULT_WINDOW_STEPS = 5
 TORCH_TRACE_NAME = "torch_trace.json"   # report/trace_merge.py reads it under this name
@@ -62,6 +61,7 @@ class ViewWindow:
         self._segments: PhaseSegments | None = None
         self._ops: OpsProfiler | None = None
         self._snapshot = False
+        self._slowed = False     # a profiler or the allocator's history recorder really ran in the window
         self._rec: Any = None
         self._notes: list[str] = []
         self._first = options.warmup_steps + (1 if options.intrusive else 0)   # first recorded step
@@ -99,6 +99,7 @@ class ViewWindow:
                 self._notes.append(ops.note)
         if self.options.memory_snapshot:
             self._snapshot = _start_snapshot(prof.device, self._notes)
+        self._slowed = self._ops is not None or self._snapshot
 
     def _observe(self, prof: Any) -> None:
         observers: list[Any] = []
@@ -131,7 +132,7 @@ class ViewWindow:
         """The run stopped: finish what is open, then give events, samples and notes to ``prof``."""
         if not self._done:
             self._end_observing(prof)
-        if self.options.intrusive:
+        if self._slowed:
             self._report_window(prof)
         if self._ops is not None:
             self._ops.stop()
@@ -257,9 +258,3 @@ class HookChain:
     def stop(self, prof: Any) -> None:
         for h in reversed(self.hooks):
             h.stop(prof)
-
-
-def window_events(events: tuple[Event, ...]) -> tuple[Event, ...]:
-    """The events a window writes (for tests and tools)."""
-    kinds = {"window", "operator", "op_span", "memory_phase", "memory_step", "memory_run"}
-    return tuple(e for e in events if e.kind in kinds)
