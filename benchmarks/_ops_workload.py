@@ -1,14 +1,17 @@
 """A CPU training script for the operator window: the forward is one large matmul
 (``Linear(width, width, bias=False)``: aten::mm) and the data phase a per-sample Python transform.
 
-    python benchmarks/_ops_workload.py [--steps 40] [--width 1024] [--batch 128]
+    python benchmarks/_ops_workload.py [--steps 40] [--width 1024] [--batch 128] [--cpu-times FILE]
 
-Run it plainly or under ``throughput profile [--ops N]``; it prints the final loss.
+Run it plainly or under ``throughput profile [--ops N]``; it prints the final loss. ``--cpu-times``
+writes the CPU time of the training thread per step (one number a line, seconds): on a shared machine
+it moves much less with other processes' load than wall time does.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -32,17 +35,23 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--width", type=int, default=1024)
     p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--cpu-times", default=None)
     args = p.parse_args()
     torch.manual_seed(0)
     model = torch.nn.Linear(args.width, args.width, bias=False)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     loader = DataLoader(PythonTransform(args.width, args.steps * args.batch), batch_size=args.batch)
     loss = torch.zeros(())
+    cpu = [time.thread_time()]
     for x in loader:
         loss = model(x).square().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
+        cpu.append(time.thread_time())
+    if args.cpu_times:
+        with open(args.cpu_times, "w") as f:
+            f.writelines(f"{b - a!r}\n" for a, b in zip(cpu, cpu[1:]))
     print(f"loss {loss.item():.6f}")
 
 

@@ -40,6 +40,8 @@ def test_matmul_ranks_first_in_forward_and_the_window_is_left_out(ops_run: tuple
     assert summary["steps"] == {"total": 12, "warmup": 2, "measured": 5}
     assert any("left out of the steady-state figures" in n for n in summary["notes"])
     assert "## Top operators per phase" in (out / "report.md").read_text()
+    assert "## Memory per phase" in (out / "report.md").read_text()
+    assert (out / "memory.png").stat().st_size > 0 and (out / "torch_trace.json").is_file()
 
 
 def test_script_output_is_unchanged_under_the_window(ops_run: tuple[Path, str]) -> None:
