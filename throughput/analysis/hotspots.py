@@ -17,7 +17,7 @@ apart from busy time.
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -122,10 +122,10 @@ class _Acc:
     """Own time per (role, busy/idle, function) while walking the samples."""
 
     def __init__(self) -> None:
-        self.own: dict[tuple[str, bool], Counter[tuple[str, str]]] = defaultdict(Counter)
-        self.lines: dict[tuple[str, str], Counter[int]] = defaultdict(Counter)
+        self.own: dict[tuple[str, bool], dict[tuple[str, str], float]] = defaultdict(lambda: defaultdict(float))
+        self.lines: dict[tuple[str, str], dict[int, float]] = defaultdict(lambda: defaultdict(float))
         self.pids: dict[tuple[str, str, str], set[int]] = defaultdict(set)
-        self.total: Counter[str] = Counter()
+        self.total: dict[str, float] = defaultdict(float)
 
     def add(self, role: str, pid: int, sample: Sequence[int], weight: float,
             frames: Sequence[Mapping[str, Any]]) -> None:
@@ -143,9 +143,10 @@ class _Acc:
         out: list[HotFunction] = []
         for role in ("main", "worker"):
             for idle in (False, True):
-                for (name, file), own_s in self.own[(role, idle)].most_common(k):
-                    out.append(HotFunction(role=role, function=name, file=file,
-                                           line=self.lines[(name, file)].most_common(1)[0][0], own_s=own_s,
-                                           share=own_s / self.total[role] if self.total[role] else 0.0,
+                ranked = sorted(self.own[(role, idle)].items(), key=lambda item: -item[1])[:k]
+                for (name, file), own_s in ranked:
+                    lines = self.lines[(name, file)]
+                    out.append(HotFunction(role=role, function=name, file=file, line=max(lines, key=lines.__getitem__),
+                                           own_s=own_s, share=own_s / self.total[role] if self.total[role] else 0.0,
                                            processes=len(self.pids[(role, name, file)]), idle=idle))
         return tuple(out)
