@@ -30,6 +30,7 @@ from benchmarks.common import machine, main, write_report
 
 REPO = Path(__file__).resolve().parent.parent
 WORKLOAD = REPO / "benchmarks" / "_ops_workload.py"
+DISPATCH = REPO / "benchmarks" / "_ops_dispatch.py"
 MODES = {"off": ["--no-memory"], "memory": [], "ops": ["--ops", "5"]}
 # glibc's malloc adapts its mmap/trim thresholds to what the process freed before, so torch.profiler's
 # buffers change how often later steps fault their tensors in again (measured: after the window the
@@ -82,6 +83,19 @@ def _measure(rounds: int, steps: int, width: int, batch: int, malloc: dict[str, 
             "window_slowdown": [x["slowdown"] for x in results["ops"]], "runs": results}
 
 
+def _dispatch(rounds: int) -> dict[str, Any]:
+    """after/before ratio of a small operator's dispatch cost in one process, with and without a window."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    ratios: dict[str, list[float]] = {"off": [], "ops": []}
+    for r in range(rounds):
+        for mode in (("off", "ops") if r % 2 == 0 else ("ops", "off")):
+            out = subprocess.run([sys.executable, str(DISPATCH), mode], capture_output=True, text=True, env=env,
+                                 check=True, timeout=300).stdout
+            d = json.loads(out.strip().splitlines()[-1])
+            ratios[mode].append(d["after_us"] / d["before_us"])
+    return {m: {"after_over_before": v, "median": statistics.median(v)} for m, v in ratios.items()}
+
+
 def _table(title: str, res: dict[str, Any]) -> list[str]:
     medians, ratios = res["median_step_after_window_s"], res["ratio_to_off"]
     cpu, cpu_ratios = res["median_cpu_after_window_s"], res["cpu_ratio_to_off"]
@@ -101,8 +115,9 @@ def run(quick: bool) -> dict[str, Any]:
     fixed = _measure(rounds, steps, width, batch, MALLOC_ENV)
     load_mid = _loadavg()
     default = _measure(rounds, steps, width, batch, {})
+    dispatch = _dispatch(rounds * 2)
     load_end = _loadavg()
-    data = {"machine": machine(), "quick": quick, "rounds": rounds, "steps": steps, "width": width, "batch": batch,
+    data = {"dispatch": dispatch, "machine": machine(), "quick": quick, "rounds": rounds, "steps": steps, "width": width, "batch": batch,
             "load": [load_start, load_mid, load_end], "malloc_fixed": fixed, "malloc_default": default}
     md = [f"# Operator window (`--ops`) cost outside the window ({'quick' if quick else 'full'})", "",
           f"Machine: {data['machine']}. Load average {load_start} at the start, {load_mid} between the two "
@@ -115,6 +130,14 @@ def run(quick: bool) -> dict[str, Any]:
           "within 2% of `off`.", ""]
     md += _table("glibc malloc thresholds fixed (the window's own effect)", fixed)
     md += _table("default glibc malloc (the allocator's adaptation included)", default)
+    md += ["## Dispatch cost after the window (one process, CPU time)", "",
+           "`benchmarks/_ops_dispatch.py`: `torch.add` on 8x8 tensors, per call, after / before a torch.profiler "
+           "window run as `--ops` runs it (`off`: no window), median of "
+           f"{len(dispatch['off']['after_over_before'])} processes per mode:", "",
+           f"- `off`: {dispatch['off']['median']:.3f}  (runs: "
+           f"{', '.join(f'{x:.3f}' for x in dispatch['off']['after_over_before'])})",
+           f"- `ops`: {dispatch['ops']['median']:.3f}  (runs: "
+           f"{', '.join(f'{x:.3f}' for x in dispatch['ops']['after_over_before'])})", ""]
     path = write_report("ops_window", "\n".join(md), data)
     print(path.read_text())
     return data
