@@ -108,3 +108,18 @@ def test_ops_takes_an_optional_count(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert options_parser().parse_args(ours).ops == 7 and rest == ["train.py"]
     assert main(["profile", "--ops", "0", "--out", str(tmp_path / "r"), str(WORKLOAD)]) == 2
     assert "--ops needs at least 1 step" in capsys.readouterr().err
+
+
+def test_terminal_says_where_the_flame_graph_is(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from throughput.cli.views_opts import after_report
+    from throughput.session.records import RunInfo
+    from throughput.session.session import Session
+    session = Session(info=RunInfo(run_id="p"), artifacts=("out/pyspy.speedscope.json", "out/memory_snapshot.pickle"))
+    after_report(session, argparse.Namespace(tensorboard=None), quiet=False)
+    err = capsys.readouterr().err
+    assert "py-spy flame graph: out/pyspy.speedscope.json (open at https://www.speedscope.app)" in err
+    assert "memory snapshot: out/memory_snapshot.pickle (open at https://pytorch.org/memory_viz)" in err
+    after_report(session, argparse.Namespace(tensorboard=None), quiet=True)
+    assert capsys.readouterr().err == ""
