@@ -81,6 +81,8 @@ def telemetry_summary(session: Session) -> TelemetrySummary:
     reasons = sorted({name for m in masks for name in throttle_names(m)})
     return TelemetrySummary(
         gpu=tuple(s for s in stats if s.source.startswith("gpu") and s.metric != "throttle_reasons"),
-        host=tuple(s for s in stats if not s.source.startswith("gpu")),
+        # "window": memory read at the view window's phase boundaries (capture/memory.py), drawn on the
+        # memory timeline and tabled per phase; not a sampler's reading
+        host=tuple(s for s in stats if not s.source.startswith("gpu") and s.source != "window"),
         throttling=tuple(reasons), hot_functions=hot_functions_of(session), pyspy=pyspy_window_of(session),
     )
