@@ -68,7 +68,7 @@ def test_online_utilization_close_to_offline() -> None:
 
 
 def test_online_bad_input() -> None:
-    with pytest.raises(ValueError, match="buffer_size must be >= 2"):
+    with pytest.raises(ValueError, match="buffer_size must be an integer >= 2"):
         OnlinePacker(8, buffer_size=1)
     with pytest.raises(ValueError, match="row_len must be >= 1"):
         OnlinePacker(0)
