@@ -126,6 +126,15 @@ class OnlinePacker:
     def pending_pieces(self) -> int:
         return len(self._pool)
 
+    @property
+    def docs_seen(self) -> int:
+        """Documents registered so far (the next one gets this id)."""
+        return self._docs
+
+    def pending_doc_ids(self) -> IntArray:
+        """Ids of the documents with pieces still waiting, ascending."""
+        return np.unique(self._pool[:, 0])
+
     def stats(self) -> PackingStats:
         """Statistics of the emitted rows; call after ``flush()`` (waiting tokens are not accounted)."""
         if len(self._pool):
