@@ -58,8 +58,7 @@ def pack_columns(columns: Columns, seq_length: int, strategy: str) -> tuple[Colu
         total = int(first[-1])
         offsets = np.append(np.arange(0, total, seq_length, dtype=np.int64), total)
         return {name: (values, offsets) for name, (values, _) in columns.items()}, None, offsets
-    overflow = "truncate" if strategy == "bfd" else "split"
-    plan = pack_lengths(lengths, seq_length, overflow=overflow)
+    plan = pack_lengths(lengths, seq_length, overflow="truncate" if strategy == "bfd" else "split")
     src = first[plan.doc_index] + plan.doc_start
     out_offsets = np.concatenate([[0], np.cumsum(plan.row_fill())]).astype(np.int64)
     return gather(columns, src, plan.length, out_offsets), plan.length, plan.row_offsets

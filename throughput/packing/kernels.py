@@ -17,6 +17,7 @@ rows of equal capacity (a stack per capacity), or opens a new row. A row closes 
 
 from __future__ import annotations
 
+import types
 from typing import Any, Callable
 
 import numpy as np
@@ -135,7 +136,8 @@ def _pack_loop(length: Any, row_len: int, limit: int, fill_needed: int, wait_cap
     if waiting > wait_cap:
         cand = np.flatnonzero(~emit)
         cand = cand[np.argsort(-fill[cand], kind="mergesort")]
-        for r in cand:
+        for k in range(len(cand)):
+            r = cand[k]
             if waiting <= wait_cap:
                 break
             emit[r] = True
@@ -169,9 +171,10 @@ def _compile() -> dict[str, Callable[..., Any]] | None:
         return None
     jit = numba.njit(cache=True, nogil=True)
     done: dict[str, Callable[..., Any]] = {}
-    for fn in (_lowest_bit, _set_bit, _smallest_at_least, _bfd_loop, _pack_loop, _take_loop):        # each sees the compiled versions of the others
+    loops: tuple[Any, ...] = (_lowest_bit, _set_bit, _smallest_at_least, _bfd_loop, _pack_loop, _take_loop)
+    for fn in loops:                     # each compiled with the compiled versions of those before it
         env = dict(fn.__globals__, **done)
-        done[fn.__name__] = jit(type(fn)(fn.__code__, env, fn.__name__))
+        done[fn.__name__] = jit(types.FunctionType(fn.__code__, env, fn.__name__))
     return done
 
 
