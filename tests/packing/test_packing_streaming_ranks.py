@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(Path(__file__).parent))
-from stream_ranks import DOCS, ROW_LEN, make_docs  # noqa: E402
+from stream_ranks import DOCS, ROW_LEN, make_docs
+from torchrun_ranks import run_two_ranks
 
 
 def test_each_document_exactly_once_per_epoch_over_2_ranks_x_2_workers(tmp_path: Path) -> None:
     out = str(tmp_path / "rank{rank}.json")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           str(Path(__file__).with_name("stream_ranks.py")), out],
-                          capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_two_ranks(Path(__file__).with_name("stream_ranks.py"), out, cwd=tmp_path)
     per_rank = [json.loads(Path(out.format(rank=r)).read_text()) for r in range(2)]
     docs = make_docs()
     for epoch in range(2):
