@@ -46,8 +46,10 @@ texts = [" ".join("w" * random.randint(1, 6) for _ in range(random.randint(5, 30
 tokenizer = lambda text: {"input_ids": [len(w) for w in text.split()]}     # one id per word
 model = lambda input_ids, position_ids, attn_mask: torch.randn(*input_ids.shape, 8, requires_grad=True)
 docs = [tokenizer(t)["input_ids"] for t in texts]
-stream, rank, world = iter(docs), 0, 1
+stream, rank, world, epochs = docs, 0, 1, 2
 lengths = [len(d) for d in docs]
+dataset = [{"input_ids": d} for d in docs]                  # a plain list of examples (no datasets needed)
+batches_of_lengths = [lengths[i:i + 10] for i in range(0, len(lengths), 10)]
 class _Opt:
     def step(self): pass
     def zero_grad(self): pass

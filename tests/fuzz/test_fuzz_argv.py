@@ -101,7 +101,8 @@ GRAMMAR: dict[str, tuple[list[st.SearchStrategy[Any]], dict[str, st.SearchStrate
                      "--quiet": FLAG, "--set": st.sampled_from(("num_workers=2", "amp=bf16", "tf32=true")),
                      "--pad-id": _ints(0, 3), "--nproc-per-node": _ints(1, 2), "--telemetry-interval": _ints(1),
                      "--no-telemetry": FLAG, "--py-spy": FLAG, "--py-spy-rate": _ints(50), "--count-flops": FLAG,
-                     "--flops-per-step": st.just("1e9"), "--dtype": st.sampled_from(("bf16", "fp32"))}),
+                     "--flops-per-step": st.just("1e9"), "--dtype": st.sampled_from(("bf16", "fp32")),
+                     "--ops": _ints(3), "--memory-snapshot": FLAG, "--no-memory": FLAG, "--tensorboard": P("out")}),
     "report": ([SESSIONS], {"--format": FORMATS, "--warmup-steps": _ints(0, 1, 3)}),
     "compare": ([SESSIONS, SESSIONS], {"--format": FORMATS}),
     "ranks": ([st.one_of(P("ranks_run"), P("ranks_run"), P("folder"), P("empty_folder"))],
@@ -184,11 +185,11 @@ def _fuzz(argv: list[Any]) -> None:
 
 
 def _out_values(argv: list[str]) -> list[Path]:
-    """The paths given to --out / --plan-out (and the run folder `ranks` merges into): the only places a
-    command may write."""
+    """The paths given to --out / --plan-out / --tensorboard (and the run folder `ranks` merges into): the
+    only places a command may write."""
     out = [Path(t) for t in argv[1:] if argv[0] == "ranks" and Path(t).is_dir()]
     for i, token in enumerate(argv):
-        for flag in ("--out", "--plan-out"):
+        for flag in ("--out", "--plan-out", "--tensorboard"):
             if token == flag and i + 1 < len(argv):
                 out.append(Path(argv[i + 1]))
             elif token.startswith(flag + "="):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict
@@ -44,14 +45,19 @@ def session_to_dict(session: Session) -> dict[str, Any]:
 
 
 # A float whose field name carries a unit (STYLE.md: ``_s``, ``_bytes``, ``_flops``, per-step FLOPs) is a
-# duration, a size or a count of operations: NaN or inf there is a damaged file, not a measurement. Unitless
-# floats (``loss``, ``grad_norm``, a telemetry ``value``) may be non-finite: a diverged run is a real result.
+# time, a size or a count of operations: NaN or inf there is a damaged file, not a measurement; and no clock
+# reads more than 1e12 s (31,700 years), so seconds beyond that are damage too (and would overflow the
+# statistics). Unitless floats (``loss``, ``grad_norm``, a telemetry ``value``) may be anything: a diverged
+# run is a real result.
 UNIT_SUFFIXES = ("_s", "_bytes", "_flops", "flops", "flops_per_step")
+MAX_SECONDS = 1e12
 
 
-def finite_by_unit(name: str) -> bool:
-    """The session files' NaN policy (see ``throughput.validation``)."""
-    return name.endswith(UNIT_SUFFIXES)
+def finite_by_unit(name: str) -> float | None:
+    """The session files' float policy (see ``throughput.validation``)."""
+    if name.endswith("_s"):
+        return MAX_SECONDS
+    return math.inf if name.endswith(UNIT_SUFFIXES) else None
 
 
 # Older schema versions this reader upgrades: version -> function from that version's raw dict to the

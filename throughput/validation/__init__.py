@@ -15,7 +15,8 @@ Rules, the same for every file:
 
 - ``bool`` is never a number and a number is never a ``bool``; ``int`` accepts integers only (no
   ``3.5``, no ``"3"``) within 64 bits; ``float`` accepts integers and floats.
-- Non-finite floats (NaN, inf) are refused where the ``finite`` policy says so (for sessions: fields
+- Non-finite floats (NaN, inf), or floats beyond a bound, are refused where the ``finite`` policy says
+  so (a function of the field name; for sessions: fields
   whose names carry a unit, since a duration or a byte count cannot be NaN; for settings: everywhere).
 - Objects may not carry unknown fields; fields without a default are required.
 - ``ValueError``/``TypeError`` raised by a record's own ``__post_init__`` is reported at the record's path.
@@ -26,28 +27,29 @@ a valid file costs one call per value.
 
 from __future__ import annotations
 
+import math
 import typing
 from typing import Any, Mapping
 
-from throughput.validation.decoders import FinitePolicy, decoder, field_decoders, is_union, unknown_field
+from throughput.validation.decoders import FinitePolicy, Limit, decoder, field_decoders, is_union, unknown_field
 from throughput.validation.errors import DecodeError, describe
 
 
-def all_finite(name: str) -> bool:
+def all_finite(name: str) -> Limit:
     """Policy for settings: every float must be finite."""
-    return True
+    return math.inf
 
 
-def none_finite(name: str) -> bool:
+def none_finite(name: str) -> Limit:
     """Policy for free-form measurements: NaN and inf are values like any other."""
-    return False
+    return None
 
 
 def decode(tp: Any, raw: Any, *, finite: FinitePolicy = all_finite, path: str = "") -> Any:
     """``raw`` (parsed JSON or plain Python values) checked and built as ``tp``. Raises DecodeError whose
     message starts with ``path`` and the location inside ``raw``."""
     try:
-        return decoder(tp, True, finite)(raw)
+        return decoder(tp, math.inf, finite)(raw)
     except DecodeError as e:
         raise (e.at("." + path) if path else e) from None
 
@@ -108,5 +110,5 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 
 
 
-__all__ = ["DecodeError", "FinitePolicy", "all_finite", "decode", "decode_fields", "describe", "none_finite",
+__all__ = ["DecodeError", "FinitePolicy", "Limit", "all_finite", "decode", "decode_fields", "describe", "none_finite",
            "parse_text"]

@@ -19,12 +19,15 @@ from throughput.validation.errors import DecodeError, describe
 INT64_MAX = 2**63 - 1
 
 Decoder = Callable[[Any], Any]
-FinitePolicy = Callable[[str], bool]   # field name -> whether its floats must be finite
+# Field name -> what its floats may be: None, any float (NaN and inf included); a number ``b``, finite
+# and within [-b, b] (math.inf: any finite float).
+Limit = float | None
+FinitePolicy = Callable[[str], Limit]
 
 
 
 @functools.lru_cache(maxsize=None)
-def decoder(tp: Any, finite: bool, policy: FinitePolicy) -> Decoder:
+def decoder(tp: Any, finite: Limit, policy: FinitePolicy) -> Decoder:
     if tp is Any or tp is object:
         return lambda v: v
     if tp is bool:
@@ -32,7 +35,7 @@ def decoder(tp: Any, finite: bool, policy: FinitePolicy) -> Decoder:
     if tp is int:
         return _int
     if tp is float:
-        return _finite_float if finite else _float
+        return _float if finite is None else _finite_float if finite == math.inf else _bounded_float(finite)
     if tp is str:
         return _str
     if tp is type(None):
@@ -96,6 +99,15 @@ def _finite_float(v: Any) -> float:
     if not math.isfinite(out):
         raise DecodeError(f"expected a finite number, got {describe(v)}")
     return out
+
+
+def _bounded_float(limit: float) -> Decoder:
+    def decode_bounded(v: Any) -> float:
+        out = _finite_float(v)
+        if abs(out) > limit:
+            raise DecodeError(f"expected a number between {-limit:g} and {limit:g}, got {describe(v)}")
+        return out
+    return decode_bounded
 
 
 def _str(v: Any) -> str:
