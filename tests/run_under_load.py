@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -43,12 +44,20 @@ def load_1min() -> float:
 
 def run_suite(index: int, pytest_args: list[str]) -> Run:
     before, t0 = load_1min(), time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", *pytest_args], cwd=REPO, capture_output=True, text=True)
+    # Its own process group, so that an interrupted run takes pytest's workers and their children with it.
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", *pytest_args], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        stdout, _ = proc.communicate()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
     duration = time.perf_counter() - t0
-    tail = [line for line in proc.stdout.strip().splitlines() if line.strip()]
+    tail = [line for line in stdout.strip().splitlines() if line.strip()]
     summary = re.sub(r"=+", "", tail[-1]).strip() if tail else "(no output)"
     if proc.returncode != 0:
-        failed = [line for line in proc.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+        failed = [line for line in stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
         sys.stdout.write("\n".join(failed[:20]) + ("\n" if failed else ""))
     return Run(index=index, status=proc.returncode, duration_s=duration, summary=summary, load_before=before,
                load_after=load_1min())
@@ -71,6 +80,10 @@ def markdown(runs: list[Run], pytest_args: list[str], started: str) -> str:
         "|---|---|---|---|---|", *rows, ""])
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="suite runs in a row (default 5)")
@@ -81,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--runs must be >= 1")
     pytest_args = args.pytest_args or DEFAULT_PYTEST
     started = time.strftime("%Y-%m-%d %H:%M %Z")
+    previous = signal.signal(signal.SIGTERM, _terminated)   # so that `finally` stops the spinner on SIGTERM
     spinner = subprocess.Popen([sys.executable, "-c", SPIN])
     runs: list[Run] = []
     try:
@@ -90,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         spinner.kill()
         spinner.wait()
+        signal.signal(signal.SIGTERM, previous)
     if args.log is not None:
         args.log.parent.mkdir(parents=True, exist_ok=True)
         args.log.write_text(markdown(runs, pytest_args, started))
