@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import throughput
 import json
 import time
 from pathlib import Path
@@ -66,7 +67,7 @@ def test_worker_hot_function_in_summary(tmp_path: Path) -> None:
     top = workers[0]
     assert top.function == "burn_in_worker_for_pyspy" and top.file.endswith("test_pyspy.py")
     assert top.processes == 2                 # seen in both loader workers
-    assert not any(f.kind == "pyspy_hot" for f in prof.summary().findings)   # data, not a hygiene finding
+    assert not any(f.kind == "pyspy_hot" for f in throughput.summarize(prof).findings)   # data, not a hygiene finding
     out = write_report(session, tmp_path / "report")
     md = (out / "report.md").read_text()
     assert "### DataLoader workers" in md and "burn_in_worker_for_pyspy" in md
