@@ -113,6 +113,10 @@ class Instrumentation:
                         clip_seen=self.aux.clip_seen, overrides=self.changes.overrides,
                         loaders_built=self.changes.loaders_built, overrides_applied=dict(self.changes.applied))
 
+    def patched(self) -> list[tuple[object, str]]:
+        """(owner, attribute) of every attribute patched now (a test compares each with the original)."""
+        return self._patcher.targets()
+
     def mine(self) -> bool:
         """True in the thread (and process) that runs the script, while installed."""
         return self.gate.allows()

@@ -114,6 +114,10 @@ class Patcher:
     def active(self) -> bool:
         return bool(self._undo or self._handles)
 
+    def targets(self) -> list[tuple[Any, str]]:
+        """(owner, attribute name) of every attribute patched now, in patching order."""
+        return [(owner, name) for owner, name, _ in self._undo]
+
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
     """Finds watched modules through the other finders and patches each right after it executes."""

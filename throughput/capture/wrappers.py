@@ -86,8 +86,8 @@ class SaveCalls(PhaseCalls):
             for name in names:
                 if callable(getattr(module, name, None)):
                     wrapper = self.wrap(getattr(module, name))
-                    self._patcher.set(module, name, wrapper)  # type: ignore[union-attr]
                     parent = _parent_reexporting(module, name)
+                    self._patcher.set(module, name, wrapper)  # type: ignore[union-attr]
                     if parent is not None:   # already imported: the package's names too
                         self._patcher.set(parent, name, wrapper)  # type: ignore[union-attr]
         return patch
