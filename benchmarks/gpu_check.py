@@ -109,7 +109,7 @@ def check_mfu_and_nvml(steps: int = 60, width: int = 8192, tokens: int = 8192) -
     """MFU of a bf16 MLP (FLOPs counted with FlopCounterMode) with NVML sampling during the run."""
     import torch
     from throughput.analysis.telemetry import telemetry_summary
-    from throughput.capture.flops import count_flops, set_flops_per_step
+    from throughput.telemetry.flops import count_flops, set_flops_per_step
     from throughput.capture.profiler import Profiler
     from throughput.telemetry import TelemetryController
 

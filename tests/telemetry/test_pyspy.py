@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from throughput.analysis.hotspots import hot_functions
+from throughput.telemetry.speedscope import hot_functions
 from throughput.analysis.telemetry import telemetry_summary
 from throughput.capture.profiler import Profiler
 from throughput.report.folder import write_report
@@ -93,11 +93,11 @@ def test_hot_functions_from_a_hand_made_profile() -> None:
         {"name": "Process 200 Thread 200", "samples": [[3, 1], [3, 1], [3, 2], [3, 0]], "weights": [0.01] * 4},
     ]}
     hot = hot_functions(data, main_pid=100)
-    main = [h for h in hot if h.role == "main"]
-    worker = [h for h in hot if h.role == "worker"]
-    assert [(h.function, h.own_s) for h in main] == [("main_loop", pytest.approx(0.03))]
-    assert worker[0].function == "load" and worker[0].line == 5          # line 5 has 2 of its 3 samples
-    assert worker[0].own_s == pytest.approx(0.03) and worker[0].share == pytest.approx(3 / 4)
+    main = [h for h in hot if h["role"] == "main"]
+    worker = [h for h in hot if h["role"] == "worker"]
+    assert [(h["function"], h["own_s"]) for h in main] == [("main_loop", pytest.approx(0.03))]
+    assert worker[0]["function"] == "load" and worker[0]["line"] == 5          # line 5 has 2 of its 3 samples
+    assert worker[0]["own_s"] == pytest.approx(0.03) and worker[0]["share"] == pytest.approx(3 / 4)
 
 
 @pytest.mark.parametrize("scope, euid, blocked", [("0", 1000, False), ("1", 1000, True), ("1", 0, False),

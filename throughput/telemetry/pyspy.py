@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from throughput.analysis.hotspots import hot_functions
+from throughput.telemetry.speedscope import hot_functions
 
 PROFILE_NAME = "pyspy.speedscope.json"
 LOG_NAME = "pyspy.log"
@@ -136,9 +136,7 @@ class PySpy:
             return
         prof.add_artifact(str(self.profile_path))
         for hot in hot_functions(data, self._target_pid):
-            prof.event("pyspy_hot", f"{hot.role}: {hot.function} ({hot.file}:{hot.line})",
-                       role=hot.role, function=hot.function, file=hot.file, line=hot.line,
-                       own_s=hot.own_s, share=hot.share, processes=hot.processes)
+            prof.event("pyspy_hot", f"{hot['role']}: {hot['function']} ({hot['file']}:{hot['line']})", **hot)
 
 
 def _last_line(text: str) -> str:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from throughput.capture.flops import count_flops, measure_cpu_peak_flops, set_flops_per_step
+from throughput.telemetry.flops import count_flops, measure_cpu_peak_flops, set_flops_per_step
 from throughput.capture.profiler import Profiler
 
 
