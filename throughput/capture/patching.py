@@ -150,7 +150,7 @@ class _ThenPatch(importlib.abc.Loader):
         self._loader, self._apply = loader, apply
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
-        return self._loader.create_module(spec)  # type: ignore[no-any-return]
+        return self._loader.create_module(spec)
 
     def exec_module(self, module: types.ModuleType) -> None:
         spec = module.__spec__

@@ -78,18 +78,18 @@ class SaveCalls(PhaseCalls):
         p.set(torch, "save", save)
         p.set(torch.serialization, "save", save)
         for module, names in SAVE_FUNCTIONS.items():
-            p.on_import(module, self._patch_module(names))
+            p.on_import(module, self._patch_module(p, names))
         p.on_import(_DCP, self._adopt_reexports)
 
-    def _patch_module(self, names: tuple[str, ...]) -> Callable[[types.ModuleType], None]:
+    def _patch_module(self, p: Patcher, names: tuple[str, ...]) -> Callable[[types.ModuleType], None]:
         def patch(module: types.ModuleType) -> None:
             for name in names:
                 if callable(getattr(module, name, None)):
                     wrapper = self.wrap(getattr(module, name))
                     parent = _parent_reexporting(module, name)
-                    self._patcher.set(module, name, wrapper)  # type: ignore[union-attr]
+                    p.set(module, name, wrapper)
                     if parent is not None:   # already imported: the package's names too
-                        self._patcher.set(parent, name, wrapper)  # type: ignore[union-attr]
+                        p.set(parent, name, wrapper)
         return patch
 
     def _adopt_reexports(self, package: types.ModuleType) -> None:
