@@ -91,8 +91,8 @@ def hook_cost_s(blocks: int, steps_per_block: int = 100, width: int = 64) -> dic
     return {"width": width, "plain_step_s": plain, "profiled_step_s": profiled, "added_s": profiled - plain}
 
 
-def measure(step_ms: float, pairs: int, steps: int) -> dict[str, Any]:
-    width = calibrate(step_ms)
+def _pairs(width: int, pairs: int, steps: int) -> dict[str, Any]:
+    """Interleaved whole-process runs (AB, BA, ...) of the workload at ``width`` (0: the 300 blocks)."""
     runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(pairs):
@@ -100,33 +100,25 @@ def measure(step_ms: float, pairs: int, steps: int) -> dict[str, Any]:
                 runs[prof].append(_run(prof, width, steps, Path(tmp) / f"r{i}"))
     plain, profiled = [w for w, _ in runs[False]], [w for w, _ in runs[True]]
     plain_cpu, profiled_cpu = [c for _, c in runs[False]], [c for _, c in runs[True]]
-    ratio = statistics.median(profiled) / statistics.median(plain)
-    return {"target_step_ms": step_ms, "width": width, "steps_per_run": steps, "pairs": pairs,
+    return {"width": width, "steps_per_run": steps, "pairs": pairs,
             "plain_median_step_s": statistics.median(plain), "profiled_median_step_s": statistics.median(profiled),
-            "plain_runs_s": plain, "profiled_runs_s": profiled, "ratio": ratio,
+            "plain_runs_s": plain, "profiled_runs_s": profiled,
+            "ratio": statistics.median(profiled) / statistics.median(plain),
             "median_pair_ratio": statistics.median(b / a for a, b in zip(plain, profiled)),
             "cpu_ratio": statistics.median(profiled_cpu) / statistics.median(plain_cpu),
-            "plain_runs_cpu_s": plain_cpu, "profiled_runs_cpu_s": profiled_cpu,
-            "meets_target": ratio <= TARGET_RATIO}
+            "plain_runs_cpu_s": plain_cpu, "profiled_runs_cpu_s": profiled_cpu}
+
+
+def measure(step_ms: float, pairs: int, steps: int) -> dict[str, Any]:
+    result = _pairs(calibrate(step_ms), pairs, steps)
+    return {"target_step_ms": step_ms, **result, "meets_target": result["ratio"] <= TARGET_RATIO}
 
 
 def measure_blocks(pairs: int, steps: int) -> dict[str, Any]:
-    """The many-modules row: 300 Linear+ReLU blocks, 901 module calls a step (width 0 means blocks)."""
-    runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(pairs):
-            for prof in ((False, True) if i % 2 == 0 else (True, False)):
-                runs[prof].append(_run(prof, 0, steps, Path(tmp) / f"b{i}"))
-    plain, profiled = [w for w, _ in runs[False]], [w for w, _ in runs[True]]
-    plain_cpu, profiled_cpu = [c for _, c in runs[False]], [c for _, c in runs[True]]
-    ratio = statistics.median(profiled) / statistics.median(plain)
-    return {"target_step_ms": None, "width": "300 blocks", "steps_per_run": steps, "pairs": pairs,
-            "plain_median_step_s": statistics.median(plain), "profiled_median_step_s": statistics.median(profiled),
-            "plain_runs_s": plain, "profiled_runs_s": profiled, "ratio": ratio,
-            "median_pair_ratio": statistics.median(b / a for a, b in zip(plain, profiled)),
-            "cpu_ratio": statistics.median(profiled_cpu) / statistics.median(plain_cpu),
-            "plain_runs_cpu_s": plain_cpu, "profiled_runs_cpu_s": profiled_cpu,
-            "meets_target": ratio <= TARGET_BLOCKS_RATIO}
+    """The many-modules row: 300 Linear+ReLU blocks, 901 module calls a step."""
+    result = _pairs(0, pairs, steps)
+    return {"target_step_ms": None, **result, "width": "300 blocks",
+            "meets_target": result["ratio"] <= TARGET_BLOCKS_RATIO}
 
 
 def run(quick: bool) -> dict[str, Any]:

@@ -36,17 +36,25 @@ class _Running(Protocol):
 
 
 class PhaseCalls:
-    """Wrappers whose whole call is one phase, outermost call only (a save inside a save is one)."""
+    """Wrappers whose whole call is one phase, outermost call only (a save inside a save is one), and
+    not while any of ``blockers`` is running."""
 
-    def __init__(self, prof: Profiler, gate: Gate, phase: str) -> None:
-        self._prof, self._gate, self._phase = prof, gate, phase
+    def __init__(self, prof: Profiler, gate: Gate, phase: str, blockers: tuple[_Running, ...] = ()) -> None:
+        self._prof, self._gate, self._phase, self._blockers = prof, gate, phase, blockers
         self.active = False
+        self.clip_seen = False
 
-    def wrap(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        gate = self._gate
+    def wrap(self, orig: Callable[..., Any], clip: bool = False) -> Callable[..., Any]:
+        """``clip``: the wrapped function is gradient clipping (noted even when it is not timed)."""
+        gate, blockers = self._gate, self._blockers
 
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if is_compiling() or self.active or not gate.open or _get_ident() != gate.thread:
+            if is_compiling():
+                return orig(*args, **kwargs)
+            if clip:
+                self.clip_seen = True
+            if (self.active or not gate.open or _get_ident() != gate.thread
+                    or (blockers and any(b.active for b in blockers))):
                 return orig(*args, **kwargs)
             frame = self.enter()
             try:
@@ -113,9 +121,7 @@ class AuxCalls(PhaseCalls):
     """zero_grad and clip_grad_norm_: the ``optimizer`` phase, unless a step or forward is running."""
 
     def __init__(self, prof: Profiler, gate: Gate, optimizers: _Running, forward: _Running) -> None:
-        super().__init__(prof, gate, "optimizer")
-        self._optimizers, self._forward = optimizers, forward
-        self.clip_seen = False
+        super().__init__(prof, gate, "optimizer", blockers=(optimizers, forward))
 
     def install(self, p: Patcher) -> None:
         hide_calls(self.enter, self.exit)
@@ -124,23 +130,6 @@ class AuxCalls(PhaseCalls):
         clip = self.wrap(_clip_mod.clip_grad_norm_, clip=True)
         p.set(_clip_mod, "clip_grad_norm_", clip)
         p.set(torch.nn.utils, "clip_grad_norm_", clip)
-
-    def wrap(self, orig: Callable[..., Any], clip: bool = False) -> Callable[..., Any]:
-        gate, optimizers, forward = self._gate, self._optimizers, self._forward
-
-        def aux(*args: Any, **kwargs: Any) -> Any:
-            if is_compiling():
-                return orig(*args, **kwargs)
-            if clip:
-                self.clip_seen = True
-            if self.active or optimizers.active or forward.active or not gate.open or _get_ident() != gate.thread:
-                return orig(*args, **kwargs)
-            frame = self.enter()
-            try:
-                return orig(*args, **kwargs)
-            finally:
-                self.exit(frame)
-        return transparent(orig, aux)
 
 
 class CopyCalls:
