@@ -3,7 +3,12 @@ nested inside the outermost call bypass the wrapper; outermost classes keep it; 
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Iterator
+
+import pytest
 import torch
+import torch._dynamo.utils
 from torch import nn
 
 from throughput.capture.hooks import Instrumentation
@@ -11,6 +16,19 @@ from throughput.capture.profiler import Profiler
 from throughput.timing.clock import FakeClock
 
 ORIGINAL_CALL = nn.Module.__call__
+
+
+@pytest.fixture(autouse=True)
+def _as_in_a_fresh_process() -> Iterator[None]:
+    """Other tests in this process compiled functions; Dynamo's frame counter remembers it, and the
+    hooks then (rightly) leave module classes alone. Each test here starts from the count of a fresh
+    process (emptied in place, since Dynamo counts into this very object) and puts it back after."""
+    frames = torch._dynamo.utils.counters["frames"]
+    saved = Counter(frames)
+    frames.clear()
+    yield
+    frames.clear()
+    frames.update(saved)
 
 
 class Block(nn.Module):
@@ -58,3 +76,11 @@ def test_warmup_zero_still_learns_one_step() -> None:
     inst.remove()
     inst.prof.stop()
     assert wrapped == [False, False]
+
+
+def test_nothing_is_bypassed_once_torch_compile_has_compiled() -> None:
+    torch.compile(lambda x: x * 2, backend="eager")(torch.ones(2))   # Dynamo guards on __call__ from now on
+    inst, wrapped = _train(steps=3, warmup=1)
+    inst.remove()
+    inst.prof.stop()
+    assert wrapped == [True, True, True] and "__call__" not in vars(Block)

@@ -53,8 +53,10 @@ class PhaseCalls:
                 return orig(*args, **kwargs)
             if clip:
                 self.clip_seen = True
-            if (self.active or not gate.open or _get_ident() != gate.thread
-                    or (blockers and any(b.active for b in blockers))):
+            blocked = self.active or not gate.open or _get_ident() != gate.thread
+            for b in blockers:   # a loop, not any(genexpr): a generator would be a frame Dynamo sees
+                blocked = blocked or b.active
+            if blocked:
                 return orig(*args, **kwargs)
             frame = self.enter()
             try:
