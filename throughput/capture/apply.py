@@ -26,6 +26,7 @@ class RunChanges:
         self.applied: Counter[str] = Counter()   # loader override key -> loaders it was applied to
         self.loaders_built = 0
         self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.overrides.amp or "off")
+        self.autocasts = self._amp_dtype is not None   # read by the forward hook before calling in
         self._changes_loaders = bool(self.overrides.loader_changes())
         self._autocast: Any = None
         self._device_types: dict[int, str] = {}

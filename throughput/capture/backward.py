@@ -35,17 +35,18 @@ class BackwardCalls:
         self.calls = 0
 
     def install(self, p: Patcher) -> None:
-        hide_calls(self.enter, self.exit, self.abort)
+        hide_calls(self.exit, self.abort)
         p.set(torch.Tensor, "backward", self._wrap(torch.Tensor.backward))
         p.set(torch.autograd, "backward", self._wrap(torch.autograd.backward))
 
     def _wrap(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        gate = self._gate
+        gate, prof = self._gate, self._prof
 
         def backward(*args: Any, **kwargs: Any) -> Any:
             if is_compiling() or self.active or not gate.open or _get_ident() != gate.thread:
                 return orig(*args, **kwargs)
-            frame = self.enter()
+            self.active = True
+            frame = prof.open_phase("backward")
             try:
                 out = orig(*args, **kwargs)
             except BaseException:
@@ -54,10 +55,6 @@ class BackwardCalls:
             self.exit(frame, args[0] if args else kwargs.get("tensors"))
             return out
         return transparent(orig, backward)
-
-    def enter(self) -> Any:
-        self.active = True
-        return self._prof.open_phase("backward")
 
     def abort(self, frame: Any) -> None:
         """The backward raised: close its phase, count nothing."""

@@ -25,7 +25,14 @@ from typing import Any, Callable
 
 import torch
 
-is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", lambda: False)  # torch < 2.3 has none
+# ``is_dynamo_compiling`` is one Python frame that returns False (``is_compiling`` is two); Dynamo folds
+# either to True while it traces. Older torch has only ``is_compiling`` (torch < 2.3: neither).
+def _never() -> bool:
+    return False
+
+
+is_compiling: Callable[[], bool] = (getattr(torch.compiler, "is_dynamo_compiling", None)
+                                    or getattr(torch.compiler, "is_compiling", None) or _never)
 
 
 def _strategies() -> tuple[Any, Any, Any] | None:

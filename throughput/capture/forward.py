@@ -93,20 +93,21 @@ class ModuleCalls:
     def _train_forward(self, module: torch.nn.Module, args: Any) -> None:
         self._eval_mode_module = None
         steps, hygiene = self._steps, self._hygiene
-        steps.train_forward()
         stats = None
-        if steps.needs_argument_batch() and hygiene.scan(module).has_parameters:
+        if steps.train_forward() and hygiene.scan(module).has_parameters:
             stats = steps.argument_batch(args, in_optimizer_step=self._optimizers.active)
         if hygiene.needs_batch_size(module):
             if stats is None:
                 from throughput.capture.batch import describe_batch
                 stats = describe_batch(args, count_padding=False)
             hygiene.train_forward(module, stats.samples)
-        self._changes.enter_training_forward(module)
+        if self._changes.autocasts:
+            self._changes.enter_training_forward(module)
 
     def exit(self) -> None:
         self.active = False
-        self._changes.leave_forward()
+        if self._changes.autocasts:
+            self._changes.leave_forward()
         frame, self._frame = self._frame, None
         self._prof.close_phase(frame)
         self._steps.end_deferred()
@@ -127,6 +128,7 @@ class ModuleCalls:
             return
         self._learning_steps -= 1
         if not self._learning_steps:
+            self._steps.stop_calling(self.step_ended)
             self._bypass_nested_classes()
 
     def _bypass_nested_classes(self) -> None:

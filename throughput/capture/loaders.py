@@ -37,7 +37,7 @@ class LoaderCalls:
         self._recorded: set[int] = set()
 
     def install(self, p: Patcher) -> None:
-        hide_calls(self.fetch_started, self.fetched, self.iterator_started, self.iterator_made)
+        hide_calls(self.fetched, self.iterator_started, self.iterator_made)
         p.set(_dl.DataLoader, "__init__", self._wrap_init(_dl.DataLoader.__init__))
         p.set(_dl.DataLoader, "_get_iterator", self._wrap_get_iterator(_dl.DataLoader._get_iterator))
         p.set(_dl._BaseDataLoaderIter, "__next__", self._wrap_next(_dl._BaseDataLoaderIter.__next__))
@@ -68,16 +68,17 @@ class LoaderCalls:
         return transparent(orig, _get_iterator)
 
     def _wrap_next(self, orig: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        gate = self._gate
+        gate, prof = self._gate, self._prof
 
         def __next__(it: Any) -> Any:
             if is_compiling() or not gate.open or _get_ident() != gate.thread:
                 return orig(it)
-            frame, training = self.fetch_started()
+            training = torch.is_grad_enabled()  # evaluation loops fetch under no_grad
+            frame = prof.open_phase("data" if training else "eval")
             try:
                 batch = orig(it)
             except BaseException:
-                self._prof.close_phase(frame)
+                prof.close_phase(frame)
                 raise
             self.fetched(it, batch, frame, training)
             return batch
@@ -91,10 +92,6 @@ class LoaderCalls:
             it.__dict__[_CTX] = (id(loader), loader_settings(loader))
         except Exception:  # an exotic iterator without __dict__: settings are optional
             pass
-
-    def fetch_started(self) -> tuple[Any, bool]:
-        training = torch.is_grad_enabled()  # evaluation loops fetch under no_grad
-        return self._prof.open_phase("data" if training else "eval"), training
 
     def fetched(self, it: Any, batch: Any, frame: Any, training: bool) -> None:
         prof = self._prof

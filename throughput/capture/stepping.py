@@ -48,19 +48,25 @@ class StepTracker:
         self._listeners: list[Callable[[], None]] = []
 
     def after_each_step(self, listener: Callable[[], None]) -> None:
-        """Call ``listener()`` after every step this tracker ends."""
+        """Call ``listener()`` after every step this tracker ends (until ``stop_calling``)."""
         self._listeners.append(listener)
+
+    def stop_calling(self, listener: Callable[[], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     # -- batches --------------------------------------------------------------------------------
     def fetched(self, stats: BatchStats) -> None:
         """A DataLoader yielded a training batch."""
         self._fetched.append(stats)
 
-    def train_forward(self) -> None:
-        """A training forward starts: the batches fetched for it are trained on."""
+    def train_forward(self) -> bool:
+        """A training forward starts: the batches fetched for it are trained on. Returns
+        ``needs_argument_batch()`` (one call instead of two on the hot path)."""
         self._held = []
         if self._fetched:
             self._commit()
+        return not self._loader_used and not self._argument_counted
 
     def needs_argument_batch(self) -> bool:
         """Manual batching (no DataLoader seen): is this micro-step's batch still to be read?"""
@@ -119,7 +125,7 @@ class StepTracker:
                         micro_steps=max(1, self._micro))
         self.by_rule[rule] += 1
         self._trained, self._closure, self._micro, self._loss, self._held = [], None, 0, None, []
-        for listener in self._listeners:
+        for listener in tuple(self._listeners):   # a listener may stop itself
             listener()
         if self._max_steps is not None and self._prof.steps_done >= self._max_steps:
             self._gate.close()

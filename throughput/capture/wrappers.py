@@ -46,7 +46,7 @@ class PhaseCalls:
 
     def wrap(self, orig: Callable[..., Any], clip: bool = False) -> Callable[..., Any]:
         """``clip``: the wrapped function is gradient clipping (noted even when it is not timed)."""
-        gate, blockers = self._gate, self._blockers
+        gate, blockers, prof, phase = self._gate, self._blockers, self._prof, self._phase
 
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             if is_compiling():
@@ -58,20 +58,14 @@ class PhaseCalls:
                 blocked = blocked or b.active
             if blocked:
                 return orig(*args, **kwargs)
-            frame = self.enter()
+            self.active = True
+            frame = prof.open_phase(phase)
             try:
                 return orig(*args, **kwargs)
             finally:
-                self.exit(frame)
+                self.active = False
+                prof.close_phase(frame)
         return transparent(orig, wrapped)
-
-    def enter(self) -> Any:
-        self.active = True
-        return self._prof.open_phase(self._phase)
-
-    def exit(self, frame: Any) -> None:
-        self.active = False
-        self._prof.close_phase(frame)
 
 
 class SaveCalls(PhaseCalls):
@@ -82,7 +76,6 @@ class SaveCalls(PhaseCalls):
         self._patcher: Patcher | None = None
 
     def install(self, p: Patcher) -> None:
-        hide_calls(self.enter, self.exit)
         self._patcher = p
         save = self.wrap(torch.save)
         p.set(torch, "save", save)
@@ -126,7 +119,6 @@ class AuxCalls(PhaseCalls):
         super().__init__(prof, gate, "optimizer", blockers=(optimizers, forward))
 
     def install(self, p: Patcher) -> None:
-        hide_calls(self.enter, self.exit)
         p.set(torch.optim.Optimizer, "zero_grad", self.wrap(torch.optim.Optimizer.zero_grad))
         p.set(torch.nn.Module, "zero_grad", self.wrap(torch.nn.Module.zero_grad))
         clip = self.wrap(_clip_mod.clip_grad_norm_, clip=True)
@@ -142,29 +134,23 @@ class CopyCalls:
         self._prof, self._gate, self._forward, self._backward = prof, gate, forward, backward
 
     def install(self, p: Patcher) -> None:
-        hide_calls(self.enter, self.exit, targets_device)
+        hide_calls(targets_device)
         p.set(torch.Tensor, "to", self._wrap(torch.Tensor.to, cuda=False))
         p.set(torch.Tensor, "cuda", self._wrap(torch.Tensor.cuda, cuda=True))
 
     def _wrap(self, orig: Callable[..., Any], cuda: bool) -> Callable[..., Any]:
-        gate, forward, backward = self._gate, self._forward, self._backward
+        gate, forward, backward, prof = self._gate, self._forward, self._backward, self._prof
 
         def copy(t: Any, *args: Any, **kwargs: Any) -> Any:
             if (is_compiling() or not t.is_cpu or forward.active or backward.active or not gate.open
                     or not (cuda or targets_device(args, kwargs)) or _get_ident() != gate.thread):
                 return orig(t, *args, **kwargs)
-            frame = self.enter()
+            frame = prof.open_phase("h2d")
             try:
                 return orig(t, *args, **kwargs)
             finally:
-                self.exit(frame)
+                prof.close_phase(frame)
         return transparent(orig, copy)
-
-    def enter(self) -> Any:
-        return self._prof.open_phase("h2d")
-
-    def exit(self, frame: Any) -> None:
-        self._prof.close_phase(frame)
 
 
 def targets_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
