@@ -16,8 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "throughput"
 DOCS = ROOT / "docs" / "architecture.md"
 TORCH_FREE = ("session", "analysis", "report", "timing/clock.py", "advisor/rules.py", "advisor/checkpoint.py",
-              "advisor/memory.py", "advisor/plan.py", "packing/algorithms.py", "machine.py", "hardware.py",
-              "telemetry/speedscope.py")
+              "advisor/memory.py", "advisor/plan.py", "packing/algorithms.py", "machine.py", "hardware.py")
 _ROW = re.compile(r"^\|\s*`throughput/([\w.]+?)/?`\s*\|.*\|\s*([^|]+?)\s*\|\s*$")
 
 

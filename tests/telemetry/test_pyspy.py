@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import throughput
 import json
 import time
 from pathlib import Path
 
 import pytest
 import torch
+
+import throughput
 from torch.utils.data import DataLoader, Dataset
 
-from throughput.telemetry.speedscope import hot_functions
+from throughput.analysis.hotspots import hot_functions
 from throughput.analysis.telemetry import telemetry_summary
 from throughput.capture.profiler import Profiler
 from throughput.report.folder import write_report
@@ -68,6 +69,8 @@ def test_worker_hot_function_in_summary(tmp_path: Path) -> None:
     assert top.function == "burn_in_worker_for_pyspy" and top.file.endswith("test_pyspy.py")
     assert top.processes == 2                 # seen in both loader workers
     assert not any(f.kind == "pyspy_hot" for f in throughput.summarize(prof).findings)   # data, not a hygiene finding
+    window = telemetry_summary(session).pyspy
+    assert window is not None and window.loop_found      # Profiler.iter marks the loop in the main thread
     out = write_report(session, tmp_path / "report")
     md = (out / "report.md").read_text()
     assert "### DataLoader workers" in md and "burn_in_worker_for_pyspy" in md
@@ -93,11 +96,11 @@ def test_hot_functions_from_a_hand_made_profile() -> None:
         {"name": "Process 200 Thread 200", "samples": [[3, 1], [3, 1], [3, 2], [3, 0]], "weights": [0.01] * 4},
     ]}
     hot = hot_functions(data, main_pid=100)
-    main = [h for h in hot if h["role"] == "main"]
-    worker = [h for h in hot if h["role"] == "worker"]
-    assert [(h["function"], h["own_s"]) for h in main] == [("main_loop", pytest.approx(0.03))]
-    assert worker[0]["function"] == "load" and worker[0]["line"] == 5          # line 5 has 2 of its 3 samples
-    assert worker[0]["own_s"] == pytest.approx(0.03) and worker[0]["share"] == pytest.approx(3 / 4)
+    main = [h for h in hot if h.role == "main"]
+    worker = [h for h in hot if h.role == "worker"]
+    assert [(h.function, h.own_s) for h in main] == [("main_loop", pytest.approx(0.03))]
+    assert worker[0].function == "load" and worker[0].line == 5          # line 5 has 2 of its 3 samples
+    assert worker[0].own_s == pytest.approx(0.03) and worker[0].share == pytest.approx(3 / 4)
 
 
 @pytest.mark.parametrize("scope, euid, blocked", [("0", 1000, False), ("1", 1000, True), ("1", 0, False),

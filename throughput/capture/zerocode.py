@@ -38,6 +38,7 @@ def profile_target(target: Target, options: ProfileOptions | None = None) -> tup
     argv = (target.display if target.path is not None else target.display, *target.args)
     prof = Profiler(warmup_steps=options.warmup_steps, argv=argv, pad_id=options.pad_id,
                     telemetry=options.telemetry, ambient=True)
+    prof.info_overrides["overrides"] = {k: _text(v) for k, v in options.overrides.as_dict().items()}
     inst = Instrumentation(prof, options.overrides, options.max_steps)
     inst.install()
     try:
@@ -46,3 +47,8 @@ def profile_target(target: Target, options: ProfileOptions | None = None) -> tup
         inst.remove()
     session = prof.stop(result.end, result.detail, result.exit_code)
     return session, result
+
+
+def _text(value: int | bool | str) -> str:
+    """An override as typed on the command line (``true``/``false`` for booleans)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
