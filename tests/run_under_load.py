@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from throughput.hardware import cpu_model_name
+from throughput.machine import cpu_model_name
 
 REPO = Path(__file__).resolve().parent.parent
 SPIN = "import os\ntry:\n    os.sched_setaffinity(0, {0})\nexcept (AttributeError, OSError):\n    pass\nwhile True:\n    pass\n"

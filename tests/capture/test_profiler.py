@@ -112,7 +112,7 @@ def test_attribution_lies_between_the_injected_sleeps_and_the_calls_around_them(
         recorded = sum(s.phase_s.get(phase, 0.0) for s in session.steps[1:])
         assert INJECTED_S[phase] <= recorded <= around[phase], (phase, INJECTED_S[phase], recorded, around[phase])
     wall_s = sum(s.duration_s for s in session.steps[1:])
-    shares = {p.phase: p.share for p in prof.summary().phases}
+    shares = {p.phase: p.share for p in throughput.summarize(prof).phases}
     assert shares["forward"] == pytest.approx(sum(s.phase_s["forward"] for s in session.steps[1:]) / wall_s)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from throughput.capture.tensorboard import write_tensorboard
+from throughput.cli.tensorboard_out import write_tensorboard
 from throughput.report.exports import write_steps_jsonl
 from throughput.report.folder import write_report
 from throughput.report.trace_merge import TORCH_PID_OFFSET, merge_torch_trace

@@ -38,7 +38,7 @@ def build_window(opts: argparse.Namespace, out: Path, warmup_steps: int) -> Any:
     if opts.tensorboard is not None:
         import importlib.util
         if importlib.util.find_spec("tensorboard") is None:   # say so before the run, not after it
-            from throughput.capture.tensorboard import TENSORBOARD_HINT
+            from throughput.cli.tensorboard_out import TENSORBOARD_HINT
             raise CliError(f"profile: {TENSORBOARD_HINT}")
     steps = opts.ops if opts.ops is not None else DEFAULT_OPS_STEPS
     if opts.no_memory and opts.ops is None and not opts.memory_snapshot:
@@ -59,7 +59,7 @@ def after_report(session: Any, opts: argparse.Namespace, quiet: bool) -> None:
     """Exports beside the report folder, and where to find the files that are not the report."""
     lines = []
     if opts.tensorboard is not None:
-        from throughput.capture.tensorboard import write_tensorboard
+        from throughput.cli.tensorboard_out import write_tensorboard
         try:
             lines.append(f"tensorboard: {write_tensorboard(session, opts.tensorboard)} "
                          f"(tensorboard --logdir {opts.tensorboard})")

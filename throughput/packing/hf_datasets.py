@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from throughput.packing.hf import Columns, check_columns, pack_columns, stream_rows
+from throughput.packing.columns import Columns, check_columns, pack_columns, stream_rows
 from throughput.packing.plan import IntArray
 
 STREAM_BATCH = 1000            # examples read from a streamed dataset at a time

@@ -187,7 +187,7 @@ def bfd_assign(length: IntArray, order: IntArray, row_len: int, max_docs: int | 
     """Row of each piece and the number of rows, BFD over ``order`` (see the module docstring).
     ``length``: int64, each in 1..row_len; ``order``: the visiting order (longest first)."""
     if _COMPILED is None:
-        from throughput.packing.algorithms import exact_bfd
+        from throughput.packing.exact import exact_bfd
         return exact_bfd(length, row_len, max_docs, order=order)
     bin_of = np.empty(len(length), dtype=np.int64)
     n_rows = _COMPILED["_bfd_loop"](_i64(length), _i64(order), int(row_len), _limit(max_docs, len(length)), bin_of)
@@ -204,7 +204,7 @@ def repack(length: IntArray, row_len: int, max_docs: int | None, fill_needed: in
         rows, n_rows = _COMPILED["_pack_loop"](_i64(length), int(row_len), _limit(max_docs, n), int(fill_needed),
                                                int(wait_cap), bool(final), bin_of, fill, per_row)
         return bin_of, fill[:n_rows], per_row[:n_rows], rows
-    from throughput.packing.algorithms import descending_order, exact_bfd
+    from throughput.packing.exact import descending_order, exact_bfd
     bin_of, n_rows = exact_bfd(length, row_len, max_docs, order=descending_order(length, row_len))
     fill = np.bincount(bin_of, weights=length, minlength=n_rows).astype(np.int64)
     per_row = np.bincount(bin_of, minlength=n_rows).astype(np.int64)

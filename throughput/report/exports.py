@@ -1,5 +1,5 @@
 """``steps.jsonl``: one JSON object per line and per kept step, in every report folder (TensorBoard
-gets the same rows through ``capture/tensorboard.py``, which needs torch).
+gets the same rows through ``cli/tensorboard_out.py``, which needs torch).
 
 Written after the run from the session's kept steps, so it adds nothing to the training loop; its
 size follows the number of steps the session keeps.
