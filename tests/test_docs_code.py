@@ -104,23 +104,9 @@ def python_blocks(path: Path) -> list[Block]:
 
 
 ALL = [b for path in DOCS for b in python_blocks(path)]
-EMBEDDED_EXAMPLE_XFAIL = ("README embedded example: prof.summary()/prof.save() leave the Profiler running, so the "
-                          "saved session is PARTIAL ('ended: running'); the capture helper's Profiler change "
-                          "(issue 17) makes it end cleanly")
 
 
-def _file_params() -> list[object]:
-    params: list[object] = []
-    for path in DOCS:
-        if not python_blocks(path):
-            continue
-        rel = str(path.relative_to(REPO))
-        marks = [pytest.mark.xfail(reason=EMBEDDED_EXAMPLE_XFAIL, strict=True)] if rel == "README.md" else []
-        params.append(pytest.param(path, id=rel, marks=marks))
-    return params
-
-
-@pytest.mark.parametrize("path", _file_params())
+@pytest.mark.parametrize("path", [p for p in DOCS if python_blocks(p)], ids=lambda p: str(p.relative_to(REPO)))
 def test_python_blocks_run(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from throughput.capture.profiler import active_profiler
 
