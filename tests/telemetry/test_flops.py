@@ -64,7 +64,7 @@ def test_measured_cpu_peak_is_positive_and_plausible() -> None:
 
 
 def test_measured_cpu_peak_arithmetic_on_a_fake_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    import throughput.capture.flops as flops
+    import throughput.telemetry.flops as flops
 
     class Ticking:                      # every perf_counter() read advances 1 ms
         now_s = 0.0
