@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from throughput.cli import multirank
     base_out = opts.out or Path("reports") / f"{target.stem}-{_run_name()}"
     if opts.nproc_per_node is not None:
-        return multirank.launch(opts.nproc_per_node, ours, rest, base_out)
+        return multirank.launch(opts.nproc_per_node, ours, rest, base_out, quiet=opts.quiet)
     out = multirank.rank_out(base_out)
     from throughput.capture.zerocode import ProfileOptions, profile_target
     options = ProfileOptions(max_steps=opts.max_steps, overrides=overrides, pad_id=opts.pad_id,
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_exit_by_signal()
     session, result = profile_target(target, options)
     _report(session, out, opts.format, opts.quiet or multirank.is_quiet_rank())
-    multirank.after_rank(base_out)
+    multirank.after_rank(base_out, quiet=opts.quiet)
     if result.signal is not None:
         exit_by_signal(result.signal)
     return result.exit_code

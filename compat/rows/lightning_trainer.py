@@ -1,0 +1,57 @@
+"""Lightning ``Trainer``, automatic optimization: Lightning runs ``training_step`` and the backward
+inside ``optimizer.step(closure)``. 30 updates of a small MLP on generated data, a checkpoint every 15
+updates (ModelCheckpoint -> ``trainer.save_checkpoint`` -> ``torch.save``)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from _common import UpdateCounter, interval, mark_calls, params_sha256, report, seed_all
+
+STEPS = 30
+
+
+class Regressor(L.LightningModule):
+    def __init__(self, counter: UpdateCounter) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 1))
+        self.counter = counter
+        self.last_loss = float("nan")
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = nn.functional.mse_loss(self.net(x), y)
+        self.last_loss = loss.item()
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        opt = torch.optim.AdamW(self.parameters(), lr=1e-2)
+        self.counter.attach(opt)
+        return opt
+
+
+def main(workdir: str) -> None:
+    seed_all(0)
+    x = torch.randn(480, 32)
+    y = x[:, :1] * 0.5 + 0.1 * torch.randn(480, 1)
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
+    counter = UpdateCounter()
+    model = Regressor(counter)
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=workdir, every_n_train_steps=15, save_top_k=-1)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=STEPS, logger=False, callbacks=[ckpt],
+                        enable_progress_bar=False, enable_model_summary=False, deterministic=True)
+    mark_calls(trainer, "save_checkpoint", "save")
+    with interval("train"):
+        trainer.fit(model, loader)
+    assert trainer.global_step == counter.count, (trainer.global_step, counter.count)
+    report(updates=counter.count, final_loss=model.last_loss, digest=params_sha256(model))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp())
