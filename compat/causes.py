@@ -25,6 +25,35 @@ CAUSES: tuple[Cause, ...] = (
         "Naming it `self` would not be enough: `batch_size`, `shuffle`, ... would then be missing from the "
         "parameters, and Lightning would silently re-create the loader with their defaults. The wrapper "
         "must carry the original signature (`functools.wraps`, i.e. `__wrapped__`).")),
+    Cause(rows=("compile_step",), symptom="_thread.get_ident", explanation=(
+        "Why: dynamo traces into the zero-code wrappers that replace `Optimizer.zero_grad`, `Tensor.backward` "
+        "and `clip_grad_norm_` inside the compiled function. Each starts with `_get_ident() != self._owner` "
+        "(`throughput/capture/hooks.py`, e.g. line 248 in `backward`): `threading.get_ident` is a C builtin "
+        "dynamo cannot trace, so every wrapper call is a graph break, where the plain run has one break at "
+        "`Optimizer.zero_grad` (which dynamo skips on purpose) and one at `Tensor.backward`.")),
+    Cause(rows=("compile_step",), symptom="Tensor.item()", explanation=(
+        "Why: after the backward the wrapper reads the loss (`_after_backward` -> `_scalar` -> "
+        "`capture/steps.py` `keep_loss`: `float(loss.item())`) inside the traced region: a graph break and "
+        "dynamo's `Tensor.item()` warning on stderr.")),
+    Cause(rows=("compile_step",), symptom="TensorBase.to", explanation=(
+        "Why: `Tensor.to` is replaced by a Python wrapper that calls the original C method as a plain "
+        "function (`orig(tensor, ...)`); dynamo does not know how to trace that builtin and breaks the graph "
+        "(in the plain run `t.to(...)` is a tensor method dynamo handles). Inside the compiled step the call "
+        "comes from `clip_grad_norm_`, which moves its norms with `.to()`.")),
+    Cause(rows=("compile_step",), symptom="_bwd_depth == 0", explanation=(
+        "Why: dynamo guards on the instrumentation's own mutable counters it read while tracing "
+        "(`self._bwd_depth`, `self._backward_calls` in `hooks.py`); they change on every step, the guards "
+        "fail and the frames recompile.")),
+    Cause(rows=("hf_trainer",), symptom="'save: model (safetensors)' in checkpoint", explanation=(
+        "Why: the checkpoint phase covers `torch.save` only (`hooks.py`: `wrap_phase(self, torch.save, "
+        "\"checkpoint\")`). Trainer writes the model through `save_pretrained` -> "
+        "`safetensors.torch.save_file`, which nothing times, so it lands in `other` (the optimizer, scheduler "
+        "and RNG states go through `torch.save` and land in `checkpoint`).")),
+    Cause(rows=("fsdp2",), symptom="'save (DCP)' in checkpoint", explanation=(
+        "Why: the checkpoint phase covers `torch.save` only. `torch.distributed.checkpoint.save` writes each "
+        "tensor item with `torch.save` (`filesystem.py` `_write_item`): that small part lands in `checkpoint`; "
+        "its planning, the collectives that agree on the global plan, and the metadata and file commits "
+        "land in `other`.")),
 )
 
 

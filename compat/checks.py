@@ -64,10 +64,11 @@ def traceback_excerpt(stderr: str, frames: int = 3) -> str:
     if not starts:
         return "\n".join(lines[-5:])
     # With several ranks each prints its traceback before torchrun prints its own: the first is the cause.
-    block = lines[starts[0]:]
-    where = [line.strip() for line in block if line.startswith("  File ")]
-    exc = next((line for line in block[1:] if line and not line.startswith(" ")), "")
-    where = [re.sub(r'"[^"]*site-packages/', '"', w) for w in where[-frames:]]
+    block = lines[starts[0] + 1:]
+    end = next((i for i, line in enumerate(block) if line and not line.startswith(" ")), len(block))
+    where = [re.sub(r'"[^"]*site-packages/', '"', line.strip()) for line in block[:end] if line.startswith("  File ")]
+    exc = block[end] if end < len(block) else ""
+    where = where[-frames:]
     return "\n".join(where + [exc[:600]])
 
 

@@ -56,7 +56,9 @@ def run_once(row: Row, mode: str, run_dir: Path, timeout_s: float = TIMEOUT_S) -
     run_dir.mkdir(parents=True, exist_ok=False)
     workdir, out_dir = run_dir / "work", run_dir / "profile"
     workdir.mkdir()
-    env = dict(os.environ, PYTHONHASHSEED="0", COMPAT_MARKS=str(run_dir / "marks-{rank}.json"),
+    # Offline: the rows build everything locally, and a hub look-up would be a network call.
+    env = dict(os.environ, PYTHONHASHSEED="0", HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
+               COMPAT_MARKS=str(run_dir / "marks-{rank}.json"),
                TORCHINDUCTOR_CACHE_DIR=str(run_dir / "inductor-cache"), **row.env)
     cmd = command(row, mode, out_dir, workdir)
     t0 = time.perf_counter()

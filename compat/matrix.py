@@ -36,18 +36,21 @@ class Row:
 
 ROWS: tuple[Row, ...] = (
     Row(key="lightning_trainer", name="Lightning Trainer", packages=("lightning",), script="lightning_trainer.py",
-        work={"save": "checkpoint"},
+        work={"save": "checkpoint", "validation": "eval"},
         exercises="automatic optimization: training_step and backward inside optimizer.step(closure); "
-                  "ModelCheckpoint every 15 of 30 updates (torch.save)"),
+                  "ModelCheckpoint every 15 of 30 updates (torch.save); validation every 15 updates and "
+                  "the sanity check before training"),
     Row(key="fabric_ddp", name="Lightning Fabric, DDP, 2 ranks", packages=("lightning",), script="fabric_ddp.py",
         ranks=2, work={"save": "checkpoint"},
         exercises="setup_dataloaders (DistributedSampler injected by re-creating the DataLoader), "
                   "fabric.backward, DDP all-reduce over gloo, fabric.save at the end"),
     Row(key="hf_trainer", name="transformers Trainer", packages=("transformers", "accelerate", "safetensors"),
         script="hf_trainer.py",
-        work={"save: model (safetensors)": "checkpoint", "save: optimizer (torch.save)": "checkpoint", "save": None},
+        work={"save: model (safetensors)": "checkpoint", "save: optimizer (torch.save)": "checkpoint", "save": None,
+              "evaluate": "eval"},
         exercises="random-init 2-layer GPT-2 from a config, local token data, gradient accumulation 2, "
-                  "save every 15 of 30 updates (safetensors model, torch.save optimizer/scheduler/RNG)"),
+                  "save every 15 of 30 updates (safetensors model, torch.save optimizer/scheduler/RNG), "
+                  "evaluation every 15 updates"),
     Row(key="accelerate", name="Accelerate prepare loop", packages=("accelerate", "safetensors"),
         script="accelerate_loop.py", work={"save": "checkpoint"},
         exercises="prepare(model, optimizer, loader, scheduler), accumulate() with 2 micro-batches, "

@@ -102,7 +102,7 @@ def _failure(result: "RowResult") -> list[str]:
         out.append(f"- **{c.name}**")
         if c.detail:
             out += ["", "  ```", *("  " + line for line in c.detail.splitlines()), "  ```", ""]
-        why = explain(result.row.key, c.detail + "\n" + result.cause)
+        why = explain(result.row.key, "\n".join((c.name, c.detail, result.cause)))
         out += [f"  {why}", ""] if why else []
     if result.cause:
         out += ["- **traceback** (first failing process):", "", "  ```",

@@ -38,6 +38,15 @@ def interval(label: str) -> Iterator[None]:
         _MARKS.append({"label": label, "start_s": t0, "end_s": time.perf_counter()})
 
 
+def open_interval() -> float:
+    """Start an interval whose end a framework callback sees (pass the result to ``close_interval``)."""
+    return time.perf_counter()
+
+
+def close_interval(label: str, start_s: float) -> None:
+    _MARKS.append({"label": label, "start_s": start_s, "end_s": time.perf_counter()})
+
+
 def mark_calls(owner: Any, name: str, label: str) -> None:
     """Record every call of ``owner.name`` (a framework method) as an interval named ``label``."""
     original = getattr(owner, name)

@@ -1,6 +1,7 @@
 """Hugging Face ``transformers.Trainer``: a 2-layer GPT-2 built from a config (random init, nothing
 downloaded) on generated token sequences, 30 updates with gradient accumulation 2, a checkpoint every
-15 updates (model through safetensors, optimizer/scheduler/RNG through ``torch.save``)."""
+15 updates (model through safetensors, optimizer/scheduler/RNG through ``torch.save``) and an evaluation
+every 15 updates."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class Record(TrainerCallback):
     def __init__(self, counter: UpdateCounter) -> None:
         self.counter = counter
         self.last_loss = float("nan")
+        self.eval_losses: list[float] = []
 
     def on_train_begin(self, args, state, control, optimizer=None, **kwargs):  # type: ignore[no-untyped-def]
         self.counter.attach(getattr(optimizer, "optimizer", optimizer))  # the torch optimizer inside
@@ -47,6 +49,8 @@ class Record(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):  # type: ignore[no-untyped-def]
         if logs and "loss" in logs:
             self.last_loss = logs["loss"]
+        if logs and "eval_loss" in logs:
+            self.eval_losses.append(logs["eval_loss"])
 
 
 def main(workdir: str) -> None:
@@ -57,12 +61,15 @@ def main(workdir: str) -> None:
     model = GPT2LMHeadModel(config)
     args = TrainingArguments(
         output_dir=workdir, max_steps=STEPS, per_device_train_batch_size=BATCH, gradient_accumulation_steps=ACCUM,
-        learning_rate=3e-3, save_strategy="steps", save_steps=15, logging_steps=1, report_to="none",
+        learning_rate=3e-3, save_strategy="steps", save_steps=15, eval_strategy="steps", eval_steps=15,
+        per_device_eval_batch_size=BATCH, logging_steps=1, report_to="none",
         disable_tqdm=True, use_cpu=True, seed=0, dataloader_num_workers=0)
     counter = UpdateCounter()
     record = Record(counter)
-    trainer = Trainer(model=model, args=args, train_dataset=Tokens(STEPS * ACCUM * BATCH, 64), callbacks=[record])
+    trainer = Trainer(model=model, args=args, train_dataset=Tokens(STEPS * ACCUM * BATCH, 64),
+                      eval_dataset=Tokens(4 * BATCH, 64), callbacks=[record])
     trainer.remove_callback(transformers.trainer_callback.PrinterCallback)  # it prints timings
+    mark_calls(trainer, "evaluate", "evaluate")
     mark_calls(trainer, "_save_checkpoint", "save")
     mark_calls(trainer, "save_model", "save: model (safetensors)")
     mark_calls(trainer, "_save_optimizer_and_scheduler", "save: optimizer (torch.save)")
@@ -70,7 +77,7 @@ def main(workdir: str) -> None:
         out = trainer.train()
     assert trainer.state.global_step == counter.count, (trainer.state.global_step, counter.count)
     report(updates=counter.count, final_loss=record.last_loss, digest=params_sha256(model),
-           mean_loss=repr(out.training_loss))
+           mean_loss=repr(out.training_loss), eval_losses=record.eval_losses)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Lightning ``Trainer``, automatic optimization: Lightning runs ``training_step`` and the backward
 inside ``optimizer.step(closure)``. 30 updates of a small MLP on generated data, a checkpoint every 15
-updates (ModelCheckpoint -> ``trainer.save_checkpoint`` -> ``torch.save``)."""
+updates (ModelCheckpoint -> ``trainer.save_checkpoint`` -> ``torch.save``) and a validation loop every 15
+updates (plus Lightning's sanity check before training)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from _common import UpdateCounter, interval, mark_calls, params_sha256, report, seed_all
+from _common import (UpdateCounter, close_interval, interval, mark_calls, open_interval, params_sha256, report,
+                     seed_all)
 
 STEPS = 30
 
@@ -23,6 +25,7 @@ class Regressor(L.LightningModule):
         self.net = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 1))
         self.counter = counter
         self.last_loss = float("nan")
+        self.val_losses: list[float] = []
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -30,27 +33,44 @@ class Regressor(L.LightningModule):
         self.last_loss = loss.item()
         return loss
 
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.val_losses.append(nn.functional.mse_loss(self.net(x), y).item())
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         opt = torch.optim.AdamW(self.parameters(), lr=1e-2)
         self.counter.attach(opt)
         return opt
 
 
+class ValidationTimer(L.Callback):
+    """Times each whole validation loop Lightning runs (the framework's own eval work)."""
+
+    def on_validation_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.start_s = open_interval()
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        close_interval("validation", self.start_s)
+
+
 def main(workdir: str) -> None:
     seed_all(0)
     x = torch.randn(480, 32)
     y = x[:, :1] * 0.5 + 0.1 * torch.randn(480, 1)
-    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
+    loader = DataLoader(TensorDataset(x[:400], y[:400]), batch_size=16, shuffle=True)
+    val_loader = DataLoader(TensorDataset(x[400:], y[400:]), batch_size=16)
     counter = UpdateCounter()
     model = Regressor(counter)
     ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=workdir, every_n_train_steps=15, save_top_k=-1)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=STEPS, logger=False, callbacks=[ckpt],
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=STEPS, logger=False, callbacks=[ckpt, ValidationTimer()],
+                        val_check_interval=15,
                         enable_progress_bar=False, enable_model_summary=False, deterministic=True)
     mark_calls(trainer, "save_checkpoint", "save")
     with interval("train"):
-        trainer.fit(model, loader)
+        trainer.fit(model, loader, val_loader)
     assert trainer.global_step == counter.count, (trainer.global_step, counter.count)
-    report(updates=counter.count, final_loss=model.last_loss, digest=params_sha256(model))
+    report(updates=counter.count, final_loss=model.last_loss, digest=params_sha256(model),
+           val_batches=len(model.val_losses), last_val_loss=repr(model.val_losses[-1]))
 
 
 if __name__ == "__main__":
