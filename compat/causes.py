@@ -44,11 +44,12 @@ CAUSES: tuple[Cause, ...] = (
         "Why: dynamo guards on the instrumentation's own mutable counters it read while tracing "
         "(`self._bwd_depth`, `self._backward_calls` in `hooks.py`); they change on every step, the guards "
         "fail and the frames recompile.")),
-    Cause(rows=("hf_trainer",), symptom="'save: model (safetensors)' in checkpoint", explanation=(
+    Cause(rows=("hf_trainer", "accelerate"), symptom="'save: model (safetensors)' in checkpoint", explanation=(
         "Why: the checkpoint phase covers `torch.save` only (`hooks.py`: `wrap_phase(self, torch.save, "
         "\"checkpoint\")`). Trainer writes the model through `save_pretrained` -> "
-        "`safetensors.torch.save_file`, which nothing times, so it lands in `other` (the optimizer, scheduler "
-        "and RNG states go through `torch.save` and land in `checkpoint`).")),
+        "`safetensors.torch.save_file`, Accelerate's `save_state` through `accelerate.utils.save` -> "
+        "`safetensors.torch.save_file`; nothing times that call, so it lands in `other` (the optimizer, "
+        "scheduler and RNG states go through `torch.save` and land in `checkpoint`).")),
     Cause(rows=("fsdp2",), symptom="'save (DCP)' in checkpoint", explanation=(
         "Why: the checkpoint phase covers `torch.save` only. `torch.distributed.checkpoint.save` writes each "
         "tensor item with `torch.save` (`filesystem.py` `_write_item`): that small part lands in `checkpoint`; "

@@ -52,9 +52,12 @@ ROWS: tuple[Row, ...] = (
                   "save every 15 of 30 updates (safetensors model, torch.save optimizer/scheduler/RNG), "
                   "evaluation every 15 updates"),
     Row(key="accelerate", name="Accelerate prepare loop", packages=("accelerate", "safetensors"),
-        script="accelerate_loop.py", work={"save": "checkpoint"},
+        script="accelerate_loop.py",
+        work={"save: model (safetensors)": "checkpoint", "save: optimizer, scheduler (torch.save)": "checkpoint",
+              "save": None},
         exercises="prepare(model, optimizer, loader, scheduler), accumulate() with 2 micro-batches, "
-                  "AcceleratedOptimizer.step skipping between syncs, save_state every 15 updates"),
+                  "AcceleratedOptimizer.step skipping between syncs, save_state every 15 updates (model through "
+                  "safetensors, optimizer and scheduler through torch.save)"),
     Row(key="compile_module", name="torch.compile(model), inductor", packages=(), script="compile_step.py",
         args=("--mode", "module", "--backend", "inductor"), work={"first call (compiles)": None},
         exercises="the model compiled by inductor on the CPU; backward and optimizer eager; dynamo's "
