@@ -35,7 +35,7 @@ def loop_keys() -> frozenset[str]:
     try:
         from dataclasses import fields as dc_fields
 
-        from throughput.loop.config import TrainConfig  # type: ignore[import-not-found]
+        from throughput.loop.config import TrainConfig
         return frozenset(f.name for f in dc_fields(TrainConfig))
     except ImportError:
         return LOOP_KEYS

@@ -116,7 +116,7 @@ def observed_lengths(recipe: Recipe, limit: int = 1024) -> list[int]:
 
 def recipe_target(path: str | os.PathLike[str]) -> tuple[RecipeTarget, str, dict[str, Any]]:
     """(target, model fingerprint, the recipe's TrainConfig defaults as a dict)."""
-    recipe = load_recipe(path)
+    recipe = load_recipe(Path(path))
     cfg = _train_config(recipe, {})
     fingerprint = model_fingerprint(recipe.make_model(cfg))
     return RecipeTarget(recipe), fingerprint, {"micro_batch_size": cfg.micro_batch_size, "grad_accum": cfg.grad_accum}

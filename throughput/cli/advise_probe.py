@@ -130,8 +130,8 @@ def advise_script(args: argparse.Namespace) -> int:
     tokens_per_sample = r.tokens_per_s / r.samples_per_s if r.tokens_per_s and r.samples_per_s else None
     g = _global_batch(args, per_step or None, tokens_per_sample)
     ctx = x.context
-    start: dict[str, Setting] = {"micro_batch_size": int(ctx.get("batch_size", 0)) or None,  # type: ignore[arg-type]
-                                 "num_workers": int(ctx.get("num_workers", 0))}  # type: ignore[arg-type]
+    start: dict[str, Setting] = {"micro_batch_size": int(ctx.get("batch_size", 0)) or None,
+                                 "num_workers": int(ctx.get("num_workers", 0))}
     space = _space(g, ScriptTarget.supported, _extras(args, ScriptTarget.supported))
     if start["micro_batch_size"] not in space.micro_batch_size:
         start.pop("micro_batch_size")

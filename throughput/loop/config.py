@@ -117,7 +117,7 @@ def _field_type(name: str) -> type:
     hint = hints[name]
     if isinstance(hint, types.UnionType):
         return next(a for a in typing.get_args(hint) if a is not type(None))
-    return hint  # type: ignore[no-any-return]
+    return hint
 
 
 def _check_types(cfg: TrainConfig) -> None:

@@ -80,7 +80,8 @@ class _Run:
         self.raw_model.to(rt.device)
         self.model = wrap_ddp(self.raw_model, rt)
         self.optimizer, self.scheduler, self.scaler = build_optimizer(self.raw_model, cfg, rt)
-        self.step, self.clip_count, self.resumed_from = 0, 0, None
+        self.step, self.clip_count = 0, 0
+        self.resumed_from: int | None = None
         position = self._resume() if resume else DataPosition()
         if rt.is_main and self.resumed_from is None:
             write_manifest(self.out, self.identity, cfg.to_dict())
