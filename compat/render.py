@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,21 +11,12 @@ from typing import TYPE_CHECKING, Any
 from compat.attribution import describe
 from compat.causes import explain
 from compat.checks import result_lines, to_json
+from throughput.hardware import cpu_model_name
 
 if TYPE_CHECKING:
     from compat.run import RowResult
 
 STEP_PHASE_ORDER = ("data", "h2d", "forward", "backward", "optimizer", "eval", "checkpoint", "other")
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _ratio(value: float | None) -> str:
@@ -62,7 +52,7 @@ def render(results: list["RowResult"], meta: dict[str, Any]) -> str:
     lines = [
         "# Compatibility matrix: real frameworks, plain vs `throughput profile`", "",
         f"{passed} of {len(results)} rows pass. Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
-        f"{_cpu()} ({os.cpu_count()} cores), torch {torch_version}, load average {meta['loadavg_before']} before "
+        f"{cpu_model_name()} ({os.cpu_count()} cores), torch {torch_version}, load average {meta['loadavg_before']} before "
         f"and {meta['loadavg_after']} after; {meta['repeat']} plain/profiled pair(s) per row, interleaved; "
         f"{meta['total_s']:.0f} s in all. Produced by `make compat` (`python -m compat.run`).", "",
         "Each row is a small real training script in `compat/rows/` (generated data, random init, fixed seeds), "
