@@ -44,13 +44,13 @@ CAUSES: tuple[Cause, ...] = (
         "Why: dynamo guards on the instrumentation's own mutable counters it read while tracing "
         "(`self._bwd_depth`, `self._backward_calls` in `hooks.py`); they change on every step, the guards "
         "fail and the frames recompile.")),
-    Cause(rows=("hf_trainer", "accelerate"), symptom="'save: model (safetensors)' in checkpoint", explanation=(
+    Cause(rows=("hf_trainer", "accelerate"), symptom="'safetensors save_file' in checkpoint", explanation=(
         "Why: the checkpoint phase covers `torch.save` only (`hooks.py`: `wrap_phase(self, torch.save, "
         "\"checkpoint\")`). Trainer writes the model through `save_pretrained` -> "
         "`safetensors.torch.save_file`, Accelerate's `save_state` through `accelerate.utils.save` -> "
         "`safetensors.torch.save_file`; nothing times that call, so it lands in `other` (the optimizer, "
         "scheduler and RNG states go through `torch.save` and land in `checkpoint`).")),
-    Cause(rows=("fsdp2",), symptom="'save (DCP)' in checkpoint", explanation=(
+    Cause(rows=("fsdp2",), symptom="'dcp.save' in checkpoint", explanation=(
         "Why: the checkpoint phase covers `torch.save` only. `torch.distributed.checkpoint.save` writes each "
         "tensor item with `torch.save` (`filesystem.py` `_write_item`): that small part lands in `checkpoint`; "
         "its planning, the collectives that agree on the global plan, and the metadata and file commits "

@@ -72,8 +72,9 @@ def traceback_excerpt(stderr: str, frames: int = 3) -> str:
     return "\n".join(where + [exc[:600]])
 
 
-def compare_runs(plain: RunOutput, profiled: RunOutput, run_dirs: tuple[Path, Path]) -> list[Check]:
-    """Exit status, stdout (every digit of the result lines), and stderr (normalised)."""
+def compare_runs(plain: RunOutput, profiled: RunOutput, run_dirs: tuple[Path, Path], ranks: int = 1) -> list[Check]:
+    """Exit status, stdout (every digit of the result lines), and stderr (normalised; with several
+    ranks as a multiset of lines, since the ranks' lines interleave differently in any two runs)."""
     checks = [Check(name="exit status", ok=plain.returncode == profiled.returncode,
                     detail=f"plain {plain.returncode}, profiled {profiled.returncode}")]
     a, b = result_lines(plain.stdout), result_lines(profiled.stdout)
@@ -83,6 +84,8 @@ def compare_runs(plain: RunOutput, profiled: RunOutput, run_dirs: tuple[Path, Pa
     checks.append(Check(name="stdout", ok=plain.stdout == profiled.stdout, detail=_diff(
         plain.stdout.splitlines(), profiled.stdout.splitlines())))
     ea, eb = normalise_stderr(plain.stderr, run_dirs[0]), normalise_stderr(profiled.stderr, run_dirs[1])
+    if ranks > 1:
+        ea, eb = sorted(ea), sorted(eb)
     checks.append(Check(name="stderr", ok=ea == eb, detail=_diff(ea, eb)))
     return checks
 
@@ -145,6 +148,13 @@ def profile_checks(row: Row, plain: RunOutput, profiled: RunOutput, ranks: list[
             checks.append(Check(name=f"'{label}' in {expected}", ok=top == expected,
                                 detail=describe(got) if got else f"no '{label}' interval recorded"))
     return checks
+
+
+def note_differences(plain: RunOutput, profiled: RunOutput) -> list[str]:
+    """The notes (``compat/rows/_common.py``: compared, not judged) that differ, rank 0."""
+    a, b = plain.notes.get(0, {}), profiled.notes.get(0, {})
+    return [f"{key}: plain {a.get(key)!r}, profiled {b.get(key)!r}" for key in sorted(set(a) | set(b))
+            if a.get(key) != b.get(key)]
 
 
 def to_json(checks: list[Check]) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ class RunOutput:
     wall_s: float
     workdir: Path
     marks: dict[int, list[dict[str, Any]]]      # rank -> intervals the script timed
+    notes: dict[int, dict[str, Any]]            # rank -> details compared but not judged
     sessions: dict[int, Path]                   # rank -> session.json (profiled runs; only those written)
     merged: Path | None = None                  # ranks.json of a multi-rank profiled run
 
@@ -77,16 +78,17 @@ def run_once(row: Row, mode: str, run_dir: Path, timeout_s: float = TIMEOUT_S) -
     (run_dir / "stdout.txt").write_text(stdout)
     (run_dir / "stderr.txt").write_text(stderr)
     return RunOutput(mode=mode, returncode=code, stdout=stdout, stderr=stderr, wall_s=wall_s, workdir=workdir,
-                     marks=_marks(run_dir, row.ranks), sessions=_sessions(out_dir, row.ranks) if mode != "plain" else {},
+                     marks=_side(run_dir, row.ranks, "marks"), notes=_side(run_dir, row.ranks, "notes"), sessions=_sessions(out_dir, row.ranks) if mode != "plain" else {},
                      merged=(out_dir / "ranks.json") if row.ranks > 1 and (out_dir / "ranks.json").exists() else None)
 
 
-def _marks(run_dir: Path, ranks: int) -> dict[int, list[dict[str, Any]]]:
+def _side(run_dir: Path, ranks: int, key: str) -> dict[int, Any]:
+    """Per rank, ``key`` of the file the row script wrote at exit (``compat/rows/_common.py``)."""
     out = {}
     for r in range(ranks):
         path = run_dir / f"marks-{r}.json"
         if path.exists():
-            out[r] = json.loads(path.read_text())["marks"]
+            out[r] = json.loads(path.read_text())[key]
     return out
 
 

@@ -31,8 +31,8 @@ def _phases(shares: dict[str, float]) -> str:
 def _work(result: "RowResult") -> str:
     if not result.profiles:
         return "-"
-    return "; ".join(f"{label}: {describe(got)}" for label, got in result.profiles[0].work.items()
-                     if label != "train" and label != "later calls") or "-"
+    work = result.profiles[0].work
+    return "; ".join(f"{label}: {describe(work[label])}" for label in result.row.work if label in work) or "-"
 
 
 def _row_line(result: "RowResult") -> str:
@@ -76,6 +76,11 @@ def render(results: list["RowResult"], meta: dict[str, Any]) -> str:
     lines += [_row_line(r) for r in results]
     lines += ["", "## What each row exercises", ""]
     lines += [f"- **{r.row.name}** (`{r.row.key}`): {r.row.exercises}" for r in results]
+    noted = [r for r in results if r.notes]
+    if noted:
+        lines += ["", "## Differences noted, not judged", ""]
+        for r in noted:
+            lines += [f"- **{r.row.name}**:"] + [f"  - {n[:1500]}" for n in r.notes]
     failures = [r for r in results if not r.ok]
     if failures:
         lines += ["", "## Failures", ""]
@@ -107,7 +112,7 @@ def write_report(results: list["RowResult"], meta: dict[str, Any], report_dir: P
     data = {"meta": meta, "rows": [{
         "key": r.row.key, "name": r.row.name, "versions": r.versions, "ok": r.ok, "checks": to_json(r.checks),
         "steps": [p.steps for p in r.profiles], "phase_shares": [p.phase_shares for p in r.profiles],
-        "work": [p.work for p in r.profiles], "overhead": r.overhead, "cause": r.cause,
+        "work": [p.work for p in r.profiles], "overhead": r.overhead, "cause": r.cause, "notes": r.notes,
         "wall_s": {"plain": [o.wall_s for o in r.plain], "profiled": [o.wall_s for o in r.profiled]},
     } for r in results]}
     (report_dir / "compat.json").write_text(json.dumps(data, indent=2) + "\n")

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compat.checks import Check, RankProfile, compare_runs, profile_checks, profile_of, traceback_excerpt
+from compat.checks import (Check, RankProfile, compare_runs, note_differences, profile_checks, profile_of,
+                           traceback_excerpt)
 from compat.execute import RunOutput, run_once
 from compat.matrix import ROWS, Row
 
@@ -34,6 +35,7 @@ class RowResult:
     plain: list[RunOutput]
     profiled: list[RunOutput]
     cause: str = ""                       # traceback excerpt of a failed run
+    notes: list[str] = field(default_factory=list)   # details that differ but are not judged
     overhead: dict[str, float | None] = field(default_factory=dict)
 
     @property
@@ -63,13 +65,14 @@ def run_row(row: Row, base: Path, repeat: int) -> RowResult:
     checks = [Check(name="plain run", ok=plain[0].returncode == 0,
                     detail=f"exit {plain[0].returncode}" + ("" if plain[0].returncode == 0 else
                                                             ": the row itself is broken, not the profiler"))]
-    checks += compare_runs(plain[0], profiled[0], dirs)
+    checks += compare_runs(plain[0], profiled[0], dirs, row.ranks)
     checks += _repeat_checks(plain, profiled)
     profiles = [profile_of(path, r, profiled[0].marks.get(r, [])) for r, path in sorted(profiled[0].sessions.items())]
     checks += profile_checks(row, plain[0], profiled[0], profiles)
     failed = next((o for o in (profiled[0], plain[0]) if o.returncode != 0), None)
     return RowResult(row=row, versions=versions(row), checks=checks, profiles=profiles, plain=plain,
                      profiled=profiled, cause=traceback_excerpt(failed.stderr) if failed else "",
+                     notes=note_differences(plain[0], profiled[0]),
                      overhead=_overhead(plain, profiled))
 
 

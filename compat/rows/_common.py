@@ -4,8 +4,8 @@ A row script prints, on rank 0 only, lines the harness compares between the plai
 run (``updates=``, ``final_loss=``, ``params_sha256=``): they must match to the last digit. Timings
 never go to stdout (they differ between runs); they go to the marks file named by ``COMPAT_MARKS``,
 with one entry per interval of the framework's own work the harness locates in the profile's spans
-(``perf_counter`` readings, the profiler's clock). Without ``COMPAT_MARKS`` nothing is written, so a
-row runs as a plain training script too.
+(``perf_counter`` readings, the profiler's clock), and notes: details compared but not judged. Without
+``COMPAT_MARKS`` nothing is written, so a row runs as a plain training script too.
 """
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ from typing import Any, Iterator
 import torch
 
 _MARKS: list[dict[str, Any]] = []
+_NOTES: dict[str, Any] = {}
+
+
+def note(key: str, value: Any) -> None:
+    """Something the harness compares between the two runs and reports when it differs, without
+    failing the row (details whose equality is no part of the contract, e.g. dynamo's wording)."""
+    _NOTES[key] = value
 
 
 def rank() -> int:
@@ -98,7 +105,7 @@ def _write_marks() -> None:
         return
     path = path.replace("{rank}", str(rank()))
     with open(path, "w") as f:
-        json.dump({"pid": os.getpid(), "marks": _MARKS}, f)
+        json.dump({"pid": os.getpid(), "marks": _MARKS, "notes": _NOTES}, f, default=str)
 
 
 atexit.register(_write_marks)

@@ -9,25 +9,13 @@ import os
 import sys
 import tempfile
 
-import accelerate.checkpointing
+import accelerate.utils.other
 import torch
 from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from _common import UpdateCounter, interval, mark_calls, params_sha256, report, seed_all
-
-_save = accelerate.checkpointing.save
-
-
-def labelled_save(obj, f, save_on_each_node=False, safe_serialization=False):  # type: ignore[no-untyped-def]
-    """Accelerate's own ``save`` (safetensors for the model, torch.save for the rest), timed by kind."""
-    label = "save: model (safetensors)" if safe_serialization else "save: optimizer, scheduler (torch.save)"
-    with interval(label):
-        return _save(obj, f, save_on_each_node=save_on_each_node, safe_serialization=safe_serialization)
-
-
-accelerate.checkpointing.save = labelled_save
 
 STEPS, ACCUM, BATCH = 30, 2, 16
 
@@ -44,7 +32,9 @@ def main(workdir: str) -> None:
     counter.attach(opt)
     sched = torch.optim.lr_scheduler.LinearLR(opt, start_factor=1.0, end_factor=0.1, total_iters=STEPS)
     model, opt, loader, sched = accelerator.prepare(model, opt, loader, sched)
-    mark_calls(accelerator, "save_state", "save")
+    mark_calls(accelerator, "save_state", "accelerator.save_state")
+    mark_calls(accelerate.utils.other, "safe_save_file", "safetensors save_file")  # the model's weights
+    mark_calls(torch, "save", "torch.save")  # optimizer, scheduler, RNG states
     loss = torch.tensor(float("nan"))
     with interval("train"):
         for xb, yb in loader:

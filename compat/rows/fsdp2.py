@@ -33,7 +33,7 @@ def main(workdir: str) -> None:
     x = torch.randn(STEPS * BATCH, 32, generator=g)
     y = x[:, :1] * 0.5 + 0.1 * torch.randn(len(x), 1, generator=g)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=BATCH)
-    mark_calls(dcp, "save", "save (DCP)")
+    mark_calls(dcp, "save", "dcp.save")
     loss = torch.tensor(float("nan"))
     with interval("train"):
         for xb, yb in loader:

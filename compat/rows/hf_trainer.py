@@ -10,6 +10,7 @@ import tempfile
 
 import torch
 import transformers
+import transformers.modeling_utils
 from torch.utils.data import Dataset
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments
 
@@ -70,9 +71,9 @@ def main(workdir: str) -> None:
                       eval_dataset=Tokens(4 * BATCH, 64), callbacks=[record])
     trainer.remove_callback(transformers.trainer_callback.PrinterCallback)  # it prints timings
     mark_calls(trainer, "evaluate", "evaluate")
-    mark_calls(trainer, "_save_checkpoint", "save")
-    mark_calls(trainer, "save_model", "save: model (safetensors)")
-    mark_calls(trainer, "_save_optimizer_and_scheduler", "save: optimizer (torch.save)")
+    mark_calls(trainer, "_save_checkpoint", "Trainer._save_checkpoint")
+    mark_calls(transformers.modeling_utils, "safe_save_file", "safetensors save_file")  # save_pretrained's
+    mark_calls(torch, "save", "torch.save")  # optimizer, scheduler, RNG states, training args
     with interval("train"):
         out = trainer.train()
     assert trainer.state.global_step == counter.count, (trainer.state.global_step, counter.count)

@@ -65,7 +65,8 @@ def main(workdir: str) -> None:
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=STEPS, logger=False, callbacks=[ckpt, ValidationTimer()],
                         val_check_interval=15,
                         enable_progress_bar=False, enable_model_summary=False, deterministic=True)
-    mark_calls(trainer, "save_checkpoint", "save")
+    mark_calls(trainer, "save_checkpoint", "trainer.save_checkpoint")
+    mark_calls(torch, "save", "torch.save")  # inside Lightning's _atomic_save, into a BytesIO
     with interval("train"):
         trainer.fit(model, loader, val_loader)
     assert trainer.global_step == counter.count, (trainer.global_step, counter.count)
