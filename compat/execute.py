@@ -37,6 +37,7 @@ class RunOutput:
     workdir: Path
     marks: dict[int, list[dict[str, Any]]]      # rank -> intervals the script timed
     notes: dict[int, dict[str, Any]]            # rank -> details compared but not judged
+    updates_s: dict[int, list[float]]           # rank -> perf_counter at each optimizer update
     sessions: dict[int, Path]                   # rank -> session.json (profiled runs; only those written)
     merged: Path | None = None                  # ranks.json of a multi-rank profiled run
 
@@ -57,8 +58,10 @@ def run_once(row: Row, mode: str, run_dir: Path, timeout_s: float = TIMEOUT_S) -
     run_dir.mkdir(parents=True, exist_ok=False)
     workdir, out_dir = run_dir / "work", run_dir / "profile"
     workdir.mkdir()
-    # Offline: the rows build everything locally, and a hub look-up would be a network call.
-    env = dict(os.environ, PYTHONHASHSEED="0", HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
+    # Offline: the rows build everything locally, and a hub look-up would be a network call. One
+    # intra-op thread per process (as torchrun sets for each rank): on a shared machine a descheduled
+    # pool thread stalls every parallel op for a time slice, which swamps the steps being compared.
+    env = dict(os.environ, PYTHONHASHSEED="0", HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="1",
                COMPAT_MARKS=str(run_dir / "marks-{rank}.json"),
                TORCHINDUCTOR_CACHE_DIR=str(run_dir / "inductor-cache"), **row.env)
     cmd = command(row, mode, out_dir, workdir)
@@ -78,7 +81,8 @@ def run_once(row: Row, mode: str, run_dir: Path, timeout_s: float = TIMEOUT_S) -
     (run_dir / "stdout.txt").write_text(stdout)
     (run_dir / "stderr.txt").write_text(stderr)
     return RunOutput(mode=mode, returncode=code, stdout=stdout, stderr=stderr, wall_s=wall_s, workdir=workdir,
-                     marks=_side(run_dir, row.ranks, "marks"), notes=_side(run_dir, row.ranks, "notes"), sessions=_sessions(out_dir, row.ranks) if mode != "plain" else {},
+                     marks=_side(run_dir, row.ranks, "marks"), notes=_side(run_dir, row.ranks, "notes"),
+                     updates_s=_side(run_dir, row.ranks, "updates_s"), sessions=_sessions(out_dir, row.ranks) if mode != "plain" else {},
                      merged=(out_dir / "ranks.json") if row.ranks > 1 and (out_dir / "ranks.json").exists() else None)
 
 

@@ -7,17 +7,21 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 STEP_PHASES = ("forward", "backward", "optimizer")
+SAVE = "checkpoint"   # a save call: the checkpoint phase must hold the largest share of it
+EVAL_LOOP = "eval"    # an evaluation loop: eval has time, none of it is forward, backward or optimizer
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Row:
     """One framework set-up, run plainly and under ``throughput profile``.
 
-    ``work`` maps a label the script times (``compat/rows/_common.py``) to the phase that work
-    belongs in (it must hold the largest share of that time), or to None when the row only reports
-    where it landed: the save functions the checkpoint phase is defined by (``torch.save``,
-    safetensors' ``save_file``, ``torch.distributed.checkpoint.save``) and evaluation loops are judged;
-    a framework's whole save routine (state dicts, file moves, barriers) is reported.
+    ``work`` maps a label the script times (``compat/rows/_common.py``) to what its time must show,
+    or to None when the row only reports where it landed. ``SAVE``: the save functions the checkpoint
+    phase is defined by (``torch.save``, safetensors' ``save_file``, ``torch.distributed.checkpoint.save``)
+    spend most of their time in ``checkpoint``. ``EVAL_LOOP``: a framework's evaluation loop has time in
+    ``eval`` and none in the training phases (the loop's own bookkeeping between batches is ``other``,
+    which for tiny models is most of it). A framework's whole save routine (state dicts, file moves,
+    barriers) and a compiling first call are reported.
     ``phases`` must each have time in the profile's steady-state steps.
     """
 
@@ -39,24 +43,24 @@ class Row:
 
 ROWS: tuple[Row, ...] = (
     Row(key="lightning_trainer", name="Lightning Trainer", packages=("lightning",), script="lightning_trainer.py",
-        work={"trainer.save_checkpoint": None, "torch.save": "checkpoint", "validation": "eval"},
+        work={"trainer.save_checkpoint": None, "torch.save": SAVE, "validation": EVAL_LOOP},
         exercises="automatic optimization: training_step and backward inside optimizer.step(closure); "
                   "ModelCheckpoint every 15 of 30 updates (torch.save); validation every 15 updates and "
                   "the sanity check before training"),
     Row(key="fabric_ddp", name="Lightning Fabric, DDP, 2 ranks", packages=("lightning",), script="fabric_ddp.py",
-        ranks=2, work={"fabric.save": None, "torch.save": "checkpoint"},
+        ranks=2, work={"fabric.save": None, "torch.save": SAVE},
         exercises="setup_dataloaders (DistributedSampler injected by re-creating the DataLoader), "
                   "fabric.backward, DDP all-reduce over gloo, fabric.save at the end"),
     Row(key="hf_trainer", name="transformers Trainer", packages=("transformers", "accelerate", "safetensors"),
         script="hf_trainer.py",
-        work={"Trainer._save_checkpoint": None, "safetensors save_file": "checkpoint", "torch.save": "checkpoint",
-              "evaluate": "eval"},
+        work={"Trainer._save_checkpoint": None, "safetensors save_file": SAVE, "torch.save": SAVE,
+              "evaluate": EVAL_LOOP},
         exercises="random-init 2-layer GPT-2 from a config, local token data, gradient accumulation 2, "
                   "save every 15 of 30 updates (safetensors model, torch.save optimizer/scheduler/RNG), "
                   "evaluation every 15 updates"),
     Row(key="accelerate", name="Accelerate prepare loop", packages=("accelerate", "safetensors"),
         script="accelerate_loop.py",
-        work={"accelerator.save_state": None, "safetensors save_file": "checkpoint", "torch.save": "checkpoint"},
+        work={"accelerator.save_state": None, "safetensors save_file": SAVE, "torch.save": SAVE},
         exercises="prepare(model, optimizer, loader, scheduler), accumulate() with 2 micro-batches, "
                   "AcceleratedOptimizer.step skipping between syncs, save_state every 15 updates (model through "
                   "safetensors, optimizer and scheduler through torch.save)"),
@@ -77,6 +81,6 @@ ROWS: tuple[Row, ...] = (
         exercises="the CPU GradScaler; the first scaled loss overflows, scaler.step skips that update: "
                   "29 updates from 30 iterations"),
     Row(key="fsdp2", name="FSDP2 fully_shard, 2 ranks", packages=(), script="fsdp2.py", ranks=2,
-        work={"dcp.save": "checkpoint"},
+        work={"dcp.save": SAVE},
         exercises="fully_shard per layer and root over gloo on the CPU, torch.distributed.checkpoint.save"),
 )

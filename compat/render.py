@@ -40,7 +40,9 @@ def _row_line(result: "RowResult") -> str:
     updates = result_lines(result.plain[0].stdout).get("updates", "?")
     loss = next((c for c in result.checks if c.name == "final loss"), None)
     versions = ", ".join(f"{k} {v}" for k, v in result.versions.items() if k != "torch") or "torch only"
-    overhead = f"{_ratio(result.overhead.get('train_loop'))} / {_ratio(result.overhead.get('process'))}"
+    plain_step = result.overhead.get("plain_step_s")
+    overhead = (f"{_ratio(result.overhead.get('step'))} / {_ratio(result.overhead.get('process'))}"
+                + (f" ({1e3 * plain_step:.1f} ms)" if plain_step else ""))
     phases = _phases(result.profiles[0].phase_shares) if result.profiles else "-"
     return (f"| {result.row.name} | {versions} | {'**pass**' if result.ok else '**FAIL**'} | {steps} / {updates} | "
             f"{'yes' if loss and loss.ok else 'no'} | {phases} | {_work(result)} | {overhead} |")
@@ -66,11 +68,16 @@ def render(results: list["RowResult"], meta: dict[str, Any]) -> str:
         "torch optimizer).",
         "- **phases**: rank 0's steady-state shares, as in the report.",
         "- **framework work**: where the profile put the time of work the script timed around the framework's "
-        "own calls (checkpoint saves, the compiling first call), by innermost phase; `other` is time no "
-        "phase covered.",
-        "- **overhead**: profiled / plain wall time of the training loop (timed inside the script) / of the "
-        "whole process (start-up and report included); medians over the pairs. Short runs: noisy.", "",
-        "| row | version | result | steps | loss equal | phases | framework work landed in | overhead loop / process |",
+        "own calls (saves, evaluation loops, the compiling first call), by innermost phase; `other` is time "
+        "no phase covered. Save calls (`torch.save`, safetensors `save_file`, `dcp.save`) pass when "
+        "`checkpoint` holds the largest share; evaluation loops when `eval` has time and no training phase "
+        "has any (the loop's bookkeeping is `other`); whole save routines and compiling first calls are "
+        "reported, not judged.",
+        "- **overhead**: profiled / plain: the median time between optimizer updates after the first two (timed "
+        "by the script's own hook; the plain run's median in brackets) / the whole process's wall time "
+        "(start-up and report included); medians over the pairs. Steps of a few ms on a shared machine: noisy.",
+        "",
+        "| row | version | result | steps | loss equal | phases | framework work landed in | overhead step / process |",
         "|---|---|---|---|---|---|---|---|",
     ]
     lines += [_row_line(r) for r in results]

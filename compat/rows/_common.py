@@ -23,6 +23,7 @@ import torch
 
 _MARKS: list[dict[str, Any]] = []
 _NOTES: dict[str, Any] = {}
+_UPDATES_S: list[float] = []   # perf_counter at each optimizer update (the run's steps, for the overhead)
 
 
 def note(key: str, value: Any) -> None:
@@ -77,6 +78,7 @@ class UpdateCounter:
 
     def _hook(self, *_: Any) -> None:
         self.count += 1
+        _UPDATES_S.append(time.perf_counter())
 
 
 def params_sha256(module: torch.nn.Module) -> str:
@@ -105,7 +107,7 @@ def _write_marks() -> None:
         return
     path = path.replace("{rank}", str(rank()))
     with open(path, "w") as f:
-        json.dump({"pid": os.getpid(), "marks": _MARKS, "notes": _NOTES}, f, default=str)
+        json.dump({"pid": os.getpid(), "marks": _MARKS, "notes": _NOTES, "updates_s": _UPDATES_S}, f, default=str)
 
 
 atexit.register(_write_marks)
