@@ -59,5 +59,5 @@ CAUSES: tuple[Cause, ...] = (
 
 
 def explain(row: str, evidence: str) -> str:
-    """The known mechanism behind ``evidence`` for ``row``, or "" when none matches."""
-    return " ".join(c.explanation for c in CAUSES if row in c.rows and c.symptom in evidence)
+    """The known mechanisms behind ``evidence`` for ``row``, one paragraph each, or "" when none matches."""
+    return "\n\n".join(c.explanation for c in CAUSES if row in c.rows and c.symptom in evidence)

@@ -98,18 +98,17 @@ def render(results: list["RowResult"], meta: dict[str, Any]) -> str:
 
 def _failure(result: "RowResult") -> list[str]:
     out = [f"### {result.row.name} (`{result.row.key}`)", ""]
-    for c in result.checks:
-        if c.ok:
-            continue
+    failed = [c for c in result.checks if not c.ok]
+    for c in failed:
         out.append(f"- **{c.name}**")
         if c.detail:
             out += ["", "  ```", *("  " + line for line in c.detail.splitlines()), "  ```", ""]
-        why = explain(result.row.key, "\n".join((c.name, c.detail, result.cause)))
-        out += [f"  {why}", ""] if why else []
     if result.cause:
         out += ["- **traceback** (first failing process):", "", "  ```",
                 *("  " + line for line in result.cause.splitlines()), "  ```", ""]
-    return out
+    evidence = "\n".join([result.cause, *result.notes, *(f"{c.name}\n{c.detail}" for c in failed)])
+    why = explain(result.row.key, evidence)
+    return out + ([why, ""] if why else [])
 
 
 def write_report(results: list["RowResult"], meta: dict[str, Any], report_dir: Path) -> Path:
