@@ -25,6 +25,12 @@ CAUSES: tuple[Cause, ...] = (
         "Naming it `self` would not be enough: `batch_size`, `shuffle`, ... would then be missing from the "
         "parameters, and Lightning would silently re-create the loader with their defaults. The wrapper "
         "must carry the original signature (`functools.wraps`, i.e. `__wrapped__`).")),
+    Cause(rows=("lightning_accumulate",), symptom="micro-steps per step", explanation=(
+        "Why: capture takes a backward that runs inside `optimizer.step(closure)` as part of the step (an "
+        "LBFGS re-evaluation), not as a micro-batch. Lightning runs the last micro-batch of each update inside "
+        "the step's closure and the others as plain closure calls, so 2 micro-batches count as 1 (the samples "
+        "of both are counted). Reproduced without Lightning in `tests/capture/test_framework_mechanisms.py` "
+        "(xfail).")),
     Cause(rows=("compile_step",), symptom="_thread.get_ident", explanation=(
         "Why: dynamo traces into the zero-code wrappers that replace `Optimizer.zero_grad`, `Tensor.backward` "
         "and `clip_grad_norm_` inside the compiled function. Each starts with `_get_ident() != self._owner` "

@@ -134,6 +134,10 @@ def profile_checks(row: Row, plain: RunOutput, profiled: RunOutput, ranks: list[
     checks.append(Check(name="steps = updates", ok=bool(ranks) and updates is not None
                         and all(str(s) == updates for s in steps),
                         detail=f"profile steps per rank {steps}, optimizer updates {updates}"))
+    micro = [r.micro_steps_per_step for r in ranks]
+    checks.append(Check(name="micro-steps per step", ok=bool(ranks) and all(
+        m is not None and abs(m - row.micro_steps) < 1e-9 for m in micro),
+        detail=f"profile {micro} per rank (steady state), forward/backward passes per update {row.micro_steps}"))
     for r in ranks:
         missing = [p for p in row.phases if r.phase_shares.get(p, 0.0) <= 0.0]
         total = math.fsum(r.phase_shares.values())

@@ -31,6 +31,7 @@ class Row:
     script: str                           # file in compat/rows/
     args: tuple[str, ...] = ()
     ranks: int = 1
+    micro_steps: int = 1                  # forward/backward passes per optimizer update
     phases: tuple[str, ...] = STEP_PHASES
     work: Mapping[str, str | None] = field(default_factory=dict)
     exercises: str = ""
@@ -47,19 +48,24 @@ ROWS: tuple[Row, ...] = (
         exercises="automatic optimization: training_step and backward inside optimizer.step(closure); "
                   "ModelCheckpoint every 15 of 30 updates (torch.save); validation every 15 updates and "
                   "the sanity check before training"),
+    Row(key="lightning_accumulate", name="Lightning Trainer, accumulate_grad_batches=2", packages=("lightning",),
+        script="lightning_trainer.py", args=("--accumulate", "2"), micro_steps=2,
+        work={"trainer.save_checkpoint": None, "torch.save": SAVE, "validation": EVAL_LOOP},
+        exercises="as above with 2 micro-batches per update: the first a plain closure call, the last "
+                  "inside optimizer.step(closure)"),
     Row(key="fabric_ddp", name="Lightning Fabric, DDP, 2 ranks", packages=("lightning",), script="fabric_ddp.py",
         ranks=2, work={"fabric.save": None, "torch.save": SAVE},
         exercises="setup_dataloaders (DistributedSampler injected by re-creating the DataLoader), "
                   "fabric.backward, DDP all-reduce over gloo, fabric.save at the end"),
     Row(key="hf_trainer", name="transformers Trainer", packages=("transformers", "accelerate", "safetensors"),
-        script="hf_trainer.py",
+        script="hf_trainer.py", micro_steps=2,
         work={"Trainer._save_checkpoint": None, "safetensors save_file": SAVE, "torch.save": SAVE,
               "evaluate": EVAL_LOOP},
         exercises="random-init 2-layer GPT-2 from a config, local token data, gradient accumulation 2, "
                   "save every 15 of 30 updates (safetensors model, torch.save optimizer/scheduler/RNG), "
                   "evaluation every 15 updates"),
     Row(key="accelerate", name="Accelerate prepare loop", packages=("accelerate", "safetensors"),
-        script="accelerate_loop.py",
+        script="accelerate_loop.py", micro_steps=2,
         work={"accelerator.save_state": None, "safetensors save_file": SAVE, "torch.save": SAVE},
         exercises="prepare(model, optimizer, loader, scheduler), accumulate() with 2 micro-batches, "
                   "AcceleratedOptimizer.step skipping between syncs, save_state every 15 updates (model through "

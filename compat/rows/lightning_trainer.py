@@ -1,11 +1,12 @@
 """Lightning ``Trainer``, automatic optimization: Lightning runs ``training_step`` and the backward
-inside ``optimizer.step(closure)``. 30 updates of a small MLP on generated data, a checkpoint every 15
+inside ``optimizer.step(closure)`` (with ``--accumulate N``, the first N-1 micro-batches of each update
+as plain closure calls, the last inside the step). 30 updates of a small MLP on generated data, a checkpoint every 15
 updates (ModelCheckpoint -> ``trainer.save_checkpoint`` -> ``torch.save``) and a validation loop every 15
 updates (plus Lightning's sanity check before training)."""
 
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
 
 import lightning as L
@@ -53,7 +54,12 @@ class ValidationTimer(L.Callback):
         close_interval("validation", self.start_s)
 
 
-def main(workdir: str) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accumulate", type=int, default=1, help="accumulate_grad_batches")
+    parser.add_argument("workdir", nargs="?", default=None)
+    args = parser.parse_args()
+    workdir = args.workdir or tempfile.mkdtemp()
     seed_all(0)
     x = torch.randn(480, 32)
     y = x[:, :1] * 0.5 + 0.1 * torch.randn(480, 1)
@@ -63,7 +69,7 @@ def main(workdir: str) -> None:
     model = Regressor(counter)
     ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=workdir, every_n_train_steps=15, save_top_k=-1)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=STEPS, logger=False, callbacks=[ckpt, ValidationTimer()],
-                        val_check_interval=15,
+                        val_check_interval=15, accumulate_grad_batches=args.accumulate,
                         enable_progress_bar=False, enable_model_summary=False, deterministic=True)
     mark_calls(trainer, "save_checkpoint", "trainer.save_checkpoint")
     mark_calls(torch, "save", "torch.save")  # inside Lightning's _atomic_save, into a BytesIO
@@ -75,4 +81,4 @@ def main(workdir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp())
+    main()
