@@ -4,6 +4,7 @@ profiled runs are measured the same way: prints ``median_step_s <seconds>`` (wal
 over the steady steps.
 
 Usage: python benchmarks/_zerocode_workload.py HIDDEN STEPS
+       python benchmarks/_zerocode_workload.py blocks STEPS   (300 Linear+ReLU blocks: 901 module calls a step)
 """
 import sys
 import time
@@ -13,10 +14,27 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 WARMUP = 5
+BLOCKS, BLOCK_WIDTH = 300, 16
+
+
+class Block(nn.Module):
+    """Linear + ReLU: three module calls (the block and its two children)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.lin, self.act = nn.Linear(width, width), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.lin(x))
 
 
 def build(hidden: int) -> tuple[nn.Module, torch.optim.Optimizer, DataLoader]:
+    """hidden > 0: a 4-layer MLP of that width; hidden == 0: BLOCKS blocks, 1 + 3 * BLOCKS module calls."""
     torch.manual_seed(0)
+    if hidden == 0:
+        blocks = nn.Sequential(*[Block(BLOCK_WIDTH) for _ in range(BLOCKS)])
+        data = TensorDataset(torch.randn(16 * 8, BLOCK_WIDTH), torch.randint(0, BLOCK_WIDTH, (16 * 8,)))
+        return blocks, torch.optim.SGD(blocks.parameters(), lr=1e-3), DataLoader(data, batch_size=16)
     model = nn.Sequential(nn.Linear(256, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                           nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -47,7 +65,7 @@ def train(hidden: int, steps: int, cpu: bool = False) -> list[float]:
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
-    hidden, steps = int(sys.argv[1]), int(sys.argv[2])
+    hidden, steps = (0 if sys.argv[1] == "blocks" else int(sys.argv[1])), int(sys.argv[2])
     wall = sorted(train(hidden, steps + WARMUP)[WARMUP:])
     cpu = sorted(train(hidden, max(3, steps // 3) + WARMUP, cpu=True)[WARMUP:])
     print(f"median_step_s {wall[len(wall) // 2]:.9f}")

@@ -12,6 +12,7 @@ and exits 0 without touching the committed report.
 
 from __future__ import annotations
 
+import throughput
 import subprocess
 import sys
 import time
@@ -82,7 +83,7 @@ def check_events_and_phases(steps: int = 40, width: int = 4096, tokens: int = 81
         torch.cuda.synchronize = real_sync  # type: ignore[assignment]
     outer1.synchronize()
     timer = getattr(prof.recorder, "_timer")
-    summary = prof.summary()
+    summary = throughput.summarize(prof)
     busy = sum(s.device_busy_s or 0.0 for s in session.steps)
     return {
         "steps": steps, "syncs_in_loop": syncs_in_loop, "timer_synchronize_calls": timer.synchronize_calls,
@@ -108,7 +109,7 @@ def check_mfu_and_nvml(steps: int = 60, width: int = 8192, tokens: int = 8192) -
     """MFU of a bf16 MLP (FLOPs counted with FlopCounterMode) with NVML sampling during the run."""
     import torch
     from throughput.analysis.telemetry import telemetry_summary
-    from throughput.capture.flops import count_flops, set_flops_per_step
+    from throughput.telemetry.flops import count_flops, set_flops_per_step
     from throughput.capture.profiler import Profiler
     from throughput.telemetry import TelemetryController
 
@@ -121,7 +122,7 @@ def check_mfu_and_nvml(steps: int = 60, width: int = 8192, tokens: int = 8192) -
     with prof:
         for _ in range(steps):
             _train_step(prof, model, opt, x)
-    summary = prof.summary()
+    summary = throughput.summarize(prof)
     tel = telemetry_summary(prof.session())
     gpu = {f"{m.source} {m.metric}": {"mean": m.mean, "max": m.max} for m in tel.gpu}
     return {"device_name": summary.device_name, "flops_per_step": flops,

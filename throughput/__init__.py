@@ -8,7 +8,8 @@ Embedded use::
         with prof.phase("backward"): loss.backward()
         with prof.phase("optimizer"): opt.step(); opt.zero_grad()
         prof.step()
-    print(prof.summary().verdict.headline)
+    session = prof.stop()                      # ends the run (or use `with throughput.profile() as prof:`)
+    print(throughput.summarize(session).verdict.headline)
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def profile(out: str | Path | None = None, *, print_report: bool = True, **kwarg
             print(render_table(summary), file=sys.stderr, end="")
 
 
+def summarize(run: "Profiler | Session") -> Any:
+    """The analysed ``Summary`` (``throughput.analysis.summary.Summary``) of a session, or of a
+    profiler's session so far (a profiler still running gives a summary of a run marked running)."""
+    from throughput.analysis.summary import summarize as _summarize
+    return _summarize(run.session() if isinstance(run, Profiler) else run)
+
+
 def train(recipe: Any, **kwargs: Any) -> Any:
     """Run the tuned training loop on a recipe (file path or object); see ``throughput.loop.train`` and
     docs/training.md. Returns a ``TrainResult``."""
@@ -58,4 +66,4 @@ def train(recipe: Any, **kwargs: Any) -> Any:
 
 
 __all__ = ["Phase", "PhaseMisuseError", "Profiler", "Session", "active_profiler", "load_session", "phase",
-           "profile", "train", "__version__"]
+           "profile", "summarize", "train", "__version__"]

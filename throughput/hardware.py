@@ -1,43 +1,18 @@
-"""Facts about hardware. Peak FLOP tables live here as data, each entry with its source."""
+"""Facts about hardware. Peak FLOP tables live here as data, each entry with its source.
+
+What this machine is (CPU model and flags) is read by ``throughput/machine.py``, a leaf that capture
+may import too; its functions are re-exported here for existing callers.
+"""
 
 from __future__ import annotations
 
-import functools
-import platform
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final, Mapping
 
+from throughput.machine import cpu_flags, cpu_has_fast_bf16, cpu_model_name
 
-@functools.lru_cache(maxsize=1)
-def cpu_model_name() -> str:
-    """The CPU model from /proc/cpuinfo, else platform.processor(), else 'cpu'."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "cpu"
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """CPU feature flags (e.g. 'amx_bf16', 'avx512_bf16'); empty where unknown."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU runs bf16 matmuls natively (AMX or AVX512-BF16), not by emulation."""
-    flags = cpu_flags()
-    return bool({"amx_bf16", "avx512_bf16"} & flags)
+__all__ = ["cpu_flags", "cpu_has_fast_bf16", "cpu_model_name", "normalize_dtype", "peak_flops", "throttle_names"]
 
 
 # -- peak dense FLOP/s per device and dtype ---------------------------------------------------------

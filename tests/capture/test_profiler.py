@@ -93,7 +93,7 @@ def test_attribution_matches_injected_costs_within_2_points() -> None:
         prof.step(loss=loss)
     session = prof.stop()
     wall_s = sum(s.duration_s for s in session.steps[1:])
-    shares = {p.phase: p.share for p in prof.summary().phases}
+    shares = {p.phase: p.share for p in throughput.summarize(prof).phases}
     for phase in ("data", "forward", "backward", "optimizer"):
         assert shares[phase] == pytest.approx(INJECTED_S[phase] / wall_s, abs=0.02), (phase, shares)
     # and the truth is what was injected, within scheduling noise

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+import throughput
 from torch.utils.data import DataLoader, Dataset
 
 from throughput.analysis.hotspots import hot_functions
@@ -66,7 +68,7 @@ def test_worker_hot_function_in_summary(tmp_path: Path) -> None:
     top = workers[0]
     assert top.function == "burn_in_worker_for_pyspy" and top.file.endswith("test_pyspy.py")
     assert top.processes == 2                 # seen in both loader workers
-    assert not any(f.kind == "pyspy_hot" for f in prof.summary().findings)   # data, not a hygiene finding
+    assert not any(f.kind == "pyspy_hot" for f in throughput.summarize(prof).findings)   # data, not a hygiene finding
     window = telemetry_summary(session).pyspy
     assert window is not None and window.loop_found      # Profiler.iter marks the loop in the main thread
     out = write_report(session, tmp_path / "report")

@@ -14,8 +14,8 @@ FRAMES = [
     {"name": "process 100", "file": "", "line": 0},                                               # 0
     {"name": "<module>", "file": "/work/train.py", "line": 3},                                    # 1
     {"name": "_compile_bytecode", "file": "<frozen importlib._bootstrap_external>", "line": 729},  # 2
-    {"name": "Instrumentation._wrap_module_call.<locals>.__call__",
-     "file": "/venv/site-packages/throughput/capture/hooks.py", "line": 170},                     # 3
+    {"name": "ModuleCalls.install.<locals>.__call__",
+     "file": "/venv/site-packages/throughput/capture/forward.py", "line": 64},                    # 3
     {"name": "Linear.forward", "file": "/venv/site-packages/torch/nn/modules/linear.py", "line": 125},  # 4
     {"name": "Condition.wait", "file": "/usr/lib/python3.11/threading.py", "line": 327},          # 5
     {"name": "save_results", "file": "/work/train.py", "line": 40},                               # 6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import throughput
 import pytest
 
 from tests.timing.fake_cuda import FakeDevice
@@ -55,7 +56,7 @@ def test_summary_reports_gpu_idle() -> None:
     for _ in range(4):
         _step(prof, clock, dev, host_s=0.010, device_s=0.004)   # 10 ms step, 4 ms of device work
     prof.stop()
-    rates = prof.summary().rates
+    rates = throughput.summarize(prof).rates
     assert rates.device_busy_share == pytest.approx(0.4)        # 4 / 10
     assert rates.gpu_idle_s_per_step == pytest.approx(0.006)    # 10 - 4 ms
 

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 from throughput.analysis.breakdown import PhaseStats
 from throughput.analysis.faults import FAULTS_PER_STEP_MIN, SYSTEM_SHARE_MIN, allocator_env, faults_are_costly, page_faults
-from throughput.analysis.loss import loss_curve_findings
+from throughput.analysis.loss import diagnose_steps
 from throughput.analysis.stats import quantile
 from throughput.analysis.verdict import INPUT_BOUND_SHARE
 from throughput.session.records import Event, StepRecord, TelemetrySample
@@ -138,3 +138,16 @@ def _page_faults(telemetry: Sequence[TelemetrySample], measured: Sequence[StepRe
                    action=f"start the run with {env} python train.py (Linux/glibc only; or LD_PRELOAD "
                           "jemalloc/tcmalloc); caveat: the process then holds its memory at its peak "
                           "instead of returning it between steps")
+
+
+def loss_curve_findings(steps: Sequence[StepRecord]) -> tuple[Finding, ...]:
+    """The diagnosis of a profiled session as hygiene ``Finding``s, for the
+    profile report. ``loss.nonfinite`` is left out: findings.py reports non-finite losses itself."""
+    out = []
+    for f in diagnose_steps(steps):
+        if f.rule_id == "loss.nonfinite":
+            continue
+        evidence = tuple(f"{k}={v:.4g}" for k, v in f.evidence.items())
+        out.append(Finding(kind=f.rule_id, step=f.first_step, message=f.message,
+                           evidence=(f"steps {f.first_step}-{f.last_step}",) + evidence, action=f.action))
+    return tuple(out)

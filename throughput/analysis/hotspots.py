@@ -24,8 +24,8 @@ from typing import Any, Mapping, Sequence
 _PROFILE_PID = re.compile(r"Process (\d+)")
 _THREAD_ID = re.compile(r"Thread (\d+)")
 # frames that exist only while a step's phase runs (files as py-spy reports them, '/'-separated)
-_LOOP_FILES = ("throughput/capture/hooks.py", "throughput/capture/loaders.py", "throughput/capture/wrappers.py",
-               "torch/optim/optimizer.py")
+_LOOP_FILES = ("throughput/capture/forward.py", "throughput/capture/backward.py", "throughput/capture/optimizers.py",
+               "throughput/capture/loaders.py", "throughput/capture/wrappers.py", "torch/optim/optimizer.py")
 _LOOP_FUNCTIONS = {("throughput/capture/profiler.py", "Profiler.iter")}
 _IDLE_FILES = ("threading.py", "queue.py", "multiprocessing/connection.py", "multiprocessing/queues.py",
                "multiprocessing/synchronize.py", "selectors.py", "socket.py", "subprocess.py")

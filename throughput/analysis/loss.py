@@ -129,21 +129,6 @@ def diagnose_steps(steps: Sequence[StepRecord], params: DiagnosisParams = Diagno
                     params=params)
 
 
-def loss_curve_findings(steps: Sequence[StepRecord]) -> tuple[Any, ...]:
-    """The diagnosis of a profiled session as hygiene ``Finding``s (analysis/findings.py), for the
-    profile report. ``loss.nonfinite`` is left out: findings.py reports non-finite losses itself."""
-    from throughput.analysis.findings import Finding  # here, not at the top: findings.py imports us
-
-    out = []
-    for f in diagnose_steps(steps):
-        if f.rule_id == "loss.nonfinite":
-            continue
-        evidence = tuple(f"{k}={v:.4g}" for k, v in f.evidence.items())
-        out.append(Finding(kind=f.rule_id, step=f.first_step, message=f.message,
-                           evidence=(f"steps {f.first_step}-{f.last_step}",) + evidence, action=f.action))
-    return tuple(out)
-
-
 def rolling_median(values: Sequence[float], window: int) -> list[float]:
     """Trailing median: element i is the median of values[max(0, i-window+1) : i+1]."""
     return [_median(values[max(0, i - window + 1):i + 1]) for i in range(len(values))]

@@ -37,7 +37,7 @@ def mfu(flops_per_step: float | None, steps: int, wall_s: float, peak_flops_per_
                    peak_flops_per_s=peak_flops_per_s, peak_source=peak_source)
 
     if flops_per_step is None or not math.isfinite(flops_per_step) or flops_per_step <= 0:
-        return none("FLOPs per step unknown (count them with throughput.capture.flops or pass flops_per_step)")
+        return none("FLOPs per step unknown (count them with throughput.telemetry.flops or pass flops_per_step)")
     if achieved is None:
         return none("no measured steps")
     if peak_flops_per_s is None or peak_flops_per_s <= 0:

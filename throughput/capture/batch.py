@@ -203,3 +203,7 @@ class _Roles:
         if last.samples != samples or last.tokens != tokens or last.padding_tokens != padding:
             last = self.last = BatchStats(samples=samples, tokens=tokens, padding_tokens=padding)
         return last
+
+
+#: The walk that finds a batch's tensors, for the loader hook's on-CPU check.
+collect_tensors = _collect_tensors

@@ -26,7 +26,7 @@ def device_name(device: str) -> str:
             return str(torch.cuda.get_device_name())
         except Exception:
             return "cuda (unknown)"
-    from throughput.hardware import cpu_model_name
+    from throughput.machine import cpu_model_name
     return cpu_model_name()
 
 

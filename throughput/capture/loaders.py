@@ -1,96 +1,108 @@
-"""DataLoader instrumentation: the ``data`` phase, batch contents, loader settings and overrides.
+"""DataLoader instrumentation: the ``data`` phase, batch contents and loader settings.
 
 ``_BaseDataLoaderIter.__next__`` is the one place every loader's batches pass through (single- and
 multi-process, map-style and iterable datasets, infinite samplers, loaders built inside libraries).
+``DataLoader.__init__`` is wrapped only to count loaders and to let ``apply.RunChanges`` rewrite their
+keyword arguments; the wrapper keeps the original's signature, so code that rebuilds a loader from
+``inspect.signature(DataLoader.__init__)`` and the instance's attributes (Lightning's sampler
+injection) sees what it sees without the profiler.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable
+import threading
+from typing import Any, Callable
 
 import torch
 import torch.utils.data.dataloader as _dl
 
-from throughput.capture.batch import describe_batch
-from throughput.capture.overrides import apply_loader_overrides
-from throughput.capture.patching import Patcher, mark
-
-if TYPE_CHECKING:
-    from throughput.capture.hooks import Instrumentation
+from throughput.capture.apply import RunChanges
+from throughput.capture.batch import collect_tensors, describe_batch
+from throughput.capture.compiler import hide_calls, is_compiling
+from throughput.capture.gate import Gate
+from throughput.capture.patching import Patcher, transparent
+from throughput.capture.profiler import Profiler
+from throughput.capture.stepping import StepTracker
 
 _CTX = "_throughput_loader_ctx"
-_get_ident = __import__("threading").get_ident
+_get_ident = threading.get_ident
+_MAX_RECORDED = 1024   # loaders whose settings were recorded (ids kept only to record each once)
 
 
-class LoaderPatches:
-    """Patches DataLoader construction and iteration for one ``Instrumentation``."""
+class LoaderCalls:
+    """Patches DataLoader construction and iteration for one run."""
 
-    def __init__(self, inst: "Instrumentation") -> None:
-        self._inst = inst
-        self.applied: Counter[str] = Counter()   # override key -> loaders it was applied to
-        self.loaders_built = 0
-        self._ctx_recorded: set[int] = set()
+    def __init__(self, prof: Profiler, gate: Gate, steps: StepTracker, changes: RunChanges) -> None:
+        self._prof, self._gate, self._steps, self._changes = prof, gate, steps, changes
+        self._recorded: set[int] = set()
 
     def install(self, p: Patcher) -> None:
-        p.set(_dl.DataLoader, "__init__", mark(self._wrap_init(_dl.DataLoader.__init__)))
-        p.set(_dl.DataLoader, "_get_iterator", mark(self._wrap_get_iterator(_dl.DataLoader._get_iterator)))
-        p.set(_dl._BaseDataLoaderIter, "__next__", mark(self._wrap_next(_dl._BaseDataLoaderIter.__next__)))
+        hide_calls(self.fetched, self.iterator_started, self.iterator_made)
+        p.set(_dl.DataLoader, "__init__", self._wrap_init(_dl.DataLoader.__init__))
+        p.set(_dl.DataLoader, "_get_iterator", self._wrap_get_iterator(_dl.DataLoader._get_iterator))
+        p.set(_dl._BaseDataLoaderIter, "__next__", self._wrap_next(_dl._BaseDataLoaderIter.__next__))
 
     def _wrap_init(self, orig: Callable[..., None]) -> Callable[..., None]:
-        names = list(inspect.signature(orig).parameters)[1:]  # after self
-        overrides = self._inst.overrides
+        gate, rewrite = self._gate, self._changes.loader_arguments(orig)
 
         def __init__(loader: Any, *args: Any, **kwargs: Any) -> None:
-            if self._inst.mine():
-                self.loaders_built += 1
-                if overrides.loader_changes():
-                    kwargs = {**dict(zip(names, args)), **kwargs}
-                    args = ()
-                    kwargs, applied = apply_loader_overrides(kwargs, overrides)
-                    self.applied.update(applied)
+            if not is_compiling() and gate.allows():
+                args, kwargs = rewrite(args, kwargs)
             orig(loader, *args, **kwargs)
-        return __init__
+        return transparent(orig, __init__)
 
     def _wrap_get_iterator(self, orig: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        inst = self._inst
+        gate = self._gate
 
         def _get_iterator(loader: Any) -> Any:
+            if is_compiling() or not gate.allows():
+                return orig(loader)
             # Starting an epoch (worker processes start here unless persistent) is waiting for data.
-            frame = inst.prof._open("data" if torch.is_grad_enabled() else "eval") if inst.mine() else None
+            frame = self.iterator_started()
             try:
                 it = orig(loader)
             finally:
-                inst.prof._close(frame)
-            try:
-                it.__dict__[_CTX] = (id(loader), loader_settings(loader))
-            except Exception:  # an exotic iterator without __dict__: settings are optional
-                pass
+                self._prof.close_phase(frame)
+            self.iterator_made(loader, it)
             return it
-        return _get_iterator
+        return transparent(orig, _get_iterator)
 
     def _wrap_next(self, orig: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        inst = self._inst
-        prof = inst.prof
+        gate, prof = self._gate, self._prof
 
         def __next__(it: Any) -> Any:
-            if not inst.enabled or _get_ident() != inst._owner:
+            if is_compiling() or not gate.open or _get_ident() != gate.thread:
                 return orig(it)
             training = torch.is_grad_enabled()  # evaluation loops fetch under no_grad
-            frame = prof._open("data" if training else "eval")
+            frame = prof.open_phase("data" if training else "eval")
             try:
                 batch = orig(it)
-            finally:
-                prof._close(frame)
-            if training:
-                inst.pending_batches.append(describe_batch(batch, prof.pad_id, count_padding=_on_cpu(batch)))
-                ctx = it.__dict__.pop(_CTX, None)
-                if ctx is not None and ctx[0] not in self._ctx_recorded:
-                    self._ctx_recorded.add(ctx[0])
-                    prof.event("context", "training DataLoader settings", **ctx[1])
+            except BaseException:
+                prof.close_phase(frame)
+                raise
+            self.fetched(it, batch, frame, training)
             return batch
-        return __next__
+        return transparent(orig, __next__)
+
+    def iterator_started(self) -> Any:
+        return self._prof.open_phase("data" if torch.is_grad_enabled() else "eval")
+
+    def iterator_made(self, loader: Any, it: Any) -> None:
+        try:
+            it.__dict__[_CTX] = (id(loader), loader_settings(loader))
+        except Exception:  # an exotic iterator without __dict__: settings are optional
+            pass
+
+    def fetched(self, it: Any, batch: Any, frame: Any, training: bool) -> None:
+        prof = self._prof
+        prof.close_phase(frame)
+        if not training:
+            return
+        self._steps.fetched(describe_batch(batch, prof.pad_id, count_padding=_on_cpu(batch)))
+        ctx = it.__dict__.pop(_CTX, None)
+        if ctx is not None and ctx[0] not in self._recorded and len(self._recorded) < _MAX_RECORDED:
+            self._recorded.add(ctx[0])
+            prof.event("context", "training DataLoader settings", **ctx[1])
 
 
 def loader_settings(loader: Any) -> dict[str, int | bool | str]:
@@ -108,7 +120,6 @@ def loader_settings(loader: Any) -> dict[str, int | bool | str]:
 
 
 def _on_cpu(batch: Any) -> bool:
-    from throughput.capture.batch import _collect_tensors
     tensors: list[tuple[str, Any]] = []
-    _collect_tensors(batch, "", 0, tensors)
+    collect_tensors(batch, "", 0, tensors)
     return bool(getattr(tensors[0][1], "is_cpu", True)) if tensors else True

@@ -1,28 +1,56 @@
-"""Reversible monkey-patching: every attribute set here is restored by ``Patcher.restore()``.
+"""Reversible, transparent monkey-patching: every attribute set here is restored by ``Patcher.restore()``.
 
-Wrappers carry the marker attribute ``WRAPPER_MARK`` so a test (or a user) can check that nothing
-is left behind after a run (``leftover_patches``).
+A wrapper made by :func:`transparent` looks like the original to introspection (name, qualname, doc,
+module, annotations, ``__wrapped__``, so ``inspect.signature`` gives the original's), pickles by the
+same reference where it is installed under the original's name, and stays out of torch.compile's
+sight (``capture/compiler.py``). Wrappers are remembered in a weak set rather than tagged, so their
+``__dict__`` is the original's too; ``leftover_patches`` lists any still installed after a run.
+
+Modules that a script may import later (safetensors, torch.distributed.checkpoint, whose import alone
+takes a second) are patched the moment they are imported, through a meta-path finder, so that even
+``from safetensors.torch import save_file`` binds the wrapper.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
 import types
-from typing import Any, Callable, Iterator
+import weakref
+from typing import Any, Callable, Iterator, Sequence
 
-WRAPPER_MARK = "__throughput_wrapper__"
+from throughput.capture.compiler import hide_frame
+
 _MISSING = object()
+_WRAPPERS: "weakref.WeakSet[Callable[..., Any]]" = weakref.WeakSet()
 
 
 def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Tag a wrapper so that leftover checks can recognise it (a bound method: its function)."""
-    setattr(getattr(fn, "__func__", fn), WRAPPER_MARK, True)
+    """Remember a wrapper or hook so that leftover checks recognise it (a bound method: its function)."""
+    _WRAPPERS.add(getattr(fn, "__func__", fn))
     return fn
 
 
 def is_wrapper(obj: Any) -> bool:
     if not isinstance(obj, (types.FunctionType, types.MethodType)):
         return False  # namespaces such as torch.ops answer every getattr
-    return getattr(obj, WRAPPER_MARK, False) is True
+    return getattr(obj, "__func__", obj) in _WRAPPERS
+
+
+def transparent(original: Callable[..., Any], wrapper: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``wrapper`` the original's identity (``functools.update_wrapper``), mark it, and keep
+    Dynamo from compiling its frame. Attributes the original lacks (a C method has no ``__module__``
+    and no annotations) are blanked on the wrapper rather than left as ours."""
+    functools.update_wrapper(wrapper, original)
+    if not hasattr(original, "__module__"):
+        wrapper.__module__ = None  # type: ignore[assignment]  # as a builtin method reads: no module
+    if not hasattr(original, "__annotations__"):
+        wrapper.__annotations__ = {}
+    hide_frame(wrapper)
+    return mark(wrapper)
 
 
 class Patcher:
@@ -31,21 +59,45 @@ class Patcher:
     def __init__(self) -> None:
         self._undo: list[tuple[Any, str, Any]] = []
         self._handles: list[Any] = []
+        self._finder: _PatchOnImport | None = None
 
     def set(self, owner: Any, name: str, value: Any) -> Any:
         """Replace ``owner.name`` with ``value``; returns the original (looked up the normal way)."""
         original = getattr(owner, name)
-        own = owner.__dict__.get(name, _MISSING) if hasattr(owner, "__dict__") else _MISSING
-        self._undo.append((owner, name, own))
+        self._remember(owner, name)
         setattr(owner, name, value)
         return original
+
+    def adopt(self, owner: Any, name: str, original: Any) -> None:
+        """``owner.name`` already holds a wrapper (bound by an import while patched): restore ``original``."""
+        self._undo.append((owner, name, original))
+
+    def _remember(self, owner: Any, name: str) -> None:
+        own = owner.__dict__.get(name, _MISSING) if hasattr(owner, "__dict__") else _MISSING
+        self._undo.append((owner, name, own))
 
     def keep(self, handle: Any) -> None:
         """Remember a removable hook handle (anything with ``remove()``)."""
         self._handles.append(handle)
 
+    def on_import(self, module_name: str, apply: Callable[[types.ModuleType], None]) -> None:
+        """Run ``apply(module)`` now if ``module_name`` is imported, else right after its import runs
+        (before the importer binds any name from it). Stops watching on ``restore()``."""
+        module = sys.modules.get(module_name)
+        if module is not None:
+            apply(module)
+            return
+        if self._finder is None:
+            self._finder = _PatchOnImport()
+            sys.meta_path.insert(0, self._finder)
+        self._finder.watch[module_name] = apply
+
     def restore(self) -> None:
         """Undo everything, newest first. Safe to call twice."""
+        if self._finder is not None:
+            if self._finder in sys.meta_path:
+                sys.meta_path.remove(self._finder)
+            self._finder = None
         while self._handles:
             self._handles.pop().remove()
         while self._undo:
@@ -62,10 +114,58 @@ class Patcher:
     def active(self) -> bool:
         return bool(self._undo or self._handles)
 
+    def targets(self) -> list[tuple[Any, str]]:
+        """(owner, attribute name) of every attribute patched now, in patching order."""
+        return [(owner, name) for owner, name, _ in self._undo]
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Finds watched modules through the other finders and patches each right after it executes."""
+
+    def __init__(self) -> None:
+        self.watch: dict[str, Callable[[types.ModuleType], None]] = {}
+        self._finding: set[str] = set()
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        apply = self.watch.get(fullname)
+        if apply is None or fullname in self._finding:
+            return None
+        self._finding.add(fullname)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        finally:
+            self._finding.discard(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        self.watch.pop(fullname, None)
+        spec.loader = _ThenPatch(spec.loader, apply)
+        return spec
+
+
+class _ThenPatch(importlib.abc.Loader):
+    """A loader that runs the real one, puts it back on the module, then applies the patch."""
+
+    def __init__(self, loader: Any, apply: Callable[[types.ModuleType], None]) -> None:
+        self._loader, self._apply = loader, apply
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        spec = module.__spec__
+        if spec is not None:
+            spec.loader = self._loader  # the module's spec and __loader__ read as without us
+        module.__loader__ = self._loader
+        self._loader.exec_module(module)
+        self._apply(module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
 
 def leftover_patches() -> list[str]:
     """Names of throughput wrappers still installed on torch (empty after a clean run)."""
-    import sys
     torch = sys.modules.get("torch")
     if torch is None:
         return []
@@ -81,6 +181,10 @@ def leftover_patches() -> list[str]:
                          ("global optimizer pre-hooks", oo._global_optimizer_pre_hooks),
                          ("global optimizer post-hooks", oo._global_optimizer_post_hooks)):
         found += [label for hook in table.values() if is_wrapper(hook)]
+    found += [f"{type(f).__name__} in sys.meta_path" for f in sys.meta_path if isinstance(f, _PatchOnImport)]
+    module_call = vars(torch.nn.Module)["__call__"]
+    found += [f"{cls.__qualname__}.__call__ (a copy of nn.Module's)" for cls in _module_classes(torch.nn.Module)
+              if vars(cls).get("__call__") is module_call]
     return found
 
 
@@ -96,3 +200,23 @@ def _patch_targets(torch: Any) -> Iterator[tuple[str, Any]]:
     yield "torch.optim.Optimizer", torch.optim.Optimizer
     yield "DataLoader", dl.DataLoader
     yield "_BaseDataLoaderIter", dl._BaseDataLoaderIter
+    for name in ("safetensors.torch", "torch.distributed.checkpoint", "torch.distributed.checkpoint.state_dict_saver"):
+        module = sys.modules.get(name)
+        if module is not None:
+            yield name, module
+    for cls in _module_classes(torch.nn.Module):
+        yield cls.__qualname__, cls
+
+
+def _module_classes(root: type) -> Iterator[type]:
+    """nn.Module and every subclass (the zero-code hooks give some of them their own ``__call__``)."""
+    seen: set[type] = set()
+    stack = [root]
+    while stack:
+        cls = stack.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        if cls is not root:
+            yield cls
+        stack.extend(type.__subclasses__(cls))

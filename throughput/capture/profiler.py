@@ -314,11 +314,6 @@ class Profiler:
         return Session(info=info, steps=tuple(steps), spans=tuple(spans), events=tuple(self._events),
                        telemetry=tuple(self._telemetry), artifacts=tuple(self._artifacts))
 
-    def summary(self) -> Any:
-        """The analysed ``Summary`` of the session so far."""
-        from throughput.analysis.summary import summarize
-        return summarize(self.session())
-
     def save(self, path: str | os.PathLike[str]) -> Any:
         from throughput.session.io import save_session
         return save_session(self.session(), path)
@@ -343,6 +338,12 @@ class Profiler:
     def _close(self, frame: _Frame | None) -> None:
         if frame is not None and self.running:
             self._recorder.close(frame)  # type: ignore[union-attr]  # running implies a recorder
+
+    # The public phase interface for instrumentation built on a Profiler (the zero-code hooks use it):
+    # ``token = prof.open_phase(name)`` ... ``prof.close_phase(token)``. The token is None from another
+    # thread or after stop, and closing None does nothing. Aliases, not wrappers: no extra frame.
+    open_phase = _open
+    close_phase = _close
 
     def _convert_losses(self) -> None:
         assert self._recorder is not None

@@ -1,63 +1,156 @@
-"""Wrappers for the small phases (zero_grad, clip_grad_norm_, torch.save, batch copies) and helpers
-for the optimizer hooks. Each wrapper costs a few attribute reads when it does not record."""
+"""The small phases: ``optimizer`` for zero_grad/clip_grad_norm_, ``checkpoint`` for saves, ``h2d`` for
+batch copies. Each wrapper costs a compile check and a few attribute reads when it does not record.
+
+Saves: ``torch.save``, safetensors' ``save_file``/``save_model`` (when safetensors is installed) and
+``torch.distributed.checkpoint``'s ``save``/``async_save``/``save_state_dict``. The last two are
+patched when the script imports them (importing torch.distributed.checkpoint takes about a second).
+"""
 
 from __future__ import annotations
 
-import sys
 import threading
-from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable
+import types
+from typing import Any, Callable, Protocol
 
 import torch
+import torch.nn.utils.clip_grad as _clip_mod
 
-if TYPE_CHECKING:
-    from throughput.capture.hooks import Instrumentation
+from throughput.capture.compiler import hide_calls, is_compiling
+from throughput.capture.gate import Gate
+from throughput.capture.patching import Patcher, transparent
+from throughput.capture.profiler import Profiler
 
 _get_ident = threading.get_ident
 
-
-def wrap_aux(inst: "Instrumentation", orig: Callable[..., Any], clip: bool = False) -> Callable[..., Any]:
-    """zero_grad and clip_grad_norm_: the optimizer phase (unless already inside it)."""
-    def aux(*args: Any, **kwargs: Any) -> Any:
-        if clip:
-            inst._clip_seen = True
-        if inst._aux_depth or inst._opt_frames or inst._fwd_depth or not inst.mine():
-            return orig(*args, **kwargs)
-        inst._aux_depth = 1
-        frame = inst.prof._open("optimizer")
-        try:
-            return orig(*args, **kwargs)
-        finally:
-            inst._aux_depth = 0
-            inst.prof._close(frame)
-    return aux
+#: module -> functions whose whole call is the checkpoint phase (module patched when imported)
+SAVE_FUNCTIONS: dict[str, tuple[str, ...]] = {
+    "safetensors.torch": ("save_file", "save_model"),
+    "torch.distributed.checkpoint.state_dict_saver": ("save", "async_save", "save_state_dict"),
+}
+_DCP = "torch.distributed.checkpoint"
 
 
-def wrap_phase(inst: "Instrumentation", orig: Callable[..., Any], phase: str) -> Callable[..., Any]:
-    """``torch.save`` and the like: the whole call is ``phase``."""
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if not inst.mine():
-            return orig(*args, **kwargs)
-        frame = inst.prof._open(phase)
-        try:
-            return orig(*args, **kwargs)
-        finally:
-            inst.prof._close(frame)
-    return wrapped
+class _Running(Protocol):
+    @property
+    def active(self) -> bool: ...
 
 
-def wrap_copy(inst: "Instrumentation", orig: Callable[..., Any], cuda: bool) -> Callable[..., Any]:
-    """Tensor.to / Tensor.cuda: a copy from host memory to a device, made outside the model."""
-    def copy(t: Any, *args: Any, **kwargs: Any) -> Any:
-        if (not t.is_cpu or inst._fwd_depth or inst._bwd_depth or not inst.enabled
-                or not (cuda or targets_device(args, kwargs)) or _get_ident() != inst._owner):
-            return orig(t, *args, **kwargs)
-        frame = inst.prof._open("h2d")
-        try:
-            return orig(t, *args, **kwargs)
-        finally:
-            inst.prof._close(frame)
-    return copy
+class PhaseCalls:
+    """Wrappers whose whole call is one phase, outermost call only (a save inside a save is one), and
+    not while any of ``blockers`` is running."""
+
+    def __init__(self, prof: Profiler, gate: Gate, phase: str, blockers: tuple[_Running, ...] = ()) -> None:
+        self._prof, self._gate, self._phase, self._blockers = prof, gate, phase, blockers
+        self.active = False
+        self.clip_seen = False
+
+    def wrap(self, orig: Callable[..., Any], clip: bool = False) -> Callable[..., Any]:
+        """``clip``: the wrapped function is gradient clipping (noted even when it is not timed)."""
+        gate, blockers, prof, phase = self._gate, self._blockers, self._prof, self._phase
+
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if is_compiling():
+                return orig(*args, **kwargs)
+            if clip:
+                self.clip_seen = True
+            blocked = self.active or not gate.open or _get_ident() != gate.thread
+            for b in blockers:   # a loop, not any(genexpr): a generator would be a frame Dynamo sees
+                blocked = blocked or b.active
+            if blocked:
+                return orig(*args, **kwargs)
+            self.active = True
+            frame = prof.open_phase(phase)
+            try:
+                return orig(*args, **kwargs)
+            finally:
+                self.active = False
+                prof.close_phase(frame)
+        return transparent(orig, wrapped)
+
+
+class SaveCalls(PhaseCalls):
+    """The ``checkpoint`` phase: every save function of torch, safetensors and torch.distributed.checkpoint."""
+
+    def __init__(self, prof: Profiler, gate: Gate) -> None:
+        super().__init__(prof, gate, "checkpoint")
+        self._patcher: Patcher | None = None
+
+    def install(self, p: Patcher) -> None:
+        self._patcher = p
+        save = self.wrap(torch.save)
+        p.set(torch, "save", save)
+        p.set(torch.serialization, "save", save)
+        for module, names in SAVE_FUNCTIONS.items():
+            p.on_import(module, self._patch_module(p, names))
+        p.on_import(_DCP, self._adopt_reexports)
+
+    def _patch_module(self, p: Patcher, names: tuple[str, ...]) -> Callable[[types.ModuleType], None]:
+        def patch(module: types.ModuleType) -> None:
+            for name in names:
+                if callable(getattr(module, name, None)):
+                    wrapper = self.wrap(getattr(module, name))
+                    parent = _parent_reexporting(module, name)
+                    p.set(module, name, wrapper)
+                    if parent is not None:   # already imported: the package's names too
+                        p.set(parent, name, wrapper)
+        return patch
+
+    def _adopt_reexports(self, package: types.ModuleType) -> None:
+        """torch.distributed.checkpoint bound our wrappers while it was imported: restore its originals."""
+        for name in SAVE_FUNCTIONS[f"{_DCP}.state_dict_saver"]:
+            value = getattr(package, name, None)
+            original = getattr(value, "__wrapped__", None)
+            if original is not None and self._patcher is not None:
+                self._patcher.adopt(package, name, original)
+
+
+def _parent_reexporting(module: types.ModuleType, name: str) -> types.ModuleType | None:
+    import sys
+    parent = sys.modules.get(module.__name__.rpartition(".")[0])
+    if parent is not None and parent.__name__ == _DCP and getattr(parent, name, None) is getattr(module, name, None):
+        return parent
+    return None
+
+
+class AuxCalls(PhaseCalls):
+    """zero_grad and clip_grad_norm_: the ``optimizer`` phase, unless a step or forward is running."""
+
+    def __init__(self, prof: Profiler, gate: Gate, optimizers: _Running, forward: _Running) -> None:
+        super().__init__(prof, gate, "optimizer", blockers=(optimizers, forward))
+
+    def install(self, p: Patcher) -> None:
+        p.set(torch.optim.Optimizer, "zero_grad", self.wrap(torch.optim.Optimizer.zero_grad))
+        p.set(torch.nn.Module, "zero_grad", self.wrap(torch.nn.Module.zero_grad))
+        clip = self.wrap(_clip_mod.clip_grad_norm_, clip=True)
+        p.set(_clip_mod, "clip_grad_norm_", clip)
+        p.set(torch.nn.utils, "clip_grad_norm_", clip)
+
+
+class CopyCalls:
+    """Tensor.to / Tensor.cuda: the ``h2d`` phase for a copy from host memory to a device made outside
+    the model (inside a forward or backward it is part of that phase)."""
+
+    def __init__(self, prof: Profiler, gate: Gate, forward: _Running, backward: _Running) -> None:
+        self._prof, self._gate, self._forward, self._backward = prof, gate, forward, backward
+
+    def install(self, p: Patcher) -> None:
+        hide_calls(targets_device)
+        p.set(torch.Tensor, "to", self._wrap(torch.Tensor.to, cuda=False))
+        p.set(torch.Tensor, "cuda", self._wrap(torch.Tensor.cuda, cuda=True))
+
+    def _wrap(self, orig: Callable[..., Any], cuda: bool) -> Callable[..., Any]:
+        gate, forward, backward, prof = self._gate, self._forward, self._backward, self._prof
+
+        def copy(t: Any, *args: Any, **kwargs: Any) -> Any:
+            if (is_compiling() or not t.is_cpu or forward.active or backward.active or not gate.open
+                    or not (cuda or targets_device(args, kwargs)) or _get_ident() != gate.thread):
+                return orig(t, *args, **kwargs)
+            frame = prof.open_phase("h2d")
+            try:
+                return orig(t, *args, **kwargs)
+            finally:
+                prof.close_phase(frame)
+        return transparent(orig, copy)
 
 
 def targets_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
@@ -76,27 +169,3 @@ def targets_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     if isinstance(device, torch.device):
         return device.type != "cpu"
     return True  # an int is a CUDA device index
-
-
-def optimizer_context(opt: Any) -> dict[str, str | bool | int]:
-    defaults = getattr(opt, "defaults", {}) or {}
-    ctx: dict[str, str | bool | int] = {"optimizer": type(opt).__name__,
-                                        "param_groups": len(getattr(opt, "param_groups", ()))}
-    for key in ("fused", "foreach"):
-        if isinstance(defaults.get(key), bool):
-            ctx[key] = defaults[key]
-    return ctx
-
-
-_STEP_WRAPPER_CODE = torch.optim.Optimizer.profile_hook_step(lambda: None).__code__
-
-
-def optimizer_step_running() -> bool:
-    """Is an ``Optimizer.step`` on the call stack? (Only asked when a backward runs while an
-    optimizer phase is open: an LBFGS closure, or a step that raised and was caught.)"""
-    frame: FrameType | None = sys._getframe(2)
-    while frame is not None:
-        if frame.f_code is _STEP_WRAPPER_CODE:
-            return True
-        frame = frame.f_back
-    return False

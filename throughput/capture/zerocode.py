@@ -20,9 +20,8 @@ class ProfileOptions:
     max_steps: int | None = None          # stop cleanly after this many steps (None: run to the end)
     overrides: Overrides = field(default_factory=Overrides)
     pad_id: int | None = None             # token id counted as padding when batches have no mask
-    telemetry: Any = None                 # a TelemetryHook (throughput.telemetry.TelemetryController)
-    flops_per_step: float | None = None   # FLOPs of one step, for MFU (None: MFU not reported)
-    dtype: str = "fp32"                   # compute dtype, for the MFU peak
+    telemetry: Any = None                 # a TelemetryHook (throughput.telemetry.TelemetryController,
+                                          # which also records FLOPs per step for MFU)
 
     def __post_init__(self) -> None:
         if self.warmup_steps < 0:
@@ -39,9 +38,6 @@ def profile_target(target: Target, options: ProfileOptions | None = None) -> tup
     argv = (target.display if target.path is not None else target.display, *target.args)
     prof = Profiler(warmup_steps=options.warmup_steps, argv=argv, pad_id=options.pad_id,
                     telemetry=options.telemetry, ambient=True)
-    if options.flops_per_step is not None:
-        from throughput.capture.flops import set_flops_per_step
-        set_flops_per_step(prof, options.flops_per_step, options.dtype)
     prof.info_overrides["overrides"] = {k: _text(v) for k, v in options.overrides.as_dict().items()}
     inst = Instrumentation(prof, options.overrides, options.max_steps)
     inst.install()

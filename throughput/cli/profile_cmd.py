@@ -57,7 +57,7 @@ def _telemetry_options(p: argparse.ArgumentParser) -> None:
                    help="sample the process tree with py-spy; the speedscope profile stays in the report folder")
     p.add_argument("--py-spy-rate", type=int, default=100, metavar="HZ", help="py-spy samples per second")
     p.add_argument("--flops-per-step", type=float, default=None, metavar="F",
-                   help="FLOPs of one training step, for MFU (count them with throughput.capture.flops.count_flops)")
+                   help="FLOPs of one training step, for MFU (count them with throughput.telemetry.flops.count_flops)")
     p.add_argument("--count-flops", action="store_true",
                    help="count one step's FLOPs with FlopCounterMode (the last warm-up step), for MFU")
     p.add_argument("--dtype", choices=("bf16", "fp16", "tf32", "fp32"), default="fp32",
@@ -121,8 +121,7 @@ def run(args: argparse.Namespace) -> int:
     from throughput.capture.profiler import DEFAULT_WARMUP_STEPS
     window = build_window(opts, out, DEFAULT_WARMUP_STEPS if opts.warmup_steps is None else opts.warmup_steps)
     options = ProfileOptions(max_steps=opts.max_steps, overrides=overrides, pad_id=opts.pad_id,
-                             telemetry=chain(_telemetry(opts, out), window), flops_per_step=opts.flops_per_step,
-                             dtype=opts.dtype,
+                             telemetry=chain(_telemetry(opts, out), window),
                              **({} if opts.warmup_steps is None else {"warmup_steps": opts.warmup_steps}))
     prepare_exit_by_signal()
     session, result = profile_target(target, options)
@@ -162,14 +161,14 @@ def _telemetry(opts: argparse.Namespace, out: Path) -> Any:
         raise CliError("profile: --telemetry-interval and --py-spy-rate must be > 0")
     if opts.count_flops and opts.flops_per_step is not None:
         raise CliError("profile: give either --flops-per-step or --count-flops, not both")
-    if opts.no_telemetry and not opts.py_spy and not opts.count_flops:
+    if opts.no_telemetry and not opts.py_spy and not opts.count_flops and opts.flops_per_step is None:
         return None
     from throughput.capture.profiler import DEFAULT_WARMUP_STEPS
     from throughput.telemetry import TelemetryController
     warmup = DEFAULT_WARMUP_STEPS if opts.warmup_steps is None else opts.warmup_steps
     return TelemetryController(interval_s=opts.telemetry_interval, nvml=not opts.no_telemetry,
                                host=not opts.no_telemetry, py_spy_dir=out if opts.py_spy else None,
-                               py_spy_rate=opts.py_spy_rate, dtype=opts.dtype,
+                               py_spy_rate=opts.py_spy_rate, dtype=opts.dtype, flops_per_step=opts.flops_per_step,
                                count_flops_at_step=max(0, warmup - 1) if opts.count_flops else None)
 
 

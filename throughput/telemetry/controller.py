@@ -92,7 +92,7 @@ class TelemetryController:
     def __init__(self, *, interval_s: float = DEFAULT_INTERVAL_S, nvml: bool = True, host: bool = True,
                  py_spy_dir: str | Path | None = None, py_spy_rate: int = 100,
                  gpu_indices: tuple[int, ...] | None = None, count_flops_at_step: int | None = None,
-                 dtype: str = "fp32") -> None:
+                 dtype: str = "fp32", flops_per_step: float | None = None) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         if py_spy_rate <= 0:
@@ -106,8 +106,11 @@ class TelemetryController:
         self._py_spy: Any = None
         self._notes: list[str] = []
         self._flops: Any = None
+        if flops_per_step is not None and not flops_per_step > 0:
+            raise ValueError(f"flops_per_step must be > 0, got {flops_per_step}")
+        self._flops_per_step, self._dtype = flops_per_step, dtype
         if count_flops_at_step is not None:
-            from throughput.capture.flops import StepFlopCounter
+            from throughput.telemetry.flops import StepFlopCounter
             self._flops = StepFlopCounter(count_flops_at_step, dtype)
 
     def on_step(self, prof: Any, index: int) -> None:
@@ -130,6 +133,9 @@ class TelemetryController:
             from throughput.telemetry.host import HostSampler
             exclude = {self._py_spy.pid} if self._py_spy is not None and self._py_spy.pid else set()
             samplers.append(HostSampler(os.getpid(), exclude_pids=exclude))
+        if self._flops_per_step is not None:   # given by the user: record it (and the CPU peak) for MFU
+            from throughput.telemetry.flops import set_flops_per_step
+            set_flops_per_step(prof, self._flops_per_step, self._dtype)
         if self._flops is not None and self._flops.at_step == 0:
             self._flops.begin()
         for s in samplers:

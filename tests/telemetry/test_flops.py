@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import throughput
 import pytest
 import torch
 from torch import nn
 
-from throughput.capture.flops import count_flops, measure_cpu_peak_flops, set_flops_per_step
+from throughput.telemetry.flops import count_flops, measure_cpu_peak_flops, set_flops_per_step
 from throughput.capture.profiler import Profiler
 
 
@@ -69,7 +70,7 @@ def test_set_flops_per_step_reaches_the_summary() -> None:
             with prof.phase("forward"):
                 torch.ones(4).sum()
             prof.step()
-    s = prof.summary()
+    s = throughput.summarize(prof)
     assert s.mfu.flops_per_step == 1e3
     assert s.mfu.peak_source.startswith("measured")
     assert s.mfu.value is not None and 0 < s.mfu.value <= 1

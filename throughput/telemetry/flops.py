@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from throughput.hardware import normalize_dtype, peak_flops
+from throughput.hardware import normalize_dtype
 
 _TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -54,20 +54,15 @@ def measure_cpu_peak_flops(dtype: str = "fp32", size: int = 512, seconds: float 
     return best
 
 
-def mfu_info(device: str, device_name: str, dtype: str, flops_per_step: float | None,
-             measure_cpu: bool = True) -> dict[str, Any]:
-    """RunInfo fields for MFU (``flops_per_step``, ``peak_flops``, ``peak_flops_source``, ``dtype``):
-    put them into ``Profiler.info_overrides``. GPUs use the table; CPUs a short measurement."""
+def mfu_info(device: str, dtype: str, flops_per_step: float | None, measure_cpu: bool = True) -> dict[str, Any]:
+    """RunInfo fields for MFU (``flops_per_step``, ``dtype`` and, on CPU, a measured ``peak_flops`` with
+    its ``peak_flops_source``): put them into ``Profiler.info_overrides``. A GPU's peak is not looked
+    up here: analysis (``analysis/mfu.py``) reads it from ``throughput.hardware``'s table by device name."""
     d = normalize_dtype(dtype)
     out: dict[str, Any] = {"flops_per_step": flops_per_step, "dtype": d}
-    if device == "cpu":
-        if measure_cpu and d in _TORCH_DTYPES:
-            out["peak_flops"] = measure_cpu_peak_flops(d)
-            out["peak_flops_source"] = f"measured: {d} 512x512 matmul on this CPU"
-        return out
-    entry = peak_flops(device_name, d)
-    if entry is not None:
-        out["peak_flops"], out["peak_flops_source"] = entry.flops_per_s, entry.source
+    if device == "cpu" and measure_cpu and d in _TORCH_DTYPES:
+        out["peak_flops"] = measure_cpu_peak_flops(d)
+        out["peak_flops_source"] = f"measured: {d} 512x512 matmul on this CPU"
     return out
 
 
@@ -118,6 +113,4 @@ def set_flops_per_step(prof: Any, flops_per_step: float, dtype: str = "fp32", me
     """Record FLOPs per step (counted or given by the user) and the peak on a Profiler, for MFU."""
     if not flops_per_step > 0:
         raise ValueError(f"flops_per_step must be > 0, got {flops_per_step}")
-    from throughput.capture.device import device_name as _device_name
-    prof.info_overrides.update(mfu_info(prof.device, _device_name(prof.device), dtype, float(flops_per_step),
-                                        measure_cpu))
+    prof.info_overrides.update(mfu_info(prof.device, dtype, float(flops_per_step), measure_cpu))

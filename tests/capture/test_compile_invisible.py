@@ -1,0 +1,91 @@
+"""torch.compile sees the same program with the zero-code hooks installed: the same graph breaks, compiled
+frames and recompiles as a plain run, and no Dynamo warning of ours (backend "eager": no codegen on CPU)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from throughput.capture.hooks import Instrumentation
+from throughput.capture.profiler import Profiler
+from throughput.session.session import Session
+
+pytestmark = pytest.mark.slow   # compiles a few frames twice (about 3 s)
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines += self.format(record).splitlines()
+
+
+def _compiled_run(profiled: bool) -> dict[str, Any]:
+    """Five steps of a train step whose zero_grad, backward and clipping are inside the compiled
+    function; optimizer.step() outside it."""
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    inst = Instrumentation(Profiler(device="cpu", warmup_steps=0)).install() if profiled else None
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def train_step(x: torch.Tensor) -> torch.Tensor:
+        opt.zero_grad()
+        loss = model(x).pow(2).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        return loss
+
+    compiled = torch.compile(train_step, backend="eager")
+    handler = _Lines()
+    torch_log = logging.getLogger("torch")
+    torch_log.addHandler(handler)
+    losses, session = [], None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for i in range(5):
+                x = torch.randn(4, 8, generator=torch.Generator().manual_seed(i))
+                losses.append(compiled(x).item())
+                opt.step()
+    finally:
+        torch_log.removeHandler(handler)
+        if inst is not None:
+            inst.remove()
+            session = inst.prof.stop()
+    return {"graph_breaks": sum(counters["graph_break"].values()), "frames": dict(counters["frames"]),
+            "graphs": counters["stats"]["unique_graphs"], "calls_captured": counters["stats"]["calls_captured"],
+            "cache_entries": len(_debug_get_cache_entry_list(train_step.__code__)),
+            "warnings": handler.lines + [str(w.message) for w in caught], "losses": losses, "session": session}
+
+
+@pytest.fixture(scope="module")
+def runs() -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    yield _compiled_run(profiled=False), _compiled_run(profiled=True)
+    torch._dynamo.reset()
+
+
+def test_same_graph_breaks_frames_and_recompiles(runs: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    plain, profiled = runs
+    for key in ("graph_breaks", "frames", "graphs", "calls_captured", "cache_entries"):
+        assert profiled[key] == plain[key], key
+    assert plain["graph_breaks"] == 2          # zero_grad (Dynamo skips it) and backward, as torch does
+    assert profiled["losses"] == plain["losses"]
+
+
+def test_no_warnings_of_ours_and_the_eager_parts_are_still_recorded(runs: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    plain, profiled = runs
+    assert profiled["warnings"] == plain["warnings"]
+    session: Session = profiled["session"]
+    assert len(session.steps) == 5                                             # one per opt.step()
+    assert sum(1 for sp in session.spans if sp.phase == "backward") == 5       # run eagerly at its break

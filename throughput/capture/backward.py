@@ -1,0 +1,76 @@
+"""The ``backward`` phase: ``Tensor.backward`` and ``torch.autograd.backward`` (the outermost call).
+
+After a backward: its loss is the step's (the first backward of a step), it is one micro-step, and,
+when the script never built a torch.optim optimizer, it ends a step.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import torch
+
+from throughput.capture.compiler import hide_calls, is_compiling
+from throughput.capture.forward import ModuleCalls
+from throughput.capture.gate import Gate
+from throughput.capture.hygiene import Hygiene
+from throughput.capture.optimizers import OptimizerCalls
+from throughput.capture.patching import Patcher, transparent
+from throughput.capture.profiler import Profiler
+from throughput.capture.stepping import StepTracker
+from throughput.session.records import StepRule
+
+_get_ident = threading.get_ident
+
+
+class BackwardCalls:
+    """The outermost backward of the script's thread and the count of backward calls."""
+
+    def __init__(self, prof: Profiler, gate: Gate, steps: StepTracker, forward: ModuleCalls,
+                 optimizers: OptimizerCalls, hygiene: Hygiene) -> None:
+        self._prof, self._gate, self._steps = prof, gate, steps
+        self._forward, self._optimizers, self._hygiene = forward, optimizers, hygiene
+        self.active = False        # an outermost backward is running (read by other hooks)
+        self.calls = 0
+
+    def install(self, p: Patcher) -> None:
+        hide_calls(self.exit, self.abort)
+        p.set(torch.Tensor, "backward", self._wrap(torch.Tensor.backward))
+        p.set(torch.autograd, "backward", self._wrap(torch.autograd.backward))
+
+    def _wrap(self, orig: Callable[..., Any]) -> Callable[..., Any]:
+        gate, prof = self._gate, self._prof
+
+        def backward(*args: Any, **kwargs: Any) -> Any:
+            if is_compiling() or self.active or not gate.open or _get_ident() != gate.thread:
+                return orig(*args, **kwargs)
+            self.active = True
+            frame = prof.open_phase("backward")
+            try:
+                out = orig(*args, **kwargs)
+            except BaseException:
+                self.abort(frame)
+                raise
+            self.exit(frame, args[0] if args else kwargs.get("tensors"))
+            return out
+        return transparent(orig, backward)
+
+    def abort(self, frame: Any) -> None:
+        """The backward raised: close its phase, count nothing."""
+        self.active = False
+        self._prof.close_phase(frame)
+
+    def exit(self, frame: Any, loss: Any) -> None:
+        self.active = False
+        self._prof.close_phase(frame)
+        self.calls += 1
+        eval_module = self._forward.take_eval_mode_module()
+        if eval_module is not None:
+            self._hygiene.trained_in_eval_mode(eval_module)
+        self._steps.backward(loss, trained_in_eval_mode=eval_module is not None)
+        if self._optimizers.active and self._optimizers.backward_in_step():
+            return  # a closure (LBFGS): part of the optimizer step
+        self._steps.micro_step()
+        if self._optimizers.created == 0:
+            self._steps.end(StepRule.BACKWARD)

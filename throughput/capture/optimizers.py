@@ -1,0 +1,136 @@
+"""The ``optimizer`` phase and the step boundary: torch.optim's global step hooks, and construction.
+
+Every ``torch.optim.Optimizer.step`` (subclasses and optimizers built inside libraries included) runs
+the global step pre/post hooks; the post hook of the primary optimizer ends a step. Construction is
+counted (``Optimizer.__init__`` is wrapped) so that a script without any optimizer falls back to one
+step per backward. Under torch.compile the hooks are traced as no-ops: a compiled ``step()`` runs as
+a graph, so its time is not attributed and it ends no step.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import FrameType
+from typing import Any, Callable
+
+import torch
+import torch.optim.optimizer as _optim_mod
+
+from throughput.capture.compiler import hide_calls, is_compiling
+from throughput.capture.gate import Gate
+from throughput.capture.patching import Patcher, mark, transparent
+from throughput.capture.profiler import Profiler
+from throughput.capture.stepping import StepTracker
+from throughput.session.records import StepRule
+
+_MAX_NAMED = 64   # optimizers whose class is remembered for the report (a script may build one per step)
+
+
+class OptimizerCalls:
+    """Optimizer steps in progress, which optimizer's updates are steps, and the optimizers seen."""
+
+    def __init__(self, prof: Profiler, gate: Gate, steps: StepTracker) -> None:
+        self._prof, self._gate, self._steps = prof, gate, steps
+        self._frames: list[tuple[int, Any]] = []   # (id(optimizer), phase token), outermost first
+        self._primary: int | None = None
+        self._last_stepped: int | None = None
+        self._names: dict[int, str] = {}
+        self.created = 0
+        self.active = False     # is an optimizer step (of any optimizer) open? Kept equal to bool(_frames)
+
+    def install(self, p: Patcher) -> None:
+        hide_calls(self.pre_hook, self.post_hook, self.recover)
+        p.keep(_optim_mod.register_optimizer_step_pre_hook(mark(self.pre_hook)))
+        p.keep(_optim_mod.register_optimizer_step_post_hook(mark(self.post_hook)))
+        p.set(torch.optim.Optimizer, "__init__", self._wrap_init(torch.optim.Optimizer.__init__))
+
+    @property
+    def names(self) -> list[str]:
+        """The classes of the optimizers that stepped, sorted."""
+        return sorted(set(self._names.values()))
+
+    def _wrap_init(self, orig: Callable[..., None]) -> Callable[..., None]:
+        gate = self._gate
+
+        def __init__(opt: Any, *args: Any, **kwargs: Any) -> None:
+            orig(opt, *args, **kwargs)
+            if not is_compiling() and gate.allows():
+                self.created += 1
+        return transparent(orig, __init__)
+
+    def pre_hook(self, opt: Any, args: Any, kwargs: Any) -> None:
+        if is_compiling() or not self._gate.allows():
+            return None
+        oid = id(opt)
+        if any(o == oid for o, _ in self._frames):
+            self.recover(oid)  # its previous step raised, so the post hook never ran
+        self._frames.append((oid, self._prof.open_phase("optimizer")))
+        self.active = True
+        if oid not in self._names and len(self._names) < _MAX_NAMED:
+            self._names[oid] = type(opt).__name__
+            self._prof.event("context", f"optimizer {type(opt).__name__}", **optimizer_context(opt))
+        return None
+
+    def post_hook(self, opt: Any, args: Any, kwargs: Any) -> None:
+        if is_compiling() or not self._gate.allows() or not self._frames:
+            return None
+        oid = id(opt)
+        if self._frames[-1][0] != oid:
+            self.recover(oid)
+            return None
+        _, frame = self._frames.pop()
+        self.active = bool(self._frames)
+        self._prof.close_phase(frame)
+        if not self._frames and self._is_primary(oid):
+            self._steps.end(StepRule.OPTIMIZER)
+        return None
+
+    def recover(self, oid: int | None = None) -> None:
+        """Close the phases of steps that raised (up to ``oid``'s; all of them when None)."""
+        while self._frames:
+            o, frame = self._frames.pop()
+            self.active = bool(self._frames)
+            if frame is not None:
+                self._prof.recorder.close_through(frame)
+            if o == oid:
+                return
+
+    def backward_in_step(self) -> bool:
+        """A backward ran while a step is open: True for a closure (LBFGS), which belongs to the
+        step; otherwise the open step raised and was caught, and its phases are closed here."""
+        if optimizer_step_running():
+            return True
+        self.recover(self._frames[0][0])
+        return False
+
+    def _is_primary(self, oid: int) -> bool:
+        """Steps follow the first optimizer that stepped; another one takes over when it steps twice
+        in a row (a script that moved on to a second model)."""
+        if self._primary is None or (oid != self._primary and self._last_stepped == oid):
+            self._primary = oid
+        self._last_stepped = oid
+        return oid == self._primary
+
+
+def optimizer_context(opt: Any) -> dict[str, str | bool | int]:
+    defaults = getattr(opt, "defaults", {}) or {}
+    ctx: dict[str, str | bool | int] = {"optimizer": type(opt).__name__,
+                                        "param_groups": len(getattr(opt, "param_groups", ()))}
+    for key in ("fused", "foreach"):
+        if isinstance(defaults.get(key), bool):
+            ctx[key] = defaults[key]
+    return ctx
+
+
+_STEP_WRAPPER_CODE = torch.optim.Optimizer.profile_hook_step(lambda: None).__code__
+
+
+def optimizer_step_running() -> bool:
+    """Is an ``Optimizer.step`` on the call stack? (Only asked when a backward runs while an
+    optimizer phase is open: an LBFGS closure, or a step that raised and was caught.)"""
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code is _STEP_WRAPPER_CODE:
+            return True
+        frame = frame.f_back
+    return False

@@ -1,0 +1,152 @@
+"""Where zero-code steps begin and end, and what each one trained on.
+
+A step is one update of the primary optimizer (or, with no torch.optim optimizer, one backward). The
+``StepTracker`` keeps what the current step has seen: batches fetched from DataLoaders and not yet
+trained on, the batches trained on, micro-steps (backward calls), the first loss; and it closes the
+step on the Profiler, or defers the close while a phase is open (an optimizer stepped inside a forward).
+What caps its lists: a step's batches, emptied at every step end.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from throughput.capture.batch import BatchStats, describe_batch
+from throughput.capture.gate import Gate
+from throughput.capture.profiler import Profiler
+from throughput.capture.steps import keep_loss
+from throughput.session.records import StepRule
+
+
+class MaxStepsReached(BaseException):
+    """Raised from a step hook once ``max_steps`` steps are done; the runner catches it.
+
+    A BaseException so that a script's ``except Exception`` does not swallow it."""
+
+
+class StepTracker:
+    """The current step's batches, micro-steps and loss, and the step boundaries."""
+
+    def __init__(self, prof: Profiler, gate: Gate, max_steps: int | None = None) -> None:
+        if max_steps is not None and max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        self._prof = prof
+        self._gate = gate
+        self._max_steps = max_steps
+        self._fetched: list[BatchStats] = []       # fetched, not yet trained on
+        self._held: list[BatchStats] = []          # fetched before an eval-mode forward with grad on
+        self._trained: list[BatchStats] = []
+        self._closure: BatchStats | None = None    # LBFGS re-evaluates one batch: counted once
+        self._loader_used = False
+        self._argument_counted = False             # manual batching: this micro-step's batch is counted
+        self._micro = 0
+        self._loss: Any = None
+        self._pending: StepRule | None = None
+        self.by_rule = {StepRule.OPTIMIZER: 0, StepRule.BACKWARD: 0}
+        self._listeners: list[Callable[[], None]] = []
+
+    def after_each_step(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every step this tracker ends (until ``stop_calling``)."""
+        self._listeners.append(listener)
+
+    def stop_calling(self, listener: Callable[[], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    # -- batches --------------------------------------------------------------------------------
+    def fetched(self, stats: BatchStats) -> None:
+        """A DataLoader yielded a training batch."""
+        self._fetched.append(stats)
+
+    def train_forward(self) -> bool:
+        """A training forward starts: the batches fetched for it are trained on. Returns
+        ``needs_argument_batch()`` (one call instead of two on the hot path)."""
+        self._held = []
+        if self._fetched:
+            self._commit()
+        return not self._loader_used and not self._argument_counted
+
+    def needs_argument_batch(self) -> bool:
+        """Manual batching (no DataLoader seen): is this micro-step's batch still to be read?"""
+        return not self._loader_used and not self._argument_counted
+
+    def argument_batch(self, args: Any, in_optimizer_step: bool) -> BatchStats:
+        """Count the first tensor argument of a model's (not a loss module's) first forward in this
+        micro-step as its batch; returns what was read."""
+        stats = describe_batch(args, count_padding=False)
+        self._argument_counted = True
+        if not in_optimizer_step:
+            self._trained.append(stats)
+        elif self._closure is None:
+            self._closure = stats
+        return stats
+
+    def eval_forward(self, grad_enabled: bool) -> None:
+        """An evaluation forward: its batches are not training samples. With grad on (a model left in
+        eval mode?) they are held until a backward shows they were trained on after all."""
+        if grad_enabled:
+            self._held, self._fetched = self._fetched, []
+        else:
+            self._fetched.clear()
+
+    def backward(self, loss: Any, trained_in_eval_mode: bool) -> None:
+        """A backward ran (outside an optimizer step's closure)."""
+        self._argument_counted = False
+        if trained_in_eval_mode:
+            self._fetched.extend(self._held)
+        self._held = []
+        if self._fetched:
+            self._commit()
+        if self._loss is None:
+            self._loss = _scalar(loss)
+
+    def micro_step(self) -> None:
+        self._micro += 1
+
+    def _commit(self) -> None:
+        self._trained.extend(self._fetched)
+        self._fetched.clear()
+        self._loader_used = True
+
+    # -- boundaries -----------------------------------------------------------------------------
+    def end(self, rule: StepRule) -> None:
+        """Close the step now, or as soon as no phase is open. Raises MaxStepsReached at the limit."""
+        if self._prof.recorder.depth:  # e.g. optimizer.step() called inside a module's forward
+            self._pending = rule
+            return
+        self._pending = None
+        if self._fetched:
+            self._commit()
+        stats = self._trained or ([self._closure] if self._closure else [])
+        self._prof.step(samples=_total(stats, "samples"), tokens=_total(stats, "tokens"),
+                        padding_tokens=_total(stats, "padding_tokens"), loss=self._loss,
+                        micro_steps=max(1, self._micro))
+        self.by_rule[rule] += 1
+        self._trained, self._closure, self._micro, self._loss, self._held = [], None, 0, None, []
+        for listener in tuple(self._listeners):   # a listener may stop itself
+            listener()
+        if self._max_steps is not None and self._prof.steps_done >= self._max_steps:
+            self._gate.close()
+            raise MaxStepsReached(f"--max-steps {self._max_steps} reached")
+
+    def end_deferred(self) -> None:
+        """Close a step whose end came while a phase was open, once none is."""
+        if self._pending is not None and not self._prof.recorder.depth:
+            self.end(self._pending)
+
+
+def _scalar(loss: Any) -> Any:
+    if isinstance(loss, (list, tuple)):
+        loss = loss[0] if loss else None
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+        return keep_loss(loss)  # CPU: read now; device: kept detached, read at the end (no sync here)
+    return None
+
+
+def _total(stats: list[BatchStats], name: str) -> int | None:
+    values = [getattr(s, name) for s in stats]
+    if not values or any(v is None for v in values):
+        return None
+    return int(sum(values))
