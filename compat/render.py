@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from compat.attribution import describe
 from compat.causes import explain
 from compat.checks import result_lines, to_json
-from throughput.hardware import cpu_model_name
+from throughput.machine import cpu_model_name
 
 if TYPE_CHECKING:
     from compat.run import RowResult
