@@ -44,16 +44,19 @@ def _row_line(result: "RowResult") -> str:
     overhead = (f"{_ratio(result.overhead.get('step'))} / {_ratio(result.overhead.get('process'))}"
                 + (f" ({1e3 * plain_step:.1f} ms)" if plain_step else ""))
     phases = _phases(result.profiles[0].phase_shares) if result.profiles else "-"
-    return (f"| {result.row.name} | {versions} | {'**pass**' if result.ok else '**FAIL**'} | {steps} / {updates} | "
+    return (f"| {result.row.name} | {versions} | **{result.status}** | {steps} / {updates} | "
             f"{'yes' if loss and loss.ok else 'no'} | {phases} | {_work(result)} | {overhead} |")
 
 
 def render(results: list["RowResult"], meta: dict[str, Any]) -> str:
     torch_version = results[0].versions.get("torch", "?") if results else "?"
-    passed = sum(r.ok for r in results)
+    passed = sum(r.status == "pass" for r in results)
+    known = sum(r.status == "known failure" for r in results)
     lines = [
         "# Compatibility matrix: real frameworks, plain vs `throughput profile`", "",
-        f"{passed} of {len(results)} rows pass. Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
+        f"{passed} of {len(results)} rows pass" + (f", {known} known failure(s) (a capture bug filed with its "
+        "xfail test; `make compat` fails if such a row starts passing)" if known else "")
+        + f". Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
         f"{cpu_model_name()} ({os.cpu_count()} cores), torch {torch_version}, load average {meta['loadavg_before']} before "
         f"and {meta['loadavg_after']} after; {meta['repeat']} plain/profiled pair(s) per row, interleaved; "
         f"{meta['total_s']:.0f} s in all. Produced by `make compat` (`python -m compat.run`).", "",
@@ -98,6 +101,8 @@ def render(results: list["RowResult"], meta: dict[str, Any]) -> str:
 
 def _failure(result: "RowResult") -> list[str]:
     out = [f"### {result.row.name} (`{result.row.key}`)", ""]
+    if result.row.known_failure:
+        out += [f"Known failure: {result.row.known_failure}.", ""]
     failed = [c for c in result.checks if not c.ok]
     for c in failed:
         out.append(f"- **{c.name}**")
@@ -116,7 +121,7 @@ def write_report(results: list["RowResult"], meta: dict[str, Any], report_dir: P
     path = report_dir / "compat.md"
     path.write_text(render(results, meta))
     data = {"meta": meta, "rows": [{
-        "key": r.row.key, "name": r.row.name, "versions": r.versions, "ok": r.ok, "checks": to_json(r.checks),
+        "key": r.row.key, "name": r.row.name, "versions": r.versions, "ok": r.ok, "status": r.status, "checks": to_json(r.checks),
         "steps": [p.steps for p in r.profiles], "phase_shares": [p.phase_shares for p in r.profiles],
         "work": [p.work for p in r.profiles], "overhead": r.overhead, "cause": r.cause, "notes": r.notes,
         "wall_s": {"plain": [o.wall_s for o in r.plain], "profiled": [o.wall_s for o in r.profiled]},
