@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from throughput.cli import multirank
     base_out = opts.out or Path("reports") / f"{target.stem}-{_run_name()}"
     if opts.nproc_per_node is not None:
-        return multirank.launch(opts.nproc_per_node, ours, rest, base_out)
+        return multirank.launch(opts.nproc_per_node, ours, rest, base_out, quiet=opts.quiet)
     out = multirank.rank_out(base_out)
     from throughput.capture.zerocode import ProfileOptions, profile_target
     from throughput.capture.profiler import DEFAULT_WARMUP_STEPS
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     session, result = profile_target(target, options)
     _report(session, out, opts.format, opts.quiet or multirank.is_quiet_rank())
     after_report(session, opts, opts.quiet or multirank.is_quiet_rank())
-    multirank.after_rank(base_out)
+    multirank.after_rank(base_out, quiet=opts.quiet)
     if result.signal is not None:
         exit_by_signal(result.signal)
     return result.exit_code
