@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from throughput.analysis.breakdown import PhaseStats, breakdown
-from throughput.analysis.findings import Finding, findings
+from throughput.analysis.findings import findings
+from throughput.finding import Finding
 from throughput.analysis.mfu import Mfu, run_mfu
 from throughput.analysis.rates import Rates, rates
 from throughput.analysis.stats import Distribution, distribution
@@ -79,7 +80,7 @@ def summarize(session: Session) -> Summary:
         partial=info.partial, steps_total=len(session.steps), warmup_steps=len(warm),
         steps_measured=len(measured), step_time=_dist(measured), warmup_step_time=_dist(warm),
         phases=phases, rates=r, micro_steps_per_step=micro,
-        verdict=verdict(phases, info.device, r.device_busy_share, context), notes=notes,
+        verdict=verdict(phases, info.device, r.device_busy_share, context, info.device_name), notes=notes,
         findings=findings(session.events, session.steps, phases, info.device, context,
                           telemetry=session.telemetry, measured=measured),
         mfu=run_mfu(info, measured),

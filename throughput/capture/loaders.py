@@ -14,6 +14,7 @@ import torch
 import torch.utils.data.dataloader as _dl
 
 from throughput.capture.batch import describe_batch
+from throughput.capture.digests import DigestRecorder, digests_wanted
 from throughput.capture.overrides import apply_loader_overrides
 from throughput.capture.patching import Patcher, mark
 
@@ -32,6 +33,8 @@ class LoaderPatches:
         self.applied: Counter[str] = Counter()   # override key -> loaders it was applied to
         self.loaders_built = 0
         self._ctx_recorded: set[int] = set()
+        n = digests_wanted()   # the advisor's worker-split check only (capture/digests.py)
+        self.digests = DigestRecorder(n, lambda **d: inst.prof.event("context", "batch digests", **d)) if n else None
 
     def install(self, p: Patcher) -> None:
         p.set(_dl.DataLoader, "__init__", mark(self._wrap_init(_dl.DataLoader.__init__)))
@@ -85,6 +88,8 @@ class LoaderPatches:
                 prof._close(frame)
             if training:
                 inst.pending_batches.append(describe_batch(batch, prof.pad_id, count_padding=_on_cpu(batch)))
+                if self.digests is not None:
+                    self.digests.add(batch)
                 ctx = it.__dict__.pop(_CTX, None)
                 if ctx is not None and ctx[0] not in self._ctx_recorded:
                     self._ctx_recorded.add(ctx[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from throughput.capture.device import hardware_context
 from throughput.capture.hooks import Instrumentation
 from throughput.capture.overrides import Overrides
 from throughput.capture.profiler import DEFAULT_WARMUP_STEPS, Profiler
@@ -44,6 +45,7 @@ def profile_target(target: Target, options: ProfileOptions | None = None) -> tup
         set_flops_per_step(prof, options.flops_per_step, options.dtype)
     inst = Instrumentation(prof, options.overrides, options.max_steps)
     inst.install()
+    prof.event("context", "hardware", **hardware_context(prof.device))
     try:
         result = run(target)
     finally:

@@ -1,0 +1,106 @@
+"""``throughput advise script.py [args]``: profile the script, search, measure each change alone, advise.
+
+Every probe is the script re-run under ``throughput profile --set ...`` (``ScriptTarget``), so every
+measured recommendation was measured with the exact command it prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from throughput.advisor.allocator_trial import allocator_candidate
+from throughput.advisor.apply import TargetRef
+from throughput.advisor.candidates import Start, candidates
+from throughput.advisor.rules import precision_notes, rule_input
+from throughput.advisor.script import ScriptTarget
+from throughput.advisor.stream_check import CHECK_BATCHES, check_script, duplicated_finding
+from throughput.cli.advise_output import emit, plan_gain
+from throughput.cli.advise_probe import (_cadence, _confirm_steps, _confirmed, _extras, _global_batch, _rules_not_covered,
+                                         _run_search, _search_evidence, _space)
+from throughput.cli.errors import CliError
+from throughput.finding import Finding, Setting
+
+
+def run_script_advice(args: argparse.Namespace) -> int:
+    script = Path(args.target)
+    if not script.is_file():
+        raise CliError(f"{script}: no such script")
+    target = ScriptTarget(script, args.args, timeout_s=args.probe_timeout)
+    first = ScriptTarget(script, args.args, timeout_s=args.probe_timeout, digests=CHECK_BATCHES)
+    base = first.run({}, max(args.probe_steps, CHECK_BATCHES))
+    session = first.last_session
+    if session is None or not session.steps:
+        why = base.error or "no training steps were seen"
+        raise CliError(f"{script}: the profiling run gave nothing to tune ({why}); check that the script "
+                       "trains (calls loss.backward() and optimizer.step())")
+    x = rule_input(session)
+    ctx = x.context
+    batch = int(ctx["batch_size"]) if isinstance(ctx.get("batch_size"), int) else 0
+    accum = max(1, round(x.summary.micro_steps_per_step or 1.0))
+    workers_now = int(ctx.get("num_workers", 0))  # type: ignore[call-overload]
+    g = _global_batch(args, batch * accum if batch else _samples_per_step(x), _tokens_per_sample(x))
+    notes: list[str] = []
+    split, caveat, workers = _stream(target, ctx, workers_now, session, notes)
+    space, left_out = _space(g, ScriptTarget.supported, _extras(args, ScriptTarget.supported), workers)
+    start: dict[str, Setting] = {"num_workers": workers_now}
+    if batch in space.micro_batch_size:
+        start["micro_batch_size"] = batch
+    result = _run_search(target, space, args, start)
+    start_cfg = _start_config(ctx, batch, workers_now)
+    cands = candidates(Start(kind="script", config=start_cfg, accum=accum, stream_caveat=caveat), result.config,
+                       _search_evidence(result), space.extras)
+    alloc, why = allocator_candidate(session, first.last_maxrss_bytes)
+    cands += [alloc] if alloc else []
+    notes += [why] if why else []
+    steps = _confirm_steps(args, x.summary.step_time.median_s if x.summary.step_time else None)
+    conf = _confirmed(target, cands, args, steps)
+    covered = {k for c in cands for k in c.settings} | {"num_workers", "amp", "micro_batch_size", "prefetch_factor",
+                                                         "persistent_workers", "tf32", "pin_memory"}
+    drop = {"host.page_faults"} if alloc else set()
+    drop |= {"data.num_workers"} if split else set()
+    findings = conf.findings + ([split] if split else []) + _rules_not_covered(x, covered, drop) + _cadence(x, args, notes)
+    header = [f"advice for {script} ({x.summary.device_name}): global batch {g} samples; "
+              f"{len(result.trials) + len(conf.trials) + 1} runs (search probes of {args.probe_steps} steps, "
+              f"then {args.confirm_rounds} interleaved round(s) of {steps} steps measuring each change alone)"]
+    ref = TargetRef(kind="script", path=str(args.target), args=tuple(args.args))
+    all_notes = [*notes, *left_out, *precision_notes(x), *result.notes, *conf.notes]
+    return emit(args, findings, ref, header, all_notes, plan_gain(conf, cands, findings))
+
+
+def _start_config(ctx: Any, batch: int, workers: int) -> dict[str, Setting]:
+    """What the script does now, as the profile recorded it (its DataLoader's settings, no autocast added)."""
+    prefetch = ctx.get("prefetch_factor")
+    return {"micro_batch_size": batch or None, "num_workers": workers, "amp": "fp32",
+            "prefetch_factor": prefetch if isinstance(prefetch, int) else 2,
+            "persistent_workers": bool(ctx.get("persistent_workers", False)),
+            "pin_memory": bool(ctx.get("pin_memory", False))}
+
+
+def _stream(target: ScriptTarget, ctx: Any, workers_now: int, session: Any,
+            notes: list[str]) -> tuple[Finding | None, str | None, tuple[int, ...] | None]:
+    """For an IterableDataset: (the split finding when workers duplicate the stream, the caveat when the
+    split is unconfirmed, the worker counts the search may try)."""
+    if ctx.get("dataset") != "iterable":
+        return None, None, None
+    check = check_script(target, workers_now, baseline_session=session)
+    if check.verdict == "duplicated":
+        notes.append("num_workers not searched: loader workers would duplicate the stream (data.worker_split)")
+        return duplicated_finding(check), None, (workers_now,)
+    if check.verdict == "unconfirmed":
+        return None, "an IterableDataset whose split between workers could not be confirmed (" + \
+            check.evidence[-1] + "): make its __iter__ use torch.utils.data.get_worker_info()", None
+    notes.append("IterableDataset: " + "; ".join(check.evidence))
+    return None, None, None
+
+
+def _samples_per_step(x: Any) -> float | None:
+    r, st = x.summary.rates, x.summary.step_time
+    return (r.samples_per_s or 0.0) * (st.median_s if st else 0.0) or None
+
+
+def _tokens_per_sample(x: Any) -> float | None:
+    r = x.summary.rates
+    return r.tokens_per_s / r.samples_per_s if r.tokens_per_s and r.samples_per_s else None
+
