@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m mypy
 	$(PY) -m pytest -q -p no:cacheprovider --runslow
+
+.PHONY: typecheck
+typecheck: $(STAMP)
+	$(PY) -m mypy
 
 demo: $(STAMP)
 	$(VENV)/bin/throughput demo

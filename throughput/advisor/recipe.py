@@ -118,7 +118,7 @@ def observed_lengths(recipe: Recipe, limit: int = 1024) -> list[int]:
 def recipe_target(path: str | os.PathLike[str]) -> tuple[RecipeTarget, str, dict[str, Any]]:
     """(target, model fingerprint, the recipe's whole TrainConfig as a dict, ``amp`` resolved the way
     the loop resolves ``auto`` on this machine)."""
-    recipe = load_recipe(path)
+    recipe = load_recipe(Path(path))
     cfg = _train_config(recipe, {})
     fingerprint = model_fingerprint(recipe.make_model(cfg))
     values = cfg.to_dict()

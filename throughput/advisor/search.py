@@ -29,8 +29,16 @@ from throughput.thresholds import INPUT_BOUND_SHARE
 KNOBS = ("micro_batch_size", "num_workers", "prefetch_factor", "amp", "activation_checkpointing")
 
 
-def _key(cfg: Mapping[str, Setting]) -> tuple[tuple[str, Setting], ...]:
+def _key(cfg: Mapping[str, object]) -> tuple[tuple[str, object], ...]:
     return tuple(sorted(cfg.items()))
+
+
+def _micro(cfg: Mapping[str, object]) -> int:
+    """The micro-batch size of a probed configuration (always set by the search)."""
+    value = cfg["micro_batch_size"]
+    if not isinstance(value, int):
+        raise TypeError(f"micro_batch_size must be an int, got {value!r}")
+    return value
 
 
 @dataclass(slots=True)
@@ -38,12 +46,12 @@ class _Search:
     target: ProbeTarget
     space: SearchSpace
     settings: SearchSettings
-    cache: dict[tuple[tuple[str, Setting], ...], ProbeResult] = field(default_factory=dict)
+    cache: dict[tuple[tuple[str, object], ...], ProbeResult] = field(default_factory=dict)
     trials: list[Trial] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
-    rates: dict[tuple[tuple[str, Setting], ...], list[float]] = field(default_factory=dict)
+    rates: dict[tuple[tuple[str, object], ...], list[float]] = field(default_factory=dict)
     checkpointing_tried: set[Setting] = field(default_factory=set)   # precisions it was tried under
     loader_tried: set[str] = field(default_factory=set)
     climbed: bool = False                  # the micro-batch moved up once: smaller sizes are not revisited
@@ -68,7 +76,7 @@ class _Search:
         over = budget is not None and r.peak_memory_bytes is not None and r.peak_memory_bytes > budget
         return r.ok and not over
 
-    def sps(self, cfg: Mapping[str, Setting]) -> float:
+    def sps(self, cfg: Mapping[str, object]) -> float:
         """Mean samples/s over every measurement of ``cfg`` (0 when it failed)."""
         values = self.rates.get(_key(cfg), [])
         return sum(values) / len(values) if values else 0.0
@@ -146,7 +154,7 @@ class _Search:
         """Fit peak memory over the probes that share ``cfg``'s precision and checkpointing, and cap the
         micro-batch by the budget. Memory depends on those two knobs, not on the loader ones."""
         budget = self.settings.memory_budget_bytes
-        points = {int(t.config["micro_batch_size"]): t.result.peak_memory_bytes  # type: ignore[arg-type]
+        points = {_micro(t.config): t.result.peak_memory_bytes
                   for t in self.trials if t.result.ok and t.result.peak_memory_bytes is not None
                   and all(t.config.get(k) == cfg.get(k) for k in ("amp", "activation_checkpointing"))}
         if budget is None or len(points) < 2:
@@ -201,7 +209,7 @@ class _Search:
         for knob in ("num_workers", "prefetch_factor"):
             values = getattr(self.space, knob)
             wait = self.cache[_key(cfg)].data_wait_share or 0.0
-            now = int(cfg.get(knob, values[0]))  # type: ignore[arg-type]
+            now = int(cfg.get(knob, values[0]))
             later = [v for v in values if v > now]
             if wait < self.settings.data_wait_done or not later or self.out_of_time():
                 continue
@@ -279,7 +287,7 @@ class _Search:
         slowdown = self.sps(start) / self.sps(cfg)
         same = [t.config for t in self.trials if t.result.ok and all(
             t.config.get(k) == cfg.get(k) for k in ("amp", "activation_checkpointing", "num_workers"))]
-        measured = sorted((int(c["micro_batch_size"]), self.sps(c)) for c in same)  # type: ignore[call-overload]
+        measured = sorted((_micro(c), self.sps(c)) for c in same)
         gains = [b / a for (ma, a), (mb, b) in zip(measured, measured[1:]) if a > 0 and mb == 2 * ma]
         per_doubling = max(max(gains, default=2.0), 1.0)   # nothing measured: assume linear scaling
         bound = slowdown * per_doubling ** math.log2(nxt / int(cfg["micro_batch_size"]))  # type: ignore[arg-type]
@@ -303,7 +311,7 @@ class _Search:
         self.checkpointing_tried.add(cfg.get("amp"))
         start = self.with_(cfg, activation_checkpointing=True)
         self.probe(start, "activation checkpointing")
-        if not self.checkpointing_can_win(cfg, start, nxt):
+        if nxt is None or not self.checkpointing_can_win(cfg, start, nxt):
             return cfg
         self.memory_point(start)
         saved_fit, saved_cap = self.fit, self.cap
@@ -373,7 +381,7 @@ def search(target: ProbeTarget, space: SearchSpace, settings: SearchSettings | N
 def _finish(s: _Search, cfg: dict[str, Setting], baseline: Trial) -> SearchResult:
     result = s.cache[_key(cfg)]
     predicted = None
-    points = {int(t.config["micro_batch_size"]): t.result.peak_memory_bytes  # type: ignore[arg-type]
+    points = {_micro(t.config): t.result.peak_memory_bytes
               for t in s.trials if t.result.ok and t.result.peak_memory_bytes is not None
               and all(t.config.get(k) == cfg.get(k) for k in ("amp", "activation_checkpointing"))}
     chosen = int(cfg["micro_batch_size"])  # type: ignore[arg-type]

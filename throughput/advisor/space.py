@@ -60,7 +60,7 @@ class SearchSpace:
         cfg: dict[str, Setting] = {**self.fixed, **knobs}
         micro = int(cfg["micro_batch_size"])  # type: ignore[arg-type]
         cfg["grad_accum"] = self.target_global_batch // micro
-        if int(cfg.get("num_workers", 0) or 0) > 0:  # type: ignore[arg-type]
+        if int(cfg.get("num_workers", 0) or 0) > 0:
             cfg.setdefault("persistent_workers", True)
         return cfg
 

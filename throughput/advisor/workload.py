@@ -162,7 +162,8 @@ class WorkloadTarget:
     def _loop(self, w: Workload, config: Config, steps: int, t0: float) -> dict[str, Any]:
         accum = int(config.get("grad_accum", 1))  # type: ignore[call-overload]
         amp = str(config.get("amp", "fp32"))
-        model = torch.compile(w.model) if config.get("compile") else w.model
+        # torch.compile returns a callable that forwards to the module; typed as the module it wraps
+        model: torch.nn.Module = torch.compile(w.model) if config.get("compile") else w.model  # type: ignore[assignment]
         dtype = AMP_DTYPES.get(amp)
         scaler = torch.amp.GradScaler("cuda") if amp == "fp16" and w.device.startswith("cuda") else None
         batches = _cycle(w.loader)

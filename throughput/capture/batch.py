@@ -160,7 +160,8 @@ class _Roles:
     __slots__ = ("kind", "length", "keys", "samples_at", "ids_at", "mask_at", "last")
 
     def __init__(self, kind: type, length: int, keys: Any, samples_at: Any, ids_at: Any, mask_at: Any) -> None:
-        self.kind, self.length, self.keys = kind, length, keys
+        self.kind: Any = kind     # Any, not type: `type(batch) is kind` must not narrow the batch
+        self.length, self.keys = length, keys
         self.samples_at, self.ids_at, self.mask_at = samples_at, ids_at, mask_at
         self.last = BatchStats()   # returned again when a batch has the same counts (no new record)
 

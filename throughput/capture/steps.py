@@ -30,7 +30,7 @@ def to_float(value: Any) -> float | None:
 def sum_field(batches: list[BatchStats], name: str) -> int | None:
     """The sum of one field over the step's batches; None if any batch lacks it (or there are none)."""
     if len(batches) == 1:   # the usual step: one batch, no accumulation
-        return getattr(batches[0], name)  # type: ignore[no-any-return]
+        return getattr(batches[0], name)
     total = 0
     for b in batches:
         value = getattr(b, name)

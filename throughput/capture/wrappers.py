@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -93,7 +94,7 @@ _STEP_WRAPPER_CODE = torch.optim.Optimizer.profile_hook_step(lambda: None).__cod
 def optimizer_step_running() -> bool:
     """Is an ``Optimizer.step`` on the call stack? (Only asked when a backward runs while an
     optimizer phase is open: an LBFGS closure, or a step that raised and was caught.)"""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         if frame.f_code is _STEP_WRAPPER_CODE:
             return True

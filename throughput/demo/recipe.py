@@ -91,7 +91,7 @@ def build_datasets(cfg: Any) -> tuple[Dataset[dict[str, Any]], Dataset[dict[str,
 def collate_fn(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Packed rows -> PackingCollator; single documents -> padded to CONTEXT (HF label convention)."""
     if "seq_lens" in samples[0]:
-        from throughput.packing import PackingCollator
+        from throughput.packing.collate import PackingCollator
         return PackingCollator(CONTEXT, attn_mask=True)(samples)
     ids = torch.zeros(len(samples), CONTEXT, dtype=torch.long)
     labels = torch.full((len(samples), CONTEXT), IGNORE, dtype=torch.long)

@@ -94,7 +94,8 @@ class _Run:
         if cfg.compile:
             self.model = torch.compile(self.model)  # type: ignore[assignment]  # same call interface
         self.optimizer, self.scheduler, self.scaler = build_optimizer(self.raw_model, cfg, rt)
-        self.step, self.clip_count, self.resumed_from = 0, 0, None
+        self.step, self.clip_count = 0, 0
+        self.resumed_from: int | None = None
         changes: dict[str, Any] = {}
         position = self._resume(changes) if resume else DataPosition()
         if rt.is_main:

@@ -24,7 +24,7 @@ def seed_everything(seed: int) -> None:
 def capture_rng() -> dict[str, Any]:
     """The state of every RNG as a dict of ints, floats, strings, lists and tensors."""
     version, py_state, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "python": {"version": int(version), "state": [int(v) for v in py_state], "gauss": gauss},
         "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),

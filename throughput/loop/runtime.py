@@ -76,7 +76,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     embedding tables (also when tied to an output layer) get none."""
     embedding_ids = {id(p) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))
                      for p in m.parameters(recurse=False)}
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue

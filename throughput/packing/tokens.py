@@ -108,11 +108,12 @@ def _flatten(seqs: list[Any], what: str) -> tuple[IntArray, IntArray]:
         raise ValueError(f"every document's {what} must be a sequence of token ids: {e}") from e
     flat = np.empty(int(offsets[-1]), dtype=np.int64)
     pos = 0
+    out = flat.data   # the array's memoryview: struct writes into it (numpy's stubs type ndarray as no Buffer on 3.11)
     for i, s in enumerate(seqs):
         n = len(s)
         if type(s) is list or type(s) is tuple:
             try:
-                _int64_struct(n).pack_into(flat, 8 * pos, *s)    # converts and type-checks in C
+                _int64_struct(n).pack_into(out, 8 * pos, *s)    # converts and type-checks in C
             except struct.error:
                 raise ValueError(f"document {i}: {what} must be integer token ids, {_first_bad(s)}") from None
         else:
