@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "throughput"
+LEAVES = ("knobs.py", "thresholds.py", "finding.py")   # import nothing from throughput; anyone may import them
 TORCH_FREE = ("session", "analysis", "report", "timing/clock.py", "advisor/rules.py", "advisor/checkpoint.py",
-              "advisor/memory.py", "advisor/plan.py", "packing/algorithms.py")
+              "advisor/memory.py", "advisor/plan.py", "packing/algorithms.py", *LEAVES)
 # layer -> packages it must not import
 FORBIDDEN = {
     "session": ("capture", "analysis", "report", "advisor", "cli", "loop"),
@@ -51,3 +52,9 @@ def test_dependencies_point_one_way(layer: str) -> None:
             parts = name.split(".")
             if parts[0] == "throughput" and len(parts) > 1:
                 assert parts[1] not in FORBIDDEN[layer], f"{module} imports {name}"
+
+
+@pytest.mark.parametrize("leaf", LEAVES)
+def test_leaf_modules_import_nothing_from_throughput(leaf: str) -> None:
+    names = imported_names(PACKAGE / leaf)
+    assert not [n for n in names if n.split(".")[0] == "throughput"], f"{leaf} must stay a leaf"

@@ -89,6 +89,15 @@ class Finding:
         return d
 
 
+def as_int(value: object, default: int = 0) -> int:
+    """A setting read as an int (``default`` for None); settings of int knobs are ints already."""
+    if value is None:
+        return default
+    if isinstance(value, (bool, int, float, str)):
+        return int(value)
+    raise TypeError(f"not an integer setting: {value!r}")
+
+
 def rank(findings: Sequence[Finding]) -> tuple[Finding, ...]:
     """Highest score first; ties keep their order (stable sort)."""
     return tuple(sorted(findings, key=lambda f: -f.score))

@@ -48,6 +48,8 @@ def cpu_has_fast_bf16() -> bool:
 BF16_MIN_CUDA_CAPABILITY: Final = (8, 0)
 AMPERE_OR_NEWER_NAMES: Final = ("a100", "a10", "a30", "a40", "a800", "a6000", "l4", "l40", "h100", "h200", "h800",
                                 "h20", "gh200", "b100", "b200", "gb200", "rtx 30", "rtx 40", "rtx 50")
+PRE_AMPERE_NAMES: Final = ("v100", "t4", "p100", "p40", "p4", "k80", "m60", "titan v", "titan rtx", "rtx 20",
+                           "gtx", "quadro rtx")
 # Measured on an AVX2-only CPU (no AMX, no AVX512-BF16): a --set amp=bf16 run took 0.28x the fp32 speed
 # (forward 55 ms -> 336 ms), because bf16 matmuls are emulated there (issue 15).
 CPU_BF16_EMULATED_SPEED: Final = "0.28x the fp32 speed measured on an AVX2-only CPU"
@@ -74,9 +76,12 @@ def precision_options(device: str, *, cuda_capability: tuple[int, int] | None = 
     where the hardware runs it natively (CUDA capability >= 8.0; a CPU with AMX or AVX512-BF16), fp16
     with a GradScaler on older GPUs, TF32 only on Ampere or newer. Unknown facts give no suggestion."""
     if device == "cuda":
-        if cuda_capability is None and device_name:
-            ampere = any(tag in device_name.lower() for tag in AMPERE_OR_NEWER_NAMES)
-            cuda_capability = BF16_MIN_CUDA_CAPABILITY if ampere else None
+        if cuda_capability is None and device_name:   # a session recorded before capabilities were
+            name = device_name.lower()
+            if any(tag in name for tag in AMPERE_OR_NEWER_NAMES):
+                cuda_capability = BF16_MIN_CUDA_CAPABILITY
+            elif any(tag in name for tag in PRE_AMPERE_NAMES):
+                cuda_capability = (7, 0)
         if cuda_capability is None:
             return PrecisionOptions(candidates=("fp32",), tf32=False, left_out=(
                 f"precision not suggested: the compute capability of {device_name or 'this GPU'} is not known",))

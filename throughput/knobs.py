@@ -65,7 +65,7 @@ class Knob:
         """``script+recipe``, ``script``, ``recipe`` or ``code``."""
         return "+".join(w for w, ok in (("script", self.script), ("recipe", self.recipe)) if ok) or "code"
 
-    def parse(self, raw: str) -> Value:
+    def parse(self, raw: str, *, for_script: bool = False) -> Value:
         """A ``--set`` text value -> the typed, validated value."""
         text = raw.strip()
         value: Value
@@ -85,22 +85,25 @@ class Knob:
                 raise KnobError(f"{self.name} must be float, got {raw!r}") from None
         else:
             value = text
-        return self.check(value)
+        return self.check(value, for_script=for_script)
 
     def check(self, value: object, *, for_script: bool = False) -> Value:
         """A typed value (from JSON or Python) -> the canonical validated value. Strings are parsed for
         non-str knobs (plan files may hold ``"3e-4"``); ints are accepted for floats."""
         if isinstance(value, str) and self.kind is not str:
-            return self.check(self.parse(value), for_script=for_script)
+            return self.parse(value, for_script=for_script)
         if self.kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, self.kind) or (self.kind is not bool and isinstance(value, bool)):
             raise KnobError(f"{self.name} must be {self.kind.__name__}, got {type(value).__name__} {value!r}")
         if isinstance(value, str):
             return self._check_choice(value, for_script)
-        if not isinstance(value, bool) and isinstance(value, (int, float)):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, (int, float)):
             self._check_range(value)
-        return value
+            return value
+        raise KnobError(f"{self.name} must be {self.kind.__name__}, got {type(value).__name__} {value!r}")
 
     def _check_choice(self, value: str, for_script: bool) -> str:
         if not self.choices:
@@ -262,7 +265,8 @@ def not_applicable(k: Knob, target: str) -> str:
     """One line: why knob ``k`` cannot be applied to ``target`` (script | recipe), and how it can be."""
     if target == "script":
         how = f"use throughput train recipe.py --set {k.name}=..." if k.recipe else "it needs a code change"
-        return f"{k.name} cannot be set on an unmodified script ({how}; in code: {k.code_change('...')})"
+        code = k.code_change("...").splitlines()
+        return f"{k.name} cannot be set on an unmodified script ({how}; in code: {code[0]}{' ...' if len(code) > 1 else ''})"
     how = "it applies to scripts: throughput profile --set" if k.script else "it needs a code change"
     return f"{k.name} is not a training-loop key ({how})"
 

@@ -34,6 +34,13 @@ LOSS_TOLERANCE: Final = 0.05             # relative loss disagreement a precisio
 MEMORY_SAFETY_MARGIN: Final = 0.10       # the memory fit's cap stays this far under the budget
 NOISE_FLOOR: Final = 0.02                # a stated noise band is never narrower than this
 
+REPORTABLE_GAIN: Final = 0.005          # a recommendation's gain must round to at least +1%: no "+0%"
+STRAGGLER_MIN_SHARE: Final = 0.05        # a straggler rank loses at least this share of the median step
+MIN_MOVE_SHARE: Final = 0.01             # compare: a phase moved by at least this share of A's step time
+NOISE_BAND_FRACTION: Final = 0.5         # compare: ... and by more than this fraction of the wider p5..p95 band
+ABLATION_NOISE_SIGMAS: Final = 2.0       # ablate: a difference within this many baseline std is noise
+BN_MIN_BATCH: Final = 16                 # hygiene: BatchNorm below this per-device batch has noisy statistics
+
 # -- checkpoint cadence ------------------------------------------------------------------------------
 CADENCE_MIN_SAVING: Final = 0.005        # a measured cadence is advised only if it saves this share
 
@@ -47,11 +54,12 @@ LOSS_DIVERGENCE_RATIO: Final = 1.5       # smoothed loss above this x its best s
 LOSS_DIVERGENCE_VS_FIRST: Final = 1.2    # smoothed loss above this x the first loss
 LOSS_SPIKE_Z: Final = 10.0               # robust z-score of an isolated spike
 LOSS_FLAT_IMPROVEMENT: Final = 0.05      # less improvement than this over the run: flat
+LOSS_NEAR_CHANCE: Final = 0.95           # ending above this x the chance-level loss: flat
 OVERFIT_RISE: Final = 0.02               # validation loss rise above its minimum, relative
 OVERFIT_FLAT: Final = 0.005              # |relative validation change| counted as flat
 OVERFIT_TRAIN_DROP: Final = 0.05         # training loss drop that makes a flat/rising val overfitting
 
 THRESHOLDS: Final[Mapping[str, float]] = {
     name: value for name, value in dict(globals()).items()
-    if name.isupper() and isinstance(value, float)
+    if name.isupper() and isinstance(value, (int, float)) and not isinstance(value, bool)
 }

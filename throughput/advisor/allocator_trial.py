@@ -24,14 +24,19 @@ CAVEAT = ("caveat: the process holds its memory at its peak instead of returning
 
 def skip_reason(environ: Mapping[str, str], libc: str, baseline_session: Any = None) -> str | None:
     """Why the trial need not run, or None. ``baseline_session``: a profile of the script, whose
-    steady-state faults (when measured) show whether the allocator costs anything at all."""
+    steady-state faults show whether the allocator costs anything at all (not measured: skipped)."""
     if libc != "glibc":
         return f"allocator probe skipped: the MALLOC_ tunables are glibc's, and this is {libc or 'not glibc'}"
     already = sorted(k for k in environ if k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"))
     if already:
         return f"allocator probe skipped: {', '.join(already)} already set in the environment"
+    if baseline_session is None:
+        return None
     p = _steady_faults(baseline_session)
-    if p is not None and not faults_are_costly(p):
+    if p is None:   # each measurement is several runs of the script: only when the profile shows the cost
+        return ("allocator probe skipped: the profile measured no page faults over its steady steps (too short "
+                "for the host sampler, or telemetry off)")
+    if not faults_are_costly(p):
         return f"allocator probe skipped: {_faults_text(p)} (below the page-fault thresholds)"
     return None
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from throughput.advisor.confirm import Candidate
-from throughput.finding import Setting
+from throughput.finding import Setting, as_int
 from throughput.knobs import KNOBS, show
 
 LOADER = ("num_workers", "prefetch_factor", "persistent_workers")
@@ -51,14 +51,16 @@ def _changed(start: Start, tuned: Mapping[str, Setting], key: str) -> bool:
 
 
 def _default(key: str) -> Setting:
-    return {"num_workers": 0, "prefetch_factor": 2, "persistent_workers": False, "amp": "fp32",
-            "activation_checkpointing": False, "grad_accum": 1, "tf32": False, "pin_memory": False}.get(key)
+    defaults: dict[str, Setting] = {"num_workers": 0, "prefetch_factor": 2, "persistent_workers": False, "amp": "fp32",
+                                    "activation_checkpointing": False, "grad_accum": 1, "tf32": False,
+                                    "pin_memory": False}
+    return defaults.get(key)
 
 
 def _loader(start: Start, tuned: Mapping[str, Setting], evidence: Mapping[str, tuple[str, ...]]) -> Candidate | None:
     if not any(_changed(start, tuned, k) for k in ("num_workers", "prefetch_factor")):
         return None
-    workers = int(tuned.get("num_workers") or 0)  # type: ignore[call-overload]
+    workers = as_int(tuned.get("num_workers") or 0)
     settings: dict[str, Setting] = {"num_workers": workers}
     if workers and tuned.get("prefetch_factor") not in (None, 2):
         settings["prefetch_factor"] = tuned["prefetch_factor"]
@@ -89,8 +91,8 @@ def _precision(start: Start, tuned: Mapping[str, Setting], evidence: Mapping[str
 def _batch(start: Start, tuned: Mapping[str, Setting], evidence: Mapping[str, tuple[str, ...]]) -> Candidate | None:
     if not any(_changed(start, tuned, k) for k in ("micro_batch_size", "activation_checkpointing")):
         return None
-    micro = int(tuned["micro_batch_size"])  # type: ignore[call-overload]
-    accum = int(tuned.get("grad_accum") or 1)  # type: ignore[call-overload]
+    micro = as_int(tuned["micro_batch_size"])
+    accum = as_int(tuned.get("grad_accum") or 1)
     ev = evidence.get("micro_batch_size", ()) + evidence.get("activation_checkpointing", ())
     ac = bool(tuned.get("activation_checkpointing")) and _changed(start, tuned, "activation_checkpointing")
     if start.kind == "recipe":
@@ -106,7 +108,7 @@ def _batch(start: Start, tuned: Mapping[str, Setting], evidence: Mapping[str, tu
 def _script_batch(start: Start, micro: int, target: int, ev: tuple[str, ...]) -> Candidate:
     """A script takes the batch size from outside but not the accumulation: applied alone, the global
     batch moves from batch x accum to micro x accum. The code change that keeps ``target`` is shown."""
-    batch = int(start.config.get("micro_batch_size") or 0)  # type: ignore[call-overload]
+    batch = as_int(start.config.get("micro_batch_size") or 0)
     now, then = batch * start.accum, micro * start.accum
     keep = target // micro if target % micro == 0 else None
     code = None

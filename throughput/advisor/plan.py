@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 
 from throughput.advisor.apply import TargetRef, recommendation
 from throughput.finding import Finding, Setting, rank
+from throughput.knobs import Value
 from throughput.loop.plan import Plan, load_plan, save_plan
 
 __all__ = ["Plan", "advice_to_dict", "build_plan", "load_plan", "save_plan"]
@@ -36,8 +37,8 @@ def build_plan(findings: Sequence[Finding], measured: Mapping[str, Setting] | No
         settings.update(f.settings)
         out_notes += [f"{k}: {e}" for k in f.settings for e in f.evidence[:2]]
     settings.update({k: v for k, v in (measured or {}).items() if target is None or target.takes(k)})
-    clean = {k: v for k, v in settings.items() if v is not None}
-    return Plan(settings=clean, model_fingerprint=model_fingerprint, source="throughput advise",  # type: ignore[arg-type]
+    clean: dict[str, Value] = {k: v for k, v in settings.items() if v is not None}
+    return Plan(settings=clean, model_fingerprint=model_fingerprint, source="throughput advise",
                 notes=tuple(dict.fromkeys([*out_notes, *notes])))
 
 

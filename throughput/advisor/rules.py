@@ -168,7 +168,8 @@ def padding_packing(x: RuleInput) -> Finding | None:
                    evidence=(f"padding is {waste:.0%} of tokens (>= {PADDING_FRACTION:.0%})",
                              "packing to ~100% utilization turns that compute into real tokens"),
                    expected_gain=_hidden_gain(waste), confidence="medium",
-                   action="build packed rows (throughput.packing, docs/packing.md), then --set packing=true")
+                   action="build packed rows (throughput.packing, docs/packing.md), then --set packing=true",
+                   settings={"packing": True})
 
 
 def padding_waste(lengths: Sequence[int], micro_batch_size: int) -> float:

@@ -46,7 +46,7 @@ class TrainTarget(ScriptTarget):
         merged = {**self.base, **config}
         for key in sorted(merged):
             if key in RECIPE_KEYS and merged[key] is not None:
-                cmd += ["--set", f"{key}={show(merged[key])}"]  # type: ignore[arg-type]
+                cmd += ["--set", f"{key}={show(merged[key])}"]
         return cmd
 
     def parse(self, out: Path, output: str, status: int, timed_out: bool) -> tuple[ProbeResult, Any]:

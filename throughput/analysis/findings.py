@@ -16,7 +16,7 @@ from throughput.analysis.loss import loss_curve_findings
 from throughput.analysis.stats import quantile
 from throughput.finding import Finding
 from throughput.session.records import Event, StepRecord, TelemetrySample
-from throughput.thresholds import DATA_WAIT_WORTH_WORKERS, FAULTS_PER_STEP_MIN, LOSS_SPIKE_RATIO, SYSTEM_SHARE_MIN
+from throughput.thresholds import INPUT_BOUND_SHARE, FAULTS_PER_STEP_MIN, LOSS_SPIKE_RATIO, SYSTEM_SHARE_MIN
 
 SPIKE_RATIO = LOSS_SPIKE_RATIO   # a loss this many times the median of the previous SPIKE_WINDOW steps
 SPIKE_WINDOW = 10
@@ -69,7 +69,7 @@ def _from_event(e: Event) -> Finding:
 
 def _workers_zero(phases: Sequence[PhaseStats], ctx: Mapping[str, float | int | str | bool]) -> Finding | None:
     data = sum(p.share for p in phases if p.phase == "data")
-    if ctx.get("num_workers") != 0 or data < DATA_WAIT_WORTH_WORKERS:
+    if ctx.get("num_workers") != 0 or data < INPUT_BOUND_SHARE:
         return None
     action = ACTIONS["num_workers_zero"]
     if ctx.get("dataset") == "iterable":
@@ -77,7 +77,7 @@ def _workers_zero(phases: Sequence[PhaseStats], ctx: Mapping[str, float | int | 
     return Finding(rule_id="num_workers_zero",
                    title="the DataLoader loads batches in the training process (num_workers=0) "
                          "while the step waits for data",
-                   evidence=(f"data wait {data:.0%} of step time (>= {DATA_WAIT_WORTH_WORKERS:.0%})", "num_workers=0"),
+                   evidence=(f"data wait {data:.0%} of step time (>= {INPUT_BOUND_SHARE:.0%})", "num_workers=0"),
                    action=action)
 
 

@@ -157,7 +157,7 @@ def _flat(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> Finding |
     w = max(w, len(values) // 10)  # a longer window: "no progress" is a claim about the whole run
     start, end = _median(values[:w]), _median(values[-w:])
     improvement = (start - end) / abs(start) if start else 0.0
-    above_chance = p.chance_loss is not None and end >= 0.95 * p.chance_loss
+    above_chance = p.chance_loss is not None and end >= T.LOSS_NEAR_CHANCE * p.chance_loss
     if improvement >= p.flat_improvement and not above_chance:
         return None
     evidence = {"initial_smoothed_loss": start, "final_smoothed_loss": end, "relative_improvement": improvement}

@@ -35,6 +35,7 @@ from throughput.capture.loaders import LoaderPatches
 from throughput.capture.overrides import Overrides
 from throughput.capture.patching import Patcher, mark
 from throughput.capture.profiler import Profiler
+from throughput.capture.steps import add_loss as _add_loss
 from throughput.capture.steps import keep_loss as _keep_loss
 from throughput.capture.wrappers import (optimizer_context, optimizer_step_running, wrap_aux, wrap_copy,
                                          wrap_phase)
@@ -268,11 +269,13 @@ class Instrumentation:
             self._eval_mode_batches = []
         if self.pending_batches:
             self._commit_batches()
-        if self._step_loss is None:
-            self._step_loss = _scalar(loss)
+        if self._opt_frames and optimizer_step_running():
+            if self._step_loss is None:   # a closure (LBFGS): the step's loss is its first evaluation's
+                self._step_loss = _scalar(loss)
+            return
+        # micro-steps add up: the loss of a step with gradient accumulation is the sum passed to backward
+        self._step_loss = _add_loss(self._step_loss, _scalar(loss))
         if self._opt_frames:
-            if optimizer_step_running():
-                return  # a closure (LBFGS): part of the optimizer step
             self._recover_optimizer(self._opt_frames[0][0])  # a step that raised and was caught
         self._micro += 1
         if self._optimizers_created == 0:

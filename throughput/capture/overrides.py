@@ -76,7 +76,7 @@ def parse_set(items: Iterable[str]) -> dict[str, Value]:
         k = KNOBS[key]
         if not k.script:
             raise KnobError(not_applicable(k, "script"))
-        values[key] = k.check(k.parse(raw), for_script=True)
+        values[key] = k.parse(raw, for_script=True)
     return values
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from throughput.advisor.apply import TargetRef
 from throughput.cli.errors import CliError
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
@@ -102,13 +103,14 @@ def advise_session(args: argparse.Namespace, path: Path) -> int:
     from throughput.advisor.rules import MTBF_NOTE, apply_rules, cadence_finding, precision_notes, rule_input
     from throughput.cli.advise_output import emit
     from throughput.session.io import SessionFormatError, load_session
+    from throughput.thresholds import REPORTABLE_GAIN
 
     try:
         session = load_session(path)
     except SessionFormatError as e:
         raise CliError(str(e)) from None
     x = rule_input(session)
-    findings = [f for f in apply_rules(x) if f.expected_gain is None or f.expected_gain >= 0.005]
+    findings = [f for f in apply_rules(x) if f.expected_gain is None or f.expected_gain >= REPORTABLE_GAIN]
     mtbf = args.mtbf_hours * 3600 if args.mtbf_hours else None
     extra = cadence_finding(x, num_gpus=args.num_gpus, delta_s=args.checkpoint_save_s, mtbf_s=mtbf,
                             max_lost_work_s=args.max_lost_work_min * 60 if args.max_lost_work_min else None)
@@ -124,9 +126,8 @@ def advise_session(args: argparse.Namespace, path: Path) -> int:
                 keep_off=() if x.checkpoint_spans_s else ("ckpt_every_steps",))
 
 
-def _session_target(session: object) -> object:
+def _session_target(session: object) -> "TargetRef | None":
     """The script the session profiled (its argv), so that advice prints the command that applies it."""
-    from throughput.advisor.apply import TargetRef
     argv = tuple(getattr(getattr(session, "info", None), "argv", ()) or ())
     if argv and argv[0].endswith(".py"):
         return TargetRef(kind="script", path=argv[0], args=argv[1:])

@@ -22,6 +22,7 @@ from throughput.advisor.space import SearchSettings, SearchSpace, micro_batch_ca
 from throughput.advisor.trials import ProbeTarget
 from throughput.cli.errors import CliError
 from throughput.finding import Finding, Setting
+from throughput.thresholds import REPORTABLE_GAIN
 
 MAX_CONFIRM_STEPS = 200
 
@@ -93,6 +94,8 @@ def _confirm_steps(args: argparse.Namespace, step_s: float | None) -> int:
 
 
 def _confirmed(target: Any, cands: list[Candidate], args: argparse.Namespace, steps: int) -> Confirmation:
+    if not cands:
+        return Confirmation()      # nothing to measure: no baseline runs either
     return confirm(target, cands, rounds=args.confirm_rounds, steps=steps, plan_settings=plan_settings(cands))
 
 
@@ -102,7 +105,7 @@ def _rules_not_covered(x: Any, covered: set[str], drop: set[str]) -> list[Findin
     for f in apply_rules(x):
         if f.rule_id in drop or (f.settings and set(f.settings) <= covered):
             continue
-        if f.expected_gain is not None and f.expected_gain < 0.005:
+        if f.expected_gain is not None and f.expected_gain < REPORTABLE_GAIN:
             continue          # a "+0%" recommendation is no recommendation
         out.append(f)
     return out

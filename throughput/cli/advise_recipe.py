@@ -4,6 +4,7 @@ with the real training loop (``throughput train ... --set ...``, ``TrainTarget``
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any, Mapping
 
 from throughput.advisor.apply import TargetRef
@@ -15,7 +16,7 @@ from throughput.advisor.train_target import TrainTarget
 from throughput.cli.advise_output import emit, plan_gain
 from throughput.cli.advise_probe import _confirm_steps, _confirmed, _extras, _run_search, _search_evidence, _space
 from throughput.cli.errors import CliError
-from throughput.finding import Finding, Setting
+from throughput.finding import Finding, Setting, as_int
 
 
 def run_recipe_advice(args: argparse.Namespace) -> int:
@@ -40,12 +41,13 @@ def run_recipe_advice(args: argparse.Namespace) -> int:
     caveat = None if check is None or check.verdict == "split" else "; ".join(check.evidence)
     cands = candidates(Start(kind="recipe", config=cfg, stream_caveat=caveat), result.config,
                        _search_evidence(result), space.extras)
-    cands += _packing(target.recipe, result.config, notes)
+    packing, packing_code = _packing(target.recipe, result.config)
+    cands += packing
     runner = TrainTarget(args.recipe, timeout_s=args.probe_timeout)
     step_s = g / result.baseline.result.samples_per_s if result.baseline.result.samples_per_s else None
     steps = _confirm_steps(args, step_s)
     conf = _confirmed(runner, cands, args, steps)
-    findings: list[Finding] = conf.findings + _checkpoint(args, target, result.config, cfg, step_s, notes)
+    findings: list[Finding] = conf.findings + packing_code + _checkpoint(args, target, result.config, cfg, step_s, notes)
     if check is not None and check.verdict == "duplicated":
         findings.append(duplicated_finding(check))
     header = [f"advice for recipe {args.recipe}: global batch {g} samples; {len(result.trials)} search probes, "
@@ -57,21 +59,22 @@ def run_recipe_advice(args: argparse.Namespace) -> int:
                 plan_gain(conf, cands, findings), fingerprint=fingerprint, keep_off=off)
 
 
-def _packing(recipe: Any, config: Mapping[str, Setting], notes: list[str]) -> list[Candidate]:
-    """Packing, when the observed lengths waste padding and the recipe builds packed rows on request;
-    measured in loss-bearing tokens/s (a packed row holds several samples)."""
+def _packing(recipe: Any, config: Mapping[str, Setting]) -> tuple[list[Candidate], list[Finding]]:
+    """Packing, when the observed lengths waste padding: a candidate measured in loss-bearing tokens/s (a
+    packed row holds several samples) if the recipe builds packed rows on request, else a code change."""
     from throughput.advisor.packing_trial import recipe_honors_packing
     from throughput.advisor.recipe import observed_lengths
-    f = packing_finding(observed_lengths(recipe), int(config["micro_batch_size"]))  # type: ignore[call-overload]
+    f = packing_finding(observed_lengths(recipe), as_int(config["micro_batch_size"]))
     if f is None:
-        return []
+        return [], []
     known = {k: v for k, v in config.items() if k in ("micro_batch_size", "grad_accum")}
     if not recipe_honors_packing(recipe, known):
-        notes.append("packing would help (" + f.evidence[0] + ") but this recipe's build_datasets ignores "
-                     "config.packing: build packed rows with throughput.packing (docs/packing.md)")
-        return []
+        code = ("build packed rows with throughput.packing (PackedDataset + PackingCollator, docs/packing.md) in "
+                "build_datasets when config.packing is true; then --set packing=true")
+        return [], [replace(f, settings={}, code_change=code,
+                            evidence=f.evidence + ("this recipe's build_datasets ignores config.packing",))]
     return [Candidate(rule_id="probe.packing", title="Pack sequences (--set packing=true)", settings={"packing": True},
-                      evidence=f.evidence, metric="tokens")]
+                      evidence=f.evidence, metric="tokens")], []
 
 
 def _checkpoint(args: argparse.Namespace, target: Any, config: Mapping[str, Setting], cfg: Mapping[str, Any],

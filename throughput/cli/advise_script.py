@@ -20,7 +20,7 @@ from throughput.cli.advise_output import emit, plan_gain
 from throughput.cli.advise_probe import (_cadence, _confirm_steps, _confirmed, _extras, _global_batch, _rules_not_covered,
                                          _run_search, _search_evidence, _space)
 from throughput.cli.errors import CliError
-from throughput.finding import Finding, Setting
+from throughput.finding import Finding, Setting, as_int
 
 
 def run_script_advice(args: argparse.Namespace) -> int:
@@ -39,7 +39,7 @@ def run_script_advice(args: argparse.Namespace) -> int:
     ctx = x.context
     batch = int(ctx["batch_size"]) if isinstance(ctx.get("batch_size"), int) else 0
     accum = max(1, round(x.summary.micro_steps_per_step or 1.0))
-    workers_now = int(ctx.get("num_workers", 0))  # type: ignore[call-overload]
+    workers_now = as_int(ctx.get("num_workers", 0))
     g = _global_batch(args, batch * accum if batch else _samples_per_step(x), _tokens_per_sample(x))
     notes: list[str] = []
     split, caveat, workers = _stream(target, ctx, workers_now, session, notes)

@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--max-steps must be >= 1, got {args.max_steps}")
     try:
         overrides = loop.parse_set_args(args.sets)
+        loop.TrainConfig().with_overrides(overrides)   # every key and value checked before the recipe loads
         recipe, cfg, plan = loop.resolve(args.recipe, args.plan, overrides, args.out)
         from throughput.loop.loop import run_training
         result = run_training(recipe, cfg, resume=args.resume, progress=not args.quiet, plan=plan,
