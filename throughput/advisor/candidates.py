@@ -99,9 +99,13 @@ def _batch(start: Start, tuned: Mapping[str, Setting], evidence: Mapping[str, tu
         settings: dict[str, Setting] = {"micro_batch_size": micro, "grad_accum": accum}
         if ac:
             settings["activation_checkpointing"] = True
+        now = as_int(start.config.get("micro_batch_size") or 0) * as_int(start.config.get("grad_accum") or 1)
+        same = now == micro * accum
         return Candidate(rule_id="probe.micro_batch_size", title=f"Micro-batch {micro} x {accum} accumulation "
-                         "steps (same global batch)" + (" with activation checkpointing" if ac else ""),
-                         settings=settings, evidence=ev)
+                         f"steps ({'same global batch' if same else f'global batch {now} -> {micro * accum}'})"
+                         + (" with activation checkpointing" if ac else ""), settings=settings, evidence=ev,
+                         changes_training=None if same else (f"the global batch: {now} -> {micro * accum} samples "
+                                                             "per optimizer step; scale the learning rate with it"))
     return _script_batch(start, micro, micro * accum, ev)
 
 

@@ -60,12 +60,14 @@ def _extras(args: argparse.Namespace, supported: frozenset[str]) -> tuple[str, .
 
 
 def _space(g: int, supported: frozenset[str], extras: tuple[str, ...] = (), workers: tuple[int, ...] | None = None,
-           ac: bool = False) -> tuple[SearchSpace, tuple[str, ...]]:
-    """The search space on this machine, and why precision options were left out (hardware rule)."""
+           ac: bool = False, smallest: int = 0) -> tuple[SearchSpace, tuple[str, ...]]:
+    """The search space on this machine, and why precision options were left out (hardware rule).
+    ``smallest``: no micro-batch below it (a script's own batch: a smaller one shrinks its global batch)."""
     from throughput.advisor.workload import device_fixed_settings, precision_here
     opts = precision_here()
     amp = opts.candidates if "amp" in supported else ("fp32",)
-    space = SearchSpace(target_global_batch=g, micro_batch_size=micro_batch_candidates(g),
+    sizes = tuple(m for m in micro_batch_candidates(g) if m >= smallest) or micro_batch_candidates(g)
+    space = SearchSpace(target_global_batch=g, micro_batch_size=sizes,
                         num_workers=workers or _workers(), prefetch_factor=(2, 4), amp=amp,
                         activation_checkpointing=(False, True) if ac else (False,), extras=extras,
                         fixed={k: v for k, v in device_fixed_settings().items() if k in supported})

@@ -43,7 +43,8 @@ def run_script_advice(args: argparse.Namespace) -> int:
     g = _global_batch(args, batch * accum if batch else _samples_per_step(x), _tokens_per_sample(x))
     notes: list[str] = []
     split, caveat, workers = _stream(target, ctx, workers_now, session, notes)
-    space, left_out = _space(g, ScriptTarget.supported, _extras(args, ScriptTarget.supported), workers)
+    space, left_out = _space(g, ScriptTarget.supported, _extras(args, ScriptTarget.supported), workers,
+                             smallest=batch)
     start: dict[str, Setting] = {"num_workers": workers_now}
     if batch in space.micro_batch_size:
         start["micro_batch_size"] = batch
