@@ -49,8 +49,9 @@ def plan_gain(conf: Confirmation | None, cands: Sequence[Candidate], findings: S
 
 def emit(args: argparse.Namespace, findings: Sequence[Finding], target: TargetRef | None, header: Sequence[str],
          notes: Sequence[str], gain: Mapping[str, Any] | None = None, fingerprint: str | None = None,
-         keep_off: Sequence[str] = ()) -> int:
-    """Print the advice (text or JSON) and write the plan when asked. Returns the exit status (0)."""
+         keep_off: Sequence[str] = (), measurement: Mapping[str, Any] | None = None) -> int:
+    """Print the advice (text or JSON) and write the plan when asked. ``measurement``: how the measured
+    gains were measured (rounds, steps per run), for JSON readers. Returns the exit status (0)."""
     from throughput.report.advice import render_advice
     recs = unique(findings)
     plan = build_plan(recs, model_fingerprint=fingerprint, target=target, keep_off=keep_off, notes=notes)
@@ -60,7 +61,8 @@ def emit(args: argparse.Namespace, findings: Sequence[Finding], target: TargetRe
     data = advice_to_dict(plan, recs, target, info)
     notes = list(dict.fromkeys(n for n in notes if n))
     if getattr(args, "format", "text") == "json":
-        print(json.dumps({**data, "header": list(header), "notes": notes}, indent=2))
+        print(json.dumps({**data, "header": list(header), "notes": notes, "measurement": dict(measurement or {})},
+                         indent=2))
     else:
         print(render_advice(data, header, notes), end="")
     if args.plan_out is not None:

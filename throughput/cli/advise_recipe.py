@@ -56,7 +56,8 @@ def run_recipe_advice(args: argparse.Namespace) -> int:
     ref = TargetRef(kind="recipe", path=str(args.recipe))
     off = () if cfg["ckpt_every_steps"] or cfg["ckpt_every_s"] else ("ckpt_every_steps",)
     return emit(args, findings, ref, header, [*notes, *left_out, *result.notes, *conf.notes],
-                plan_gain(conf, cands, findings), fingerprint=fingerprint, keep_off=off)
+                plan_gain(conf, cands, findings), fingerprint=fingerprint, keep_off=off,
+                measurement={"confirm_rounds": args.confirm_rounds, "confirm_steps": steps})
 
 
 def _packing(recipe: Any, config: Mapping[str, Setting]) -> tuple[list[Candidate], list[Finding]]:

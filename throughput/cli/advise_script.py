@@ -67,7 +67,8 @@ def run_script_advice(args: argparse.Namespace) -> int:
               f"then {args.confirm_rounds} interleaved round(s) of {steps} steps measuring each change alone)"]
     ref = TargetRef(kind="script", path=str(args.target), args=tuple(args.args))
     all_notes = [*notes, *left_out, *precision_notes(x), *result.notes, *conf.notes]
-    return emit(args, findings, ref, header, all_notes, plan_gain(conf, cands, findings))
+    return emit(args, findings, ref, header, all_notes, plan_gain(conf, cands, findings),
+                measurement={"confirm_rounds": args.confirm_rounds, "confirm_steps": steps})
 
 
 def _start_config(ctx: Any, batch: int, workers: int) -> dict[str, Setting]:
