@@ -136,8 +136,9 @@ def render(result: dict[str, Any]) -> str:
              f"jobs), {m['date_utc']} UTC; total {result['total_s']:.0f} s. Every child runs with one intra-op "
              "thread. Load average (1 min) is given per target: the machine is shared, so the noise bands are "
              "wide when it is busy.", "",
-             "| target | recommendations | apply commands (exit 0 / all) | measured gains reproduced (within the stated noise) "
-             "| normal run / A/B baseline | load avg |", "|---|---|---|---|---|---|"]
+             "| target | recommendations | apply commands (exit 0 / all) "
+             "| measured gains reproduced (within the stated noise) | normal run / A/B baseline | load avg |",
+             "|---|---|---|---|---|---|"]
     for t in result["targets"]:
         ok = sum(a["exit"] == 0 for a in t["applied"])
         rep = sum(c["reproduced"] for c in t["checks"])

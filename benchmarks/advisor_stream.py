@@ -58,11 +58,13 @@ def render_stream_case(c: dict[str, Any]) -> list[str]:
     g0, g2 = c["grid"][0], c["grid"][2]
     d0, d2 = g0["digests"] or {}, g2["digests"] or {}
     ok = not c["adds_workers"] and c["split_finding"] is not None
-    return [f"## unsharded_stream: input-bound script, IterableDataset without get_worker_info (`{c['script']}`)", "",
-            f"- a grid by samples/s: num_workers=0 {g0['samples_per_s']:.4g}, num_workers=2 {g2['samples_per_s']:.4g}"
-            f" samples/s -> picks num_workers={c['grid_pick']}; but the first {d2.get('digest_batches')} batches with 2 "
-            f"workers held {d2.get('digest_samples')} samples of which {d2.get('digest_distinct')} distinct (0 workers: "
-            f"{d0.get('digest_samples')} of {d0.get('digest_distinct')}): the extra throughput is duplicated data",
+    return [f"## unsharded_stream: input-bound script, IterableDataset without get_worker_info "
+            f"(`{c['script']}`)", "",
+            f"- a grid by samples/s: num_workers=0 {g0['samples_per_s']:.4g}, num_workers=2 "
+            f"{g2['samples_per_s']:.4g} samples/s -> picks num_workers={c['grid_pick']}; but the first "
+            f"{d2.get('digest_batches')} batches with 2 workers held {d2.get('digest_samples')} samples of which "
+            f"{d2.get('digest_distinct')} distinct (0 workers: {d0.get('digest_samples')} of "
+            f"{d0.get('digest_distinct')}): the extra throughput is duplicated data",
             f"- the advisor ({c['advisor_s']:.0f} s): recommendations {c['advice_ids']}; proposes loader workers: "
             f"{'YES (wrong)' if c['adds_workers'] else 'no'}; shows the get_worker_info fix: "
             f"{'yes' if c['split_finding'] else 'NO'} -> {'target met' if ok else 'TARGET MISSED'}", ""]

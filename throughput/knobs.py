@@ -113,8 +113,8 @@ class Knob:
         canonical = self.aliases.get(value.lower(), value.lower())
         allowed = self.script_choices if for_script and self.script_choices is not None else self.choices
         if canonical not in allowed:
-            extra = ("" if allowed == self.choices else
-                     f" for a script ({' | '.join(c for c in self.choices if c not in allowed)} is for throughput train)")
+            others = " | ".join(c for c in self.choices if c not in allowed)
+            extra = "" if allowed == self.choices else f" for a script ({others} is for throughput train)"
             raise KnobError(f"{self.name} must be one of {' | '.join(allowed)}{extra}, got {value!r}")
         return canonical
 
@@ -266,7 +266,8 @@ def not_applicable(k: Knob, target: str) -> str:
     if target == "script":
         how = f"use throughput train recipe.py --set {k.name}=..." if k.recipe else "it needs a code change"
         code = k.code_change("...").splitlines()
-        return f"{k.name} cannot be set on an unmodified script ({how}; in code: {code[0]}{' ...' if len(code) > 1 else ''})"
+        more = " ..." if len(code) > 1 else ""
+        return f"{k.name} cannot be set on an unmodified script ({how}; in code: {code[0]}{more})"
     how = "it applies to scripts: throughput profile --set" if k.script else "it needs a code change"
     return f"{k.name} is not a training-loop key ({how})"
 

@@ -73,7 +73,8 @@ def code_change(finding: Finding, target: TargetRef) -> str | None:
         return finding.code_change
     if not finding.settings:
         return finding.action or None
-    manual = [(KNOBS[k], v) for k, v in finding.settings.items() if k in KNOBS and not target.takes(k) and v is not None]
+    manual = [(KNOBS[k], v) for k, v in finding.settings.items()
+              if k in KNOBS and not target.takes(k) and v is not None]
     unknown = [k for k in finding.settings if k not in KNOBS]
     parts = [_snippet(k, v) for k, v in manual] + [f"{k}: {finding.action}" for k in unknown]
     return "\n".join(parts) or None

@@ -18,6 +18,14 @@ from throughput.finding import Setting, as_int
 from throughput.knobs import KNOBS, show
 
 LOADER = ("num_workers", "prefetch_factor", "persistent_workers")
+# Knobs whose change to training a plan may carry, with the change said in its notes: packing keeps the
+# per-token loss (the loop normalizes by tokens) and the documents; only how many fit in a step moves.
+PLAN_ACCEPTS_CHANGES = frozenset({"packing"})
+
+
+def plan_may_carry(settings: Mapping[str, Setting], changes_training: str | None) -> bool:
+    """Whether a change may enter the plan: one that keeps the training as it is, or packing (said)."""
+    return changes_training is None or set(settings) <= PLAN_ACCEPTS_CHANGES
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,7 +90,8 @@ def _precision(start: Start, tuned: Mapping[str, Setting], evidence: Mapping[str
     code = None
     if tuned["amp"] == "fp16" and start.kind == "script":   # the zero-code autocast adds no GradScaler
         code = KNOBS["amp"].code_change("float16")
-    return Candidate(rule_id="probe.amp", title=f"{tuned['amp']} autocast{scaler}" + (" and TF32" if tuned.get("tf32") else ""),
+    title = f"{tuned['amp']} autocast{scaler}" + (" and TF32" if tuned.get("tf32") else "")
+    return Candidate(rule_id="probe.amp", title=title,
                      settings=settings, evidence=evidence.get("amp", ()), code_change=code,
                      changes_training=("fp16 needs a GradScaler, which a script must add itself (code change), or "
                                        "small gradients underflow" if code else None))
@@ -140,9 +149,9 @@ def _device(start: Start, tuned: Mapping[str, Setting], out_amp: bool) -> Candid
 
 
 def plan_settings(cands: list[Candidate]) -> dict[str, Setting]:
-    """The settings of every candidate that keeps the training as it is: the whole plan, measured as one."""
+    """The settings of every candidate the plan may carry: the whole plan, measured as one."""
     out: dict[str, Setting] = {}
     for c in cands:
-        if c.changes_training is None:
+        if plan_may_carry(c.settings, c.changes_training):
             out.update(c.settings)
     return out

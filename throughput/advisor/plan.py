@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from throughput.advisor.apply import TargetRef, recommendation
+from throughput.advisor.candidates import plan_may_carry
 from throughput.finding import Finding, Setting, rank
 from throughput.knobs import Value
 from throughput.loop.plan import Plan, load_plan, save_plan
@@ -36,6 +37,8 @@ def build_plan(findings: Sequence[Finding], measured: Mapping[str, Setting] | No
             continue
         settings.update(f.settings)
         out_notes += [f"{k}: {e}" for k in f.settings for e in f.evidence[:2]]
+        if f.changes_training:
+            out_notes.append(f"in the plan, and it changes training: {_describe(f.settings)}: {f.changes_training}")
     settings.update({k: v for k, v in (measured or {}).items() if target is None or target.takes(k)})
     clean: dict[str, Value] = {k: v for k, v in settings.items() if v is not None}
     return Plan(settings=clean, model_fingerprint=model_fingerprint, source="throughput advise",
@@ -43,7 +46,7 @@ def build_plan(findings: Sequence[Finding], measured: Mapping[str, Setting] | No
 
 
 def _left_out(f: Finding, target: TargetRef | None, keep_off: Sequence[str]) -> str | None:
-    if f.changes_training:
+    if not plan_may_carry(f.settings, f.changes_training):
         return f"changes training: {f.changes_training}"
     if any(k in keep_off for k in f.settings):
         return "the recipe has it off; turn it on yourself if you want it"

@@ -122,7 +122,8 @@ def precision(x: RuleInput) -> Finding | None:
         evidence.append(f"{x.summary.device_name} has bf16 and TF32 tensor cores (compute capability >= 8.0)")
         return Finding(rule_id="precision.bf16", title="Train in bf16 autocast with TF32 matmuls",
                        evidence=tuple(evidence), expected_gain=compute, confidence="medium",
-                       action="torch.autocast('cuda', dtype=torch.bfloat16); torch.backends.cuda.matmul.allow_tf32 = True",
+                       action="torch.autocast('cuda', dtype=torch.bfloat16); "
+                              "torch.backends.cuda.matmul.allow_tf32 = True",
                        changes_training="the numerics: bf16 autocast (check the loss curve against fp32)",
                        settings={"amp": "bf16", "tf32": True})
     if x.summary.device == "cuda":

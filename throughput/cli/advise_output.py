@@ -14,7 +14,7 @@ import sys
 from typing import Any, Mapping, Sequence
 
 from throughput.advisor.apply import TargetRef, apply_argv
-from throughput.advisor.candidates import plan_settings
+from throughput.advisor.candidates import plan_may_carry, plan_settings
 from throughput.advisor.confirm import Candidate, Confirmation
 from throughput.advisor.plan import advice_to_dict, build_plan, save_plan
 from throughput.finding import Finding, rank
@@ -38,10 +38,11 @@ def unique(findings: Sequence[Finding]) -> list[Finding]:
 def plan_gain(conf: Confirmation | None, cands: Sequence[Candidate], findings: Sequence[Finding]) -> dict[str, Any]:
     """The whole plan's measured gain, when the rounds measured exactly the settings the plan ends up
     with (every candidate that keeps the training as it is was worth it), else ``measured: false``."""
-    kept = {k: v for f in findings if f.measured and not f.changes_training for k, v in f.settings.items()}
+    kept = {k: v for f in findings if f.measured and plan_may_carry(f.settings, f.changes_training)
+            for k, v in f.settings.items()}
     if conf is not None and conf.plan is not None and conf.plan.gain is not None and kept == plan_settings(list(cands)):
         return {"measured": True, "expected_gain": conf.plan.gain, "gain_noise": conf.plan.noise}
-    single = [f for f in findings if f.measured and not f.changes_training]
+    single = [f for f in findings if f.measured and plan_may_carry(f.settings, f.changes_training)]
     if len(single) == 1 and single[0].settings == kept:
         return {"measured": True, "expected_gain": single[0].expected_gain, "gain_noise": single[0].gain_noise}
     return {"measured": False}

@@ -27,17 +27,17 @@ from throughput.thresholds import REPORTABLE_GAIN
 MAX_CONFIRM_STEPS = 200
 
 
-def _workers() -> tuple[int, ...]:
+def worker_counts() -> tuple[int, ...]:
     cores = os.cpu_count() or 1
     return tuple(sorted({0, 1, 2, *(w for w in (4, 8, 16) if w <= cores)}))
 
 
-def _settings(args: argparse.Namespace) -> SearchSettings:
+def search_settings(args: argparse.Namespace) -> SearchSettings:
     return SearchSettings(probe_steps=args.probe_steps, memory_budget_bytes=args.memory_budget,
                           time_budget_s=args.time_budget)
 
 
-def _global_batch(args: argparse.Namespace, samples_per_step: float | None, tokens_per_sample: float | None) -> int:
+def global_batch(args: argparse.Namespace, samples_per_step: float | None, tokens_per_sample: float | None) -> int:
     if args.target_global_batch:
         return int(args.target_global_batch)
     if args.target_tokens:
@@ -50,7 +50,7 @@ def _global_batch(args: argparse.Namespace, samples_per_step: float | None, toke
     return max(1, round(samples_per_step))
 
 
-def _extras(args: argparse.Namespace, supported: frozenset[str]) -> tuple[str, ...]:
+def extra_knobs(args: argparse.Namespace, supported: frozenset[str]) -> tuple[str, ...]:
     names = tuple(n.strip() for n in (args.candidates or "").split(",") if n.strip())
     unknown = [n for n in names if n not in supported or n in ("micro_batch_size", "num_workers", "amp")]
     if unknown:
@@ -59,7 +59,7 @@ def _extras(args: argparse.Namespace, supported: frozenset[str]) -> tuple[str, .
     return names
 
 
-def _space(g: int, supported: frozenset[str], extras: tuple[str, ...] = (), workers: tuple[int, ...] | None = None,
+def search_space(g: int, supported: frozenset[str], extras: tuple[str, ...] = (), workers: tuple[int, ...] | None = None,
            ac: bool = False, smallest: int = 0) -> tuple[SearchSpace, tuple[str, ...]]:
     """The search space on this machine, and why precision options were left out (hardware rule).
     ``smallest``: no micro-batch below it (a script's own batch: a smaller one shrinks its global batch)."""
@@ -68,26 +68,26 @@ def _space(g: int, supported: frozenset[str], extras: tuple[str, ...] = (), work
     amp = opts.candidates if "amp" in supported else ("fp32",)
     sizes = tuple(m for m in micro_batch_candidates(g) if m >= smallest) or micro_batch_candidates(g)
     space = SearchSpace(target_global_batch=g, micro_batch_size=sizes,
-                        num_workers=workers or _workers(), prefetch_factor=(2, 4), amp=amp,
+                        num_workers=workers or worker_counts(), prefetch_factor=(2, 4), amp=amp,
                         activation_checkpointing=(False, True) if ac else (False,), extras=extras,
                         fixed={k: v for k, v in device_fixed_settings().items() if k in supported})
     return space, opts.left_out
 
 
-def _run_search(target: ProbeTarget, space: SearchSpace, args: argparse.Namespace,
+def run_search(target: ProbeTarget, space: SearchSpace, args: argparse.Namespace,
                 start: Mapping[str, Setting]) -> SearchResult:
     try:
-        return search(target, space, _settings(args), start=start)
+        return search(target, space, search_settings(args), start=start)
     except AdvisorError as e:
         raise CliError(str(e)) from None
 
 
-def _search_evidence(result: SearchResult) -> dict[str, tuple[str, ...]]:
+def search_evidence(result: SearchResult) -> dict[str, tuple[str, ...]]:
     """The search's own measurements per knob (its ``probe.<knob>`` steps), as evidence lines."""
     return {f.rule_id.removeprefix("probe."): tuple(f"search: {e}" for e in f.evidence[:1]) for f in result.findings}
 
 
-def _confirm_steps(args: argparse.Namespace, step_s: float | None) -> int:
+def confirm_steps(args: argparse.Namespace, step_s: float | None) -> int:
     """Measured steps per confirmation run: at least ``--confirm-window`` seconds of steady steps at the
     baseline's step time (a probe shorter than a normal run's steady state measures start-up, not speed)."""
     if not step_s or step_s <= 0:
@@ -95,13 +95,13 @@ def _confirm_steps(args: argparse.Namespace, step_s: float | None) -> int:
     return max(args.probe_steps, min(MAX_CONFIRM_STEPS, math.ceil(args.confirm_window / step_s)))
 
 
-def _confirmed(target: Any, cands: list[Candidate], args: argparse.Namespace, steps: int) -> Confirmation:
+def confirm_alone(target: Any, cands: list[Candidate], args: argparse.Namespace, steps: int) -> Confirmation:
     if not cands:
         return Confirmation()      # nothing to measure: no baseline runs either
     return confirm(target, cands, rounds=args.confirm_rounds, steps=steps, plan_settings=plan_settings(cands))
 
 
-def _rules_not_covered(x: Any, covered: set[str], drop: set[str]) -> list[Finding]:
+def rules_not_covered(x: Any, covered: set[str], drop: set[str]) -> list[Finding]:
     """Rule findings on the baseline profile that the measurements did not cover (no duplicates)."""
     out = []
     for f in apply_rules(x):
@@ -113,7 +113,7 @@ def _rules_not_covered(x: Any, covered: set[str], drop: set[str]) -> list[Findin
     return out
 
 
-def _cadence(x: Any, args: argparse.Namespace, notes: list[str]) -> list[Finding]:
+def cadence(x: Any, args: argparse.Namespace, notes: list[str]) -> list[Finding]:
     mtbf = args.mtbf_hours * 3600 if args.mtbf_hours else None
     f = cadence_finding(x, num_gpus=args.num_gpus, delta_s=args.checkpoint_save_s, mtbf_s=mtbf,
                         max_lost_work_s=args.max_lost_work_min * 60 if args.max_lost_work_min else None)

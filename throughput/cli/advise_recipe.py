@@ -14,8 +14,14 @@ from throughput.advisor.rules import MTBF_NOTE, checkpoint_plan_finding, job_mtb
 from throughput.advisor.stream_check import duplicated_finding
 from throughput.advisor.train_target import TrainTarget
 from throughput.cli.advise_output import emit, plan_gain
-from throughput.cli.advise_probe import _confirm_steps, _confirmed, _extras, _run_search, _search_evidence, _space
+from throughput.cli.advise_probe import (confirm_alone, confirm_steps, extra_knobs, run_search, search_evidence,
+                                         search_space)
 from throughput.cli.errors import CliError
+
+PACKING_CHANGES = ("the batches' layout: each row holds several documents (positions and attention restart per "
+                   "document, the loss is normalized per token as before), so a step carries more real tokens "
+                   "than the padded rows did; scale the learning rate or the number of steps if you keep the "
+                   "tokens per run fixed")
 from throughput.finding import Finding, Setting, as_int
 
 
@@ -34,19 +40,19 @@ def run_recipe_advice(args: argparse.Namespace) -> int:
     workers = (cfg["num_workers"],) if check is not None and check.verdict == "duplicated" else None
     if check is not None:
         notes.append("IterableDataset: " + "; ".join(check.evidence))
-    space, left_out = _space(g, target.supported, _extras(args, target.supported), workers)
+    space, left_out = search_space(g, target.supported, extra_knobs(args, target.supported), workers)
     start = {k: cfg[k] for k in ("micro_batch_size", "num_workers") if k != "micro_batch_size"
              or cfg[k] in space.micro_batch_size}
-    result = _run_search(target, space, args, start)
+    result = run_search(target, space, args, start)
     caveat = None if check is None or check.verdict == "split" else "; ".join(check.evidence)
     cands = candidates(Start(kind="recipe", config=cfg, stream_caveat=caveat), result.config,
-                       _search_evidence(result), space.extras)
+                       search_evidence(result), space.extras)
     packing, packing_code = _packing(target.recipe, result.config)
     cands += packing
     runner = TrainTarget(args.recipe, timeout_s=args.probe_timeout)
     step_s = g / result.baseline.result.samples_per_s if result.baseline.result.samples_per_s else None
-    steps = _confirm_steps(args, step_s)
-    conf = _confirmed(runner, cands, args, steps)
+    steps = confirm_steps(args, step_s)
+    conf = confirm_alone(runner, cands, args, steps)
     findings: list[Finding] = conf.findings + packing_code + _checkpoint(args, target, result.config, cfg, step_s, notes)
     if check is not None and check.verdict == "duplicated":
         findings.append(duplicated_finding(check))
@@ -75,7 +81,7 @@ def _packing(recipe: Any, config: Mapping[str, Setting]) -> tuple[list[Candidate
         return [], [replace(f, settings={}, code_change=code,
                             evidence=f.evidence + ("this recipe's build_datasets ignores config.packing",))]
     return [Candidate(rule_id="probe.packing", title="Pack sequences (--set packing=true)", settings={"packing": True},
-                      evidence=f.evidence, metric="tokens")], []
+                      evidence=f.evidence, metric="tokens", changes_training=PACKING_CHANGES)], []
 
 
 def _checkpoint(args: argparse.Namespace, target: Any, config: Mapping[str, Setting], cfg: Mapping[str, Any],

@@ -17,8 +17,8 @@ from throughput.advisor.rules import precision_notes, rule_input
 from throughput.advisor.script import ScriptTarget
 from throughput.advisor.stream_check import CHECK_BATCHES, check_script, duplicated_finding
 from throughput.cli.advise_output import emit, plan_gain
-from throughput.cli.advise_probe import (_cadence, _confirm_steps, _confirmed, _extras, _global_batch, _rules_not_covered,
-                                         _run_search, _search_evidence, _space)
+from throughput.cli.advise_probe import (cadence, confirm_alone, confirm_steps, extra_knobs, global_batch,
+                                         rules_not_covered, run_search, search_evidence, search_space)
 from throughput.cli.errors import CliError
 from throughput.finding import Finding, Setting, as_int
 
@@ -40,28 +40,28 @@ def run_script_advice(args: argparse.Namespace) -> int:
     batch = int(ctx["batch_size"]) if isinstance(ctx.get("batch_size"), int) else 0
     accum = max(1, round(x.summary.micro_steps_per_step or 1.0))
     workers_now = as_int(ctx.get("num_workers", 0))
-    g = _global_batch(args, batch * accum if batch else _samples_per_step(x), _tokens_per_sample(x))
+    g = global_batch(args, batch * accum if batch else _samples_per_step(x), _tokens_per_sample(x))
     notes: list[str] = []
     split, caveat, workers = _stream(target, ctx, workers_now, session, notes)
-    space, left_out = _space(g, ScriptTarget.supported, _extras(args, ScriptTarget.supported), workers,
+    space, left_out = search_space(g, ScriptTarget.supported, extra_knobs(args, ScriptTarget.supported), workers,
                              smallest=batch)
     start: dict[str, Setting] = {"num_workers": workers_now}
     if batch in space.micro_batch_size:
         start["micro_batch_size"] = batch
-    result = _run_search(target, space, args, start)
+    result = run_search(target, space, args, start)
     start_cfg = _start_config(ctx, batch, workers_now)
     cands = candidates(Start(kind="script", config=start_cfg, accum=accum, stream_caveat=caveat), result.config,
-                       _search_evidence(result), space.extras)
+                       search_evidence(result), space.extras)
     alloc, why = allocator_candidate(session, first.last_maxrss_bytes)
     cands += [alloc] if alloc else []
     notes += [why] if why else []
-    steps = _confirm_steps(args, x.summary.step_time.median_s if x.summary.step_time else None)
-    conf = _confirmed(target, cands, args, steps)
+    steps = confirm_steps(args, x.summary.step_time.median_s if x.summary.step_time else None)
+    conf = confirm_alone(target, cands, args, steps)
     covered = {k for c in cands for k in c.settings} | {"num_workers", "amp", "micro_batch_size", "prefetch_factor",
                                                          "persistent_workers", "tf32", "pin_memory"}
     drop = {"host.page_faults"} if alloc else set()
     drop |= {"data.num_workers"} if split else set()
-    findings = conf.findings + ([split] if split else []) + _rules_not_covered(x, covered, drop) + _cadence(x, args, notes)
+    findings = conf.findings + ([split] if split else []) + rules_not_covered(x, covered, drop) + cadence(x, args, notes)
     header = [f"advice for {script} ({x.summary.device_name}): global batch {g} samples; "
               f"{len(result.trials) + len(conf.trials) + 1} runs (search probes of {args.probe_steps} steps, "
               f"then {args.confirm_rounds} interleaved round(s) of {steps} steps measuring each change alone)"]
