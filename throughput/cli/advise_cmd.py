@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ def _merge_trailing_options(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _merge_trailing_options(args)
+    args.started = time.perf_counter()        # --time-budget counts from here (search and confirmation)
     args.format = args.format or "text"
     args.confirm_rounds = 3 if args.confirm_rounds is None else args.confirm_rounds
     args.confirm_window = 2.0 if args.confirm_window is None else args.confirm_window

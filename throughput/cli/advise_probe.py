@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -98,7 +99,9 @@ def confirm_steps(args: argparse.Namespace, step_s: float | None) -> int:
 def confirm_alone(target: Any, cands: list[Candidate], args: argparse.Namespace, steps: int) -> Confirmation:
     if not cands:
         return Confirmation()      # nothing to measure: no baseline runs either
-    return confirm(target, cands, rounds=args.confirm_rounds, steps=steps, plan_settings=plan_settings(cands))
+    budget, started = args.time_budget, getattr(args, "started", time.perf_counter())
+    return confirm(target, cands, rounds=args.confirm_rounds, steps=steps, plan_settings=plan_settings(cands),
+                   out_of_time=lambda: budget is not None and time.perf_counter() - started > budget)
 
 
 def rules_not_covered(x: Any, covered: set[str], drop: set[str]) -> list[Finding]:

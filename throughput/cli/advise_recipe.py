@@ -41,7 +41,7 @@ def run_recipe_advice(args: argparse.Namespace) -> int:
     if check is not None:
         notes.append("IterableDataset: " + "; ".join(check.evidence))
     space, left_out = search_space(g, target.supported, extra_knobs(args, target.supported), workers)
-    start = {k: cfg[k] for k in ("micro_batch_size", "num_workers") if k != "micro_batch_size"
+    start = {k: cfg[k] for k in ("micro_batch_size", "num_workers", "amp") if k != "micro_batch_size"
              or cfg[k] in space.micro_batch_size}
     result = run_search(target, space, args, start)
     caveat = None if check is None or check.verdict == "split" else "; ".join(check.evidence)

@@ -43,13 +43,14 @@ def run_script_advice(args: argparse.Namespace) -> int:
     g = global_batch(args, batch * accum if batch else _samples_per_step(x), _tokens_per_sample(x))
     notes: list[str] = []
     split, caveat, workers = _stream(target, ctx, workers_now, session, notes)
+    # no DataLoader batch size to set (manual batching): the micro-batch is not a knob of this script
     space, left_out = search_space(g, ScriptTarget.supported, extra_knobs(args, ScriptTarget.supported), workers,
-                             smallest=batch)
+                                   smallest=batch or g)
     start: dict[str, Setting] = {"num_workers": workers_now}
-    if batch in space.micro_batch_size:
-        start["micro_batch_size"] = batch
+    if (batch or g) in space.micro_batch_size:
+        start["micro_batch_size"] = batch or g
     result = run_search(target, space, args, start)
-    start_cfg = _start_config(ctx, batch, workers_now)
+    start_cfg = _start_config(ctx, batch or g, workers_now)
     cands = candidates(Start(kind="script", config=start_cfg, accum=accum, stream_caveat=caveat), result.config,
                        search_evidence(result), space.extras)
     alloc, why = allocator_candidate(session, first.last_maxrss_bytes)
@@ -74,7 +75,7 @@ def run_script_advice(args: argparse.Namespace) -> int:
 def _start_config(ctx: Any, batch: int, workers: int) -> dict[str, Setting]:
     """What the script does now, as the profile recorded it (its DataLoader's settings, no autocast added)."""
     prefetch = ctx.get("prefetch_factor")
-    return {"micro_batch_size": batch or None, "num_workers": workers, "amp": "fp32",
+    return {"micro_batch_size": batch, "num_workers": workers, "amp": "fp32",
             "prefetch_factor": prefetch if isinstance(prefetch, int) else 2,
             "persistent_workers": bool(ctx.get("persistent_workers", False)),
             "pin_memory": bool(ctx.get("pin_memory", False))}
