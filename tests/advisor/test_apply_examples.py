@@ -16,7 +16,7 @@ from throughput.advisor.apply import with_options
 
 REPO = Path(__file__).resolve().parents[2]
 # Short settings: the test is about the commands, not the numbers (one confirmation round, short windows).
-QUICK = ["--probe-steps", "2", "--confirm-rounds", "1", "--confirm-window", "0.3", "--time-budget", "20"]
+QUICK = ["--probe-steps", "2", "--confirm-rounds", "1", "--confirm-window", "0.3", "--time-budget", "5"]
 TARGETS = [
     (["examples/zerocode/slow_loader.py", "--steps", "60"], "probe.num_workers"),
     (["examples/zerocode/unsharded_stream.py", "--steps", "60"], "data.worker_split"),
@@ -50,6 +50,8 @@ def test_every_apply_command_runs(target: list[str], expected: str | None, tmp_p
     ids = [r["id"] for r in recs]
     assert len(ids) == len(set(ids))                                   # no duplicates
     assert all(r["expected_gain"] is None or round(r["expected_gain"] * 100) != 0 for r in recs)   # no "+0%"
+    if expected == "probe.num_workers":   # input-bound: workers measured alone, with the command that applies them
+        assert expected in ids and next(r for r in recs if r["id"] == expected)["measured"]
     if expected == "data.worker_split":   # the stream is not split: workers are never proposed
         assert expected in ids and not any("num_workers" in r["settings"] for r in recs)
         assert "get_worker_info" in next(r for r in recs if r["id"] == expected)["code_change"]
