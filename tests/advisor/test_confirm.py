@@ -3,6 +3,7 @@ recommendation is applied (apply.py), and the worker-split check on real DataLoa
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import pytest
@@ -126,3 +127,17 @@ def test_split_judgement_hand_made() -> None:
     assert judge_split(zero, dict(zero)).verdict == "split"
     assert judge_split(zero, {**zero, "digest_set": "c"}).verdict == "unconfirmed"
     assert judge_split(None, zero).verdict == "unconfirmed"
+
+
+def test_train_runs_are_read_from_metrics_over_training_time() -> None:
+    from throughput.advisor.train_target import TrainTarget, measure_records
+    records = [{"samples": 32, "tokens": None, "train_s": 1.0, "loss": 2.0, "phase_s": {"data": 0.5}}] * 2 + \
+              [{"samples": 32, "tokens": None, "train_s": 0.25, "loss": 1.0, "phase_s": {"data": 0.05}}] * 4
+    r = measure_records(records, warmup=2)
+    # 4 steady steps of 32 samples in 4 x 0.25 s: 128 / 1.0 = 128 samples/s; data 0.2 of 1.0 s; no tokens
+    assert r.samples_per_s == 128.0 and r.tokens_per_s is None and r.steps == 4
+    assert r.data_wait_share == pytest.approx(0.2) and r.losses == (1.0,) * 4
+    cmd = TrainTarget("cnn.py").command({"num_workers": 2, "grad_accum": 2, "seed": None}, 10, out_dir=Path("o"))
+    # 2 workers prefetch 2 x 2 batches: warm-up 5 steps, then the 10 measured
+    assert cmd[2:] == ["throughput", "train", "cnn.py", "--quiet", "--out", "o", "--max-steps", "15",
+                       "--set", "grad_accum=2", "--set", "num_workers=2"]

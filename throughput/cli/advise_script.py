@@ -23,11 +23,14 @@ from throughput.cli.errors import CliError
 from throughput.finding import Finding, Setting, as_int
 
 
-def run_script_advice(args: argparse.Namespace) -> int:
-    script = Path(args.target)
-    if not script.is_file():
-        raise CliError(f"{script}: no such script")
-    target = ScriptTarget(script, args.args, timeout_s=args.probe_timeout)
+# Knobs the search measures for a script: a rule's estimate for them is superseded by the measurement.
+SEARCHED = frozenset({"num_workers", "amp", "micro_batch_size", "prefetch_factor", "persistent_workers", "tf32",
+                      "pin_memory"})
+
+
+def _profile(args: argparse.Namespace, script: Path) -> tuple[ScriptTarget, Any]:
+    """The first run: the script as it is, profiled (with the sample digests of its first batches, for
+    the worker-split check). One line and exit status 2 when it trains nothing."""
     first = ScriptTarget(script, args.args, timeout_s=args.probe_timeout, digests=CHECK_BATCHES)
     base = first.run({}, max(args.probe_steps, CHECK_BATCHES))
     session = first.last_session
@@ -35,6 +38,15 @@ def run_script_advice(args: argparse.Namespace) -> int:
         why = base.error or "no training steps were seen"
         raise CliError(f"{script}: the profiling run gave nothing to tune ({why}); check that the script "
                        "trains (calls loss.backward() and optimizer.step())")
+    return first, session
+
+
+def run_script_advice(args: argparse.Namespace) -> int:
+    script = Path(args.target)
+    if not script.is_file():
+        raise CliError(f"{script}: no such script")
+    target = ScriptTarget(script, args.args, timeout_s=args.probe_timeout)
+    first, session = _profile(args, script)
     x = rule_input(session)
     ctx = x.context
     batch = int(ctx["batch_size"]) if isinstance(ctx.get("batch_size"), int) else 0
@@ -58,11 +70,7 @@ def run_script_advice(args: argparse.Namespace) -> int:
     notes += [why] if why else []
     steps = confirm_steps(args, x.summary.step_time.median_s if x.summary.step_time else None)
     conf = confirm_alone(target, cands, args, steps)
-    covered = {k for c in cands for k in c.settings} | {"num_workers", "amp", "micro_batch_size", "prefetch_factor",
-                                                         "persistent_workers", "tf32", "pin_memory"}
-    drop = {"host.page_faults"} if alloc else set()
-    drop |= {"data.num_workers"} if split else set()
-    findings = conf.findings + ([split] if split else []) + rules_not_covered(x, covered, drop) + cadence(x, args, notes)
+    findings = conf.findings + ([split] if split else []) + _unmeasured(x, args, cands, split, notes)
     header = [f"advice for {script} ({x.summary.device_name}): global batch {g} samples; "
               f"{len(result.trials) + len(conf.trials) + 1} runs (search probes of {args.probe_steps} steps, "
               f"then {args.confirm_rounds} interleaved round(s) of {steps} steps measuring each change alone)"]
@@ -70,6 +78,15 @@ def run_script_advice(args: argparse.Namespace) -> int:
     all_notes = [*notes, *left_out, *precision_notes(x), *result.notes, *conf.notes]
     return emit(args, findings, ref, header, all_notes, plan_gain(conf, cands, findings),
                 measurement={"confirm_rounds": args.confirm_rounds, "confirm_steps": steps})
+
+
+def _unmeasured(x: Any, args: argparse.Namespace, cands: list[Any], split: Finding | None,
+                notes: list[str]) -> list[Finding]:
+    """The profile's rules for what the search and the confirmation did not cover, and the cadence."""
+    covered = {k for c in cands for k in c.settings} | SEARCHED
+    drop = ({"host.page_faults"} if "malloc_threshold_bytes" in covered else set()) | (
+        {"data.num_workers"} if split else set())
+    return rules_not_covered(x, covered, drop) + cadence(x, args, notes)
 
 
 def _start_config(ctx: Any, batch: int, workers: int) -> dict[str, Setting]:
