@@ -77,7 +77,8 @@ def run_measured(argv: list[str], steps: int) -> tuple[int, ProbeResult]:
         opts = ["--max-steps", str(steps + WARMUP), "--out", str(tmp / "out"), "--quiet"]
         if argv[1] == "profile":
             opts += ["--warmup-steps", str(WARMUP)]
-        done = subprocess.run([sys.executable, "-m", *with_options(argv, opts)[1:]], capture_output=True, text=True,
+        # argv[0] is "throughput": run as python -m throughput, with this interpreter
+        done = subprocess.run([sys.executable, "-m", *with_options(argv, opts)], capture_output=True, text=True,
                               cwd=REPO, env=_env(), timeout=1800)
         if argv[1] == "profile":
             result, _ = parse_probe(tmp / "out" / "session.json", done.stdout + done.stderr, 0, False, 1800)
@@ -156,6 +157,7 @@ def render(result: dict[str, Any]) -> str:
                 f" +/- {r['gain_noise']:.0%}" if r["gain_noise"] is not None else "")
             lines.append(f"- `{r['id']}` {r['title']}: {gain}, {'measured' if r['measured'] else 'not measured'}"
                          + (f"; changes training: {r['changes_training']}" if r["changes_training"] else ""))
+        lines += [f"- note: {n}" for n in t["advice"]["notes"]]
         for a in t["applied"]:
             lines.append(f"- apply `{' '.join(a['argv'])}` -> exit {a['exit']}")
         for c in t["checks"]:
