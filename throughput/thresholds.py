@@ -24,6 +24,7 @@ CHECKPOINT_HEAVY_SHARE: Final = 0.15     # checkpointing above this: checkpoint 
 UNATTRIBUTED_SHARE: Final = 0.40         # time outside every phase above this: add phases / py-spy
 GPU_IDLE_SHARE: Final = 0.30             # device idle above this (CUDA): the host cannot feed the GPU
 COMPUTE_SHARE: Final = 0.50              # forward+backward above this: precision matters most
+MEMORY_HEADROOM_MIN_SHARE: Final = 0.05  # less device memory left at the allocator's peak: memory-bound (CUDA)
 PADDING_FRACTION: Final = 0.15           # padding above this share of tokens: pack sequences
 PACKING_MIN_GAIN: Final = 0.02           # packing recommended only above this token gain
 

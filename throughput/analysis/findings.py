@@ -40,7 +40,9 @@ ITERABLE_WORKERS_CAVEAT = ("the dataset is an IterableDataset: first make its __
                            "yields every sample")
 
 # Events that carry data for other sections of the report, not hygiene observations.
-DATA_EVENT_KINDS = frozenset({"context", "pyspy_hot"})
+DATA_EVENT_KINDS = frozenset({"context", "pyspy_hot", "pyspy_window",
+                              # the view window (capture/window.py): operators, memory per phase
+                              "window", "operator", "op_span", "memory_phase", "memory_step", "memory_run"})
 
 
 def findings(events: Sequence[Event], steps: Sequence[StepRecord], phases: Sequence[PhaseStats],

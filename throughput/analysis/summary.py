@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 from throughput.analysis.breakdown import PhaseStats, breakdown
 from throughput.analysis.findings import findings
-from throughput.finding import Finding
+from throughput.analysis.memory import MemorySummary, memory_summary
 from throughput.analysis.mfu import Mfu, run_mfu
+from throughput.analysis.operators import Operators, operators, window_of
 from throughput.analysis.rates import Rates, rates
 from throughput.analysis.stats import Distribution, distribution
 from throughput.analysis.verdict import Verdict, verdict
+from throughput.finding import Finding
 from throughput.session.records import StepRecord
 from throughput.session.session import Session
 
@@ -39,12 +42,17 @@ class Summary:
     notes: tuple[str, ...]
     findings: tuple[Finding, ...] = ()    # training-hygiene findings (analysis/findings.py)
     mfu: Mfu | None = None                # None only for summaries built by hand
+    operators: Operators | None = None    # the --ops window's top operators per phase
+    memory: MemorySummary | None = None   # memory per phase (view window) and for the run
 
 
 def steady_steps(session: Session) -> tuple[tuple[StepRecord, ...], tuple[StepRecord, ...], str | None]:
     """(warm-up steps, measured steps, note). If the run is too short to drop warm-up, all steps are
     measured and the note says so rather than reporting nothing."""
     steps = session.steps
+    window = window_of(session)
+    if window is not None:   # the operator window's steps ran slower: never part of the figures
+        steps = tuple(s for s in steps if not window.excludes(s.index))
     k = session.info.warmup_steps
     if len(steps) > k:
         return steps[:k], steps[k:], None
@@ -74,17 +82,32 @@ def summarize(session: Session) -> Summary:
     notes = tuple(info.notes) + ((note,) if note else ())
     if not session.steps:
         notes += ("no training steps were seen",)
+    ops = operators(session, math.fsum(s.duration_s for s in measured) / len(measured) if measured else None)
+    memory = memory_summary(session)
+    notes += _window_note(session, ops)
     return Summary(
         run_id=info.run_id, device=info.device, device_name=info.device_name, world_size=info.world_size,
         rank=info.rank, step_rule=info.step_rule.value, end=info.end.value, end_detail=info.end_detail,
         partial=info.partial, steps_total=len(session.steps), warmup_steps=len(warm),
         steps_measured=len(measured), step_time=_dist(measured), warmup_step_time=_dist(warm),
         phases=phases, rates=r, micro_steps_per_step=micro,
-        verdict=verdict(phases, info.device, r.device_busy_share, context, info.device_name), notes=notes,
+        verdict=verdict(phases, info.device, r.device_busy_share, context, memory, device_name=info.device_name),
+        notes=notes,
         findings=findings(session.events, session.steps, phases, info.device, context,
                           telemetry=session.telemetry, measured=measured),
-        mfu=run_mfu(info, measured),
+        mfu=run_mfu(info, measured), operators=ops, memory=memory,
     )
+
+
+def _window_note(session: Session, ops: Operators | None) -> tuple[str, ...]:
+    window = window_of(session)
+    if window is None:
+        return ()
+    slower = f" ({ops.slowdown:.2f}x the steady-state step time)" if ops is not None and ops.slowdown else ""
+    under = " and ".join(name for name, on in (("torch.profiler", window.ops),
+                                               ("the allocator's history recorder", window.memory_snapshot)) if on)
+    return (f"steps {window.excluded_first}-{window.excluded_last} ran under {under}{slower} and are "
+            "left out of the steady-state figures",)
 
 
 def _dist(steps: Sequence[StepRecord]) -> Distribution | None:

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from throughput.analysis.breakdown import PhaseStats
+from throughput.analysis.memory import MemorySummary
 from throughput.hardware import PrecisionOptions, precision_options
 from throughput.thresholds import (CHECKPOINT_HEAVY_SHARE, EVAL_HEAVY_SHARE, GPU_IDLE_SHARE, INPUT_BOUND_SHARE,
-                                   OPTIMIZER_BOUND_SHARE, UNATTRIBUTED_SHARE)
+                                   MEMORY_HEADROOM_MIN_SHARE, OPTIMIZER_BOUND_SHARE, UNATTRIBUTED_SHARE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,7 +28,8 @@ class Verdict:
 
     @property
     def headline(self) -> str:
-        return f"{self.kind.replace('_', '-')} ({self.share:.0%} of step time)"
+        what = "of device memory in use" if self.kind == "memory_bound" else "of step time"
+        return f"{self.kind.replace('_', '-')} ({self.share:.0%} {what})"
 
 
 def _share(phases: Sequence[PhaseStats], *names: str) -> float:
@@ -48,9 +50,11 @@ def precision_for(device: str, device_name: str, context: Mapping[str, float | i
 
 
 def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share: float | None = None,
-            context: Mapping[str, float | int | str | bool] | None = None, device_name: str = "") -> Verdict:
+            context: Mapping[str, float | int | str | bool] | None = None,
+            memory: MemorySummary | None = None, device_name: str = "") -> Verdict:
     """Name the bottleneck. ``context`` may carry facts seen at capture (``num_workers``,
-    ``pin_memory``, ``optimizer`` class, ``fused``, the hardware facts) that sharpen the advice."""
+    ``pin_memory``, ``optimizer`` class, ``fused``, the hardware facts) that sharpen the advice;
+    ``memory`` (CUDA) the allocator's retries and the headroom left at its peak."""
     ctx = dict(context or {})
     if not phases:
         return Verdict(kind="no_steps", phase=None, share=0.0, evidence=("no training steps were measured",),
@@ -58,6 +62,9 @@ def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share
     data = _share(phases, "data")
     if data >= INPUT_BOUND_SHARE:
         return _input_bound(data, device, ctx)
+    tight = _memory_bound(memory) if device == "cuda" else None
+    if tight is not None:
+        return tight
     if device == "cuda" and device_busy_share is not None and 1 - device_busy_share >= GPU_IDLE_SHARE:
         idle = 1 - device_busy_share
         return Verdict(kind="host_bound", phase=None, share=idle,
@@ -132,3 +139,26 @@ def _input_bound(data: float, device: str, ctx: dict[str, float | int | str | bo
                        + " <script>")
     return Verdict(kind="input_bound", phase="data", share=data, evidence=tuple(evidence),
                    action="; ".join(actions))
+
+
+def _memory_bound(memory: MemorySummary | None) -> Verdict | None:
+    """Memory-bound when the caching allocator had to free its cache and retry a cudaMalloc (each retry
+    synchronizes the device) or when less than ``MEMORY_HEADROOM_MIN_SHARE`` of the device is left."""
+    if memory is None:
+        return None
+    headroom = memory.headroom_share
+    retries = memory.alloc_retries or 0
+    if retries == 0 and (headroom is None or headroom >= MEMORY_HEADROOM_MIN_SHARE):
+        return None
+    evidence = []
+    if retries:
+        evidence.append(f"the CUDA caching allocator retried {retries} allocation(s) after freeing its cache "
+                        "(each retry synchronizes the device)")
+    if headroom is not None:
+        evidence.append(f"headroom {headroom:.1%} of device memory at the allocator's peak "
+                        f"(memory-bound below {MEMORY_HEADROOM_MIN_SHARE:.0%})")
+    return Verdict(kind="memory_bound", phase=None, share=1.0 - headroom if headroom is not None else 1.0,
+                   evidence=tuple(evidence),
+                   action="lower the peak: a smaller micro-batch with gradient accumulation, activation "
+                          "checkpointing, bf16 autocast; or set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True "
+                          "to cut fragmentation")

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from throughput.capture.batch import BatchDescriber, BatchStats
 from throughput.capture.device import device_name, resolve_device, torch_version
+from throughput.capture.environment import run_environment
 from throughput.capture.recorder import PhaseMisuseError, Recorder, _Frame
 from throughput.capture.steps import keep_loss, step_meta, to_float
 from throughput.session.records import Event, RunEnd, RunInfo, StepRule, TelemetrySample
@@ -305,6 +306,7 @@ class Profiler:
             origin_s=self._origin_s, started_unix_s=self._started_unix_s, step_rule=self.step_rule,
             warmup_steps=self.warmup_steps, end=self._end, end_detail=self._end_detail,
             exit_code=self._exit_code, notes=tuple(self._notes) + _span_note(rec),
+            environment=run_environment(),
         )
         if self.info_overrides:
             from dataclasses import replace

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from throughput.session.records import Span, StepRecord
 from throughput.timing.clock import Clock, time_reader
@@ -27,6 +27,13 @@ from throughput.timing.cuda import DeviceTimer
 
 DRAIN_EVERY_STEPS = 32
 DRAIN_AT_LOG_ENTRIES = 4096   # bounds the log of a run that opens phases but never ends a step
+
+
+class BoundaryObserver(Protocol):
+    """Told of every phase boundary while installed with ``Recorder.observe`` (times: the run's clock)."""
+
+    def opened(self, phase: str, now_s: float) -> None: ...
+    def closed(self, phase: str, now_s: float) -> None: ...
 
 
 class PhaseMisuseError(RuntimeError):
@@ -141,6 +148,31 @@ class Recorder:
         if self._timer is not None or self._steps_since_drain >= DRAIN_EVERY_STEPS:
             self._drain()
         return index
+
+    def observe(self, observer: "BoundaryObserver | None") -> None:
+        """Call ``observer.opened(phase, now_s)`` after every ``open`` and ``observer.closed(phase,
+        now_s)`` after every ``close`` (with the times the recorder logged), until ``observe(None)``.
+
+        For views that look at a few steps closely (memory per phase, the operator window). While no
+        observer is set the hot path is untouched: the observing versions of ``open``/``close`` are
+        instance attributes that shadow the class's methods only while installed.
+        """
+        if observer is None:
+            self.__dict__.pop("open", None)
+            self.__dict__.pop("close", None)
+            return
+        plain_open, plain_close, log = Recorder.open, Recorder.close, self._log
+
+        def open(phase: str) -> _Frame:
+            frame = plain_open(self, phase)
+            observer.opened(phase, frame[1])
+            return frame
+
+        def close(frame: _Frame) -> None:
+            plain_close(self, frame)
+            observer.closed(frame[0], log[-1][1] if log else self._now())
+
+        self.__dict__["open"], self.__dict__["close"] = open, close
 
     def close_through(self, frame: _Frame) -> tuple[str, ...]:
         """Close every phase opened after ``frame``, then ``frame`` itself (innermost first).
