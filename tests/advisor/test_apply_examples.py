@@ -16,7 +16,9 @@ from throughput.advisor.apply import with_options
 
 REPO = Path(__file__).resolve().parents[2]
 # Short settings: the test is about the commands, not the numbers (one confirmation round, short windows).
-QUICK = ["--probe-steps", "2", "--confirm-rounds", "1", "--confirm-window", "0.3", "--time-budget", "5"]
+# The time budget stops the search before it tries a second knob (prefetch depth) but after the baseline
+# and the first worker probe (it is checked before each new knob).
+QUICK = ["--probe-steps", "2", "--confirm-rounds", "1", "--confirm-window", "0.3", "--time-budget", "30"]
 TARGETS = [
     (["examples/zerocode/slow_loader.py", "--steps", "60"], "probe.num_workers"),
     (["examples/zerocode/unsharded_stream.py", "--steps", "60"], "data.worker_split"),

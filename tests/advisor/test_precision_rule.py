@@ -83,9 +83,10 @@ def test_profile_records_the_cpu_kind_and_its_verdict_follows(cpu, tmp_path: Pat
     verdict of that session never suggests bf16."""
     cpu(AVX2_ONLY)
     script = tmp_path / "mlp.py"
+    # a batch of 1024 through two 256-wide layers: the step is matmuls, the SGD update of 130k weights is not
     script.write_text("import torch\nm = torch.nn.Sequential(torch.nn.Linear(256, 256), torch.nn.ReLU(), "
                       "torch.nn.Linear(256, 256))\nopt = torch.optim.SGD(m.parameters(), lr=0.01)\n"
-                      "x = torch.randn(64, 256)\nfor _ in range(6):\n    m(x).square().mean().backward()\n"
+                      "x = torch.randn(1024, 256)\nfor _ in range(6):\n    m(x).square().mean().backward()\n"
                       "    opt.step()\n    opt.zero_grad()\n")
     from throughput.capture.runner import Target
     from throughput.capture.zerocode import ProfileOptions, profile_target
