@@ -35,10 +35,6 @@ with open(sys.argv[1], "w") as f:
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the step's loss is the first backward's tensor only: under gradient accumulation it is one "
-    "micro-batch's loss divided by the accumulation steps (with transformers.Trainer, "
-    "gradient_accumulation_steps=2, the profile's loss curve is half the loss Trainer logs)"))
 def test_accumulated_step_loss_is_the_sum_of_its_backward_losses(tmp_path: Path) -> None:
     script, expected = tmp_path / "accumulate.py", tmp_path / "losses.json"
     script.write_text(ACCUMULATION)
@@ -69,10 +65,6 @@ for i, x in enumerate(loader):
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a backward inside optimizer.step(closure) is taken as an LBFGS re-evaluation, not as a micro-batch: "
-    "Lightning's accumulate_grad_batches=2 (one micro-batch outside the step, the last inside its closure) "
-    "is reported as 1 micro-step per step, with 2 batches' samples"))
 def test_closure_accumulation_counts_every_micro_batch(tmp_path: Path) -> None:
     script = tmp_path / "closure_accumulate.py"
     script.write_text(CLOSURE_ACCUMULATION)

@@ -50,7 +50,7 @@ def test_recipe_with_unknown_config_key(tmp_path: Path, capsys: pytest.CaptureFi
     ("lr=fast", "lr must be float, got 'fast'"),
     ("amp=fp8", "amp must be one of auto | bf16 | fp16 | fp32, got 'fp8'"),
     ("nosuchkey=1", "unknown config key 'nosuchkey'"),
-    ("steps", "--set expects key=value, got 'steps'"),
+    ("steps", "--set expects KEY=VALUE, got 'steps'"),
 ])
 def test_bad_set_values(item: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", str(MICRO_GPT), "--set", item, "--out", str(tmp_path / "o")]) == 2

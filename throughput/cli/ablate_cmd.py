@@ -33,8 +33,12 @@ def run(args: argparse.Namespace) -> int:
     from throughput.loop.loop import run_training
 
     try:
-        recipe, base, plan = loop.resolve(args.recipe, args.plan, loop.parse_set_args(args.sets), args.out)
+        overrides = loop.parse_set_args(args.sets)
         vary = _parse_vary(args.vary)
+        for key, values in vary.items():      # every key and value checked before the recipe loads
+            for value in values:
+                loop.TrainConfig().with_overrides({**overrides, key: value})
+        recipe, base, plan = loop.resolve(args.recipe, args.plan, overrides, args.out)
         comparison = run_ablation(
             base, vary, args.repeats, args.out,
             run_one=lambda cfg: run_training(recipe, cfg, progress=False, plan=plan),
