@@ -54,3 +54,22 @@ BENCH_TRL_VENV ?= benchmarks/.venv-trl
 bench-env:
 	$(PYTHON) -m venv $(BENCH_TRL_VENV)
 	$(BENCH_TRL_VENV)/bin/python -m pip install -q -c $(CONSTRAINTS) -e '.[test,fast,hf]' trl
+
+# The compatibility matrix (compat/, reports/benchmarks/compat.md): Lightning, transformers, Accelerate
+# and safetensors in an environment of their own, never dependencies of throughput; torch stays pinned
+# through the constraints, which compat.check_env verifies. Exits non-zero naming the rows that fail.
+# COMPAT_ARGS passes options, e.g. COMPAT_ARGS="--rows fsdp2 --repeat 3".
+COMPAT_VENV ?= compat/.venv
+COMPAT_STAMP := $(COMPAT_VENV)/.installed
+.PHONY: compat compat-env
+$(COMPAT_STAMP): pyproject.toml constraints.txt compat/requirements.txt
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(COMPAT_VENV)/bin/python -m pip install -q -c $(CONSTRAINTS) -e . -r compat/requirements.txt
+	$(COMPAT_VENV)/bin/python -m compat.check_env $(CONSTRAINTS)
+	touch $(COMPAT_STAMP)
+
+compat-env: $(COMPAT_STAMP)
+
+compat: $(COMPAT_STAMP)
+	$(COMPAT_VENV)/bin/python -m compat.run $(COMPAT_ARGS)

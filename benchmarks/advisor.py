@@ -5,6 +5,8 @@ over the same knobs (``SearchSpace.grid``), with the same probe length; then re-
 choice and the grid's best in interleaved A/B rounds (medians), because a grid's best of many short
 probes is biased upwards by noise (winner's curse). Targets: tuned >= 95% of the grid best's
 throughput, advisor time <= 15% of grid time, memory prediction within 10% of the measured peak.
+A fourth workload (``advisor_stream.py``) is a script reading an unsharded IterableDataset: there the
+target is that the advice never adds loader workers (they would duplicate the data) and shows the fix.
 
 ``python -m benchmarks.advisor [--quick]`` writes reports/benchmarks/advisor.md and .json.
 Torch runs with one intra-op thread: the benchmark machine is shared, and with one thread a busy
@@ -25,6 +27,7 @@ from typing import Any, Mapping
 import torch
 
 from benchmarks.common import machine, write_report
+from benchmarks.advisor_stream import render_stream_case, run_stream_case
 from benchmarks.advisor_workloads import build_compute_bound, build_input_bound, build_memory_limited
 from throughput.advisor.isolate import start_server
 from throughput.advisor.search import search
@@ -193,6 +196,8 @@ def render(result: dict[str, Any]) -> str:
                          f"A/B rounds (the same quantity: peak resident memory the probe adds, in a fresh process); "
                          f"budget {(c['memory_budget_bytes'] or 0) / MIB:.0f} MiB")
         lines += [f"- finding: {t}" for t in c["findings"]] + [f"- note: {n}" for n in c["notes"]] + [""]
+    if result.get("stream") is not None:
+        lines += render_stream_case(result["stream"])
     return "\n".join(lines)
 
 
@@ -204,8 +209,9 @@ def run(quick: bool) -> dict[str, Any]:
     # once, so that neither the advisor nor the grid of the first workload is charged for it.
     server_s = start_server() if not torch.cuda.is_available() else 0.0
     result: dict[str, Any] = {"benchmark": "advisor", "quick": quick, "machine": machine(), "server_start_s": server_s,
-                              "cases": [run_case(c, quick) for c in cases(quick)],
-                              "load_average_1min": [load_before, os.getloadavg()[0]]}
+                              "cases": [run_case(c, quick) for c in cases(quick)]}
+    result["stream"] = run_stream_case(quick)
+    result["load_average_1min"] = [load_before, os.getloadavg()[0]]
     result["total_s"] = time.perf_counter() - t0
     write_report("advisor", render(result), result)
     return result

@@ -15,9 +15,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "throughput"
 DOCS = ROOT / "docs" / "architecture.md"
+LEAVES = ("knobs", "thresholds", "finding")   # import nothing from throughput (their rows say "-"); anyone may import them
 TORCH_FREE = ("session", "analysis", "report", "timing/clock.py", "advisor/rules.py", "advisor/checkpoint.py",
               "advisor/memory.py", "advisor/plan.py", "packing/algorithms.py", "machine.py", "hardware.py",
-              "validation")
+              "validation", *(f"{leaf}.py" for leaf in LEAVES))
 # Known breaches that landed from other branches while this table was being made true, each with who
 # owns the fix. Nothing else may be added here: a new breach fails, and a listed one that is fixed fails
 # too (so the list empties itself).
@@ -138,7 +139,7 @@ def test_the_docs_table_names_every_unit_of_the_package() -> None:
 
 @pytest.mark.parametrize("unit", units())
 def test_imports_follow_the_docs_table(unit: str) -> None:
-    allowed = documented_table()[unit] | {unit}
+    allowed = documented_table()[unit] | {unit} | (set(LEAVES) if unit not in LEAVES else set())
     for module in PACKAGE.rglob("*.py"):
         if _unit(module) != unit:
             continue

@@ -15,6 +15,69 @@ from throughput.machine import cpu_flags, cpu_has_fast_bf16, cpu_model_name
 __all__ = ["cpu_flags", "cpu_has_fast_bf16", "cpu_model_name", "normalize_dtype", "peak_flops", "throttle_names"]
 
 
+# -- which reduced precisions run fast where ---------------------------------------------------------
+# bf16 and TF32 tensor cores arrived with Ampere, compute capability 8.0
+# (https://docs.nvidia.com/cuda/cuda-c-programming-guide/#compute-capabilities); older GPUs run fp16 on
+# tensor cores (Volta, Turing) and need a GradScaler for it. A saved session without a capability is
+# matched on the device name.
+BF16_MIN_CUDA_CAPABILITY: Final = (8, 0)
+AMPERE_OR_NEWER_NAMES: Final = ("a100", "a10", "a30", "a40", "a800", "a6000", "l4", "l40", "h100", "h200", "h800",
+                                "h20", "gh200", "b100", "b200", "gb200", "rtx 30", "rtx 40", "rtx 50")
+PRE_AMPERE_NAMES: Final = ("v100", "t4", "p100", "p40", "p4", "k80", "m60", "titan v", "titan rtx", "rtx 20",
+                           "gtx", "quadro rtx")
+# Measured on an AVX2-only CPU (no AMX, no AVX512-BF16): a --set amp=bf16 run took 0.28x the fp32 speed
+# (forward 55 ms -> 336 ms), because bf16 matmuls are emulated there (issue 15).
+CPU_BF16_EMULATED_SPEED: Final = "0.28x the fp32 speed measured on an AVX2-only CPU"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PrecisionOptions:
+    """What to try on this hardware: ``candidates`` (fp32 first, then the reduced precisions worth an
+    A/B), whether to enable ``tf32``, and ``left_out``: one sentence per option not offered, saying why."""
+
+    candidates: tuple[str, ...]
+    tf32: bool
+    left_out: tuple[str, ...]
+
+    @property
+    def reduced(self) -> str | None:
+        """The reduced precision to suggest (bf16 or fp16), None where none runs fast."""
+        return self.candidates[1] if len(self.candidates) > 1 else None
+
+
+def precision_options(device: str, *, cuda_capability: tuple[int, int] | None = None, device_name: str = "",
+                      cpu_fast_bf16: bool | None = None) -> PrecisionOptions:
+    """The one rule for precision advice (the verdict, the rules and the search all call it): bf16
+    where the hardware runs it natively (CUDA capability >= 8.0; a CPU with AMX or AVX512-BF16), fp16
+    with a GradScaler on older GPUs, TF32 only on Ampere or newer. Unknown facts give no suggestion."""
+    if device == "cuda":
+        if cuda_capability is None and device_name:   # a session recorded before capabilities were
+            name = device_name.lower()
+            if any(tag in name for tag in AMPERE_OR_NEWER_NAMES):
+                cuda_capability = BF16_MIN_CUDA_CAPABILITY
+            elif any(tag in name for tag in PRE_AMPERE_NAMES):
+                cuda_capability = (7, 0)
+        if cuda_capability is None:
+            return PrecisionOptions(candidates=("fp32",), tf32=False, left_out=(
+                f"precision not suggested: the compute capability of {device_name or 'this GPU'} is not known",))
+        cap = f"{cuda_capability[0]}.{cuda_capability[1]}"
+        if cuda_capability >= BF16_MIN_CUDA_CAPABILITY:
+            return PrecisionOptions(candidates=("fp32", "bf16"), tf32=True, left_out=(
+                "fp16 left out: bf16 is as fast on this GPU and needs no GradScaler",))
+        return PrecisionOptions(candidates=("fp32", "fp16"), tf32=False, left_out=(
+            f"bf16 left out: compute capability {cap} < 8.0 has no bf16 tensor cores (fp16 with a GradScaler "
+            "instead)", f"TF32 left out: compute capability {cap} < 8.0 has no TF32 tensor cores"))
+    if cpu_fast_bf16:
+        return PrecisionOptions(candidates=("fp32", "bf16"), tf32=False, left_out=(
+            "fp16 left out: CPUs have no fast fp16 matmuls (bf16 is native here: AMX or AVX512-BF16)",))
+    if cpu_fast_bf16 is None:
+        return PrecisionOptions(candidates=("fp32",), tf32=False, left_out=(
+            "bf16 not suggested: the run did not record whether this CPU has AMX or AVX512-BF16",))
+    return PrecisionOptions(candidates=("fp32",), tf32=False, left_out=(
+        f"bf16 left out: this CPU has neither AMX nor AVX512-BF16, so bf16 matmuls are emulated "
+        f"({CPU_BF16_EMULATED_SPEED})",))
+
+
 # -- peak dense FLOP/s per device and dtype ---------------------------------------------------------
 # Dense figures only: datasheets that quote "with sparsity" are halved. fp32 is the non-tensor-core
 # rate; tf32/bf16/fp16 are tensor-core rates with fp32 accumulation (what PyTorch uses).

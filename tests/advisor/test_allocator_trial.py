@@ -1,5 +1,6 @@
-"""The allocator A/B: when it runs, how it decides (hand numbers), and a real run of an unmodified
-script in child processes, where the tuned side must get the env and stop re-faulting."""
+"""The allocator knob: when it is a candidate, with which threshold, and a real run of an unmodified
+script under ``throughput profile --set malloc_threshold_bytes=N``, where the child must get the env and
+stop re-faulting."""
 
 from __future__ import annotations
 
@@ -8,14 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from throughput.advisor.allocator_trial import allocator_finding, allocator_trial, needs_confirm, skip_reason
+from throughput.advisor.allocator_trial import allocator_candidate, skip_reason
 from throughput.advisor.rules import apply_rules, rule_input
 from throughput.advisor.script import ScriptTarget
-from throughput.advisor.space import SearchSettings
 from tests.analysis.test_faults import fault_session
-
-ENV = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
-
 
 def test_skipped_off_glibc_when_already_set_and_when_the_profile_shows_cheap_faults() -> None:
     assert "musl" in (skip_reason({}, "musl") or "")
@@ -24,20 +21,18 @@ def test_skipped_off_glibc_when_already_set_and_when_the_profile_shows_cheap_fau
     cheap = skip_reason({}, "glibc", fault_session(500, 0.95, 0.05))
     assert cheap is not None and "500 minor faults a step, kernel time 5%" in cheap
     assert skip_reason({}, "glibc", fault_session(3000, 0.3, 0.1)) is None     # costly: probe
-    assert skip_reason({}, "glibc", None) is None                              # unknown: probe
+    assert skip_reason({}, "glibc", None) is None                              # no profile at all: probe
 
 
-def test_decision_needs_more_than_min_gain_on_the_means() -> None:
-    s = SearchSettings()                                   # min_gain 3%, confirm_band 10%
-    f = allocator_finding([10.0], [16.0], ENV, s)          # 16 / 10 - 1 = 60%
-    assert f is not None and f.expected_gain == pytest.approx(0.6) and f.confidence == "high"
-    assert f.change.startswith("MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824 ")
-    assert any("holds its memory at its peak" in e for e in f.evidence)
-    # means 10.0 and 10.2: 2% < 3%
-    assert allocator_finding([9.0, 11.0], [10.2, 10.2], ENV, s) is None
-    assert needs_confirm([10.0], [10.5], s)                # 5% is within the 10% band: run again
-    assert not needs_confirm([10.0], [12.0], s)            # 20%: clear
-    assert not needs_confirm([10.0, 10.0], [10.5, 10.5], s)  # already confirmed
+def test_candidate_carries_the_threshold_from_the_peak_rss() -> None:
+    # peak RSS 3 GiB -> rounded up to a power of two: 4 GiB; under 1 GiB -> the 1 GiB floor
+    c, note = allocator_candidate(fault_session(3000, 0.3, 0.1), 3 << 30, environ={}, libc="glibc")
+    assert c is not None and note == "" and c.settings == {"malloc_threshold_bytes": 4 << 30}
+    assert any("holds its memory at its peak" in e for e in c.evidence)
+    c, _ = allocator_candidate(None, 100 << 20, environ={}, libc="glibc")
+    assert c is not None and c.settings == {"malloc_threshold_bytes": 1 << 30}
+    c, note = allocator_candidate(None, None, environ={}, libc="musl")
+    assert c is None and "musl" in note
 
 
 def test_profile_rule_turns_the_analysis_finding_into_advice() -> None:
@@ -66,23 +61,22 @@ for _ in range(50):
 """
 
 
-def test_real_script_ab_gives_the_env_to_the_tuned_child_only(tmp_path: Path) -> None:
+def test_the_knob_applied_by_profile_reaches_the_script_and_stops_the_faults(tmp_path: Path) -> None:
+    """``throughput profile --set malloc_threshold_bytes=N`` starts the script with glibc's tunables set
+    (they are read once, at start): the child sees them and stops re-faulting its gradient each step."""
     script, log = tmp_path / "train.py", tmp_path / "steps.jsonl"
     script.write_text(SCRIPT)
     target = ScriptTarget(script, [str(log)], timeout_s=60)
-    out = allocator_trial(target, {}, SearchSettings(probe_steps=2), environ={}, libc="glibc")
-    assert out.measured and all(t.result.ok for t in out.trials), out.note
-    assert [t.purpose for t in out.trials][:2] == ["allocator: default", "allocator: keep freed memory"]
+    plain = target.run({}, 3)
+    tuned = target.run({"malloc_threshold_bytes": 1 << 30}, 3)
+    assert plain.ok and tuned.ok, (plain.error, tuned.error)
     runs: dict[int, tuple[str | None, list[int]]] = {}
     for pid, env, faults in (json.loads(line) for line in log.read_text().splitlines()):
         runs.setdefault(pid, (env, []))[1].append(faults)
-    assert len(runs) == len(out.trials)                    # one child per probe, 2 or 4 (confirm)
-    envs = [env for env, _ in runs.values()]               # dicts keep the order the children ran
-    assert envs[:2] == [None, str(1 << 30)]                # peak RSS well under 1 GiB: the 1 GiB floor
+    assert [env for env, _ in runs.values()] == [None, str(1 << 30)]   # one child each, in order
     for env, faults in runs.values():
         steady = sorted(faults[1:])[len(faults[1:]) // 2]  # median step after the first
         if env is None:
             assert steady > 16_384 / 2, faults             # the gradient's pages fault again each step
         else:
             assert steady < 1000, faults                   # kept in the heap: (almost) no faults
-    assert (out.finding is None) == bool(out.note)         # a finding, or a note that says why not

@@ -30,7 +30,7 @@ def test_data_wait_recommends_workers_with_the_hidden_share_as_gain() -> None:
     assert f is not None and f.rule_id == "data.num_workers"
     assert f.expected_gain == pytest.approx(0.3 / 0.7)
     # suggested = max(0 + 1, min(4 - 1, max(2, 2 * 0))) = 2
-    assert f.settings == {"num_workers": 2} and "num_workers=2" in f.change
+    assert f.settings == {"num_workers": 2} and "num_workers=2" in f.action
     assert any("30%" in e for e in f.evidence)
 
 
@@ -69,7 +69,7 @@ def test_precision_bf16_on_ampere_or_newer() -> None:
 
 def test_precision_fp16_with_scaler_on_older_gpus() -> None:
     f = precision(_x(_cuda_session("Tesla V100-SXM2-16GB")))
-    assert f is not None and f.rule_id == "precision.fp16" and "GradScaler" in f.change
+    assert f is not None and f.rule_id == "precision.fp16" and "GradScaler" in f.action
 
 
 def test_precision_not_guessed_on_cpu_unknown_devices_or_mixed_runs() -> None:
@@ -91,7 +91,7 @@ def test_unknown_device_runs_every_rule_without_error() -> None:
 def test_fused_optimizer_when_the_optimizer_is_heavy() -> None:
     f = fused_optimizer(_x(make_session(forward=0.4, backward=0.4, optimizer=0.2), {"optimizer": "AdamW"}))
     # 0.2 share: (0.2 / 0.8) / 2 = 0.125
-    assert f is not None and f.expected_gain == pytest.approx(0.125) and "foreach=True" in f.change
+    assert f is not None and f.expected_gain == pytest.approx(0.125) and "foreach=True" in f.action
     assert fused_optimizer(_x(make_session(forward=0.4, backward=0.4, optimizer=0.2), {"fused": True})) is None
 
 
@@ -101,8 +101,8 @@ def test_padding_waste_recommends_packing() -> None:
     x = _x(Session(info=RunInfo(run_id="t", warmup_steps=0), steps=steps))
     f = padding_packing(x)
     # 256 / 1024 = 25% padding: packing turns it into real tokens, 1 / 0.75 - 1 = 1/3 more
-    # a recommendation only: the recipe must build packed rows, so the plan does not switch it on
-    assert f is not None and f.expected_gain == pytest.approx(1 / 3) and f.settings == {}
+    # applied with --set packing=true where the recipe builds packed rows (a code change for a script)
+    assert f is not None and f.expected_gain == pytest.approx(1 / 3) and f.settings == {"packing": True}
 
 
 def test_eval_and_gpu_idle() -> None:
@@ -121,7 +121,7 @@ def test_no_steps_is_reported_not_crashed() -> None:
     assert [g.rule_id for g in apply_rules(rule_input(s))] == ["steps.none"]
 
 
-def _checkpointing_session(n: int = 100, every: int = 10, save_s: float = 3.0) -> Session:
+def _checkpointing_session(n: int = 100, every: int = 10, save_s: float = 3.0, device: str = "cuda") -> Session:
     steps, spans, t = [], [], 0.0
     for i in range(n):
         ckpt = (i + 1) % every == 0
@@ -131,7 +131,18 @@ def _checkpointing_session(n: int = 100, every: int = 10, save_s: float = 3.0) -
         if ckpt:
             spans.append(Span(phase="checkpoint", step=i, start_s=t + 1.0, end_s=t + duration))
         t += duration
-    return Session(info=RunInfo(run_id="t", warmup_steps=0), steps=tuple(steps), spans=tuple(spans))
+    return Session(info=RunInfo(run_id="t", warmup_steps=0, device=device, device_name="NVIDIA H100"),
+                   steps=tuple(steps), spans=tuple(spans))
+
+
+def test_checkpoint_cadence_needs_a_failure_rate_for_the_hardware_in_use() -> None:
+    # a CPU run: the published failure rate is per GPU, so without --mtbf-hours there is no cadence
+    x = rule_input(_checkpointing_session(device="cpu"))
+    assert cadence_finding(x) is None
+    f = cadence_finding(x, mtbf_s=10 * 3600.0)
+    # Daly(3 s, 36,000 s) = sqrt(216,000) * (1 + sqrt(3/72,000)/3 + (3/72,000)/9) - 3 = 464.8... -> 464 steps of 1 s
+    assert f is not None and f.settings == {"ckpt_every_steps": math.floor(daly_interval(3.0, 36_000.0))}
+    assert any("(given)" in e for e in f.evidence)
 
 
 def test_checkpoint_cadence_from_measured_saves() -> None:
@@ -186,4 +197,4 @@ def test_padding_waste_and_packing_from_observed_lengths() -> None:
     # packed: [16], [2 x 7 = 14] -> 30 / 32 utilization; gain = (30/32) / (30/128) - 1 = 3
     f = packing_finding(lengths, 8)
     assert f is not None and f.expected_gain == pytest.approx((30 / 32) / (30 / 128) - 1)
-    assert f.settings == {} and "93.8% utilization" in f.evidence[1]
+    assert f.settings == {"packing": True} and "93.8% utilization" in f.evidence[1]

@@ -27,12 +27,14 @@ def test_command_applies_only_the_overrides_a_script_can_take(tmp_path: Path) ->
     target = ScriptTarget("train.py", ["--epochs", "1"], warmup_steps=1)
     cmd = target.command({"micro_batch_size": 32, "grad_accum": 4, "amp": "bf16", "pin_memory": True,
                           "num_workers": 2}, steps=3, out_dir=tmp_path / "o")
-    assert cmd == [sys.executable, "-m", "throughput", "profile", "--quiet", "--max-steps", "4", "--warmup-steps",
-                   "1", "--out", str(tmp_path / "o"), "--set", "amp=bf16", "--set", "batch_size=32", "--set", "num_workers=2",
-                   "--set", "pin_memory=true", "train.py", "--epochs", "1"]
-    # fp32 is the profiler's "amp=off"; worker options are left out when there are no workers
+    # 2 workers prefetch 2 x 2 batches while the model is built: warm-up 2 x 2 + 1 = 5 steps, then the 3 measured
+    assert cmd == [sys.executable, "-m", "throughput", "profile", "--quiet", "--max-steps", "8", "--warmup-steps",
+                   "5", "--out", str(tmp_path / "o"), "--set", "amp=bf16", "--set", "micro_batch_size=32", "--set",
+                   "num_workers=2", "--set", "pin_memory=true", "train.py", "--epochs", "1"]
+    # the knobs' own names and values (grad_accum is not a script knob); worker options left out without workers
     cmd = target.command({"amp": "fp32", "num_workers": 0, "prefetch_factor": 4}, steps=1, out_dir=tmp_path)
-    assert "amp=off" in cmd and "num_workers=0" in cmd and not any("prefetch" in c for c in cmd)
+    assert "amp=fp32" in cmd and "num_workers=0" in cmd and not any("prefetch" in c for c in cmd)
+    assert cmd[cmd.index("--max-steps") + 1] == "2"                  # no workers: warm-up 1 + 1 measured
 
 
 def test_parse_reads_rates_losses_and_data_wait(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ import pytest
 from tests.test_architecture import imported_names
 
 ADVISOR = Path(__file__).resolve().parents[2] / "throughput" / "advisor"
-TORCH_FREE = ("checkpoint.py", "findings.py", "memory.py", "outcome.py", "plan.py", "rules.py", "search.py", "space.py")
+TORCH_FREE = ("checkpoint.py", "memory.py", "outcome.py", "plan.py", "rules.py", "search.py", "space.py",
+              "apply.py", "candidates.py", "confirm.py", "stream_check.py", "allocator_trial.py")
 
 
 @pytest.mark.parametrize("name", TORCH_FREE)

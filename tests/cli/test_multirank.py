@@ -43,6 +43,9 @@ def test_rank0_merges_once_all_sessions_exist(tmp_path: Path, monkeypatch: pytes
     # data: median(0.01, 0.05) = 0.03, rank 1 exceeds it by 0.02 s (> 5% of the 0.08 s step)
     assert "straggler: rank 1, phase 'data'" in (tmp_path / "ranks.md").read_text()
     assert "merged report:" in capsys.readouterr().err
+    (tmp_path / "ranks.md").unlink()
+    after_rank(tmp_path, quiet=True)          # --quiet: merged all the same, nothing printed
+    assert (tmp_path / "ranks.md").exists() and capsys.readouterr().err == ""
     monkeypatch.setenv("THROUGHPUT_PARENT_MERGES", "1")
     (tmp_path / "ranks.md").unlink()
     after_rank(tmp_path)                      # the launcher parent merges instead

@@ -126,7 +126,7 @@ def test_loader_context_and_checkpoint_phase(runs: Callable[[str], Runs]) -> Non
     # one torch.save per epoch: the first lands inside step 11; the last follows the final update,
     # outside every step (time after the last optimizer step belongs to no step)
     assert sum(1 for s in session["steps"] if s["phase_s"].get("checkpoint", 0) > 0) == 1
-    kinds = [f["kind"] for f in load_json(out / "summary.json")["findings"]]
+    kinds = [f["rule_id"] for f in load_json(out / "summary.json")["findings"]]
     assert "bn_small_batch" in kinds   # BatchNorm1d trained on batches of 8 < 16
 
 

@@ -48,7 +48,8 @@ def test_demo_end_to_end_on_a_small_corpus(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(recipe, "VAL_DOCUMENTS", 20)
     recipe.corpus.cache_clear()
     try:
-        result = run_demo(DemoSettings(out=tmp_path / "demo", steps=6, time_budget_s=10.0), log=lambda _: None)
+        result = run_demo(DemoSettings(out=tmp_path / "demo", steps=6, time_budget_s=10.0, confirm_rounds=1),
+                          log=lambda _: None)
     finally:
         recipe.corpus.cache_clear()
     out = tmp_path / "demo"

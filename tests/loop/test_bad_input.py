@@ -43,17 +43,18 @@ def test_recipe_with_unknown_config_key(tmp_path: Path, capsys: pytest.CaptureFi
     recipe.write_text("from tests.loop.micro_gpt import build_model, build_datasets, loss_fn, collate_fn\n"
                       "config = {'stpes': 30}\n")
     assert main(["train", str(recipe), "--out", str(tmp_path / "o")]) == 2
-    assert _error_line(capsys) == ('throughput: error: recipe r: config: unknown config key "stpes" '
-                                   '(did you mean "steps"?)')
+    assert "unknown config key 'stpes'" in _error_line(capsys)
 
 
 @pytest.mark.parametrize("item, message", [
-    ("lr=fast", '--set lr=fast: expected a number, got "fast"'),
-    ("lr=inf", '--set lr=inf: expected a finite number, got inf'),
-    ("steps=1.5", '--set steps=1.5: expected an integer, got "1.5"'),
-    ("pin_memory=maybe", '--set pin_memory=maybe: expected true or false, got "maybe"'),
+    ("lr=fast", "lr must be float, got 'fast'"),
+    ("lr=inf", "lr must be a finite number, got inf"),
+    ("lr=nan", "lr must be a finite number, got nan"),
+    ("seed=99999999999999999999", "seed must fit in 64 bits, got 99999999999999999999"),
+    ("steps=1.5", "steps must be int, got '1.5'"),
+    ("pin_memory=maybe", "pin_memory must be bool, got 'maybe' (use true or false)"),
     ("amp=fp8", "amp must be one of auto | bf16 | fp16 | fp32, got 'fp8'"),
-    ("nosuchkey=1", '--set nosuchkey=1: unknown config key "nosuchkey" (known: amp, beta1,'),
+    ("nosuchkey=1", "unknown config key 'nosuchkey'"),
     ("steps", "train: argument --set: expected key=value, got 'steps' (see `throughput train --help`)"),
 ])
 def test_bad_set_values(item: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,11 +10,12 @@ import torch
 
 from tests.loop.curves import LABELS, RULES_FOR, labelled_set
 from tests.loop.helpers import REPO
-from throughput.analysis.loss import DiagnosisParams, LossFinding, diagnose, diagnose_steps, rolling_median
+from throughput.analysis.loss import DiagnosisParams, diagnose, diagnose_steps, rolling_median
+from throughput.finding import Finding
 from throughput.session.records import StepRecord
 
 
-def _rules(findings: tuple[LossFinding, ...]) -> set[str]:
+def _rules(findings: tuple[Finding, ...]) -> set[str]:
     return {f.rule_id for f in findings}
 
 
@@ -37,8 +38,8 @@ def test_nonfinite_names_first_step_and_last_finite_loss() -> None:
     losses = _steady(40) + [math.nan, math.inf]
     (f,) = [f for f in diagnose(steps=list(range(1, 43)), losses=losses) if f.rule_id == "loss.nonfinite"]
     assert (f.first_step, f.last_step) == (41, 42)
-    assert f.evidence["count"] == 2
-    assert f.evidence["last_finite_loss"] == pytest.approx(1.0 + 3.0 * 0.97 ** 39)
+    assert f.values["count"] == 2
+    assert f.values["last_finite_loss"] == pytest.approx(1.0 + 3.0 * 0.97 ** 39)
     assert "lower lr" in f.action or "lower" in f.action
 
 
@@ -55,7 +56,7 @@ def test_isolated_spike_is_found_and_a_lasting_jump_is_not_a_spike() -> None:
     spiky = list(base)
     spiky[60] = 6.0   # median of the 30 before ~2.02, MAD 0.01 -> z ~ (6 - 2.02) / 0.0148 >> 10
     (f,) = [f for f in diagnose(steps=list(range(1, 101)), losses=spiky) if f.rule_id == "loss.spike"]
-    assert (f.first_step, f.evidence["worst_step"]) == (61, 61)
+    assert (f.first_step, f.values["worst_step"]) == (61, 61)
     jump = base[:60] + [x + 4.0 for x in base[60:]]
     assert "loss.spike" not in _rules(diagnose(steps=list(range(1, 101)), losses=jump))
 
@@ -72,7 +73,7 @@ def test_flat_loss_and_chance_level() -> None:
     (f,) = diagnose(steps=list(range(1, 101)), losses=flat)
     assert f.rule_id == "loss.flat"
     # start = median of first 10 = (3.0-0.004+3.0-0.005)/2 = 2.9955; end = 2.9955 - 0.09 = 2.9055
-    assert f.evidence["relative_improvement"] == pytest.approx(0.09 / 2.9955)
+    assert f.values["relative_improvement"] == pytest.approx(0.09 / 2.9955)
     learning = _steady(100, start=4.6, floor=4.0)  # improves ~10% but ends at 4.03, >= 0.95 x ln(64) = 3.95
     assert diagnose(steps=list(range(1, 101)), losses=learning) == ()
     stuck = diagnose(steps=list(range(1, 101)), losses=learning, params=DiagnosisParams(chance_loss=4.159))
@@ -83,15 +84,25 @@ def test_overfitting_val_rising_while_train_falls() -> None:
     train = _steady(200, start=4.0, floor=0.5)
     val = [(s, 2.0 - 0.01 * s) for s in range(20, 101, 20)] + [(s, 1.0 + 0.005 * (s - 100)) for s in range(120, 201, 20)]
     (f,) = [f for f in diagnose(steps=list(range(1, 201)), losses=train, val=val) if f.rule_id == "loss.overfitting"]
-    assert f.evidence["val_min_step"] == 100 and f.evidence["val_min"] == pytest.approx(1.0)
-    assert f.evidence["val_last"] == pytest.approx(1.5)  # 1.0 + 0.005 * 100
+    assert f.values["val_min_step"] == 100 and f.values["val_min"] == pytest.approx(1.0)
+    assert f.values["val_last"] == pytest.approx(1.5)  # 1.0 + 0.005 * 100
     healthy_val = [(s, 2.0 - 0.005 * s) for s in range(20, 201, 20)]
     assert "loss.overfitting" not in _rules(diagnose(steps=list(range(1, 201)), losses=train, val=healthy_val))
 
 
-def test_finding_validates_its_rule() -> None:
-    with pytest.raises(ValueError, match="unknown loss rule"):
-        LossFinding(rule_id="loss.typo", first_step=1, last_step=1, message="", action="")
+def test_finding_validates_its_step_window() -> None:
+    with pytest.raises(ValueError, match="last_step 1 < first_step 2"):
+        Finding(rule_id="loss.spike", title="x", first_step=2, last_step=1)
+
+
+def test_divergence_advice_never_contradicts_the_recorded_clipping() -> None:
+    # a curve that climbs to 3x its start: diverging
+    losses = [1.0] * 20 + [3.0] * 20
+    clipped = [f for f in diagnose(steps=list(range(40)), losses=losses, clipping=True) if f.rule_id == "loss.divergence"]
+    unclipped = [f for f in diagnose(steps=list(range(40)), losses=losses, clipping=False)
+                 if f.rule_id == "loss.divergence"]
+    assert "keep gradient clipping on" in clipped[0].action
+    assert "keep gradient clipping on" not in unclipped[0].action and "this run did not" in unclipped[0].action
 
 
 def test_diagnose_steps_reads_profiled_losses() -> None:

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-DEFAULT_SAFETY_MARGIN = 0.10     # keep 10% of the budget free: allocator fragmentation, spikes
+# keep 10% of the budget free: allocator fragmentation, spikes (throughput/thresholds.py)
+from throughput.thresholds import MEMORY_SAFETY_MARGIN as DEFAULT_SAFETY_MARGIN
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from throughput.advisor.findings import Finding, Setting
 from throughput.advisor.memory import MemoryFit
 from throughput.advisor.trials import ProbeResult, Trial
+from throughput.finding import Finding, Setting
 
 
 class AdvisorError(RuntimeError):
@@ -56,5 +56,5 @@ def collapse(findings: list[Finding]) -> tuple[Finding, ...]:
         merged[f.rule_id] = Finding(
             rule_id=f.rule_id, title="Set " + " ".join(f"{k}={v}" for k, v in settings.items()),
             evidence=prev.evidence + f.evidence, expected_gain=gain, confidence=f.confidence,
-            change=" ".join(f"--set {k}={v}" for k, v in settings.items()), settings=settings)
+            action=" ".join(f"--set {k}={v}" for k, v in settings.items()), settings=settings)
     return tuple(merged.values())

@@ -17,6 +17,7 @@ from throughput.advisor.workload import Workload, WorkloadTarget, make_loader
 from throughput.loop.config import TrainConfig
 from throughput.loop.recipe import Recipe, load_recipe, model_fingerprint
 
+# Keys the in-process probes apply to a recipe (a subset of the loop's knobs: the search's).
 RECIPE_KEYS = frozenset({"micro_batch_size", "grad_accum", "amp", "num_workers", "pin_memory",
                          "persistent_workers", "prefetch_factor", "seed", "compile", "tf32"})
 
@@ -115,8 +116,26 @@ def observed_lengths(recipe: Recipe, limit: int = 1024) -> list[int]:
 
 
 def recipe_target(path: str | os.PathLike[str]) -> tuple[RecipeTarget, str, dict[str, Any]]:
-    """(target, model fingerprint, the recipe's TrainConfig defaults as a dict)."""
+    """(target, model fingerprint, the recipe's whole TrainConfig as a dict, ``amp`` resolved the way
+    the loop resolves ``auto`` on this machine)."""
     recipe = load_recipe(Path(path))
     cfg = _train_config(recipe, {})
     fingerprint = model_fingerprint(recipe.make_model(cfg))
-    return RecipeTarget(recipe), fingerprint, {"micro_batch_size": cfg.micro_batch_size, "grad_accum": cfg.grad_accum}
+    values = cfg.to_dict()
+    if values["amp"] == "auto":
+        from throughput.advisor.workload import precision_here
+        values["amp"] = "bf16" if torch.cuda.is_available() and precision_here().reduced == "bf16" else "fp32"
+    return RecipeTarget(recipe), fingerprint, values
+
+
+def split_check(recipe: Recipe) -> Any:
+    """For a recipe whose training set is an IterableDataset: do loader workers split it?
+    (``stream_check.check_in_process`` over the loop's own DataLoader form.) None for map-style sets."""
+    from throughput.advisor.stream_check import check_in_process
+    cfg = _train_config(recipe, {})
+    train, _ = recipe.make_datasets(cfg)
+    if not isinstance(train, torch.utils.data.IterableDataset):
+        return None
+    return check_in_process(lambda workers: torch.utils.data.DataLoader(
+        train, batch_size=cfg.micro_batch_size, drop_last=True, num_workers=workers,
+        collate_fn=recipe.collate_fn))

@@ -1,8 +1,10 @@
 """Rules over a saved session's summary: each a small function with a stable id (torch-free).
 
 A rule reads a ``RuleInput`` (the Summary plus facts recorded at capture) and returns a ``Finding`` or
-None. Rules never run code; the measured probes live in ``throughput.advisor.search``. Thresholds are
-shares of step wall time (0..1) and are stated in the evidence so a user can disagree with them.
+None. Rules never run code; the measured probes live in ``throughput.advisor.search``. Thresholds come
+from ``throughput/thresholds.py`` (shares of step wall time, 0..1) and are stated in the evidence so a
+user can disagree with them. Precision advice comes from ``throughput.hardware.precision_options``, the
+same rule the verdict and the search use.
 """
 
 from __future__ import annotations
@@ -11,22 +13,16 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Final, Mapping, Sequence
 
-from throughput.advisor.checkpoint import CheckpointPlan, expected_wall_time, plan_checkpoints
-from throughput.advisor.findings import Finding, rank
+from throughput.advisor.checkpoint import (FAILURE_RATE_SOURCE, CheckpointPlan, expected_wall_time, mtbf_from_gpus,
+                                           plan_checkpoints)
+from throughput.analysis.findings import ITERABLE_WORKERS_CAVEAT
 from throughput.analysis.summary import Summary, capture_context, summarize
+from throughput.analysis.verdict import precision_for
+from throughput.finding import Finding, rank
+from throughput.hardware import PrecisionOptions
 from throughput.session.session import Session
-
-DATA_WAIT_SHARE: Final = 0.10      # data wait above this is worth more loader workers
-H2D_SHARE: Final = 0.05
-OPTIMIZER_SHARE: Final = 0.15
-PADDING_FRACTION: Final = 0.15
-EVAL_SHARE: Final = 0.25
-GPU_IDLE_SHARE: Final = 0.30
-COMPUTE_SHARE: Final = 0.50        # forward+backward share above which precision matters most
-# Ampere and newer have bf16 and TF32 tensor cores (compute capability >= 8.0). Matched on the device
-# name recorded in the session (a saved session has no capability field).
-AMPERE_OR_NEWER: Final = ("a100", "a10", "a30", "a40", "a800", "a6000", "l4", "l40", "h100", "h200", "h800",
-                          "h20", "gh200", "b100", "b200", "gb200", "rtx 30", "rtx 40", "rtx 50")
+from throughput.thresholds import (CADENCE_MIN_SAVING, COMPUTE_SHARE, DATA_WAIT_WORTH_WORKERS, EVAL_HEAVY_SHARE,
+                                   GPU_IDLE_SHARE, H2D_SHARE, OPTIMIZER_SHARE, PACKING_MIN_GAIN, PADDING_FRACTION)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,12 +36,17 @@ class RuleInput:
     checkpoint_spans_s: tuple[float, ...] = ()
     cpu_count: int = 1
 
+    @property
+    def precision(self) -> PrecisionOptions:
+        """What this run's hardware runs fast (recorded at capture; see hardware.precision_options)."""
+        return precision_for(self.summary.device, self.summary.device_name, self.context)
+
 
 def rule_input(session: Session) -> RuleInput:
     ckpt = tuple(s.duration_s for s in session.spans if s.phase == "checkpoint" and s.depth == 0)
     ctx = capture_context(session)
     dtype = str(ctx.get("amp", ctx.get("override_amp", session.info.dtype)))
-    dtype = "fp32" if dtype == "off" else dtype        # ``throughput profile --set amp=off``
+    dtype = "fp32" if dtype == "off" else dtype        # sessions recorded before amp=off became fp32
     return RuleInput(summary=summarize(session), context=ctx, dtype=dtype, checkpoint_spans_s=ckpt,
                      cpu_count=os.cpu_count() or 1)
 
@@ -66,22 +67,23 @@ def no_steps(x: RuleInput) -> Finding | None:
                    evidence=(f"run ended: {x.summary.end}" + (f" ({x.summary.end_detail})" if x.summary.end_detail
                                                               else ""), "0 optimizer steps and 0 backward calls"),
                    expected_gain=None,
-                   change="make sure the script reaches loss.backward() and optimizer.step() within --max-steps")
+                   action="make sure the script reaches loss.backward() and optimizer.step() within --max-steps")
 
 
 def data_workers(x: RuleInput) -> Finding | None:
     share = _share(x.summary, "data")
-    if share < DATA_WAIT_SHARE:
+    if share < DATA_WAIT_WORTH_WORKERS:
         return None
     now = x.context.get("num_workers")
     now_n = int(now) if isinstance(now, (int, float)) else 0
     suggested = max(now_n + 1, min(max(1, x.cpu_count - 1), max(2, 2 * now_n)))
+    iterable = x.context.get("dataset") == "iterable"
     return Finding(rule_id="data.num_workers", title=f"Raise DataLoader num_workers to {suggested}",
-                   evidence=(f"waiting for batches {share:.0%} of step time (>= {DATA_WAIT_SHARE:.0%})",
+                   evidence=(f"waiting for batches {share:.0%} of step time (>= {DATA_WAIT_WORTH_WORKERS:.0%})",
                              f"num_workers={now if now is not None else 'unknown'}, {x.cpu_count} CPU cores"),
                    expected_gain=_hidden_gain(share), confidence="medium",
-                   change=f"DataLoader(..., num_workers={suggested})  # or: throughput profile "
-                          f"--set num_workers={suggested}",
+                   action=f"DataLoader(..., num_workers={suggested})",
+                   changes_training=ITERABLE_WORKERS_CAVEAT if iterable else None,
                    settings={"num_workers": suggested})
 
 
@@ -93,7 +95,7 @@ def pin_memory(x: RuleInput) -> Finding | None:
                    evidence=(f"host-to-device copies {share:.0%} of step time (>= {H2D_SHARE:.0%})",
                              f"pin_memory={x.context.get('pin_memory', 'unknown')}"),
                    expected_gain=_hidden_gain(share) / 2, confidence="medium",
-                   change="DataLoader(..., pin_memory=True) and batch.to(device, non_blocking=True)",
+                   action="DataLoader(..., pin_memory=True) and batch.to(device, non_blocking=True)",
                    settings={"pin_memory": True})
 
 
@@ -105,29 +107,46 @@ def persistent_workers(x: RuleInput) -> Finding | None:
                    evidence=(f"num_workers={workers} with persistent_workers=False: workers restart every "
                              "epoch (their start-up shows as data wait at each epoch's first steps)",),
                    expected_gain=None, confidence="low",
-                   change="DataLoader(..., persistent_workers=True)", settings={"persistent_workers": True})
+                   action="DataLoader(..., persistent_workers=True)", settings={"persistent_workers": True})
 
 
 def precision(x: RuleInput) -> Finding | None:
+    """Reduced precision where the hardware runs it natively (bf16: CUDA >= 8.0 or a CPU with AMX /
+    AVX512-BF16; fp16 with a GradScaler on older GPUs). ``precision_notes`` says why others are left out."""
     compute = _share(x.summary, "forward", "backward")
-    if x.dtype != "fp32" or compute < COMPUTE_SHARE:
+    opts = x.precision
+    if x.dtype != "fp32" or compute < COMPUTE_SHARE or opts.reduced is None:
         return None
     evidence = [f"forward+backward {compute:.0%} of step time in fp32 (>= {COMPUTE_SHARE:.0%})"]
-    name = x.summary.device_name.lower()
-    if x.summary.device == "cuda" and any(tag in name for tag in AMPERE_OR_NEWER):
-        evidence.append(f"{x.summary.device_name} is Ampere or newer (bf16 and TF32 tensor cores)")
+    if x.summary.device == "cuda" and opts.reduced == "bf16":
+        evidence.append(f"{x.summary.device_name} has bf16 and TF32 tensor cores (compute capability >= 8.0)")
         return Finding(rule_id="precision.bf16", title="Train in bf16 autocast with TF32 matmuls",
                        evidence=tuple(evidence), expected_gain=compute, confidence="medium",
-                       change="torch.autocast('cuda', dtype=torch.bfloat16); "
-                              "torch.backends.cuda.matmul.allow_tf32 = True  # or: --set amp=bf16 --set tf32=true",
+                       action="torch.autocast('cuda', dtype=torch.bfloat16); "
+                              "torch.backends.cuda.matmul.allow_tf32 = True",
+                       changes_training="the numerics: bf16 autocast (check the loss curve against fp32)",
                        settings={"amp": "bf16", "tf32": True})
     if x.summary.device == "cuda":
-        evidence.append(f"{x.summary.device_name}: no bf16 tensor cores known, fp16 needs a GradScaler")
+        evidence.append(f"{x.summary.device_name}: no bf16 tensor cores, fp16 needs a GradScaler")
         return Finding(rule_id="precision.fp16", title="Train in fp16 autocast with a GradScaler",
                        evidence=tuple(evidence), expected_gain=compute / 2, confidence="low",
-                       change="torch.autocast('cuda', dtype=torch.float16) + torch.amp.GradScaler('cuda')"
-                              "  # or: --set amp=fp16", settings={"amp": "fp16"})
-    return None   # CPU: only a measured A/B probe (throughput advise script.py) can tell; see search.py
+                       action="torch.autocast('cuda', dtype=torch.float16) + torch.amp.GradScaler('cuda')",
+                       changes_training="the numerics: fp16 needs a GradScaler in the script (the code change), "
+                                        "or small gradients underflow to zero",
+                       settings={"amp": "fp16"})
+    evidence.append(f"{x.summary.device_name} runs bf16 natively (AMX or AVX512-BF16); the gain on a CPU varies "
+                    "with the model: measure it (throughput advise script.py)")
+    return Finding(rule_id="precision.bf16", title="Try bf16 autocast (this CPU runs bf16 natively)",
+                   evidence=tuple(evidence), expected_gain=None, confidence="low",
+                   action="torch.autocast('cpu', dtype=torch.bfloat16)",
+                   changes_training="the numerics: bf16 autocast (check the loss curve against fp32)",
+                   settings={"amp": "bf16"})
+
+
+def precision_notes(x: RuleInput) -> tuple[str, ...]:
+    """Why precision options were left out for this run's hardware (when precision would matter)."""
+    compute = _share(x.summary, "forward", "backward")
+    return x.precision.left_out if x.dtype == "fp32" and compute >= COMPUTE_SHARE else ()
 
 
 def fused_optimizer(x: RuleInput) -> Finding | None:
@@ -139,8 +158,7 @@ def fused_optimizer(x: RuleInput) -> Finding | None:
                    evidence=(f"optimizer {share:.0%} of step time (>= {OPTIMIZER_SHARE:.0%})",
                              f"optimizer: {x.context.get('optimizer', 'unknown')}"),
                    expected_gain=_hidden_gain(share) / 2, confidence="low",
-                   change=f"torch.optim.AdamW(params, lr=..., {flag})",
-                   settings={"fused_optimizer": True})
+                   action=f"torch.optim.AdamW(params, lr=..., {flag})")
 
 
 def padding_packing(x: RuleInput) -> Finding | None:
@@ -151,7 +169,8 @@ def padding_packing(x: RuleInput) -> Finding | None:
                    evidence=(f"padding is {waste:.0%} of tokens (>= {PADDING_FRACTION:.0%})",
                              "packing to ~100% utilization turns that compute into real tokens"),
                    expected_gain=_hidden_gain(waste), confidence="medium",
-                   change="build packed rows (throughput.packing, docs/packing.md), then --set packing=true")
+                   action="build packed rows (throughput.packing, docs/packing.md), then --set packing=true",
+                   settings={"packing": True})
 
 
 def padding_waste(lengths: Sequence[int], micro_batch_size: int) -> float:
@@ -195,7 +214,7 @@ def packing_finding(lengths: Sequence[int], micro_batch_size: int) -> Finding | 
     row_len = max(lengths)
     util, how = packing_utilization(lengths, row_len)
     gain = util / (1.0 - waste) - 1.0       # real tokens per computed token: packed vs padded
-    if gain < 0.02:
+    if gain < PACKING_MIN_GAIN:
         return None
     return Finding(rule_id="data.packing", title="Pack sequences instead of padding them",
                    evidence=(f"padding is {waste:.0%} of computed tokens at micro-batch {micro_batch_size} "
@@ -203,17 +222,18 @@ def packing_finding(lengths: Sequence[int], micro_batch_size: int) -> Finding | 
                              f"max {row_len})",
                              f"packing them into rows of {row_len} reaches {util:.1%} utilization ({how})"),
                    expected_gain=gain, confidence="medium",
-                   change="build packed rows (throughput.packing, docs/packing.md), then --set packing=true")
+                   action="build packed rows (throughput.packing, docs/packing.md), then --set packing=true",
+                   settings={"packing": True})
 
 
 def eval_heavy(x: RuleInput) -> Finding | None:
     share = _share(x.summary, "eval")
-    if share < EVAL_SHARE:
+    if share < EVAL_HEAVY_SHARE:
         return None
     return Finding(rule_id="eval.heavy", title="Evaluate less often or on a subset",
-                   evidence=(f"evaluation {share:.0%} of step time (>= {EVAL_SHARE:.0%})",),
+                   evidence=(f"evaluation {share:.0%} of step time (>= {EVAL_HEAVY_SHARE:.0%})",),
                    expected_gain=_hidden_gain(share) / 2, confidence="medium",
-                   change="run eval every k steps under torch.inference_mode()")
+                   action="run eval every k steps under torch.inference_mode()")
 
 
 def gpu_idle(x: RuleInput) -> Finding | None:
@@ -224,7 +244,7 @@ def gpu_idle(x: RuleInput) -> Finding | None:
     return Finding(rule_id="host.gpu_idle", title="The GPU waits on the host: larger micro-batch or fewer syncs",
                    evidence=(f"GPU idle {idle:.0%} of step time (>= {GPU_IDLE_SHARE:.0%})",),
                    expected_gain=_hidden_gain(idle) / 2, confidence="low",
-                   change="raise the micro-batch (throughput advise script.py measures the largest that fits); "
+                   action="raise the micro-batch (throughput advise script.py measures the largest that fits); "
                           "remove .item()/print from the step; torch.compile(mode='reduce-overhead')")
 
 
@@ -232,35 +252,54 @@ def checkpoint_cadence(x: RuleInput) -> Finding | None:
     return cadence_finding(x)
 
 
-def checkpoint_plan_finding(plan: CheckpointPlan, measured: bool = True) -> Finding:
-    """A finding from a computed cadence (the recipe mode measures the save on the real model)."""
+def job_mtbf(device: str, num_gpus: int, mtbf_s: float | None) -> float | None:
+    """The job's mean time between failures: given, or the published per-GPU rate times the GPUs when
+    the run used GPUs. None on other hardware: no published rate applies, so ``--mtbf-hours`` must say."""
+    if mtbf_s is not None:
+        return mtbf_s
+    return mtbf_from_gpus(num_gpus) if device == "cuda" else None
+
+
+MTBF_NOTE: Final = ("checkpoint cadence not computed: the default failure rate is per GPU (Llama 3) and this run "
+                    "used no GPU; pass --mtbf-hours (the job's mean time between failures) to get one")
+
+
+def checkpoint_plan_finding(plan: CheckpointPlan, measured: bool = True, was_off: bool = False) -> Finding:
+    """A finding from a computed cadence (the recipe mode measures the save on the real model).
+    ``was_off``: the recipe has checkpointing off; the finding says so, and the plan leaves it off."""
     evidence = (f"a checkpoint takes {plan.delta_s:.3g} s ({'measured' if measured else 'given'})",
                 f"MTBF {plan.mtbf_s / 3600:.3g} h ({plan.mtbf_source})",
                 f"Young interval {plan.young_s:.0f} s, Daly interval {plan.daly_s:.0f} s"
                 + (", capped by the max lost work" if plan.capped else ""),
                 f"expected loss {plan.lost_fraction:.2%} of wall time ({plan.lost_s_per_day / 60:.1f} min/day: "
                 "checkpoint writes + rework after failures)")
-    return Finding(rule_id="checkpoint.cadence", title=f"Checkpoint every {plan.every_steps} steps (Young/Daly)",
-                   evidence=evidence, expected_gain=None, confidence="medium",
-                   change=f"--set ckpt_every_steps={plan.every_steps}", settings={"ckpt_every_steps": plan.every_steps})
+    title = f"Checkpoint every {plan.every_steps} steps (Young/Daly)"
+    if was_off:
+        title = f"Checkpointing is off in this recipe; if you turn it on, every {plan.every_steps} steps (Young/Daly)"
+    return Finding(rule_id="checkpoint.cadence", title=title, evidence=evidence, expected_gain=None,
+                   confidence="medium", action=f"save a checkpoint every {plan.every_steps} steps",
+                   settings={"ckpt_every_steps": plan.every_steps or 1})
 
 
 def cadence_finding(x: RuleInput, *, num_gpus: int | None = None, delta_s: float | None = None,
                     mtbf_s: float | None = None, max_lost_work_s: float | None = None) -> Finding | None:
     """Young/Daly checkpoint cadence. ``delta_s`` defaults to the mean measured checkpoint span; without
-    one (and without a step time) there is nothing to compute. Given values always yield a finding; the
-    measured-only case reports only when the optimum saves > 0.5% of wall time over the current cadence."""
+    one (and without a step time) there is nothing to compute, nor without a failure rate for the
+    hardware (``job_mtbf``). Given values always yield a finding; the measured-only case reports only
+    when the optimum saves more than ``CADENCE_MIN_SAVING`` of wall time over the current cadence."""
     spans = x.checkpoint_spans_s
     st = x.summary.step_time
     delta = delta_s if delta_s is not None else (sum(spans) / len(spans) if spans else None)
-    if delta is None or delta <= 0 or st is None or st.median_s <= 0:
-        return None
     gpus = num_gpus or max(1, x.summary.world_size)
-    best = plan_checkpoints(delta_s=delta, step_time_s=st.median_s, num_gpus=gpus, mtbf_s=mtbf_s,
+    mtbf = job_mtbf(x.summary.device, gpus, mtbf_s)
+    if delta is None or delta <= 0 or st is None or st.median_s <= 0 or mtbf is None:
+        return None
+    best = plan_checkpoints(delta_s=delta, step_time_s=st.median_s, num_gpus=gpus, mtbf_s=mtbf,
                             max_lost_work_s=max_lost_work_s)
+    source = best.mtbf_source if mtbf_s is not None else f"{gpus} GPU(s) x {FAILURE_RATE_SOURCE}"
     evidence = [f"a checkpoint takes {delta:.3g} s ({'given' if delta_s is not None else 'measured'}); "
                 f"a step takes {st.median_s:.3g} s",
-                f"MTBF {best.mtbf_s / 3600:.3g} h ({best.mtbf_source})",
+                f"MTBF {best.mtbf_s / 3600:.3g} h ({source})",
                 f"Young interval {best.young_s:.0f} s, Daly interval {best.daly_s:.0f} s"
                 + (f", capped at {max_lost_work_s:.0f} s of lost work" if best.capped else "")]
     gain = None
@@ -269,14 +308,16 @@ def cadence_finding(x: RuleInput, *, num_gpus: int | None = None, delta_s: float
         lost_now = 1.0 - 1.0 / expected_wall_time(1.0, every_now * st.median_s, delta, best.mtbf_s)
         gain = lost_now - best.lost_fraction
         evidence.append(f"now every ~{every_now} steps: expected loss {lost_now:.2%} of wall time")
-        if delta_s is None and gain <= 0.005:
+        if delta_s is None and gain <= CADENCE_MIN_SAVING:
             return None
     evidence.append(f"at the optimum: expected loss {best.lost_fraction:.2%} of wall time "
                     f"({best.lost_s_per_day / 60:.1f} min/day: checkpoint writes + rework after failures)")
-    return Finding(rule_id="checkpoint.cadence", title=f"Checkpoint every {best.every_steps} steps (Young/Daly)",
-                   evidence=tuple(evidence), expected_gain=gain, confidence="medium",
-                   change=f"save every {best.every_steps} steps  # loop: --set ckpt_every_steps={best.every_steps}",
-                   settings={"ckpt_every_steps": best.every_steps})
+    title = f"Checkpoint every {best.every_steps} steps (Young/Daly)"
+    if not spans:
+        title = f"This run saved no checkpoint; if it should, every {best.every_steps} steps (Young/Daly)"
+    return Finding(rule_id="checkpoint.cadence", title=title, evidence=tuple(evidence), expected_gain=gain,
+                   confidence="medium", action=f"save a checkpoint every {best.every_steps} steps",
+                   settings={"ckpt_every_steps": best.every_steps or 1})
 
 
 def page_faults(x: RuleInput) -> Finding | None:
@@ -286,7 +327,16 @@ def page_faults(x: RuleInput) -> Finding | None:
     if f is None:
         return None
     return Finding(rule_id="host.page_faults", title="Keep freed memory in the process (glibc malloc thresholds)",
-                   evidence=f.evidence, expected_gain=None, confidence="medium", change=f.action)
+                   evidence=f.evidence, expected_gain=None, confidence="medium", action=f.action,
+                   settings={"malloc_threshold_bytes": _threshold_of(f.action)} if _threshold_of(f.action) else {})
+
+
+def _threshold_of(action: str) -> int:
+    """The N of ``MALLOC_MMAP_THRESHOLD_=N`` in the fault finding's action (0 when absent)."""
+    for word in action.split():
+        if word.startswith("MALLOC_MMAP_THRESHOLD_="):
+            return int(word.split("=", 1)[1])
+    return 0
 
 
 Rule = Callable[[RuleInput], "Finding | None"]

@@ -1,8 +1,8 @@
 """``ScriptTarget``: probe an unmodified script by re-running it under ``throughput profile --set ...``.
 
-Each probe is one subprocess::
+Each probe is one subprocess, the command a recommendation prints plus our own options::
 
-    python -m throughput profile --quiet --max-steps N --out TMP --set k=v ... script.py args...
+    python -m throughput profile --quiet --max-steps N --warmup-steps W --out TMP --set k=v ... script.py args...
 
 bounded in time (killed with its process group after ``timeout_s``) and, optionally, in memory
 (``RLIMIT_AS`` set in the child before exec: an address-space cap, so give it room above the real
@@ -25,28 +25,35 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from throughput.advisor.trials import Config, ProbeResult, one_line, text_is_oom
+from throughput.capture.digests import DIGESTS_ENV
+from throughput.knobs import KNOBS, show
 
-# Config keys the zero-code overrides apply (``throughput profile --set``), and the name they use there.
-SCRIPT_KEYS = {"micro_batch_size": "batch_size", "num_workers": "num_workers", "pin_memory": "pin_memory",
-               "persistent_workers": "persistent_workers", "prefetch_factor": "prefetch_factor",
-               "amp": "amp", "tf32": "tf32"}
+# Config keys the zero-code overrides apply (``throughput profile --set``): the script knobs.
+SCRIPT_KEYS = frozenset(k for k, knob in KNOBS.items() if knob.script)
+LOADER_ONLY_WITH_WORKERS = ("prefetch_factor", "persistent_workers")
 
 
-def _value(v: object) -> str:
-    return str(v).lower() if isinstance(v, bool) else str(v)
+def warmup_for(config: Config, base: int) -> int:
+    """Warm-up steps for a configuration: with loader workers, at least the batches they prefetched
+    while the model was built (workers x prefetch_factor), which would credit them with a head start."""
+    workers = int(config.get("num_workers") or 0)  # type: ignore[call-overload]
+    if not workers:
+        return base
+    return max(base, workers * int(config.get("prefetch_factor") or 2) + 1)  # type: ignore[call-overload]
 
 
 class ScriptTarget:
-    """Runs ``script`` with overrides. Keys outside ``SCRIPT_KEYS`` (e.g. grad_accum, which a script
+    """Runs ``script`` with overrides. Keys that are not script knobs (e.g. grad_accum, which a script
     cannot take from outside) are ignored: the plan still carries them. ``env`` is added to the
-    child's environment (e.g. glibc malloc tunables, which only a fresh process reads)."""
+    child's environment. ``digests``: record sample digests of the first N training batches (the
+    worker-split check, ``stream_check.py``)."""
 
-    supported = frozenset(SCRIPT_KEYS)
+    supported = SCRIPT_KEYS
 
     def __init__(self, script: str | os.PathLike[str], args: Sequence[str] = (), *, timeout_s: float = 120.0,
                  address_space_cap_bytes: int | None = None, python: str = sys.executable,
                  warmup_steps: int = 1, cwd: str | os.PathLike[str] | None = None,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, digests: int = 0) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.script = Path(script)
@@ -57,6 +64,7 @@ class ScriptTarget:
         self.warmup_steps = warmup_steps
         self.cwd = Path(cwd) if cwd is not None else None
         self.env = dict(env or {})
+        self.digests = digests
         self.last_session: Any = None      # the Session of the latest probe (None when none was written)
         self.last_maxrss_bytes: int | None = None   # the latest probe's resident-set high-water mark
 
@@ -64,19 +72,25 @@ class ScriptTarget:
         """The same target with ``env`` added to the child's environment."""
         return ScriptTarget(self.script, self.args, timeout_s=self.timeout_s, address_space_cap_bytes=self.cap,
                             python=self.python, warmup_steps=self.warmup_steps, cwd=self.cwd,
-                            env={**self.env, **env})
+                            env={**self.env, **env}, digests=self.digests)
+
+    def with_digests(self, n: int) -> "ScriptTarget":
+        """The same target, recording sample digests of the first ``n`` training batches."""
+        t = self.with_env({})
+        t.digests = n
+        return t
 
     def command(self, config: Config, steps: int, out_dir: Path) -> list[str]:
         """The exact command line of one probe (overrides in sorted key order)."""
+        warmup = warmup_for(config, self.warmup_steps)
         cmd = [self.python, "-m", "throughput", "profile", "--quiet", "--max-steps",
-               str(steps + self.warmup_steps), "--warmup-steps", str(self.warmup_steps), "--out", str(out_dir)]
+               str(steps + warmup), "--warmup-steps", str(warmup), "--out", str(out_dir)]
         no_workers = not config.get("num_workers")
         for key in sorted(config):
-            if no_workers and key in ("prefetch_factor", "persistent_workers"):
+            if no_workers and key in LOADER_ONLY_WITH_WORKERS:
                 continue              # loader-worker options mean nothing without workers
             if key in SCRIPT_KEYS and config[key] is not None:
-                value = "off" if key == "amp" and config[key] == "fp32" else _value(config[key])
-                cmd += ["--set", f"{SCRIPT_KEYS[key]}={value}"]
+                cmd += ["--set", f"{key}={show(config[key])}"]  # type: ignore[arg-type]
         return cmd + [str(self.script), *self.args]
 
     def _limit(self) -> None:   # runs in the child between fork and exec
@@ -96,19 +110,26 @@ class ScriptTarget:
         out = tmp / "out"
         log = tmp / "output.log"
         with open(log, "wb") as sink:
+            env = {**os.environ, **self.env}
+            if self.digests:
+                env[DIGESTS_ENV] = str(self.digests)
             proc = subprocess.Popen(self.command(config, steps, out), stdout=sink, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, preexec_fn=self._limit, cwd=self.cwd,
-                                    env={**os.environ, **self.env} if self.env else None)
+                                    env=env if self.env or self.digests else None)
             status, maxrss_kib, timed_out = self._wait(proc)
         self.last_maxrss_bytes = maxrss_kib * 1024 if maxrss_kib > 0 else None
         text = log.read_text(errors="replace")
-        result, self.last_session = parse_probe(out / "session.json", text, status, timed_out, self.timeout_s)
+        result, self.last_session = self.parse(out, text, status, timed_out)
         peak = result.peak_memory_bytes
         if peak is None and maxrss_kib > 0:
             peak = maxrss_kib * 1024
         return ProbeResult(samples_per_s=result.samples_per_s, tokens_per_s=result.tokens_per_s,
                            peak_memory_bytes=peak, losses=result.losses, data_wait_share=result.data_wait_share,
                            oom=result.oom, error=result.error, wall_s=time.perf_counter() - t0, steps=result.steps)
+
+    def parse(self, out: Path, output: str, status: int, timed_out: bool) -> tuple[ProbeResult, Any]:
+        """What one run measured (from ``out``, the run's folder) and its session (or None)."""
+        return parse_probe(out / "session.json", output, status, timed_out, self.timeout_s)
 
     def _wait(self, proc: subprocess.Popen[bytes]) -> tuple[int, int, bool]:
         """(wait status, child's max RSS in KiB, timed out). Kills the whole process group on timeout."""

@@ -20,13 +20,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from throughput.advisor.findings import Finding, Setting
 from throughput.advisor.memory import MemoryFit, fit_memory
-from throughput.advisor.space import SearchSettings, SearchSpace
 from throughput.advisor.outcome import AdvisorError, SearchResult, _near_points, collapse, loss_disagreement
+from throughput.advisor.space import SearchSettings, SearchSpace
 from throughput.advisor.trials import ProbeResult, ProbeTarget, Trial, describe_config
-
-INPUT_BOUND_WAIT = 0.30
+from throughput.finding import Finding, Setting
+from throughput.thresholds import INPUT_BOUND_SHARE
 KNOBS = ("micro_batch_size", "num_workers", "prefetch_factor", "amp", "activation_checkpointing")
 
 
@@ -123,7 +122,7 @@ class _Search:
             evidence=(f"{describe_config(cfg, tuple(change))}: {a:.4g} samples/s; "
                       f"{describe_config(new, tuple(change))}: {b:.4g} samples/s (measured)", why),
             expected_gain=gain, confidence="high",
-            change=" ".join(f"--set {k}={v}" for k, v in change.items()), settings=change))
+            action=" ".join(f"--set {k}={v}" for k, v in change.items()), settings=change))
         return new
 
     # -- knobs ------------------------------------------------------------------------------------------
@@ -240,12 +239,12 @@ class _Search:
         return cfg
 
     def tune_amp(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
-        """A/B each supported precision against fp32. Skipped while the loader dominates the step
-        (data wait >= 30%): compute is not the bottleneck, so precision cannot raise throughput."""
+        """A/B each supported precision against fp32. Skipped while the step is input-bound (data wait
+        >= INPUT_BOUND_SHARE): compute is not the bottleneck, so precision cannot raise throughput."""
         wait = self.cache[_key(cfg)].data_wait_share or 0.0
         if cfg.get("amp") != "fp32":
             return cfg        # decided in an earlier pass, with its A/B evidence
-        if wait >= INPUT_BOUND_WAIT or len(self.space.amp) < 2:
+        if wait >= INPUT_BOUND_SHARE or len(self.space.amp) < 2:
             if len(self.space.amp) > 1 and not any(n.startswith("precision not tried") for n in self.notes):
                 self.notes.append(f"precision not tried: data wait is {wait:.0%} of step time")
             return cfg

@@ -10,7 +10,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
-from throughput.advisor.findings import Setting
+from throughput.finding import Setting
+from throughput.thresholds import CONFIRM_BAND, DATA_WAIT_WORTH_WORKERS, LOSS_TOLERANCE, MEMORY_SAFETY_MARGIN, MIN_GAIN
 
 
 def micro_batch_candidates(target_global_batch: int, largest: int | None = None) -> tuple[int, ...]:
@@ -78,16 +79,16 @@ class SearchSpace:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SearchSettings:
-    """How the advisor searches. Gains are relative (0.03 = 3%)."""
+    """How the advisor searches. Gains are relative (0.03 = 3%); defaults from throughput/thresholds.py."""
 
     probe_steps: int = 3
     memory_budget_bytes: int | None = None     # peak memory a configuration may add (see trials.py)
-    safety_margin: float = 0.10
+    safety_margin: float = MEMORY_SAFETY_MARGIN
     time_budget_s: float | None = None         # stop trying new knobs after this much probing
-    min_gain: float = 0.03                     # a change must beat the current best by this much
-    confirm_band: float = 0.10                 # closer calls than this are measured again before deciding
-    data_wait_done: float = 0.10               # data wait share below which workers are not swept
-    loss_tolerance: float = 0.05               # relative loss disagreement a precision may show
+    min_gain: float = MIN_GAIN                 # a change must beat the current best by this much
+    confirm_band: float = CONFIRM_BAND         # closer calls than this are measured again before deciding
+    data_wait_done: float = DATA_WAIT_WORTH_WORKERS   # data wait share below which workers are not swept
+    loss_tolerance: float = LOSS_TOLERANCE     # relative loss disagreement a precision may show
     max_passes: int = 2
 
     def __post_init__(self) -> None:

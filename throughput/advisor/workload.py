@@ -22,6 +22,7 @@ import torch
 
 from throughput.advisor.trials import Config, MemoryMeter, ProbeResult, is_oom, one_line, release_memory
 from throughput.capture.batch import describe_batch
+from throughput.hardware import PrecisionOptions
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 WORKLOAD_KEYS = frozenset({"micro_batch_size", "grad_accum", "amp", "tf32", "num_workers", "pin_memory",
@@ -238,19 +239,23 @@ def _rates(durations: list[float], samples: int, tokens: int, data_wait: float,
                 data_wait_share=data_wait / wall if wall > 0 else None, steps=len(durations))
 
 
+def precision_here() -> PrecisionOptions:
+    """``hardware.precision_options`` for this machine (the device the probes run on)."""
+    from throughput.hardware import cpu_has_fast_bf16, precision_options
+    if torch.cuda.is_available():
+        return precision_options("cuda", cuda_capability=torch.cuda.get_device_capability(),
+                                 device_name=torch.cuda.get_device_name())
+    return precision_options("cpu", cpu_fast_bf16=cpu_has_fast_bf16())
+
+
 def supported_precisions() -> tuple[str, ...]:
     """Precisions worth an A/B trial on this machine: bf16 where the hardware runs it natively (CUDA
     compute capability >= 8.0; CPU with AMX or AVX512-BF16), else fp16 (with GradScaler) on CUDA."""
-    if torch.cuda.is_available():
-        major, _ = torch.cuda.get_device_capability()
-        return ("fp32", "bf16") if major >= 8 else ("fp32", "fp16")
-    from throughput.hardware import cpu_has_fast_bf16
-    return ("fp32", "bf16") if cpu_has_fast_bf16() else ("fp32",)
+    return precision_here().candidates
 
 
 def device_fixed_settings() -> dict[str, bool]:
     """Settings applied without a trial: pinned memory on CUDA, TF32 matmuls on Ampere and newer."""
     if not torch.cuda.is_available():
         return {}
-    major, _ = torch.cuda.get_device_capability()
-    return {"pin_memory": True, "tf32": major >= 8}
+    return {"pin_memory": True, "tf32": precision_here().tf32}

@@ -20,8 +20,7 @@ from throughput.analysis.summary import steady_steps
 from throughput.session.records import StepRecord
 from throughput.session.session import Session
 
-MIN_MOVE_SHARE = 0.01       # a move must be at least 1% of A's mean step time
-NOISE_BAND_FRACTION = 0.5   # of the wider p5..p95 band
+from throughput.thresholds import MIN_MOVE_SHARE, NOISE_BAND_FRACTION
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from throughput.session.records import StepRecord, TelemetrySample
+from throughput.thresholds import FAULTS_PER_STEP_MIN, SYSTEM_SHARE_MIN
 
-FAULTS_PER_STEP_MIN = 1000.0
-SYSTEM_SHARE_MIN = 0.10
 MIN_THRESHOLD_BYTES = 1 << 30      # the smallest malloc threshold the finding recommends (1 GiB)
 _COUNTERS = ("minor_faults_total", "user_cpu_total_s", "system_cpu_total_s")
 

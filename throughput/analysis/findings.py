@@ -1,23 +1,24 @@
 """Training-hygiene findings: events seen at capture plus checks on the recorded steps (pure).
 
-Each finding has a stable ``kind``, the measured evidence and the change to make. Thresholds are
-stated in the evidence so a user can disagree with them.
+Each finding (``throughput.finding.Finding``) has a stable ``rule_id``, the measured evidence and the
+change to make. Thresholds come from ``throughput/thresholds.py`` and are stated in the evidence so a
+user can disagree with them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from throughput.analysis.breakdown import PhaseStats
-from throughput.analysis.faults import FAULTS_PER_STEP_MIN, SYSTEM_SHARE_MIN, allocator_env, faults_are_costly, page_faults
+from throughput.analysis.faults import allocator_env, faults_are_costly, page_faults
 from throughput.analysis.loss import diagnose_steps
 from throughput.analysis.stats import quantile
-from throughput.analysis.verdict import INPUT_BOUND_SHARE
+from throughput.finding import Finding
 from throughput.session.records import Event, StepRecord, TelemetrySample
+from throughput.thresholds import INPUT_BOUND_SHARE, FAULTS_PER_STEP_MIN, LOSS_SPIKE_RATIO, SYSTEM_SHARE_MIN
 
-SPIKE_RATIO = 3.0        # a loss this many times the median of the previous SPIKE_WINDOW steps
+SPIKE_RATIO = LOSS_SPIKE_RATIO   # a loss this many times the median of the previous SPIKE_WINDOW steps
 SPIKE_WINDOW = 10
 
 ACTIONS: Mapping[str, str] = {
@@ -33,14 +34,10 @@ ACTIONS: Mapping[str, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Finding:
-    kind: str                     # stable id, e.g. "bn_small_batch"
-    step: int | None              # first step where it was seen, when known
-    message: str
-    evidence: tuple[str, ...]
-    action: str
-
+# Workers of an IterableDataset each run its whole __iter__: without a split, every sample comes N times.
+ITERABLE_WORKERS_CAVEAT = ("the dataset is an IterableDataset: first make its __iter__ yield only this worker's "
+                           "share (torch.utils.data.get_worker_info(): id, num_workers), or every worker "
+                           "yields every sample")
 
 # Events that carry data for other sections of the report, not hygiene observations.
 DATA_EVENT_KINDS = frozenset({"context", "pyspy_hot", "pyspy_window",
@@ -57,12 +54,18 @@ def findings(events: Sequence[Event], steps: Sequence[StepRecord], phases: Seque
     out += [f for f in (_workers_zero(phases, context), _pin_memory_off(device, context),
                         _non_finite(steps), _spikes_unclipped(steps, context),
                         _page_faults(telemetry, measured)) if f is not None]
-    return tuple(out) + loss_curve_findings(steps)
+    return tuple(out) + loss_curve_findings(steps, clipping=_clipping(context))
+
+
+def _clipping(ctx: Mapping[str, float | int | str | bool]) -> bool | None:
+    """Whether the run clipped gradients, as recorded at capture (None: not recorded)."""
+    value = ctx.get("grad_clipping")
+    return value if isinstance(value, bool) else None
 
 
 def _from_event(e: Event) -> Finding:
     evidence = tuple(f"{k}={v}" for k, v in e.detail.items())
-    return Finding(kind=e.kind, step=e.step, message=e.message, evidence=evidence,
+    return Finding(rule_id=e.kind, first_step=e.step, title=e.message, evidence=evidence,
                    action=ACTIONS.get(e.kind, "see the message"))
 
 
@@ -70,18 +73,21 @@ def _workers_zero(phases: Sequence[PhaseStats], ctx: Mapping[str, float | int | 
     data = sum(p.share for p in phases if p.phase == "data")
     if ctx.get("num_workers") != 0 or data < INPUT_BOUND_SHARE:
         return None
-    return Finding(kind="num_workers_zero", step=None,
-                   message="the DataLoader loads batches in the training process (num_workers=0) "
-                           "while the step waits for data",
+    action = ACTIONS["num_workers_zero"]
+    if ctx.get("dataset") == "iterable":
+        action += "; " + ITERABLE_WORKERS_CAVEAT
+    return Finding(rule_id="num_workers_zero",
+                   title="the DataLoader loads batches in the training process (num_workers=0) "
+                         "while the step waits for data",
                    evidence=(f"data wait {data:.0%} of step time (>= {INPUT_BOUND_SHARE:.0%})", "num_workers=0"),
-                   action=ACTIONS["num_workers_zero"])
+                   action=action)
 
 
 def _pin_memory_off(device: str, ctx: Mapping[str, float | int | str | bool]) -> Finding | None:
     if device != "cuda" or ctx.get("pin_memory") is not False:
         return None
-    return Finding(kind="pin_memory_off", step=None,
-                   message="batches are copied to the GPU from pageable memory (pin_memory=False)",
+    return Finding(rule_id="pin_memory_off",
+                   title="batches are copied to the GPU from pageable memory (pin_memory=False)",
                    evidence=("device=cuda", "pin_memory=False"), action=ACTIONS["pin_memory_off"])
 
 
@@ -89,8 +95,8 @@ def _non_finite(steps: Sequence[StepRecord]) -> Finding | None:
     bad = [s.index for s in steps if s.loss is not None and not math.isfinite(s.loss)]
     if not bad:
         return None
-    return Finding(kind="loss_non_finite", step=bad[0],
-                   message=f"the loss was NaN or infinite in {len(bad)} step(s), first at step {bad[0]}",
+    return Finding(rule_id="loss_non_finite", first_step=bad[0],
+                   title=f"the loss was NaN or infinite in {len(bad)} step(s), first at step {bad[0]}",
                    evidence=(f"{len(bad)} of {len(steps)} steps", f"first step {bad[0]}"),
                    action=ACTIONS["loss_non_finite"])
 
@@ -116,8 +122,8 @@ def _spikes_unclipped(steps: Sequence[StepRecord], ctx: Mapping[str, float | int
     spikes = loss_spikes(steps)
     if not spikes:
         return None
-    return Finding(kind="loss_spikes_unclipped", step=spikes[0],
-                   message=f"the loss spiked in {len(spikes)} step(s) and gradients are not clipped",
+    return Finding(rule_id="loss_spikes_unclipped", first_step=spikes[0],
+                   title=f"the loss spiked in {len(spikes)} step(s) and gradients are not clipped",
                    evidence=(f"loss >= {SPIKE_RATIO:g}x the median of the previous {SPIKE_WINDOW} steps "
                              f"at step(s) {', '.join(map(str, spikes[:5]))}", "clip_grad_norm_ never called"),
                    action=ACTIONS["loss_spikes_unclipped"])
@@ -129,9 +135,9 @@ def _page_faults(telemetry: Sequence[TelemetrySample], measured: Sequence[StepRe
         return None
     env = " ".join(f"{k}={v}" for k, v in allocator_env(p.peak_rss_bytes).items())
     rss = f"peak RSS {p.peak_rss_bytes / 2**20:.0f} MiB" if p.peak_rss_bytes is not None else "peak RSS unknown"
-    return Finding(kind="page_faults_per_step", step=None,
-                   message="the allocator returns large buffers to the kernel after each step and faults them "
-                           "in again the next (glibc malloc thresholds)",
+    return Finding(rule_id="page_faults_per_step",
+                   title="the allocator returns large buffers to the kernel after each step and faults them "
+                         "in again the next (glibc malloc thresholds)",
                    evidence=(f"{p.faults_per_step:,.0f} minor page faults a step (>= {FAULTS_PER_STEP_MIN:,.0f})",
                              f"kernel time {p.system_share:.0%} of the process's CPU time "
                              f"(>= {SYSTEM_SHARE_MIN:.0%}), over {p.window_s:.1f} s of steady state", rss),
@@ -140,14 +146,7 @@ def _page_faults(telemetry: Sequence[TelemetrySample], measured: Sequence[StepRe
                           "instead of returning it between steps")
 
 
-def loss_curve_findings(steps: Sequence[StepRecord]) -> tuple[Finding, ...]:
-    """The diagnosis of a profiled session as hygiene ``Finding``s, for the
-    profile report. ``loss.nonfinite`` is left out: findings.py reports non-finite losses itself."""
-    out = []
-    for f in diagnose_steps(steps):
-        if f.rule_id == "loss.nonfinite":
-            continue
-        evidence = tuple(f"{k}={v:.4g}" for k, v in f.evidence.items())
-        out.append(Finding(kind=f.rule_id, step=f.first_step, message=f.message,
-                           evidence=(f"steps {f.first_step}-{f.last_step}",) + evidence, action=f.action))
-    return tuple(out)
+def loss_curve_findings(steps: Sequence[StepRecord], clipping: bool | None = None) -> tuple[Finding, ...]:
+    """The diagnosis of a profiled session, for the profile report. ``loss.nonfinite`` is left out:
+    findings.py reports non-finite losses itself."""
+    return tuple(f for f in diagnose_steps(steps, clipping=clipping) if f.rule_id != "loss.nonfinite")

@@ -20,9 +20,11 @@ spikes inside its window (they are the same event).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
+from throughput import thresholds as T
+from throughput.finding import Finding
 from throughput.session.records import StepRecord
 
 ACTIONS: Mapping[str, str] = {
@@ -30,6 +32,10 @@ ACTIONS: Mapping[str, str] = {
                       "check the batch at that step for bad values; with fp16 make sure GradScaler is on",
     "loss.divergence": "lower the learning rate (2-10x) or lengthen warm-up; keep gradient clipping on; "
                        "resume from the checkpoint at the best step",
+    # the same, for a run that recorded no gradient clipping: advice must not contradict the session
+    "loss.divergence.unclipped": "lower the learning rate (2-10x) or lengthen warm-up; clip gradients "
+                                 "(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)): this run did "
+                                 "not; resume from the checkpoint at the best step",
     "loss.spike": "log the sample ids at the spike steps and inspect those batches; if spikes recur, lower "
                   "lr, tighten clip_grad_norm, or lower Adam beta2 (e.g. 0.95)",
     "grad_norm.spike": "tighten clip_grad_norm around the typical norm; inspect the batches at those steps",
@@ -41,41 +47,19 @@ ACTIONS: Mapping[str, str] = {
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LossFinding:
-    """One diagnosis. ``first_step``/``last_step`` bound the evidence window (inclusive)."""
-
-    rule_id: str
-    first_step: int
-    last_step: int
-    evidence: Mapping[str, float] = field(default_factory=dict)
-    message: str
-    action: str
-
-    def __post_init__(self) -> None:
-        if self.rule_id not in ACTIONS:
-            raise ValueError(f"unknown loss rule {self.rule_id!r}; known: {', '.join(ACTIONS)}")
-        if self.last_step < self.first_step:
-            raise ValueError(f"last_step {self.last_step} < first_step {self.first_step}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rule_id": self.rule_id, "first_step": self.first_step, "last_step": self.last_step,
-                "evidence": dict(self.evidence), "message": self.message, "action": self.action}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class DiagnosisParams:
     """Thresholds; the defaults reach F1 >= 0.9 on the labelled synthetic set in tests/loop."""
 
-    divergence_ratio: float = 1.5    # smoothed loss above this x its best so far
-    divergence_vs_first: float = 1.2  # smoothed loss above this x the first loss
+    divergence_ratio: float = T.LOSS_DIVERGENCE_RATIO      # smoothed loss above this x its best so far
+    divergence_vs_first: float = T.LOSS_DIVERGENCE_VS_FIRST  # smoothed loss above this x the first loss
     spike_window: int = 30
-    spike_z: float = 10.0
+    spike_z: float = T.LOSS_SPIKE_Z
     spike_return: int = 3           # points after a spike that must fall back below spike_z / 2
-    flat_improvement: float = 0.05
+    flat_improvement: float = T.LOSS_FLAT_IMPROVEMENT
     min_points: int = 20            # fewer training points: only loss.nonfinite is checked
-    overfit_rise: float = 0.02      # val rise above its minimum, relative
-    overfit_flat: float = 0.005     # |relative val change| counted as flat
-    overfit_train_drop: float = 0.05
+    overfit_rise: float = T.OVERFIT_RISE          # val rise above its minimum, relative
+    overfit_flat: float = T.OVERFIT_FLAT          # |relative val change| counted as flat
+    overfit_train_drop: float = T.OVERFIT_TRAIN_DROP
     chance_loss: float | None = None
 
     def __post_init__(self) -> None:
@@ -86,13 +70,14 @@ class DiagnosisParams:
 
 
 def diagnose(*, steps: Sequence[int], losses: Sequence[float], grad_norms: Sequence[float] | None = None,
-             val: Sequence[tuple[int, float]] = (), params: DiagnosisParams = DiagnosisParams()
-             ) -> tuple[LossFinding, ...]:
+             val: Sequence[tuple[int, float]] = (), params: DiagnosisParams = DiagnosisParams(),
+             clipping: bool | None = None) -> tuple[Finding, ...]:
     """All findings for one curve. ``steps`` and ``losses`` (and ``grad_norms``) are parallel;
-    ``val`` holds (step, validation loss) pairs."""
+    ``val`` holds (step, validation loss) pairs. ``clipping``: whether the run clipped gradients (None:
+    not known), so that an action never contradicts what was recorded."""
     if len(steps) != len(losses) or (grad_norms is not None and len(grad_norms) != len(losses)):
         raise ValueError("steps, losses and grad_norms must have the same length")
-    findings: list[LossFinding] = []
+    findings: list[Finding] = []
     nonfinite = [s for s, x in zip(steps, losses) if not math.isfinite(x)]
     if nonfinite:
         before = [x for s, x in zip(steps, losses) if s < nonfinite[0]]
@@ -106,11 +91,14 @@ def diagnose(*, steps: Sequence[int], losses: Sequence[float], grad_norms: Seque
         return tuple(findings)
     w = max(5, min(50, len(pts) // 20))
     divergence = _divergence(pts, w, params)
+    if divergence is not None and clipping is False:
+        divergence = _finding("loss.divergence", divergence.first_step or 0, divergence.last_step or 0,
+                              dict(divergence.values), divergence.title, action_key="loss.divergence.unclipped")
     if divergence is not None:
         findings.append(divergence)
     elif (flat := _flat(pts, w, params)) is not None:
         findings.append(flat)
-    skip = (divergence.first_step - w, divergence.last_step) if divergence else None
+    skip = ((divergence.first_step or 0) - w, divergence.last_step or 0) if divergence else None
     findings += _spikes("loss.spike", pts, params, skip, log=False)
     if grad_norms is not None:
         g = [(s, x) for s, x in zip(steps, grad_norms) if math.isfinite(x) and x > 0]
@@ -120,13 +108,14 @@ def diagnose(*, steps: Sequence[int], losses: Sequence[float], grad_norms: Seque
     return tuple(findings)
 
 
-def diagnose_steps(steps: Sequence[StepRecord], params: DiagnosisParams = DiagnosisParams()) -> tuple[LossFinding, ...]:
+def diagnose_steps(steps: Sequence[StepRecord], params: DiagnosisParams = DiagnosisParams(),
+                   clipping: bool | None = None) -> tuple[Finding, ...]:
     """Diagnosis of a profiled session's steps (those with a captured loss)."""
     with_loss = [s for s in steps if s.loss is not None]
     norms = [s.grad_norm for s in with_loss]
     return diagnose(steps=[s.index for s in with_loss], losses=[float(s.loss) for s in with_loss],  # type: ignore[arg-type]
                     grad_norms=[float(n) for n in norms] if all(n is not None for n in norms) else None,  # type: ignore[arg-type]
-                    params=params)
+                    params=params, clipping=clipping)
 
 
 def rolling_median(values: Sequence[float], window: int) -> list[float]:
@@ -134,7 +123,7 @@ def rolling_median(values: Sequence[float], window: int) -> list[float]:
     return [_median(values[max(0, i - window + 1):i + 1]) for i in range(len(values))]
 
 
-def _divergence(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> LossFinding | None:
+def _divergence(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> Finding | None:
     """The smoothed loss well above its best so far, or above the very first loss (measured before any
     update: a healthy run never climbs back over it). The second catches a blow-up in the first window."""
     smooth = rolling_median([x for _, x in pts], w)
@@ -157,12 +146,12 @@ def _divergence(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> Los
                     f"above its first value {first:.4g} or best {best:.4g}")
 
 
-def _flat(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> LossFinding | None:
+def _flat(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> Finding | None:
     values = [x for _, x in pts]
     w = max(w, len(values) // 10)  # a longer window: "no progress" is a claim about the whole run
     start, end = _median(values[:w]), _median(values[-w:])
     improvement = (start - end) / abs(start) if start else 0.0
-    above_chance = p.chance_loss is not None and end >= 0.95 * p.chance_loss
+    above_chance = p.chance_loss is not None and end >= T.LOSS_NEAR_CHANCE * p.chance_loss
     if improvement >= p.flat_improvement and not above_chance:
         return None
     evidence = {"initial_smoothed_loss": start, "final_smoothed_loss": end, "relative_improvement": improvement}
@@ -174,7 +163,7 @@ def _flat(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> LossFindi
 
 
 def _spikes(rule: str, pts: list[tuple[int, float]], p: DiagnosisParams, skip: tuple[int, int] | None,
-            log: bool) -> list[LossFinding]:
+            log: bool) -> list[Finding]:
     vals = [math.log(x) if log else x for _, x in pts]
     hits: list[tuple[int, float]] = []
     for i in range(p.spike_window, len(vals) - p.spike_return):
@@ -198,7 +187,7 @@ def _spikes(rule: str, pts: list[tuple[int, float]], p: DiagnosisParams, skip: t
 
 
 def _overfitting(pts: list[tuple[int, float]], val: Sequence[tuple[int, float]], w: int,
-                 p: DiagnosisParams) -> LossFinding | None:
+                 p: DiagnosisParams) -> Finding | None:
     v = [(s, x) for s, x in val if math.isfinite(x)]
     if len(v) < 4:
         return None
@@ -228,9 +217,12 @@ def _train_drop(pts: list[tuple[int, float]], since: int, w: int) -> float:
     return (start - _median(after)) / abs(start) if start else 0.0
 
 
-def _finding(rule: str, first: int, last: int, evidence: dict[str, float], message: str) -> LossFinding:
-    return LossFinding(rule_id=rule, first_step=first, last_step=last, evidence=evidence, message=message,
-                       action=ACTIONS[rule])
+def _finding(rule: str, first: int, last: int, values: dict[str, float], message: str,
+             action_key: str | None = None) -> Finding:
+    """A loss finding: its numbers in ``values`` and, as text, in ``evidence``."""
+    evidence = (f"steps {first}-{last}",) + tuple(f"{k}={v:.4g}" for k, v in values.items())
+    return Finding(rule_id=rule, first_step=first, last_step=last, values=values, evidence=evidence,
+                   title=message, action=ACTIONS[action_key or rule])
 
 
 def _median(values: Sequence[float]) -> float:

@@ -23,7 +23,7 @@ from throughput.analysis.summary import steady_steps
 from throughput.session.session import Session
 
 SYNC_PHASES = frozenset({"backward", "collective"})   # phases in which ranks wait for each other
-STRAGGLER_MIN_SHARE = 0.05    # a straggler must lose at least 5% of the median step time
+from throughput.thresholds import STRAGGLER_MIN_SHARE  # a straggler loses >= 5% of the median step
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from throughput.analysis.breakdown import PhaseStats, breakdown
-from throughput.analysis.findings import Finding, findings
+from throughput.analysis.findings import findings
 from throughput.analysis.memory import MemorySummary, memory_summary
 from throughput.analysis.mfu import Mfu, run_mfu
 from throughput.analysis.operators import Operators, operators, window_of
 from throughput.analysis.rates import Rates, rates
 from throughput.analysis.stats import Distribution, distribution
 from throughput.analysis.verdict import Verdict, verdict
+from throughput.finding import Finding
 from throughput.session.records import StepRecord
 from throughput.session.session import Session
 
@@ -90,7 +91,8 @@ def summarize(session: Session) -> Summary:
         partial=info.partial, steps_total=len(session.steps), warmup_steps=len(warm),
         steps_measured=len(measured), step_time=_dist(measured), warmup_step_time=_dist(warm),
         phases=phases, rates=r, micro_steps_per_step=micro,
-        verdict=verdict(phases, info.device, r.device_busy_share, context, memory), notes=notes,
+        verdict=verdict(phases, info.device, r.device_busy_share, context, memory, device_name=info.device_name),
+        notes=notes,
         findings=findings(session.events, session.steps, phases, info.device, context,
                           telemetry=session.telemetry, measured=measured),
         mfu=run_mfu(info, measured), operators=ops, memory=memory,

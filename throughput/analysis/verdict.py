@@ -1,7 +1,9 @@
 """The bottleneck verdict: which part of the step dominates, the evidence, and the change to try.
 
-Thresholds are shares of step wall time (0..1). They are deliberately simple and stated in the
-evidence so a user can disagree with them.
+Thresholds are shares of step wall time (0..1), from ``throughput/thresholds.py``. They are
+deliberately simple and stated in the evidence so a user can disagree with them. The compute-bound
+advice names a reduced precision only where the run's hardware runs it fast
+(``throughput.hardware.precision_options``, the rule the advisor uses too).
 """
 
 from __future__ import annotations
@@ -11,14 +13,9 @@ from typing import Mapping, Sequence
 
 from throughput.analysis.breakdown import PhaseStats
 from throughput.analysis.memory import MemorySummary
-
-INPUT_BOUND_SHARE = 0.20       # data wait above this share is the first thing to fix
-OPTIMIZER_BOUND_SHARE = 0.25
-EVAL_HEAVY_SHARE = 0.25
-CHECKPOINT_HEAVY_SHARE = 0.15
-UNATTRIBUTED_SHARE = 0.40
-GPU_IDLE_SHARE = 0.30          # device idle above this share means the host cannot feed the GPU
-MEMORY_HEADROOM_MIN_SHARE = 0.05   # less device memory than this left at the allocator's peak: memory-bound
+from throughput.hardware import PrecisionOptions, precision_options
+from throughput.thresholds import (CHECKPOINT_HEAVY_SHARE, EVAL_HEAVY_SHARE, GPU_IDLE_SHARE, INPUT_BOUND_SHARE,
+                                   MEMORY_HEADROOM_MIN_SHARE, OPTIMIZER_BOUND_SHARE, UNATTRIBUTED_SHARE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,12 +36,25 @@ def _share(phases: Sequence[PhaseStats], *names: str) -> float:
     return sum(p.share for p in phases if p.phase in names)
 
 
+def precision_for(device: str, device_name: str, context: Mapping[str, float | int | str | bool]) -> PrecisionOptions:
+    """The precision options for a recorded run: the facts its capture recorded (``cpu_fast_bf16``,
+    ``cuda_capability``; see capture/device.py), else what the device name tells."""
+    cap = context.get("cuda_capability")
+    capability = None
+    if isinstance(cap, str) and cap.count(".") == 1 and all(p.isdigit() for p in cap.split(".")):
+        major, minor = cap.split(".")
+        capability = (int(major), int(minor))
+    fast = context.get("cpu_fast_bf16")
+    return precision_options(device, cuda_capability=capability, device_name=device_name,
+                             cpu_fast_bf16=fast if isinstance(fast, bool) else None)
+
+
 def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share: float | None = None,
             context: Mapping[str, float | int | str | bool] | None = None,
-            memory: MemorySummary | None = None) -> Verdict:
+            memory: MemorySummary | None = None, device_name: str = "") -> Verdict:
     """Name the bottleneck. ``context`` may carry facts seen at capture (``num_workers``,
-    ``pin_memory``, ``optimizer`` class, ``fused``) that sharpen the advice; ``memory`` (CUDA) the
-    allocator's retries and the headroom left at its peak."""
+    ``pin_memory``, ``optimizer`` class, ``fused``, the hardware facts) that sharpen the advice;
+    ``memory`` (CUDA) the allocator's retries and the headroom left at its peak."""
     ctx = dict(context or {})
     if not phases:
         return Verdict(kind="no_steps", phase=None, share=0.0, evidence=("no training steps were measured",),
@@ -87,11 +97,18 @@ def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share
                        action="wrap the remaining work in prof.phase(...) or run with --py-spy to see it")
     compute = _share(phases, "forward", "backward", "h2d")
     top = max((p for p in phases if p.phase != "other"), key=lambda p: p.share, default=phases[0])
-    action = ("bf16 autocast (torch.autocast(device_type, dtype=torch.bfloat16)), a larger batch, "
-              "or torch.compile")
-    return Verdict(kind="compute_bound", phase=top.phase, share=compute,
-                   evidence=(f"forward+backward {compute:.0%} of step time", f"data wait {data:.0%}"),
-                   action=action)
+    opts = precision_for(device, device_name, ctx)
+    amp = str(ctx.get("amp", ctx.get("override_amp", "fp32")))
+    evidence = [f"forward+backward {compute:.0%} of step time", f"data wait {data:.0%}"]
+    if amp in ("fp32", "off") and opts.reduced is not None:
+        scaler = " with a GradScaler" if opts.reduced == "fp16" else ""
+        action = (f"{opts.reduced} autocast{scaler} (torch.autocast(device_type, dtype=torch."
+                  f"{'bfloat16' if opts.reduced == 'bf16' else 'float16'})), a larger batch, or torch.compile")
+    else:
+        action = "a larger batch or torch.compile"
+    if amp in ("fp32", "off"):
+        evidence += list(opts.left_out)
+    return Verdict(kind="compute_bound", phase=top.phase, share=compute, evidence=tuple(evidence), action=action)
 
 
 def _input_bound(data: float, device: str, ctx: dict[str, float | int | str | bool]) -> Verdict:
@@ -105,6 +122,10 @@ def _input_bound(data: float, device: str, ctx: dict[str, float | int | str | bo
         sets.append("num_workers=N")
     else:
         actions.append("use a DataLoader with num_workers > 0")
+    if ctx.get("dataset") == "iterable":
+        evidence.append("the dataset is an IterableDataset")
+        actions.append("but first make its __iter__ yield only this worker's share "
+                       "(torch.utils.data.get_worker_info()), or every worker yields every sample")
     if device == "cuda" and ctx.get("pin_memory") is False:
         evidence.append("pin_memory=False on CUDA")
         actions.append("pin_memory=True with .to(device, non_blocking=True)")

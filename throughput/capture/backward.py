@@ -68,9 +68,13 @@ class BackwardCalls:
         eval_module = self._forward.take_eval_mode_module()
         if eval_module is not None:
             self._hygiene.trained_in_eval_mode(eval_module)
-        self._steps.backward(loss, trained_in_eval_mode=eval_module is not None)
-        if self._optimizers.active and self._optimizers.backward_in_step():
-            return  # a closure (LBFGS): part of the optimizer step
+        in_closure = self._optimizers.active and self._optimizers.backward_in_step()
+        counted = not in_closure or self._optimizers.first_closure_backward()
+        self._steps.backward(loss, trained_in_eval_mode=eval_module is not None, counted=counted)
+        if not counted:
+            return  # a closure's re-evaluation (LBFGS): part of the same micro-batch
         self._steps.micro_step()
+        if in_closure:
+            return  # the optimizer's post hook ends this step
         if self._optimizers.created == 0:
             self._steps.end(StepRule.BACKWARD)

@@ -33,3 +33,18 @@ def device_name(device: str) -> str:
 def torch_version() -> str:
     torch = sys.modules.get("torch")
     return str(getattr(torch, "__version__", "")) if torch is not None else ""
+
+
+def hardware_context(device: str) -> dict[str, str | bool]:
+    """Facts the precision advice depends on, recorded as a ``context`` event so that a saved session is
+    advised for the hardware it ran on: whether the CPU runs bf16 natively and the CUDA capability."""
+    from throughput.hardware import cpu_has_fast_bf16
+    ctx: dict[str, str | bool] = {"cpu_fast_bf16": cpu_has_fast_bf16()}
+    torch = sys.modules.get("torch")
+    if device == "cuda" and torch is not None:
+        try:
+            major, minor = torch.cuda.get_device_capability()
+            ctx["cuda_capability"] = f"{major}.{minor}"
+        except Exception:  # no usable device after all: the capability stays unknown
+            pass
+    return ctx

@@ -104,6 +104,8 @@ class Instrumentation:
         self._patcher.restore()
         if _current is self:
             _current = None
+            if self.loaders.digests is not None:
+                self.loaders.digests.flush()   # a run shorter than the digest window still reports
             record_outcome(self.prof, self.facts())
 
     def facts(self) -> RunFacts:

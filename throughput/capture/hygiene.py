@@ -14,7 +14,7 @@ import torch
 
 from throughput.capture.profiler import Profiler
 
-BN_MIN_BATCH = 16  # below this per-device batch, BatchNorm statistics are noisy
+from throughput.thresholds import BN_MIN_BATCH  # below it, BatchNorm statistics are noisy
 _MAX_SCANS = 256
 
 

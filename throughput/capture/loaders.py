@@ -18,6 +18,7 @@ import torch.utils.data.dataloader as _dl
 
 from throughput.capture.apply import RunChanges
 from throughput.capture.batch import collect_tensors, describe_batch
+from throughput.capture.digests import DigestRecorder, digests_wanted
 from throughput.capture.compiler import hide_calls, is_compiling
 from throughput.capture.gate import Gate
 from throughput.capture.patching import Patcher, transparent
@@ -35,6 +36,8 @@ class LoaderCalls:
     def __init__(self, prof: Profiler, gate: Gate, steps: StepTracker, changes: RunChanges) -> None:
         self._prof, self._gate, self._steps, self._changes = prof, gate, steps, changes
         self._recorded: set[int] = set()
+        n = digests_wanted()   # the advisor's worker-split check only (capture/digests.py); off in a user's run
+        self.digests = DigestRecorder(n, lambda **d: prof.event("context", "batch digests", **d)) if n else None
 
     def install(self, p: Patcher) -> None:
         hide_calls(self.fetched, self.iterator_started, self.iterator_made)
@@ -99,6 +102,8 @@ class LoaderCalls:
         if not training:
             return
         self._steps.fetched(describe_batch(batch, prof.pad_id, count_padding=_on_cpu(batch)))
+        if self.digests is not None:
+            self.digests.add(batch)
         ctx = it.__dict__.pop(_CTX, None)
         if ctx is not None and ctx[0] not in self._recorded and len(self._recorded) < _MAX_RECORDED:
             self._recorded.add(ctx[0])

@@ -37,6 +37,7 @@ class OptimizerCalls:
         self._names: dict[int, str] = {}
         self.created = 0
         self.active = False     # is an optimizer step (of any optimizer) open? Kept equal to bool(_frames)
+        self._closure_backwards = 0   # backwards run inside the open step's closure
 
     def install(self, p: Patcher) -> None:
         hide_calls(self.pre_hook, self.post_hook, self.recover)
@@ -64,6 +65,8 @@ class OptimizerCalls:
         oid = id(opt)
         if any(o == oid for o, _ in self._frames):
             self.recover(oid)  # its previous step raised, so the post hook never ran
+        if not self._frames:
+            self._closure_backwards = 0
         self._frames.append((oid, self._prof.open_phase("optimizer")))
         self.active = True
         if oid not in self._names and len(self._names) < _MAX_NAMED:
@@ -102,6 +105,14 @@ class OptimizerCalls:
             return True
         self.recover(self._frames[0][0])
         return False
+
+    def first_closure_backward(self) -> bool:
+        """For a backward inside the step's closure: True for the first one of this step, a micro-batch
+        of its own (Lightning runs the last micro-batch of an accumulation window inside
+        ``step(closure)``, the others as plain calls); False for the re-evaluations that follow
+        (LBFGS calls its closure several times on the same batch)."""
+        self._closure_backwards += 1
+        return self._closure_backwards == 1
 
     def _is_primary(self, oid: int) -> bool:
         """Steps follow the first optimizer that stepped; another one takes over when it steps twice

@@ -2,7 +2,9 @@
 
 An ``Overrides`` record says what to change; ``hooks.Instrumentation`` applies it while the script
 runs (DataLoader keyword arguments, autocast around the outermost training forward, TF32 matmuls).
-Parsing is strict: an unknown key or a bad value is a one-line ``ValueError`` naming the valid choices.
+The keys, their types and values are the knob vocabulary's (``throughput/knobs.py``): parsing is
+strict, and an unknown key or a bad value is a one-line ``ValueError`` naming the valid choices (or,
+for a knob a script cannot take from outside, how to apply it instead).
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Iterable, Mapping
 
-AMP_DTYPES: tuple[str, ...] = ("bf16", "fp16", "off")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
+from throughput.knobs import (KNOBS, KnobError, Value, canonical_key, not_applicable, script_knobs,
+                              split_assignment)
 
 #: DataLoader keyword arguments an override may set (the rest are applied elsewhere).
 LOADER_KEYS: tuple[str, ...] = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor",
@@ -28,18 +29,14 @@ class Overrides:
     persistent_workers: bool | None = None   # keep workers between epochs (needs num_workers > 0)
     prefetch_factor: int | None = None       # batches prefetched per worker (needs num_workers > 0)
     batch_size: int | None = None            # DataLoader batch size (loaders built with batch_size)
-    amp: str | None = None                   # autocast dtype around the training forward: bf16|fp16|off
+    amp: str | None = None                   # autocast around the training forward: bf16|fp16 (fp32: none added)
     tf32: bool | None = None                 # allow TF32 matmuls and convolutions on CUDA
 
     def __post_init__(self) -> None:
-        if self.num_workers is not None and self.num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
-        for name in ("prefetch_factor", "batch_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if self.amp is not None and self.amp not in AMP_DTYPES:
-            raise ValueError(f"amp must be one of {', '.join(AMP_DTYPES)}, got {self.amp!r}")
+        for f in fields(self):   # each field is a knob (batch_size: micro_batch_size) and validated as one
+            value = getattr(self, f.name)
+            if value is not None:
+                object.__setattr__(self, f.name, KNOBS[canonical_key(f.name)].check(value, for_script=True))
 
     @property
     def empty(self) -> bool:
@@ -63,40 +60,47 @@ class Overrides:
 
 
 def valid_keys() -> tuple[str, ...]:
-    return tuple(f.name for f in fields(Overrides))
+    """The knobs ``throughput profile --set`` applies (throughput/knobs.py; ``batch_size`` is accepted
+    for ``micro_batch_size``)."""
+    return script_knobs()
+
+
+def parse_set(items: Iterable[str]) -> dict[str, Value]:
+    """``["num_workers=4", "amp=bf16"]`` -> validated knob values (throughput/knobs.py), for a script.
+    Raises ValueError (``KnobError``) with a one-line message naming the key and the fix."""
+    values: dict[str, Value] = {}
+    for item in items:
+        key, raw = split_assignment(item)
+        if key not in KNOBS:
+            raise KnobError(f"unknown override {key!r}; valid keys: {', '.join(valid_keys())}")
+        k = KNOBS[key]
+        if not k.script:
+            raise KnobError(not_applicable(k, "script"))
+        values[key] = k.parse(raw, for_script=True)
+    return values
 
 
 def parse_overrides(items: Iterable[str]) -> Overrides:
-    """``["num_workers=4", "amp=bf16"]`` -> ``Overrides``. Raises ValueError with a one-line message."""
-    values: dict[str, Any] = {}
-    keys = valid_keys()
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key, raw = key.strip().replace("-", "_"), raw.strip()
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r} (keys: {', '.join(keys)})")
-        if key not in keys:
-            raise ValueError(f"unknown override {key!r}; valid keys: {', '.join(keys)}")
-        values[key] = _convert(key, raw)
-    return Overrides(**values)
+    """``["num_workers=4", "amp=bf16"]`` -> ``Overrides``. Raises ValueError with a one-line message.
+    Knobs applied through the environment at start (``malloc_threshold_bytes``) are not part of
+    ``Overrides``: ``launch_env`` turns them into variables that ``throughput profile`` sets."""
+    return overrides_from(parse_set(items))
 
 
-def _convert(key: str, raw: str) -> int | bool | str:
-    if key in ("pin_memory", "persistent_workers", "tf32"):
-        low = raw.lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-        raise ValueError(f"{key} expects true or false, got {raw!r}")
-    if key == "amp":
-        low = raw.lower()
-        aliases = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "none": "off", "false": "off"}
-        return aliases.get(low, low)
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{key} expects an integer, got {raw!r}") from None
+def overrides_from(values: Mapping[str, Value]) -> Overrides:
+    """An ``Overrides`` from validated knob values (the in-process ones; env knobs are left out)."""
+    fields_by_knob = {"micro_batch_size": "batch_size"}
+    kwargs = {fields_by_knob.get(k, k): v for k, v in values.items() if not KNOBS[k].env}
+    return Overrides(**kwargs)  # type: ignore[arg-type]  # each value was validated by its knob
+
+
+def launch_env(values: Mapping[str, Value]) -> dict[str, str]:
+    """Environment variables for the knobs that take effect only at process start (glibc reads its
+    malloc tunables once). Empty when none is set; 0 leaves glibc's default."""
+    n = values.get("malloc_threshold_bytes")
+    if not n:
+        return {}
+    return {"MALLOC_MMAP_THRESHOLD_": str(n), "MALLOC_TRIM_THRESHOLD_": str(n)}
 
 
 def apply_loader_overrides(kwargs: Mapping[str, Any], overrides: Overrides) -> tuple[dict[str, Any], tuple[str, ...]]:

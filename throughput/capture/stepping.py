@@ -16,7 +16,7 @@ import torch
 from throughput.capture.batch import BatchStats, describe_batch
 from throughput.capture.gate import Gate
 from throughput.capture.profiler import Profiler
-from throughput.capture.steps import keep_loss
+from throughput.capture.steps import add_loss, keep_loss
 from throughput.session.records import StepRule
 
 
@@ -91,16 +91,18 @@ class StepTracker:
         else:
             self._fetched.clear()
 
-    def backward(self, loss: Any, trained_in_eval_mode: bool) -> None:
-        """A backward ran (outside an optimizer step's closure)."""
+    def backward(self, loss: Any, trained_in_eval_mode: bool, counted: bool = True) -> None:
+        """A backward ran. ``counted``: False for a closure's re-evaluation (LBFGS), whose loss is not a
+        micro-batch of its own. Under gradient accumulation the step's loss is the sum of the counted
+        losses passed to backward (``steps.add_loss``)."""
         self._argument_counted = False
         if trained_in_eval_mode:
             self._fetched.extend(self._held)
         self._held = []
         if self._fetched:
             self._commit()
-        if self._loss is None:
-            self._loss = _scalar(loss)
+        if counted:
+            self._loss = add_loss(self._loss, _scalar(loss))
 
     def micro_step(self) -> None:
         self._micro += 1

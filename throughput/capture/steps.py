@@ -19,6 +19,18 @@ def keep_loss(loss: Any) -> Any:
     return loss.detach()
 
 
+def add_loss(total: Any, loss: Any) -> Any:
+    """The step's loss so far plus one more micro-batch's: under gradient accumulation a step reports the
+    sum of the losses passed to backward within it, the quantity whose gradient the optimizer step uses
+    (the full-batch mean when the script divides each by the accumulation count). Floats add at once;
+    device tensors add on the device (an asynchronous op, no sync)."""
+    if loss is None:
+        return total
+    if total is None:
+        return loss
+    return total + loss
+
+
 def to_float(value: Any) -> float | None:
     try:
         # Sync point: converting a device tensor waits for it; done once at the end of the run.

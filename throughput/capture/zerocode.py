@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from throughput.capture.device import hardware_context
 from throughput.capture.hooks import Instrumentation
 from throughput.capture.overrides import Overrides
 from throughput.capture.profiler import DEFAULT_WARMUP_STEPS, Profiler
@@ -41,6 +42,7 @@ def profile_target(target: Target, options: ProfileOptions | None = None) -> tup
     prof.info_overrides["overrides"] = {k: _text(v) for k, v in options.overrides.as_dict().items()}
     inst = Instrumentation(prof, options.overrides, options.max_steps)
     inst.install()
+    prof.event("context", "hardware", **hardware_context(prof.device))
     try:
         result = run(target)
     finally:

@@ -33,13 +33,13 @@ def run(args: argparse.Namespace) -> int:
     from throughput.loop.checkpoint import CheckpointError
     from throughput.loop.loop import run_training
 
-    from throughput.loop.settings import check_text_settings
-    try:   # every value checked before the recipe is imported or any run starts
-        overrides = check_text_settings(loop.parse_set_args(args.sets))
+    try:   # every key and value checked before the recipe is imported or any run starts
+        overrides = loop.parse_set_args(args.sets)
+        loop.TrainConfig().with_overrides(overrides)
         vary = _parse_vary(args.vary)
         for key, values in vary.items():
             for value in values:
-                check_text_settings({key: value}, "--vary")
+                loop.TrainConfig().with_overrides({**overrides, key: value})
         check_fresh_folder(args.out, what="another ablation or run",
                            markers=("ablation.md", "ablation.json", "run.json", "session.json", "report.md"))
         _check_no_runs(args.out)

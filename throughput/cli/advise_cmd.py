@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from throughput.advisor.apply import TargetRef
 from throughput.cli.args import existing_file, output_file, positive_int, positive_number
 from throughput.cli.errors import CliError
 
@@ -47,6 +49,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--plan-out", type=output_file, help="write the tuned plan (JSON) here")
     p.add_argument("--candidates", default="", help="extra on/off knobs to A/B at the end, comma-separated "
                    "(recipe mode: compile)")
+    p.add_argument("--format", choices=("text", "json"), default=None,
+                   help='text (default) or json: {"recommendations": [...], "plan": {...}, "notes": [...]}')
+    p.add_argument("--confirm-rounds", type=positive_int, default=None,
+                   help="interleaved rounds measuring each change alone against the unchanged run (default 3)")
+    p.add_argument("--confirm-window", type=positive_number, default=None,
+                   help="seconds of steady steps each confirmation run measures at least (default 2)")
     p.add_argument("--num-gpus", type=positive_int, help="GPUs of the real job, for the checkpoint cadence (default: world size)")
     p.add_argument("--checkpoint-save-s", type=positive_number, help="seconds one checkpoint takes (default: measured)")
     p.add_argument("--mtbf-hours", type=positive_number, help="mean time between failures of the job (default: from GPUs)")
@@ -63,13 +71,17 @@ def _merge_trailing_options(args: argparse.Namespace) -> None:
         raise CliError(f"unexpected argument {extra.target!r} after the session file")
     for key, value in vars(extra).items():
         if value is not None and key not in ("target", "args", "handler", "options_parser", "probe_steps",
-                                             "probe_timeout"):
+                                             "probe_timeout", "confirm_rounds", "confirm_window"):
             setattr(args, key, value)
     args.args = []
 
 
 def run(args: argparse.Namespace) -> int:
     _merge_trailing_options(args)
+    args.started = time.perf_counter()        # --time-budget counts from here (search and confirmation)
+    args.format = args.format or "text"
+    args.confirm_rounds = 3 if args.confirm_rounds is None else args.confirm_rounds
+    args.confirm_window = 2.0 if args.confirm_window is None else args.confirm_window
     if args.target_global_batch and args.target_tokens:
         raise CliError("give --target-global-batch (samples) or --target-tokens, not both")
     if args.recipe is not None:
@@ -86,28 +98,35 @@ def run(args: argparse.Namespace) -> int:
 
 def advise_session(args: argparse.Namespace, path: Path) -> int:
     """Rules only, on a saved session: no code of the user's runs."""
-    from throughput.advisor.plan import advice_to_dict, build_plan, save_plan
-    from throughput.advisor.rules import apply_rules, cadence_finding, rule_input
-    from throughput.report.advice import render_advice
+    from throughput.advisor.rules import MTBF_NOTE, apply_rules, cadence_finding, precision_notes, rule_input
+    from throughput.cli.advise_output import emit
     from throughput.session.io import SessionFormatError, load_session
+    from throughput.thresholds import REPORTABLE_GAIN
 
     try:
         session = load_session(path)
     except SessionFormatError as e:
         raise CliError(str(e)) from None
     x = rule_input(session)
-    findings = list(apply_rules(x))
-    extra = cadence_finding(x, num_gpus=args.num_gpus, delta_s=args.checkpoint_save_s,
-                            mtbf_s=args.mtbf_hours * 3600 if args.mtbf_hours else None,
+    findings = [f for f in apply_rules(x) if f.expected_gain is None or f.expected_gain >= REPORTABLE_GAIN]
+    mtbf = args.mtbf_hours * 3600 if args.mtbf_hours else None
+    extra = cadence_finding(x, num_gpus=args.num_gpus, delta_s=args.checkpoint_save_s, mtbf_s=mtbf,
                             max_lost_work_s=args.max_lost_work_min * 60 if args.max_lost_work_min else None)
+    notes = list(precision_notes(x))
     if extra is not None:
         findings = [f for f in findings if f.rule_id != extra.rule_id] + [extra]
-    plan = build_plan(findings)
+    elif mtbf is None and x.summary.device != "cuda" and (x.checkpoint_spans_s or args.checkpoint_save_s):
+        notes.append(MTBF_NOTE)
     s = x.summary
     header = [f"advice for {path} ({s.device_name}, {s.steps_total} steps, verdict: {s.verdict.headline}); "
               "rules on the saved profile only, no probes run"]
-    print(render_advice(advice_to_dict(plan), header, s.notes), end="")
-    if args.plan_out is not None:
-        save_plan(plan, args.plan_out)
-        print(f"plan written to {args.plan_out}", file=sys.stderr)
-    return 0
+    return emit(args, findings, _session_target(session), header, [*notes, *s.notes],
+                keep_off=() if x.checkpoint_spans_s else ("ckpt_every_steps",))
+
+
+def _session_target(session: object) -> "TargetRef | None":
+    """The script the session profiled (its argv), so that advice prints the command that applies it."""
+    argv = tuple(getattr(getattr(session, "info", None), "argv", ()) or ())
+    if argv and argv[0].endswith(".py"):
+        return TargetRef(kind="script", path=argv[0], args=argv[1:])
+    return None

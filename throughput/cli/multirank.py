@@ -35,9 +35,11 @@ def strip_option(argv: Sequence[str], name: str, takes_value: bool = True) -> li
     return out
 
 
-def launch(nproc_per_node: int, profile_args: Sequence[str], script_argv: Sequence[str], out: Path) -> int:
+def launch(nproc_per_node: int, profile_args: Sequence[str], script_argv: Sequence[str], out: Path,
+           quiet: bool = False) -> int:
     """Run ``throughput profile`` on ``nproc_per_node`` ranks through torch.distributed.run, then
-    merge the rank reports under ``out``. Returns torchrun's exit status."""
+    merge the rank reports under ``out`` (printing the merged table unless ``quiet``). Returns
+    torchrun's exit status."""
     if rank_env() is not None:
         raise CliError("profile: --nproc-per-node inside a torchrun rank; run `throughput profile script.py` "
                        "under torchrun, or --nproc-per-node without torchrun, not both")
@@ -48,7 +50,7 @@ def launch(nproc_per_node: int, profile_args: Sequence[str], script_argv: Sequen
         raise CliError(f"profile: {e}") from None
     env = dict(os.environ, **{PARENT_MERGES_ENV: "1"})
     code = subprocess.run(cmd, env=env).returncode
-    _merge_and_print(out, wait_for=0)
+    _merge_and_print(out, wait_for=0, quiet=quiet)
     return code
 
 
@@ -64,19 +66,23 @@ def is_quiet_rank() -> bool:
     return env is not None and env.rank != 0
 
 
-def after_rank(out: Path) -> None:
-    """Called by each rank after writing its report: rank 0 merges unless a launcher parent will."""
+def after_rank(out: Path, quiet: bool = False) -> None:
+    """Called by each rank after writing its report: rank 0 merges unless a launcher parent will
+    (and prints the merged table unless ``quiet``)."""
     env = rank_env()
     if env is None or env.rank != 0 or env.world_size < 2 or os.environ.get(PARENT_MERGES_ENV):
         return
-    _merge_and_print(out, wait_for=env.world_size)
+    _merge_and_print(out, wait_for=env.world_size, quiet=quiet)
 
 
-def _merge_and_print(out: Path, wait_for: int) -> None:
+def _merge_and_print(out: Path, wait_for: int, quiet: bool) -> None:
     try:
         summary = merge(out, wait_for=wait_for, timeout_s=MERGE_TIMEOUT_S)
     except CliError as e:
-        print(f"throughput: could not merge the rank reports: {e}", file=sys.stderr)
+        if not quiet:  # --quiet: nothing but the script's own output, this note included
+            print(f"throughput: could not merge the rank reports: {e}", file=sys.stderr)
+        return
+    if quiet:
         return
     print("\n" + render_ranks_table(summary).rstrip("\n"), file=sys.stderr)
     print(f"merged report: {out}/ranks.md (per-rank reports in {out}/rank-<r>/)", file=sys.stderr)

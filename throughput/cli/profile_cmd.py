@@ -34,8 +34,9 @@ def options_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=sorted(RENDERERS), default="table", help="report printed to stderr")
     p.add_argument("--quiet", action="store_true", help="print nothing but the script's own output")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", type=key_value,
-                   help="override the recipe: num_workers, pin_memory, persistent_workers, prefetch_factor, "
-                        "batch_size (DataLoader), amp=bf16|fp16|off (autocast), tf32=true|false")
+                   help="override the recipe without editing it (throughput/knobs.py): micro_batch_size "
+                        "(alias batch_size), num_workers, pin_memory, persistent_workers, prefetch_factor "
+                        "(DataLoader), amp=bf16|fp16|fp32 (autocast), tf32=true|false, malloc_threshold_bytes=N")
     p.add_argument("--pad-id", type=nonnegative_int, default=None, help="token id counted as padding (no attention_mask)")
     p.add_argument("-m", dest="module", default=None, metavar="MODULE", help="run a module, like python -m")
     _telemetry_options(p)
@@ -93,7 +94,7 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from throughput.capture.overrides import parse_overrides
+    from throughput.capture.overrides import launch_env, overrides_from, parse_set
     from throughput.capture.runner import Target, TargetError, check_target, exit_by_signal, prepare_exit_by_signal
     ours, rest = split_argv(args.argv)
     opts = options_parser().parse_args(ours)
@@ -104,15 +105,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise CliError("profile: no script given; usage: " + USAGE)
     try:  # all of this before torch is imported, so bad input fails fast
-        overrides = parse_overrides(opts.overrides)
+        values = parse_set(opts.overrides)
+        overrides = overrides_from(values)
         check_target(target)
     except (ValueError, TargetError) as e:
         raise CliError(f"profile: {e}") from None
+    _relaunch_with_env(launch_env(values), args.argv)
     from throughput.cli import multirank
     base_out = opts.out or _default_out(target.stem)
     if opts.nproc_per_node is not None:
         check_fresh_folder(base_out)
-        return multirank.launch(opts.nproc_per_node, ours, rest, base_out)
+        return multirank.launch(opts.nproc_per_node, ours, rest, base_out, quiet=opts.quiet)
     out = multirank.rank_out(base_out)
     check_fresh_folder(out)   # before the run: a finished run must not lose its report at the end
     from throughput.capture.zerocode import ProfileOptions, profile_target
@@ -125,10 +128,21 @@ def run(args: argparse.Namespace) -> int:
     session, result = profile_target(target, options)
     _report(session, out, opts.format, opts.quiet or multirank.is_quiet_rank())
     after_report(session, opts, opts.quiet or multirank.is_quiet_rank())
-    multirank.after_rank(base_out)
+    multirank.after_rank(base_out, quiet=opts.quiet)
     if result.signal is not None:
         exit_by_signal(result.signal)
     return result.exit_code
+
+
+def _relaunch_with_env(env: dict[str, str], argv: Sequence[str]) -> None:
+    """Knobs read once at process start (glibc's malloc tunables, ``--set malloc_threshold_bytes``):
+    start this same command again with them in the environment. Returns when they are already set."""
+    import os
+    if not env or all(os.environ.get(k) == v for k, v in env.items()):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "throughput", "profile", *argv], {**os.environ, **env})
 
 
 def _report(session: Any, out: Path, fmt: str, quiet: bool) -> None:

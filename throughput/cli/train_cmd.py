@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from throughput.cli.args import check_fresh_folder, existing_file, key_value, output_folder, output_folder_or_error
+from throughput.cli.args import (check_fresh_folder, existing_file, key_value, output_folder, output_folder_or_error,
+                                  positive_int)
 from throughput.cli.errors import CliError
 
 EXIT_TERMINATED = 143  # 128 + SIGTERM: the scheduler's convention for "stopped, checkpoint saved"
@@ -23,6 +24,11 @@ def add_parser(sub: Any) -> None:
                    help="override one config key (repeatable); `--set help` lists the keys")
     p.add_argument("--out", type=output_folder, default=None, help="run folder (checkpoints, metrics.jsonl, ...)")
     p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint in --out")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="with --resume: apply changed keys that alter only the rest of the run (lr schedule, "
+                        "AdamW hyper-parameters, clipping, precision); batch shape, seed and data order never")
+    p.add_argument("--max-steps", type=positive_int, default=None, metavar="N",
+                   help="stop after N updates in this call, with a checkpoint (resume continues)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=run)
 
@@ -31,18 +37,20 @@ def run(args: argparse.Namespace) -> int:
     from throughput import loop
     from throughput.loop.checkpoint import CheckpointError
     from throughput.loop.config import field_docs
+    from throughput.loop.resume import ResumeConfigError
 
     if args.sets == ["help"]:
         print("\n".join(f"{k}: {v}" for k, v in field_docs().items()))
         return 0
     try:
-        from throughput.loop.settings import check_text_settings
-        overrides = check_text_settings(loop.parse_set_args(args.sets))   # before the recipe is imported
+        overrides = loop.parse_set_args(args.sets)
+        loop.TrainConfig().with_overrides(overrides)   # every key and value checked before the recipe loads
         recipe, cfg, plan = loop.resolve(args.recipe, args.plan, overrides, args.out)
         _check_run_folder(Path(cfg.out_dir), args.resume)
         from throughput.loop.loop import run_training
-        result = run_training(recipe, cfg, resume=args.resume, progress=not args.quiet, plan=plan)
-    except (loop.ConfigError, loop.PlanError, loop.RecipeError, CheckpointError) as e:
+        result = run_training(recipe, cfg, resume=args.resume, progress=not args.quiet, plan=plan,
+                              max_steps=args.max_steps, allow_config_change=args.allow_config_change)
+    except (loop.ConfigError, loop.PlanError, loop.RecipeError, CheckpointError, ResumeConfigError) as e:
         raise CliError(str(e)) from None
     print(summary_lines(result), file=sys.stderr)
     if result.end == "terminated":
@@ -75,6 +83,7 @@ def summary_lines(result: Any) -> str:
     if result.final_train_loss is not None:
         val = f", val {result.final_val_loss:.4f}" if result.final_val_loss is not None else ""
         lines.append(f"  loss {result.final_train_loss:.4f}{val}; clipped {result.clip_count} of {result.step} steps"
+                     + (f"; {result.samples_per_s:,.1f} samples/s" if result.samples_per_s else "")
                      + (f"; {result.tokens_per_s:,.0f} tokens/s" if result.tokens_per_s else ""))
     for f in result.findings:
         lines.append(f"  [{f.rule_id}] steps {f.first_step}-{f.last_step}: {f.message}")

@@ -29,6 +29,7 @@ class DemoSettings:
     steps: int = 120                 # optimizer steps of each training run
     probe_steps: int = 2             # measured steps per advisor probe
     time_budget_s: float = 60.0      # advisor probing budget
+    confirm_rounds: int = 2          # rounds measuring each change alone (real training-loop runs)
 
     def __post_init__(self) -> None:
         if self.steps < 5:
@@ -54,7 +55,8 @@ def _advise(out: Path, settings: DemoSettings, log: Callable[[str], None]) -> Pa
     Its output goes to advice.txt."""
     plan = out / "plan.json"
     cmd = [sys.executable, "-m", "throughput", "advise", "--recipe", demo_recipe.__file__, "--plan-out", str(plan),
-           "--probe-steps", str(settings.probe_steps), "--time-budget", str(settings.time_budget_s)]
+           "--probe-steps", str(settings.probe_steps), "--time-budget", str(settings.time_budget_s),
+           "--confirm-rounds", str(settings.confirm_rounds), "--confirm-window", "1"]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     (out / "advice.txt").write_text(proc.stdout + (f"\n{proc.stderr}" if proc.returncode else ""))

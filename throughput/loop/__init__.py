@@ -14,7 +14,6 @@ def resolve(recipe: Any, plan: Any = None, overrides: Mapping[str, Any] | None =
             out: str | Path | None = None) -> tuple[Recipe, TrainConfig, Plan | None]:
     """(recipe, config, plan) from the layered sources: defaults < recipe.config < plan < overrides < out.
     The plan is read and checked before the recipe is imported, so a bad plan file fails at once."""
-    from throughput.loop.settings import check_overrides, check_settings
     the_plan: Plan | None
     if plan is None or isinstance(plan, Plan):
         the_plan = plan
@@ -29,12 +28,12 @@ def resolve(recipe: Any, plan: Any = None, overrides: Mapping[str, Any] | None =
     else:
         rec = recipe_from_object(recipe)
     try:
-        cfg = TrainConfig().with_overrides(check_settings(rec.config, f"recipe {rec.name}: config"))
+        cfg = TrainConfig().with_overrides(rec.config)
     except ConfigError as e:
-        raise RecipeError(str(e) if str(e).startswith("recipe ") else f"recipe {rec.name}: config: {e}") from None
+        raise RecipeError(f"recipe {rec.name}: config: {e}") from None
     if the_plan is not None:
         cfg = the_plan.apply(cfg)
-    cfg = cfg.with_overrides(check_overrides(dict(overrides or {})))
+    cfg = cfg.with_overrides(dict(overrides or {}))
     if out is not None:
         cfg = cfg.with_overrides({"out_dir": str(out)})
     return rec, cfg, the_plan

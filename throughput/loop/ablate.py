@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from throughput.loop.config import ConfigError, TrainConfig
 
-NOISE_SIGMAS = 2.0
+from throughput.thresholds import ABLATION_NOISE_SIGMAS as NOISE_SIGMAS
 METRICS = ("final_train_loss", "final_val_loss", "tokens_per_s")
 
 

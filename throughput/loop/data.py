@@ -31,7 +31,9 @@ class DataPosition:
 
 
 class EpochBatchSampler(Sampler[list[int]]):
-    """Micro-batches of indices for one epoch, from ``start`` (drop_last: partial batches are dropped)."""
+    """Micro-batches of indices for one epoch, from ``start`` (drop_last: partial batches are dropped).
+    ``epoch`` and ``start`` may be moved between iterations (``BatchStream`` does, to keep one DataLoader
+    and its persistent workers across epochs: batches of indices are made here, in the main process)."""
 
     def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int, start: int, shuffle: bool,
                  rank: int = 0, world_size: int = 1) -> None:
@@ -61,10 +63,15 @@ class BatchStream:
 
     def __init__(self, dataset: Any, *, batch_size: int, seed: int, shuffle: bool, num_workers: int,
                  pin_memory: bool, collate_fn: Callable[[list[Any]], Any] | None, position: DataPosition,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, persistent_workers: bool = False,
+                 prefetch_factor: int = 2) -> None:
         self.dataset, self.batch_size, self.seed, self.shuffle = dataset, batch_size, seed, shuffle
         self.num_workers, self.pin_memory, self.collate_fn = num_workers, pin_memory, collate_fn
         self.rank, self.world_size = rank, world_size
+        # Loader-worker options mean nothing without workers (DataLoader refuses them then).
+        self.persistent = persistent_workers and num_workers > 0
+        self.prefetch_factor = prefetch_factor if num_workers > 0 else None
+        self._loader: Any = None         # kept across epochs when workers persist (map-style only)
         self.position = position
         self.iterable = isinstance(dataset, IterableDataset)
         if not self.iterable and self.batches_per_epoch() < 1:
@@ -93,10 +100,11 @@ class BatchStream:
 
     def close(self) -> None:
         self._it = None  # drops the iterator, which shuts its worker processes down
+        self._loader = None
 
     def _open(self, pos: DataPosition) -> Iterator[Any]:
         common: dict[str, Any] = dict(num_workers=self.num_workers, pin_memory=self.pin_memory,
-                                      collate_fn=self.collate_fn,
+                                      collate_fn=self.collate_fn, prefetch_factor=self.prefetch_factor,
                                       generator=torch.Generator().manual_seed(self.seed + pos.epoch),
                                       persistent_workers=False)
         if self.iterable:
@@ -106,10 +114,16 @@ class BatchStream:
             for _ in range(pos.index):  # deterministic stream: re-read what was consumed
                 next(it)
             return it
+        if self._loader is not None:   # persistent workers: the same loader, its sampler moved on
+            self._loader.batch_sampler.epoch, self._loader.batch_sampler.start = pos.epoch, pos.index
+            return iter(self._loader)
         sampler = EpochBatchSampler(len(self.dataset), self.batch_size, seed=self.seed, epoch=pos.epoch,
                                     start=pos.index, shuffle=self.shuffle, rank=self.rank,
                                     world_size=self.world_size)
-        return iter(DataLoader(self.dataset, batch_sampler=sampler, **common))
+        loader = DataLoader(self.dataset, batch_sampler=sampler, **dict(common, persistent_workers=self.persistent))
+        if self.persistent:
+            self._loader = loader
+        return iter(loader)
 
 
 def count_loss_tokens(batch: Any, counter: Callable[[Any], int] | None) -> int | None:

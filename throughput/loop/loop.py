@@ -19,16 +19,20 @@ from typing import Any
 
 import torch
 
-from throughput.analysis.loss import LossFinding, diagnose
+from throughput.analysis.loss import diagnose
+from throughput.capture.device import hardware_context
 from throughput.capture.profiler import Profiler, _run_end_from_exception, active_profiler
+from throughput.finding import Finding
 from throughput.loop import checkpoint as ckpt
-from throughput.loop.config import TrainConfig
+from throughput.loop.config import ConfigError, TrainConfig
 from throughput.loop.data import BatchStream, DataPosition, EpochBatchSampler
 from throughput.loop.metrics import MetricsWriter, Progress, read_metrics, truncate_metrics
 from throughput.loop.plan import Plan
 from throughput.loop.recipe import Recipe, model_fingerprint
+from throughput.loop.resume import ResumePlan, check_resume, resume_plan
 from throughput.loop.rng import capture_rng, restore_rng, seed_everything
 from throughput.loop.runtime import Runtime, build_optimizer, setup_runtime, teardown_runtime, wrap_ddp
+from throughput.loop.schedules import Schedule
 from throughput.loop.state import (PAYLOAD_FORMAT, PAYLOAD_VERSION, RunIdentity, check_complete, check_payload,
                                    check_run_folder, write_manifest)
 from throughput.loop.step import StepStats, evaluate, train_step
@@ -38,7 +42,7 @@ from throughput.timing.clock import Clock, PerfCounterClock
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrainResult:
-    """How a ``train`` call ended. ``end`` is completed | terminated | nonfinite."""
+    """How a ``train`` call ended. ``end`` is completed | stopped (``max_steps``) | terminated | nonfinite."""
 
     end: str
     step: int                      # updates done in total (including before a resume)
@@ -49,24 +53,32 @@ class TrainResult:
     clip_count: int
     model_fingerprint: str
     out_dir: Path
-    findings: tuple[LossFinding, ...]
+    findings: tuple[Finding, ...]
+    samples_per_s: float | None = None   # median over this process's steps (eval/checkpoint time excluded)
 
 
 def run_training(recipe: Recipe, cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
-                 plan: Plan | None = None, clock: Clock | None = None) -> TrainResult:
-    """Train ``recipe`` with ``cfg``; see docs/training.md. Raises CheckpointError/RecipeError/ConfigError/
-    PlanError with one-line messages for bad input, before anything on disk is changed."""
+                 plan: Plan | None = None, clock: Clock | None = None, max_steps: int | None = None,
+                 allow_config_change: bool = False) -> TrainResult:
+    """Train ``recipe`` with ``cfg``; see docs/training.md. ``max_steps``: stop (with a checkpoint) after
+    that many updates in this call. ``allow_config_change``: a resume may change the keys that alter only
+    the rest of the run (loop/resume.py). Raises CheckpointError/RecipeError/ConfigError/PlanError/
+    ResumeConfigError with one-line messages for bad input, before anything on disk is changed."""
+    if max_steps is not None and max_steps < 1:
+        raise ConfigError(f"max steps must be >= 1, got {max_steps}")
     rt = setup_runtime(cfg)
     try:
-        return _Run(recipe, cfg, rt, resume, progress, plan, clock or PerfCounterClock()).train()
+        run = _Run(recipe, cfg, rt, resume, progress, plan, clock or PerfCounterClock(), allow_config_change)
+        return run.train(max_steps)
     finally:
         teardown_runtime(rt)
 
 
 class _Run:
     def __init__(self, recipe: Recipe, cfg: TrainConfig, rt: Runtime, resume: bool, progress: bool,
-                 plan: Plan | None, clock: Clock) -> None:
+                 plan: Plan | None, clock: Clock, allow_config_change: bool = False) -> None:
         self.recipe, self.cfg, self.rt, self.clock = recipe, cfg, rt, clock
+        self.allow_config_change = allow_config_change
         self.out = Path(cfg.out_dir)
         self.ckpt_dir = self.out / "checkpoints"
         seed_everything(cfg.seed)
@@ -79,31 +91,41 @@ class _Run:
         self.train_set, self.val_set = recipe.make_datasets(cfg)
         self.raw_model.to(rt.device)
         self.model = wrap_ddp(self.raw_model, rt)
+        if cfg.compile:
+            self.model = torch.compile(self.model)  # type: ignore[assignment]  # same call interface
         self.optimizer, self.scheduler, self.scaler = build_optimizer(self.raw_model, cfg, rt)
         self.step, self.clip_count = 0, 0
         self.resumed_from: int | None = None
-        position = self._resume() if resume else DataPosition()
-        if rt.is_main and self.resumed_from is None:
-            write_manifest(self.out, self.identity, cfg.to_dict())
+        changes: dict[str, Any] = {}
+        position = self._resume(changes) if resume else DataPosition()
+        if rt.is_main:
+            write_manifest(self.out, self.identity, cfg.to_dict(),
+                           changes={"step": self.step, "changed": changes} if changes else None)
         self.stream = BatchStream(self.train_set, batch_size=cfg.micro_batch_size, seed=cfg.seed,
                                   shuffle=cfg.shuffle, num_workers=cfg.num_workers,
                                   pin_memory=cfg.pin_memory and rt.device.type == "cuda",
                                   collate_fn=recipe.collate_fn, position=position, rank=rt.rank,
-                                  world_size=rt.world_size)
+                                  world_size=rt.world_size, persistent_workers=cfg.persistent_workers,
+                                  prefetch_factor=cfg.prefetch_factor)
         self.progress = Progress(cfg.steps, cfg.log_every, enabled=progress and rt.is_main)
         self.metrics = MetricsWriter(self.out / "metrics.jsonl" if rt.is_main else None)
         self.terminate = threading.Event()
         self.rates: list[float] = []
+        self.sample_rates: list[float] = []
+        self.stopping = False
         self.last_record: dict[str, Any] = {}
 
     # -- the loop ---------------------------------------------------------------------------------
-    def train(self) -> TrainResult:
+    def train(self, max_steps: int | None = None) -> TrainResult:
         end = "completed"
         own = active_profiler() is None
         prof = Profiler(warmup_steps=min(2, self.cfg.steps - 1)) if own else active_profiler()
         assert prof is not None
         prof.event("context", "training loop settings", num_workers=self.cfg.num_workers,
-                   pin_memory=self.cfg.pin_memory, optimizer="AdamW", amp=self.rt.amp)
+                   pin_memory=self.cfg.pin_memory, optimizer="AdamW", amp=self.rt.amp,
+                   grad_clipping=self.cfg.clip_grad_norm > 0)
+        prof.event("context", "hardware", **hardware_context(self.rt.device.type))
+        stop_at = self.step + max_steps if max_steps is not None else None
         previous = self._install_sigterm()
         last_ckpt_s = self.clock.now_s()
         error: BaseException | None = None
@@ -114,6 +136,8 @@ class _Run:
                                    self.optimizer, self.scheduler, self.scaler, self.cfg.clip_grad_norm,
                                    self.rt, prof)
                 self.step += 1
+                # --max-steps: stop (with a checkpoint) after that many updates, unless the run ends anyway
+                self.stopping = stop_at is not None and self.step >= stop_at and self.step < self.cfg.steps
                 self.clip_count += int(stats.clipped)
                 nonfinite = not math.isfinite(stats.loss)
                 val_loss = self._maybe_eval(prof)
@@ -130,6 +154,9 @@ class _Run:
                 if self.terminate.is_set():
                     end = "terminated"
                     break
+                if self.stopping:
+                    end = "stopped"
+                    break
         except BaseException as e:
             error = e
             raise
@@ -144,7 +171,7 @@ class _Run:
 
     def _checkpoint_due(self, last_ckpt_s: float) -> bool:
         cfg = self.cfg
-        return (self.step == cfg.steps or self.terminate.is_set()
+        return (self.step == cfg.steps or self.terminate.is_set() or self.stopping
                 or (cfg.ckpt_every_steps > 0 and self.step % cfg.ckpt_every_steps == 0)
                 or (cfg.ckpt_every_s > 0 and self.clock.now_s() - last_ckpt_s >= cfg.ckpt_every_s))
 
@@ -184,11 +211,15 @@ class _Run:
         wall_s, phases = prof.recorder.step_times(index)
         train_s = wall_s - phases.get("eval", 0.0) - phases.get("checkpoint", 0.0)
         rate = stats.tokens / train_s if stats.tokens and train_s > 0 else None
+        sample_rate = stats.samples / train_s if stats.samples and train_s > 0 else None
         if rate is not None:
             self.rates.append(rate)
-        record = dict(self.last_record, tokens_per_s=rate, step_s=wall_s, phase_s=phases, **_memory(self.rt))
+        if sample_rate is not None:
+            self.sample_rates.append(sample_rate)
+        record = dict(self.last_record, tokens_per_s=rate, samples_per_s=sample_rate, train_s=train_s,
+                      step_s=wall_s, phase_s=phases, **_memory(self.rt))
         self.metrics.write(record)
-        self.progress.update(self.step, stats.loss, record["lr"], rate)
+        self.progress.update(self.step, stats.loss, record["lr"], rate, sample_rate)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def save(self) -> None:
@@ -206,13 +237,20 @@ class _Run:
         }
         ckpt.save_checkpoint(self.ckpt_dir, self.step, payload, self.cfg.keep_last)
 
-    def _resume(self) -> DataPosition:
+    def _resume(self, changes: dict[str, Any]) -> DataPosition:
         loaded = ckpt.load_latest(self.ckpt_dir, validate=check_complete)
         if loaded is not None and self.rt.is_main:
             for line in loaded.skipped:   # one line each, in the run's own style (not a Python warning)
                 print(f"train: skipped checkpoint {line}; resuming from {loaded.path.name}", file=sys.stderr)
+        plan = None
         if loaded is not None:
             check_payload(loaded.payload, self.identity, loaded.path)  # ours, before touching any file
+            from torch.utils.data import IterableDataset
+            plan = resume_plan(loaded.payload.get("config") or {}, self.cfg.to_dict(),
+                               iterable_data=isinstance(self.train_set, IterableDataset))
+            check_resume(plan, step=int(loaded.payload["step"]), allow_change=self.allow_config_change,
+                         out_dir=str(self.out))
+            changes.update({k: list(v) for k, v in plan.changed.items()})
         if self.rt.is_main:
             ckpt.remove_stale_temporaries(self.ckpt_dir)
             if loaded is not None:
@@ -228,9 +266,28 @@ class _Run:
         self.scaler.load_state_dict(p["scaler"])
         self.step, self.clip_count, self.resumed_from = int(p["step"]), int(p["clip_count"]), int(p["step"])
         restore_rng(p["rng"])
+        if plan is not None and plan.allowed:
+            self._apply_changes(plan)
         if self.rt.is_main:
             self._repair_metrics(p.get("last_record") or {})
         return DataPosition(int(p["data"]["epoch"]), int(p["data"]["index"]))
+
+    def _apply_changes(self, plan: ResumePlan) -> None:
+        """Allowed changes, from this step on: the optimizer state restored the saved hyper-parameters
+        and the saved schedule, so the new values are written over them here."""
+        cfg = self.cfg
+        for i, group in enumerate(self.optimizer.param_groups):
+            group["betas"], group["eps"] = (cfg.beta1, cfg.beta2), cfg.eps
+            group["weight_decay"] = cfg.weight_decay if i == 0 else 0.0   # group 0 decays (runtime.param_groups)
+        if set(plan.allowed) & {"lr", "min_lr_ratio", "warmup_steps", "pct_start", "schedule"}:
+            schedule = Schedule(kind=cfg.schedule, total_steps=cfg.steps, warmup_steps=cfg.warmup_steps,
+                                min_ratio=cfg.min_lr_ratio, pct_start=cfg.pct_start)
+            sched = self.scheduler
+            sched.lr_lambdas = [schedule for _ in self.optimizer.param_groups]
+            sched.base_lrs = [cfg.lr for _ in self.optimizer.param_groups]
+            for group in self.optimizer.param_groups:
+                group["initial_lr"] = cfg.lr
+                group["lr"] = cfg.lr * schedule(sched.last_epoch)  # the lr of the next update
 
     def _repair_metrics(self, last_record: dict[str, Any]) -> None:
         path = self.out / "metrics.jsonl"
@@ -256,6 +313,8 @@ class _Run:
             session = prof.stop(*_run_end_from_exception(error))
         elif end == "terminated":
             session = prof.stop(RunEnd.TERMINATED, "SIGTERM: checkpoint saved", 143)
+        elif end == "stopped":
+            session = prof.stop(RunEnd.MAX_STEPS, f"--max-steps reached at step {self.step}: checkpoint saved", 0)
         elif end == "nonfinite":
             session = prof.stop(RunEnd.EXCEPTION, "stopped: non-finite training loss", 1)
         else:
@@ -267,30 +326,35 @@ class _Run:
     def _result(self, end: str) -> TrainResult:
         records = read_metrics(self.out / "metrics.jsonl") if self.rt.is_main else []
         train = [r for r in records if r.get("kind") == "train"]
-        findings = diagnose_records(records) if self.rt.is_main else ()
+        findings = diagnose_records(records, clipping=self.cfg.clip_grad_norm > 0) if self.rt.is_main else ()
         if self.rt.is_main:
             _write_diagnosis(self.out / "diagnosis.json", findings)
         tail = [float(r["loss"]) for r in train[-10:]]
         vals = [float(r["val_loss"]) for r in train if "val_loss" in r]
-        rates = sorted(self.rates)
         return TrainResult(end=end, step=self.step, resumed_from=self.resumed_from,
                            final_train_loss=sum(tail) / len(tail) if tail else None,
                            final_val_loss=vals[-1] if vals else None,
-                           tokens_per_s=rates[len(rates) // 2] if rates else None, clip_count=self.clip_count,
+                           tokens_per_s=_median(self.rates), clip_count=self.clip_count,
                            model_fingerprint=self.identity.model_fingerprint, out_dir=self.out,
-                           findings=findings)
+                           findings=findings, samples_per_s=_median(self.sample_rates))
 
 
-def diagnose_records(records: list[dict[str, Any]]) -> tuple[LossFinding, ...]:
+def _median(values: list[float]) -> float | None:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else None
+
+
+def diagnose_records(records: list[dict[str, Any]], clipping: bool | None = None) -> tuple[Finding, ...]:
     """Loss-curve findings from metrics.jsonl records (train loss, grad norm, validation loss)."""
     train = [r for r in records if r.get("kind") == "train"]
     steps = [int(r["step"]) for r in train]
     return diagnose(steps=steps, losses=[float(r["loss"]) for r in train],
                     grad_norms=[float(r["grad_norm"]) for r in train],
-                    val=[(int(r["step"]), float(r["val_loss"])) for r in train if "val_loss" in r])
+                    val=[(int(r["step"]), float(r["val_loss"])) for r in train if "val_loss" in r],
+                    clipping=clipping)
 
 
-def _write_diagnosis(path: Path, findings: tuple[LossFinding, ...]) -> None:
+def _write_diagnosis(path: Path, findings: tuple[Finding, ...]) -> None:
     import json
 
     path.write_text(json.dumps([f.to_dict() for f in findings], indent=2) + "\n")

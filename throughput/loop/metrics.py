@@ -2,7 +2,8 @@
 
 Each line is one JSON object with ``kind`` = ``train`` | ``eval`` | ``event``. Train lines carry
 ``step`` (1-based count of updates done), ``loss``, ``lr``, ``grad_norm``, ``clipped``, ``tokens``,
-``tokens_per_s``, ``step_s``, ``phase_s`` and memory. On resume the file is cut back to the checkpoint's
+``samples``, ``tokens_per_s`` (null where tokens are not known), ``samples_per_s``, ``train_s`` (the
+step without evaluation and checkpointing, which the rates use), ``step_s``, ``phase_s`` and memory. On resume the file is cut back to the checkpoint's
 step, so a killed-and-resumed run leaves the same log as an uninterrupted one (timings aside).
 """
 
@@ -66,10 +67,12 @@ class Progress:
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
-    def update(self, step: int, loss: float, lr: float, tokens_per_s: float | None) -> None:
+    def update(self, step: int, loss: float, lr: float, tokens_per_s: float | None,
+               samples_per_s: float | None = None) -> None:
         if not self.enabled:
             return
-        rate = f" {tokens_per_s:,.0f} tok/s" if tokens_per_s else ""
+        rate = f" {tokens_per_s:,.0f} tok/s" if tokens_per_s else (
+            f" {samples_per_s:,.1f} samples/s" if samples_per_s else "")
         text = f"step {step}/{self.total} loss {loss:.4f} lr {lr:.3g}{rate}"
         if self.tty:
             width = 24

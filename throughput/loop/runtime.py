@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from throughput.hardware import BF16_MIN_CUDA_CAPABILITY
 from throughput.loop.config import ConfigError, TrainConfig
 from throughput.loop.schedules import Schedule, make_lambda_lr
 
@@ -24,6 +25,7 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     owns_process_group: bool = False
+    saved_tf32: tuple[bool, bool] | None = None   # the process's TF32 flags before tf32 was applied
 
     @property
     def is_main(self) -> bool:
@@ -48,8 +50,8 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     if cuda:
         torch.cuda.set_device(device)
     amp = cfg.amp
-    if amp == "auto":
-        amp = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    if amp == "auto":   # bf16 only where it runs natively: compute capability 8.0 (Ampere) or newer
+        amp = "bf16" if cuda and torch.cuda.get_device_capability(device) >= BF16_MIN_CUDA_CAPABILITY else "fp32"
     if amp == "fp16" and not cuda:
         raise ConfigError("amp=fp16 (with GradScaler) needs CUDA; use amp=bf16 or amp=fp32 on CPU")
     owns = False
@@ -57,10 +59,14 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         # gloo on CPU, nccl on CUDA; torchrun provides MASTER_ADDR/PORT, RANK and WORLD_SIZE.
         dist.init_process_group(backend="nccl" if cuda else "gloo")
         owns = True
-    return Runtime(device=device, amp=amp, rank=rank, world_size=world, owns_process_group=owns)
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
+    return Runtime(device=device, amp=amp, rank=rank, world_size=world, owns_process_group=owns, saved_tf32=saved)
 
 
 def teardown_runtime(rt: Runtime) -> None:
+    if rt.saved_tf32 is not None:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = rt.saved_tf32
     if rt.owns_process_group and dist.is_initialized():
         dist.destroy_process_group()
 

@@ -54,11 +54,22 @@ def read_identity(manifest: Path) -> RunIdentity:
         raise CheckpointError(f"{manifest} is not a readable run manifest ({e}); choose another --out") from None
 
 
-def write_manifest(out: Path, identity: RunIdentity, config: dict[str, Any]) -> None:
+def write_manifest(out: Path, identity: RunIdentity, config: dict[str, Any],
+                   changes: dict[str, Any] | None = None) -> None:
+    """Write ``run.json``: the recipe, the model and the configuration in use now. A resume that changed
+    keys appends ``changes`` ({"step": N, "changed": {key: [saved, now]}}) to its ``config_changes``."""
     out.mkdir(parents=True, exist_ok=True)
+    history: list[Any] = []
+    try:
+        old = json.loads((out / MANIFEST).read_text())
+        history = list(old.get("config_changes", [])) if isinstance(old, dict) else []
+    except (OSError, ValueError):
+        pass
+    if changes:
+        history.append(changes)
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps({"recipe": identity.recipe, "model_fingerprint": identity.model_fingerprint,
-                               "config": config}, indent=2) + "\n")
+                               "config": config, "config_changes": history}, indent=2) + "\n")
     os.replace(tmp, out / MANIFEST)
 
 

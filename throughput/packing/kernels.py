@@ -18,6 +18,7 @@ rows of equal capacity (a stack per capacity), or opens a new row. A row closes 
 from __future__ import annotations
 
 import types
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -178,19 +179,38 @@ def _compile() -> dict[str, Callable[..., Any]] | None:
     return done
 
 
-_COMPILED = _compile()
-COMPILED: bool = _COMPILED is not None
-"""True when numba compiled the loops (``pip install 'throughput[fast]'``)."""
+_NOT_YET: Any = object()
+_COMPILED: dict[str, Callable[..., Any]] | None = _NOT_YET   # compiled loops; None: numba is missing
+
+
+def _loops() -> dict[str, Callable[..., Any]] | None:
+    """The compiled loops, or None without numba. Compiled on first use, not at import: importing numba
+    takes about 1.2 s, which every user of offline packing (and ``import throughput.packing``) would pay."""
+    global _COMPILED
+    if _COMPILED is _NOT_YET:
+        _COMPILED = _compile()
+        if _COMPILED is None:   # said once: the same rows, but a stream packs ~100x slower
+            warnings.warn("numba is not installed: throughput.packing runs best-fit decreasing in Python "
+                          "(same rows, about 0.03-0.05 M documents/s instead of 3 M+ when streaming); "
+                          "pip install 'throughput[fast]'", RuntimeWarning, stacklevel=3)
+    return _COMPILED
+
+
+def __getattr__(name: str) -> bool:
+    if name == "COMPILED":   # True when numba compiled the loops (``pip install 'throughput[fast]'``)
+        return _loops() is not None
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def bfd_assign(length: IntArray, order: IntArray, row_len: int, max_docs: int | None) -> tuple[IntArray, int]:
     """Row of each piece and the number of rows, BFD over ``order`` (see the module docstring).
     ``length``: int64, each in 1..row_len; ``order``: the visiting order (longest first)."""
-    if _COMPILED is None:
+    loops = _loops()
+    if loops is None:
         from throughput.packing.exact import exact_bfd
         return exact_bfd(length, row_len, max_docs, order=order)
     bin_of = np.empty(len(length), dtype=np.int64)
-    n_rows = _COMPILED["_bfd_loop"](_i64(length), _i64(order), int(row_len), _limit(max_docs, len(length)), bin_of)
+    n_rows = loops["_bfd_loop"](_i64(length), _i64(order), int(row_len), _limit(max_docs, len(length)), bin_of)
     return bin_of, int(n_rows)
 
 
@@ -200,8 +220,9 @@ def repack(length: IntArray, row_len: int, max_docs: int | None, fill_needed: in
     pieces per row, leaving rows ascending). Compiled, or the same steps in numpy."""
     n = len(length)
     bin_of, fill, per_row = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
-    if _COMPILED is not None:
-        rows, n_rows = _COMPILED["_pack_loop"](_i64(length), int(row_len), _limit(max_docs, n), int(fill_needed),
+    loops = _loops()
+    if loops is not None:
+        rows, n_rows = loops["_pack_loop"](_i64(length), int(row_len), _limit(max_docs, n), int(fill_needed),
                                                int(wait_cap), bool(final), bin_of, fill, per_row)
         return bin_of, fill[:n_rows], per_row[:n_rows], rows
     from throughput.packing.exact import descending_order, exact_bfd
@@ -222,10 +243,11 @@ def take_rows(bin_of: IntArray, rows: IntArray, per_row: IntArray) -> tuple[IntA
     """(indices of the pieces of ``rows``, row by row and in buffer order inside a row; CSR offsets;
     indices of the other pieces, ascending)."""
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
-    if _COMPILED is not None:
+    loops = _loops()
+    if loops is not None:
         n_take = int(per_row[rows].sum())
         take, stay = np.empty(n_take, dtype=np.int64), np.empty(len(bin_of) - n_take, dtype=np.int64)
-        _COMPILED["_take_loop"](_i64(bin_of), _i64(rows), _i64(per_row), len(per_row), take, offsets, stay)
+        loops["_take_loop"](_i64(bin_of), _i64(rows), _i64(per_row), len(per_row), take, offsets, stay)
         return take, offsets, stay
     from throughput.packing.plan import stable_order
     rank = np.full(len(per_row), -1, dtype=np.int64)

@@ -15,6 +15,7 @@ from throughput.analysis.ranks import RankSummary, summarize_ranks
 from throughput.report.format import percent, rate, seconds
 from throughput.report.trace import write_trace
 from throughput.session.session import Session
+from throughput.thresholds import STRAGGLER_MIN_SHARE
 
 _SHOWN_PHASES = ("data", "h2d", "forward", "backward", "optimizer", "collective", "other")
 
@@ -39,7 +40,7 @@ def _findings(r: RankSummary) -> list[str]:
                      f"vs the ranks' median {seconds(s.median_s)} (+{seconds(s.excess_s)})")
     else:
         lines.append("straggler: none (no rank loses 5% of a step in one phase versus the others)")
-    if r.straggler is None or r.spread >= 0.05:
+    if r.straggler is None or r.spread >= STRAGGLER_MIN_SHARE:
         lines.append(f"slowest rank by mean step time: rank {r.slowest_rank}")
     if r.collective_wait_s and max(r.collective_wait_s.values()) > 0:
         worst = max(r.collective_wait_s, key=lambda k: r.collective_wait_s[k])
