@@ -134,7 +134,7 @@ def test_every_out_option_refuses_a_file_and_an_unwritable_path(command: str, tm
 
 def test_set_lr_inf_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", str(MICRO_GPT), "--set", "lr=inf", "--out", str(tmp_path / "o")]) == 2
-    assert _one_line(capsys) == "throughput: error: --set lr=inf: expected a finite number, got inf"
+    assert _one_line(capsys) == "throughput: error: lr must be a finite number, got inf"
     assert not (tmp_path / "o").exists()
 
 

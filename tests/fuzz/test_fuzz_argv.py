@@ -45,7 +45,7 @@ def _stub(*args: object, **kwargs: object) -> Any:
 
 STUBS = ("throughput.loop.loop.run_training", "throughput.loop.ablate.run_ablation", "throughput.demo.run.run_demo",
          "throughput.capture.zerocode.profile_target", "throughput.cli.multirank.launch",
-         "throughput.cli.advise_probe.advise_script", "throughput.cli.advise_probe.advise_recipe")
+         "throughput.cli.advise_script.run_script_advice", "throughput.cli.advise_recipe.run_recipe_advice")
 
 
 @contextmanager

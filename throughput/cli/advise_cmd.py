@@ -85,14 +85,14 @@ def run(args: argparse.Namespace) -> int:
     if args.target_global_batch and args.target_tokens:
         raise CliError("give --target-global-batch (samples) or --target-tokens, not both")
     if args.recipe is not None:
-        from throughput.cli.advise_probe import advise_recipe
-        return advise_recipe(args)
+        from throughput.cli.advise_recipe import run_recipe_advice
+        return run_recipe_advice(args)
     if not args.target:
         raise CliError("nothing to advise on: pass a session .json, a script.py, or --recipe recipe.py")
     path = Path(args.target)
     if path.suffix == ".py":
-        from throughput.cli.advise_probe import advise_script
-        return advise_script(args)
+        from throughput.cli.advise_script import run_script_advice
+        return run_script_advice(args)
     return advise_session(args, path)
 
 
