@@ -90,16 +90,24 @@ def session_from_dict(raw: Any, source: str = "session") -> Session:
 
 
 def _check_consistent(session: Session, source: str) -> None:
-    """What types cannot say: steps end after they start, and exclusive phase times are not negative."""
+    """What types cannot say: a step ends after it starts, its exclusive phase times are not negative and
+    add up to at most its wall time (1% slack for rounding), and its counts are not negative."""
     for i, step in enumerate(session.steps):
+        where = f"{source}: steps[{i}]"
         if step.end_s < step.start_s:
-            raise SessionFormatError(f"{source}: steps[{i}]: ends before it starts "
-                                     f"(start_s {step.start_s}, end_s {step.end_s})")
+            raise SessionFormatError(f"{where}: ends before it starts (start_s {step.start_s}, end_s {step.end_s})")
         for name, mapping in (("phase_s", step.phase_s), ("device_phase_s", step.device_phase_s or {})):
             for phase, value in mapping.items():
                 if value < 0:
-                    raise SessionFormatError(f"{source}: steps[{i}].{name}.{phase}: a time cannot be negative, "
-                                             f"got {value}")
+                    raise SessionFormatError(f"{where}.{name}.{phase}: a time cannot be negative, got {value}")
+        covered, wall = math.fsum(step.phase_s.values()), step.end_s - step.start_s
+        if covered > wall * 1.01 + 1e-6:
+            raise SessionFormatError(f"{where}.phase_s: phases add up to {covered:g} s, more than the step's "
+                                     f"{wall:g} s (phase times are exclusive)")
+        for name in ("samples", "tokens", "padding_tokens", "micro_steps", "peak_memory_bytes"):
+            value = getattr(step, name)
+            if value is not None and value < 0:
+                raise SessionFormatError(f"{where}.{name}: a count cannot be negative, got {value}")
     for i, span in enumerate(session.spans):
         if span.end_s < span.start_s:
             raise SessionFormatError(f"{source}: spans[{i}]: ends before it starts")
