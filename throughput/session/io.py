@@ -19,10 +19,12 @@ from throughput.session.records import (
     StepRule,
     TelemetrySample,
 )
+from throughput.session.retention_io import retention_from_dict
 from throughput.session.session import Session
 
 SCHEMA = "throughput.session"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)   # 1: every step in full, no retention record
 
 
 class SessionFormatError(ValueError):
@@ -48,6 +50,7 @@ def session_to_dict(session: Session) -> dict[str, Any]:
         "events": [plain(asdict(e)) for e in session.events],
         "telemetry": [plain(asdict(t)) for t in session.telemetry],
         "artifacts": list(session.artifacts),
+        "retention": plain(asdict(session.retention)) if session.retention is not None else None,
     }
 
 
@@ -69,10 +72,11 @@ def session_from_dict(raw: Any, source: str = "session") -> Session:
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         raise SessionFormatError(f"{source}: not a throughput session (no '{SCHEMA}' schema marker)")
     version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise SessionFormatError(
             f"{source}: session schema version {version!r} is not supported by this throughput "
-            f"(reads version {SCHEMA_VERSION}); re-profile or use the matching throughput version"
+            f"(reads versions {', '.join(map(str, READABLE_VERSIONS))}); re-profile or use the matching "
+            "throughput version"
         )
     try:
         info_raw = dict(raw["info"])
@@ -87,6 +91,8 @@ def session_from_dict(raw: Any, source: str = "session") -> Session:
         telemetry = tuple(
             _build(TelemetrySample, t, f"{source}: telemetry {i}") for i, t in enumerate(raw["telemetry"])
         )
+        retention_raw = raw.get("retention") if version >= 2 else None
+        retention = retention_from_dict(retention_raw, f"{source}: retention") if retention_raw is not None else None
     except (KeyError, ValueError, TypeError) as e:
         if isinstance(e, SessionFormatError):
             raise
@@ -96,7 +102,7 @@ def session_from_dict(raw: Any, source: str = "session") -> Session:
             raise SessionFormatError(f"{source}: step {step.index} ends before it starts")
     return Session(
         info=info, steps=steps, spans=spans, events=events, telemetry=telemetry,
-        artifacts=tuple(raw.get("artifacts", ())),
+        artifacts=tuple(raw.get("artifacts", ())), retention=retention,
     )
 
 
