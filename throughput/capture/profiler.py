@@ -10,14 +10,18 @@ import sys
 import time
 import uuid
 import weakref
+from dataclasses import replace
 from threading import get_ident
 from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from throughput.capture.batch import BatchDescriber, BatchStats
 from throughput.capture.device import device_name, resolve_device, torch_version
+from throughput.capture.progress import ProgressLine, ProgressView, progress_enabled
 from throughput.capture.recorder import PhaseMisuseError, Recorder, _Frame
-from throughput.capture.steps import keep_loss, step_meta, to_float
+from throughput.capture.retention import EventStore, TelemetryStore
+from throughput.capture.steps import DeviceLosses, keep_loss, step_meta, to_float
 from throughput.session.records import Event, RunEnd, RunInfo, StepRule, TelemetrySample
+from throughput.session.retention import Retention, RetentionPolicy
 from throughput.session.session import Session
 from throughput.timing.clock import Clock, PerfCounterClock
 from throughput.timing.cuda import DeviceTimer, EventFactory, cuda_event_factory
@@ -109,7 +113,12 @@ class Profiler:
         device: "auto" (CUDA events when CUDA is available), "cpu" or "cuda".
         event_factory: makes CUDA-event-like objects (tests pass a fake); implies device timing.
         pad_id: token id counted as padding when a batch has no ``attention_mask``.
-        max_spans: spans kept for the trace; steps are always kept in full.
+        max_spans: spans kept for the trace in all (see ``retention``).
+        retention: the caps of what is kept in full (``throughput.session.retention.RetentionPolicy``):
+            the warm-up, the recent steps, the slowest, an even thinning of the rest; every step goes
+            into exact totals and quantile sketches whatever is kept, so memory does not grow with steps.
+        progress: the live status line on stderr: None shows it when stderr is a terminal, True always,
+            False never.
         telemetry: started with the profiler and stopped (threads joined) by ``stop()``, e.g. a
             ``throughput.telemetry.TelemetryController``.
         ambient: set by ``throughput profile`` for its own profiler, so that a script embedding its
@@ -118,9 +127,10 @@ class Profiler:
 
     def __init__(self, *, warmup_steps: int = DEFAULT_WARMUP_STEPS, clock: Clock | None = None,
                  device: str = "auto", event_factory: EventFactory | None = None,
-                 pad_id: int | None = None, max_spans: int = 200_000, run_id: str | None = None,
+                 pad_id: int | None = None, max_spans: int | None = None, run_id: str | None = None,
                  argv: Iterable[str] | None = None, rank: int | None = None,
-                 world_size: int | None = None, telemetry: "TelemetryHook | None" = None, ambient: bool = False) -> None:
+                 world_size: int | None = None, telemetry: "TelemetryHook | None" = None, ambient: bool = False,
+                 retention: RetentionPolicy | None = None, progress: bool | None = None) -> None:
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         if device not in ("auto", "cpu", "cuda"):
@@ -130,7 +140,10 @@ class Profiler:
         self._device = resolve_device(device, event_factory)
         self._event_factory = event_factory
         self.pad_id = pad_id
-        self._max_spans = max_spans
+        policy = retention or RetentionPolicy()
+        self.retention_policy = policy if max_spans is None else replace(policy, max_spans=max_spans)
+        self.progress = progress
+        self._progress_line: ProgressLine | None = None
         self._run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self._argv = tuple(argv) if argv is not None else tuple(sys.argv)
         self._rank = rank if rank is not None else int(os.environ.get("RANK", "0"))
@@ -141,11 +154,10 @@ class Profiler:
         self._started_unix_s = 0.0
         self._pending_batches: list[BatchStats] = []
         self._describe = BatchDescriber()
-        self._events: list[Event] = []
-        self._telemetry: list[TelemetrySample] = []
+        self._events = EventStore(self.retention_policy)
+        self._telemetry = TelemetryStore(self.retention_policy)
         self._artifacts: list[str] = []
         self._notes: list[str] = []
-        self._losses: dict[int, float | None] = {}
         self._end = RunEnd.RUNNING
         self._end_detail = ""
         self._exit_code: int | None = None
@@ -178,13 +190,20 @@ class Profiler:
         timer = None
         if self._device == "cuda":
             timer = DeviceTimer(self._event_factory or cuda_event_factory())
-        self._recorder = Recorder(self._clock, timer, max_spans=self._max_spans)
+        self._recorder = Recorder(self._clock, timer, warmup_steps=self.warmup_steps,
+                                  retention=self.retention_policy, read_loss=to_float,
+                                  device_losses=DeviceLosses() if self._device == "cuda" else None)
         self._origin_s = self._clock.now_s()
         self._started_unix_s = time.time()
         _active = weakref.ref(self)
         self.running = True
         if self._telemetry_hook is not None:
             self._telemetry_hook.start(self)
+        if progress_enabled(self.progress, sys.stderr):
+            rec = self._recorder
+            self._progress_line = ProgressLine(lambda: ProgressView(steps_done=rec.steps_done,
+                                                                    recent=rec.recent_steps()))
+            self._progress_line.start()
         return self
 
     def stop(self, end: RunEnd = RunEnd.COMPLETED, detail: str = "", exit_code: int | None = None) -> Session:
@@ -200,10 +219,12 @@ class Profiler:
         closed = rec.close_all()
         if closed:
             self._notes.append(f"run ended inside phase(s) {', '.join(closed)}; they were closed at the end")
+        if self._progress_line is not None:
+            self._progress_line.stop()
+            self._progress_line = None
         rec.finish_device()
         if self._telemetry_hook is not None:
             self._telemetry_hook.stop(self)   # joins sampler threads, reaps py-spy
-        self._convert_losses()
         self._end, self._end_detail, self._exit_code = end, detail, exit_code
         self.running = False
         self.stopped = True
@@ -265,10 +286,11 @@ class Profiler:
     def event(self, kind: str, message: str, **detail: float | int | str | bool) -> None:
         """Record a hygiene observation (turned into findings by analysis)."""
         rec = self._ensure_started()
-        self._events.append(Event(kind=kind, step=rec.steps_done, message=message, detail=detail))
+        self._events.add(Event(kind=kind, step=rec.steps_done, message=message, detail=detail))
 
     def add_telemetry(self, samples: Iterable[TelemetrySample]) -> None:
-        self._telemetry.extend(samples)
+        """Add samples (thread-safe; kept within ``retention``'s caps, totals over all of them)."""
+        self._telemetry.add(samples)
 
     def add_artifact(self, path: str) -> None:
         self._artifacts.append(path)
@@ -297,20 +319,24 @@ class Profiler:
     def session(self) -> Session:
         """A frozen snapshot of everything recorded so far (a running profiler gives end=running)."""
         rec = self._ensure_started()
-        steps, spans = rec.records(self._losses)
+        snap = rec.snapshot()
         info = RunInfo(
             run_id=self._run_id, argv=self._argv, device=self._device, device_name=device_name(self._device),
             torch_version=torch_version(), python_version=platform.python_version(),
             hostname=socket.gethostname(), rank=self._rank, world_size=self._world_size,
             origin_s=self._origin_s, started_unix_s=self._started_unix_s, step_rule=self.step_rule,
             warmup_steps=self.warmup_steps, end=self._end, end_detail=self._end_detail,
-            exit_code=self._exit_code, notes=tuple(self._notes) + _span_note(rec),
+            exit_code=self._exit_code, notes=tuple(self._notes),
         )
         if self.info_overrides:
-            from dataclasses import replace
             info = replace(info, **self.info_overrides)
-        return Session(info=info, steps=tuple(steps), spans=tuple(spans), events=tuple(self._events),
-                       telemetry=tuple(self._telemetry), artifacts=tuple(self._artifacts))
+        retention = Retention(
+            policy=self.retention_policy, steps_seen=snap.steps_seen, sample_stride=snap.stride,
+            measured=snap.measured, loss=snap.loss, spans_seen=snap.spans_seen, span_totals=snap.span_totals,
+            telemetry_seen=self._telemetry.seen, telemetry_totals=self._telemetry.totals(),
+            events_dropped=self._events.dropped)
+        return Session(info=info, steps=snap.steps, spans=snap.spans, events=tuple(self._events.kept),
+                       telemetry=self._telemetry.kept(), artifacts=tuple(self._artifacts), retention=retention)
 
     def summary(self) -> Any:
         """The analysed ``Summary`` of the session so far."""
@@ -341,19 +367,6 @@ class Profiler:
     def _close(self, frame: _Frame | None) -> None:
         if frame is not None and self.running:
             self._recorder.close(frame)  # type: ignore[union-attr]  # running implies a recorder
-
-    def _convert_losses(self) -> None:
-        assert self._recorder is not None
-        pending = self._recorder.pending_losses()
-        for index, value in pending.items():
-            self._losses[index] = to_float(value)
-
-
-def _span_note(rec: Recorder) -> tuple[str, ...]:
-    if rec.spans_dropped:
-        return (f"trace capped: {rec.spans_dropped} spans beyond the first {rec.spans_kept} "
-                "were not kept (step records are complete)",)
-    return ()
 
 
 def _run_end_from_exception(exc: BaseException | None) -> tuple[RunEnd, str, int | None]:

@@ -18,14 +18,17 @@ a step add up to at most the step's wall time and the rest is ``other``.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Protocol
 
+from throughput.capture.retention import StepRetention
 from throughput.session.records import Span, StepRecord
+from throughput.session.retention import LossTotals, RetentionPolicy, SpanTotals, StepTotals
 from throughput.timing.clock import Clock, time_reader
 from throughput.timing.cuda import DeviceTimer
 
 DRAIN_EVERY_STEPS = 32
+DRAIN_EVERY_S = 1.0           # and at least once a second of steps, for the live progress line
 DRAIN_AT_LOG_ENTRIES = 4096   # bounds the log of a run that opens phases but never ends a step
 
 
@@ -40,17 +43,21 @@ _STEP_END = object()   # marks a step's end in the log: (_STEP_END, end_s, meta,
 
 
 class _StepDraft:
-    """A step being recorded (mutable; becomes a frozen StepRecord in ``records()``)."""
+    """A step being recorded (mutable; becomes a ``StepTuple`` when it ends and, on CUDA, resolves)."""
 
-    __slots__ = ("index", "start_s", "phase_s", "device_phase_s", "device_busy_s", "unresolved_spans")
+    __slots__ = ("index", "start_s", "phase_s", "spans", "spans_dropped", "device_phase_s", "device_busy_s",
+                 "unresolved_spans", "end")
 
     def __init__(self, index: int, start_s: float) -> None:
         self.index = index
         self.start_s = start_s
         self.phase_s: dict[str, float] = {}
+        self.spans: list[tuple[Any, ...]] = []         # (phase, start_s, end_s, depth, device_s)
+        self.spans_dropped = 0
         self.device_phase_s: dict[str, float] = {}
         self.device_busy_s = 0.0
         self.unresolved_spans = 0
+        self.end: tuple[Any, ...] | None = None        # (end_s, meta, loss) once the step ended
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,15 +73,33 @@ class StepMeta:
 
 
 class Recorder:
-    """Records phases and steps for the thread that created it (other threads are ignored)."""
+    """Records phases and steps for the thread that created it (other threads are ignored).
 
-    def __init__(self, clock: Clock, device_timer: DeviceTimer | None = None,
-                 max_spans: int = 200_000) -> None:
-        if max_spans < 0:
-            raise ValueError(f"max_spans must be >= 0, got {max_spans}")
+    Args:
+        clock: the time source.
+        device_timer: CUDA event pairs per phase (None on CPU).
+        max_spans: spans kept in all (overrides ``retention.max_spans``).
+        warmup_steps: leading steps kept in full and left out of the measured totals.
+        retention: the caps of what is kept in full (``RetentionPolicy``); totals cover every step.
+        read_loss: turns a kept loss (a float, or a tensor on the host) into a float at the drain.
+        device_losses: reads device-tensor losses without waiting (CUDA); None reads them with
+            ``read_loss`` at the end of the run.
+    """
+
+    def __init__(self, clock: Clock, device_timer: DeviceTimer | None = None, max_spans: int | None = None,
+                 warmup_steps: int = 0, retention: RetentionPolicy | None = None,
+                 read_loss: Callable[[Any], float | None] | None = None,
+                 device_losses: "DeviceLossQueue | None" = None) -> None:
+        policy = retention or RetentionPolicy()
+        if max_spans is not None:
+            if max_spans < 0:
+                raise ValueError(f"max_spans must be >= 0, got {max_spans}")
+            policy = replace(policy, max_spans=max_spans)
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         self._now = time_reader(clock)
         self._timer = device_timer
-        self._max_spans = max_spans
+        self.policy = policy
         self.owner_thread = threading.get_ident()
         # hot-path state
         self._log: list[tuple[Any, ...]] = []
@@ -82,21 +107,21 @@ class Recorder:
         self._next_span_id = 0
         self._steps_ended = 0
         self._steps_since_drain = 0
+        self._drain_due_s = 0.0
         # drained state: open phases as [phase, start_s, resume_s, exclusive_s, span_id], the step being
-        # built, finished steps, and spans as plain tuples (phase, step, start_s, end_s, depth, device_s)
+        # built, steps waiting for device times (CUDA), and what is kept (``StepRetention``).
         self._drain_lock = threading.Lock()
         self._open_phases: list[list[Any]] = []
         self._draft: _StepDraft | None = None
         self._last_end_s: float | None = None
-        # finished steps as (start_s, end_s, ((phase, seconds), ...), meta fields, loss): tuples of plain
-        # values, which the garbage collector stops tracking, so a long run does not make every full
-        # collection (hundreds of ms with torch loaded) come sooner. CUDA steps keep their draft too.
-        self._finished: dict[int, tuple[Any, ...]] = {}
-        self._device_drafts: dict[int, _StepDraft] = {}
-        self._spans: list[tuple[str, int, float, float, int, float | None]] = []
+        self._next_index = 0
+        self._device_pending: dict[int, _StepDraft] = {}
         self._span_device: dict[int, tuple[int, str, int, int]] = {}  # id -> step, phase, parent, span idx
         self._child_device_s: dict[int, float] = {}
-        self._spans_dropped = 0
+        self._read_loss = read_loss or _plain_float
+        self._device_losses = device_losses
+        self.retention = StepRetention(policy, warmup_steps)
+        self.drained_at_s = 0.0            # clock reading of the last drain (for the progress line)
 
     # -- hot path -------------------------------------------------------------------------------
     @property
@@ -134,12 +159,16 @@ class Recorder:
                 f"step() called inside phase '{self._stack[-1][0]}'; end the phase first "
                 "(a step is closed between phases, after the optimizer update)"
             )
-        self._log.append((_STEP_END, self._now(), meta, loss))
+        now = self._now()
+        self._log.append((_STEP_END, now, meta, loss))
         index = self._steps_ended
         self._steps_ended = index + 1
         self._steps_since_drain += 1
-        if self._timer is not None or self._steps_since_drain >= DRAIN_EVERY_STEPS:
+        # Drain every DRAIN_EVERY_STEPS steps, or once a second of slow steps (so the progress line and
+        # mid-run readers see recent steps), or every step on CUDA (device times resolve as steps end).
+        if self._timer is not None or self._steps_since_drain >= DRAIN_EVERY_STEPS or now >= self._drain_due_s:
             self._drain()
+            self._drain_due_s = now + DRAIN_EVERY_S
         return index
 
     def close_through(self, frame: _Frame) -> tuple[str, ...]:
@@ -172,53 +201,73 @@ class Recorder:
         return self._steps_ended
 
     def step_times(self, index: int) -> tuple[float, dict[str, float]]:
-        """(wall seconds, exclusive host seconds per phase) of finished step ``index``."""
+        """(wall seconds, exclusive host seconds per phase) of finished step ``index``; KeyError when
+        that step is no longer kept (it is one of the last ``recent_steps`` while they are asked for)."""
         self._drain()
-        start_s, end_s, phase_items = self._finished[index][:3]
-        return end_s - start_s, dict(phase_items)
+        pending = self._device_pending.get(index)
+        if pending is not None and pending.end is not None:
+            return pending.end[0] - pending.start_s, dict(pending.phase_s)
+        step = self.retention.find(index)
+        if step is None:
+            raise KeyError(f"step {index} is not kept (finished: {self._steps_ended})")
+        return step[2] - step[1], dict(step[3])
 
     @property
     def spans_kept(self) -> int:
         self._drain()
-        return len(self._spans)
+        kept = sum(len(s[6]) for s in self.retention.kept())
+        return min(self.policy.max_spans, kept + (len(self._draft.spans) if self._draft is not None else 0))
 
     @property
     def spans_dropped(self) -> int:
         self._drain()
-        return self._spans_dropped
+        return self._spans_seen() - self.spans_kept
+
+    def _spans_seen(self) -> int:
+        draft = self._draft
+        return self.retention.spans_seen + (len(draft.spans) + draft.spans_dropped if draft is not None else 0)
 
     def finish_device(self) -> None:
         """Resolve all device timings: the one synchronize of the run (CUDA only)."""
         self._drain()
         if self._timer is not None:
-            self._timer.finish()
-            self._absorb_device_times()
+            with self._drain_lock:
+                self._timer.finish()
+                self._absorb_device_times()
+                self._commit_resolved(final=True)
+        if self._device_losses is not None:
+            with self._drain_lock:
+                self._device_losses.finish()
+                self._take_device_losses()
+
+    def snapshot(self) -> "Snapshot":
+        """What is kept so far, as records: kept steps, their spans, and the totals of every step."""
+        self._drain()
+        with self._drain_lock:
+            self.retention.totals.flush()
+            kept = self.retention.kept()
+            pending = [self._pending_tuple(d) for _, d in sorted(self._device_pending.items()) if d.end is not None]
+            steps, spans = _records(kept + pending, self.policy.max_spans)
+            draft = self._draft
+            if draft is not None:   # the step in progress (a run that ends inside a step, or never steps)
+                room = max(0, self.policy.max_spans - len(spans))
+                spans += tuple(Span(phase=p, step=draft.index, start_s=a, end_s=b, depth=d, device_s=dev)
+                               for p, a, b, d, dev in draft.spans[:room])
+            r = self.retention
+            return Snapshot(steps=steps, spans=spans, steps_seen=r.seen + len(pending), stride=r.stride,
+                            measured=r.step_totals(), loss=r.loss_totals(), spans_seen=self._spans_seen(),
+                            span_totals=r.span_records())
+
+    def recent_steps(self) -> list[tuple[Any, ...]]:
+        """A copy of the ring of recent kept steps (for the progress line; does not drain)."""
+        with self._drain_lock:
+            return list(self.retention.recent) or list(self.retention.warm)
 
     def records(self, losses: dict[int, float | None] | None = None) -> tuple[list[StepRecord], list[Span]]:
-        """Frozen step records and spans so far. ``losses`` maps step index to a converted loss."""
-        self._drain()
-        losses = losses or {}
-        out: list[StepRecord] = []
-        for index in sorted(self._finished):
-            start_s, end_s, phase_items, meta, _ = self._finished[index]
-            samples, tokens, padding_tokens, micro_steps, grad_norm, peak_memory_bytes = meta
-            draft = self._device_drafts.get(index)
-            resolved = draft is not None and not draft.unresolved_spans
-            out.append(StepRecord(
-                index=index, start_s=start_s, end_s=end_s, phase_s=dict(phase_items),
-                micro_steps=micro_steps, samples=samples, tokens=tokens, padding_tokens=padding_tokens,
-                loss=losses.get(index), grad_norm=grad_norm,
-                device_phase_s=dict(draft.device_phase_s) if resolved else None,   # type: ignore[union-attr]
-                device_busy_s=draft.device_busy_s if resolved else None,   # type: ignore[union-attr]
-                peak_memory_bytes=peak_memory_bytes,
-            ))
-        spans = [Span(phase=p, step=i, start_s=a, end_s=b, depth=d, device_s=dev)
-                 for p, i, a, b, d, dev in self._spans]
-        return out, spans
-
-    def pending_losses(self) -> dict[int, Any]:
-        self._drain()
-        return {i: v[4] for i, v in self._finished.items() if v[4] is not None}
+        """Frozen kept step records and their spans so far (``losses`` is ignored: kept for callers
+        of the former API; losses are read at the drain)."""
+        snap = self.snapshot()
+        return list(snap.steps), list(snap.spans)
 
     # -- the drain: log -> steps and spans ------------------------------------------------------
     def _drain(self) -> None:
@@ -234,16 +283,22 @@ class Recorder:
             if self._timer is not None:
                 self._timer.poll()
                 self._absorb_device_times()
+                self._commit_resolved()
+            if self._device_losses is not None:
+                self._take_device_losses()
+            if entries:
+                self.drained_at_s = entries[-1][1]
 
     def _replay(self, entries: list[tuple[Any, ...]]) -> None:
         """Apply log entries in order: the attribution rules, on plain locals (this loop is the cost)."""
-        open_phases, spans, max_spans = self._open_phases, self._spans, self._max_spans
+        open_phases = self._open_phases
         timer_on = self._timer is not None
+        span_cap = self.policy.spans_per_step
         draft = self._draft
         for entry in entries:
             head, now_s = entry[0], entry[1]
             if draft is None:   # the step starts where the previous one ended (or at its first entry)
-                draft = _StepDraft(len(self._finished), self._last_end_s if self._last_end_s is not None else now_s)
+                draft = _StepDraft(self._next_index, self._last_end_s if self._last_end_s is not None else now_s)
             if head is None:   # a phase closed
                 phase, start_s, resume_s, exclusive_s, span_id = open_phases.pop()
                 phase_s = draft.phase_s
@@ -254,21 +309,23 @@ class Recorder:
                     parent[2] = now_s
                     parent_id = parent[4]
                 span_index = -1
-                if len(spans) < max_spans:
+                spans = draft.spans
+                if len(spans) < span_cap:
                     span_index = len(spans)
-                    spans.append((phase, draft.index, start_s, now_s, len(open_phases), None))
+                    spans.append((phase, start_s, now_s, len(open_phases), None))
                 else:
-                    self._spans_dropped += 1
+                    draft.spans_dropped += 1
                 if timer_on:
                     self._span_device[span_id] = (draft.index, phase, parent_id, span_index)
                     draft.unresolved_spans += 1
             elif head is _STEP_END:
-                meta = entry[2] if isinstance(entry[2], StepMeta) else entry[2]()
-                self._finished[draft.index] = (draft.start_s, now_s, tuple(draft.phase_s.items()),
-                                               _meta_fields(meta), entry[3])
-                if timer_on:
-                    self._device_drafts[draft.index] = draft
+                draft.end = (now_s, entry[2], entry[3])
                 self._last_end_s = now_s
+                self._next_index += 1
+                if timer_on:
+                    self._device_pending[draft.index] = draft
+                else:
+                    self._commit(draft)
                 draft = None
             else:   # a phase opened: pause its parent's clock
                 if open_phases:
@@ -277,6 +334,47 @@ class Recorder:
                 open_phases.append([head, now_s, now_s, 0.0, entry[2]])
         self._draft = draft
 
+    def _commit(self, draft: _StepDraft) -> None:
+        """A finished (and, on CUDA, resolved) step goes to retention and the totals."""
+        end_s, meta, loss = draft.end  # type: ignore[misc]  # committed drafts have ended
+        if not isinstance(meta, StepMeta):
+            meta = meta()
+        if loss is not None and not isinstance(loss, float):
+            if self._device_losses is not None and self._device_losses.accepts(loss):
+                self._device_losses.submit(draft.index, loss)
+                loss = None
+            else:
+                loss = self._read_loss(loss)
+        device = tuple(draft.device_phase_s.items()) if self._timer is not None else None
+        busy = draft.device_busy_s if self._timer is not None else None
+        step = (draft.index, draft.start_s, end_s, tuple(draft.phase_s.items()), _meta_fields(meta), loss,
+                tuple(draft.spans), device, busy)
+        self.retention.count_spans(draft.spans, draft.spans_dropped)
+        self.retention.add(step)
+
+    def _pending_tuple(self, draft: _StepDraft) -> tuple[Any, ...]:
+        """A step still waiting for device times, as a kept step without them (mid-run snapshots)."""
+        end_s, meta, _ = draft.end  # type: ignore[misc]
+        meta = meta if isinstance(meta, StepMeta) else meta()
+        return (draft.index, draft.start_s, end_s, tuple(draft.phase_s.items()), _meta_fields(meta), None,
+                tuple(draft.spans), None, None)
+
+    def _commit_resolved(self, final: bool = False) -> None:
+        """Commit, in index order, the ended steps whose device times have all resolved."""
+        pending = self._device_pending
+        while pending:
+            index = min(pending)
+            draft = pending[index]
+            if draft.end is None or (draft.unresolved_spans and not final):
+                break
+            del pending[index]
+            self._commit(draft)
+
+    def _take_device_losses(self) -> None:
+        assert self._device_losses is not None
+        for index, value in self._device_losses.ready():
+            self.retention.set_loss(index, value)
+
     def _absorb_device_times(self) -> None:
         assert self._timer is not None
         for span_id in list(self._span_device):
@@ -284,8 +382,8 @@ class Recorder:
             if device_s is None:
                 continue
             step, phase, parent_id, span_index = self._span_device.pop(span_id)
-            draft = self._device_drafts.get(step, self._draft)
-            if draft is None:
+            draft = self._device_pending.get(step, self._draft)
+            if draft is None or draft.index != step:
                 continue
             exclusive = max(0.0, device_s - self._child_device_s.pop(span_id, 0.0))
             draft.device_phase_s[phase] = draft.device_phase_s.get(phase, 0.0) + exclusive
@@ -295,7 +393,54 @@ class Recorder:
                 draft.device_busy_s += device_s
             draft.unresolved_spans -= 1
             if span_index >= 0:
-                self._spans[span_index] = self._spans[span_index][:5] + (device_s,)
+                draft.spans[span_index] = draft.spans[span_index][:4] + (device_s,)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Snapshot:
+    """What a recorder holds at one moment (see ``Recorder.snapshot``)."""
+
+    steps: tuple[StepRecord, ...]
+    spans: tuple[Span, ...]
+    steps_seen: int
+    stride: int
+    measured: StepTotals | None
+    loss: LossTotals
+    spans_seen: int
+    span_totals: tuple[SpanTotals, ...]
+
+
+class DeviceLossQueue(Protocol):
+    """Reads device-tensor losses without waiting for the device (capture.steps has the CUDA one)."""
+
+    def accepts(self, loss: Any) -> bool: ...
+    def submit(self, index: int, loss: Any) -> None: ...
+    def ready(self) -> list[tuple[int, float | None]]: ...
+    def finish(self) -> None: ...
+
+
+def _records(kept: list[tuple[Any, ...]], max_spans: int) -> tuple[tuple[StepRecord, ...], tuple[Span, ...]]:
+    steps = []
+    spans: list[Span] = []
+    for index, start_s, end_s, phase_items, meta, loss, step_spans, device, busy in kept:
+        samples, tokens, padding_tokens, micro_steps, grad_norm, peak_memory_bytes = meta
+        steps.append(StepRecord(
+            index=index, start_s=start_s, end_s=end_s, phase_s=dict(phase_items), micro_steps=micro_steps,
+            samples=samples, tokens=tokens, padding_tokens=padding_tokens, loss=loss, grad_norm=grad_norm,
+            device_phase_s=dict(device) if device is not None else None, device_busy_s=busy,
+            peak_memory_bytes=peak_memory_bytes,
+        ))
+        room = max_spans - len(spans)
+        spans += [Span(phase=p, step=index, start_s=a, end_s=b, depth=d, device_s=dev)
+                  for p, a, b, d, dev in step_spans[:max(0, room)]]
+    return tuple(steps), tuple(spans)
+
+
+def _plain_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _meta_fields(meta: StepMeta) -> tuple[Any, ...]:

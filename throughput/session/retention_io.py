@@ -6,10 +6,11 @@ Raises ValueError/TypeError naming the field; ``session.io`` turns them into one
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import types
 import typing
-from typing import Any, Mapping, Union
+from typing import Any, Union
 
 from throughput.session.retention import Retention
 
@@ -35,7 +36,7 @@ def _build(hint: Any, raw: Any, where: str) -> Any:
             raise TypeError(f"{where}: expected a list, got {type(raw).__name__}")
         item = typing.get_args(hint)[0]
         return tuple(_build(item, v, f"{where}[{i}]") for i, v in enumerate(raw))
-    if origin in (Mapping, dict) or hint is Mapping:
+    if origin in (collections.abc.Mapping, dict):
         if not isinstance(raw, dict):
             raise TypeError(f"{where}: expected an object, got {type(raw).__name__}")
         item = typing.get_args(hint)[1]
