@@ -46,15 +46,15 @@ def status_line(view: ProgressView) -> str:
         durations = sorted(s[2] - s[1] for s in recent)
         parts.append(f"{_seconds(durations[len(durations) // 2])}/step")
         wall = sum(durations)
-        tokens = [s[4][1] for s in recent]
-        samples = [s[4][0] for s in recent]
+        tokens = [s[5][1] for s in recent]
+        samples = [s[5][0] for s in recent]
         if wall > 0 and all(t is not None for t in tokens):
             parts.append(f"{_count(sum(tokens) / wall)} tokens/s")
         elif wall > 0 and all(n is not None for n in samples):
             parts.append(f"{_count(sum(samples) / wall)} samples/s")
         phases: dict[str, float] = {}
         for s in recent:
-            for name, seconds in exclusive_times(s[2] - s[1], dict(s[3])).items():
+            for name, seconds in exclusive_times(s[2] - s[1], dict(zip(s[3], s[4]))).items():
                 phases[name] = phases.get(name, 0.0) + seconds
         if phases and wall > 0:
             name, seconds = max(phases.items(), key=lambda kv: kv[1])

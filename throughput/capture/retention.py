@@ -16,26 +16,46 @@ import threading
 from collections import deque
 from typing import Any, Iterable
 
-from throughput.session.accumulate import LossAccumulator, StepAccumulator
+import numpy as np
+
+from throughput.session.accumulate import LOSS, LossAccumulator, StepAccumulator, StepBlock, StepTuple
 from throughput.session.records import Event, TelemetrySample
 from throughput.session.retention import (MAX_DISTINCT, LossTotals, MetricTotals, RetentionPolicy, SpanTotals,
                                           StepTotals)
 
-# (index, start_s, end_s, ((phase, s), ...), meta fields, loss or None, spans, device phases or None, busy or None)
-# meta fields: (samples, tokens, padding_tokens, micro_steps, grad_norm, peak_memory_bytes)
-# spans: ((phase, start_s, end_s, depth, device_s or None), ...)
-StepTuple = tuple[Any, ...]
+class Batch:
+    """Consecutive steps of one fast drain, as columns (see ``Recorder._fast_batch``): every step has
+    the same phases, opened and closed one after the other (no nesting). ``step(k)`` builds the k-th
+    step's tuple; only kept steps are ever built."""
+
+    __slots__ = ("first_index", "start", "end", "names", "values", "meta", "losses", "span_names", "span_times")
+
+    def __init__(self, first_index: int, start: np.ndarray, end: np.ndarray, names: tuple[str, ...],
+                 values: np.ndarray, meta: list[tuple[Any, ...]], losses: list[float | None],
+                 span_names: tuple[str, ...], span_times: np.ndarray) -> None:
+        self.first_index, self.start, self.end, self.names, self.values = first_index, start, end, names, values
+        self.meta, self.losses, self.span_names, self.span_times = meta, losses, span_names, span_times
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def step(self, k: int) -> StepTuple:
+        times = self.span_times[k].tolist()
+        spans = tuple((name, times[2 * j], times[2 * j + 1], 0, None) for j, name in enumerate(self.span_names))
+        return (self.first_index + k, float(self.start[k]), float(self.end[k]), self.names,
+                tuple(self.values[k].tolist()), self.meta[k], self.losses[k], spans, None, None)
 
 
 class StepRetention:
     """Bounded per-step detail plus exact totals (see the module docstring). Not thread-safe: the
-    recorder calls it under its drain lock."""
+    recorder calls it under its drain lock. Steps arrive one at a time (``add``) or as batches."""
 
     def __init__(self, policy: RetentionPolicy, warmup_steps: int) -> None:
         self.policy = policy
         self.warmup_steps = warmup_steps
         self.warm: list[StepTuple] = []
-        self.recent: deque[StepTuple] = deque(maxlen=policy.recent_steps)
+        self.recent: deque[Any] = deque()       # step tuples and (Batch, first row) pairs, oldest first
+        self.recent_count = 0
         self.slowest: list[tuple[float, int, StepTuple]] = []
         self.sampled: dict[int, StepTuple] = {}
         self.stride = 1
@@ -43,70 +63,108 @@ class StepRetention:
         self.losses = LossAccumulator()
         self.seen = 0
         self.spans_seen = 0
-        self.span_totals: dict[tuple[str, int], list[float]] = {}   # (phase, depth) -> [count, total, max]
+        # phase (depth 0) or (phase, depth) -> [count, total_s, max_s]; the recorder adds every span
+        self.span_totals: dict[Any, list[Any]] = {}
 
     def add(self, step: StepTuple) -> None:
-        index, start_s, end_s = step[0], step[1], step[2]
+        index = step[0]
         self.seen += 1
-        if step[5] is not None:
-            self.losses.add(index, step[5])
+        if step[LOSS] is not None:
+            self.losses.add(index, step[LOSS])
         if index < self.warmup_steps:
             self.warm.append(step)
             return
-        meta = step[4]
-        self.totals.add(start_s, end_s, dict(step[3]), meta[0], meta[1], meta[2], meta[3],
-                        dict(step[7]) if step[7] is not None else None, step[8], meta[5])
-        self.recent.append(step)
-        duration = end_s - start_s
+        self.totals.add(step)
+        self._to_recent(step, 1)
+        self._consider(step[2] - step[1], index, lambda: step)
+        if index % self.stride == 0:
+            self._sample(index, step)
+
+    def add_batch(self, batch: Batch) -> None:
+        n, first = len(batch), batch.first_index
+        self.seen += n
+        self.losses.add_many(first, batch.losses)
+        w = min(n, max(0, self.warmup_steps - first))      # rows that are warm-up steps
+        for k in range(w):
+            self.warm.append(batch.step(k))
+        if w == n:
+            return
+        self.totals.add_block(StepBlock(batch.start[w:], batch.end[w:], batch.names, batch.values[w:],
+                                        batch.meta[w:]))
+        self._to_recent((batch, w), n - w)
+        duration = batch.end[w:] - batch.start[w:]
+        slowest = self.slowest
+        rows = range(n - w) if len(slowest) < self.policy.slowest_steps else \
+            np.flatnonzero(duration > slowest[0][0]).tolist() if slowest else ()
+        for row in rows:
+            self._consider(float(duration[row]), first + w + row, lambda r=row: batch.step(w + r))
+        start = first + w
+        for index in range(start + (-start) % self.stride, first + n, self.stride):
+            self._sample(index, batch.step(index - first))
+
+    def _to_recent(self, item: Any, count: int) -> None:
+        recent = self.recent
+        recent.append(item)
+        self.recent_count += count
+        cap = self.policy.recent_steps
+        while recent:
+            oldest = recent[0]
+            size = 1 if isinstance(oldest, tuple) and not isinstance(oldest[0], Batch) else len(oldest[0]) - oldest[1]
+            if self.recent_count - size < cap:
+                break
+            recent.popleft()
+            self.recent_count -= size
+
+    def _consider(self, duration: float, index: int, build: Any) -> None:
         slowest = self.slowest
         if len(slowest) < self.policy.slowest_steps:
-            heapq.heappush(slowest, (duration, index, step))
+            heapq.heappush(slowest, (duration, index, build()))
         elif slowest and duration > slowest[0][0]:
-            heapq.heapreplace(slowest, (duration, index, step))
-        if index % self.stride == 0:
-            self.sampled[index] = step
-            if len(self.sampled) > self.policy.sampled_steps:
-                self.stride *= 2
-                self.sampled = {i: s for i, s in self.sampled.items() if i % self.stride == 0}
+            heapq.heapreplace(slowest, (duration, index, build()))
 
-    def count_spans(self, spans: list[tuple[Any, ...]], dropped: int) -> None:
-        """Totals of every span of a step (``dropped`` spans were counted but not kept)."""
-        self.spans_seen += len(spans) + dropped
-        totals = self.span_totals
-        for phase, start_s, end_s, depth, _ in spans:
-            key = (phase, depth)
-            t = totals.get(key)
-            seconds = end_s - start_s
-            if t is None:
-                totals[key] = [1, seconds, seconds]
+    def _sample(self, index: int, step: StepTuple) -> None:
+        self.sampled[index] = step
+        while len(self.sampled) > self.policy.sampled_steps:
+            self.stride *= 2
+            self.sampled = {i: s for i, s in self.sampled.items() if i % self.stride == 0}
+
+    def recent_steps(self) -> list[StepTuple]:
+        """The last ``recent_steps`` steps, built."""
+        out: list[StepTuple] = []
+        for item in self.recent:
+            if isinstance(item[0], Batch):
+                batch, row = item
+                out += [batch.step(k) for k in range(row, len(batch))]
             else:
-                t[0] += 1
-                t[1] += seconds
-                if seconds > t[2]:
-                    t[2] = seconds
+                out.append(item)
+        return out[-self.policy.recent_steps:] if self.policy.recent_steps else []
 
     def set_loss(self, index: int, loss: float | None) -> None:
-        """A loss read after its step was committed (device tensors): into the totals and kept copies."""
+        """A loss read after its step was committed (device tensors): into the totals and kept copies.
+        (Device runs take the one-step path, so kept copies are plain tuples.)"""
         if loss is None:
             return
         self.losses.add(index, loss)
-        for holder in (self.sampled, ):
-            step = holder.get(index)
-            if step is not None:
-                holder[index] = _with_loss(step, loss)
+        step = self.sampled.get(index)
+        if step is not None:
+            self.sampled[index] = _with_loss(step, loss)
         for seq in (self.warm, self.recent):
-            for i, step in enumerate(seq):
-                if step[0] == index:
-                    seq[i] = _with_loss(step, loss)
+            for i, item in enumerate(seq):
+                if not isinstance(item[0], Batch) and item[0] == index:
+                    seq[i] = _with_loss(item, loss)
         for i, (d, j, step) in enumerate(self.slowest):
             if j == index:
                 self.slowest[i] = (d, j, _with_loss(step, loss))
 
     def find(self, index: int) -> StepTuple | None:
-        """The kept step ``index`` (the recent ring first: that is where callers look)."""
-        recent = self.recent
-        if recent and recent[0][0] <= index <= recent[-1][0]:
-            return recent[index - recent[0][0]]
+        """The kept step ``index`` (the recent steps first: that is where callers look)."""
+        for item in reversed(self.recent):
+            if isinstance(item[0], Batch):
+                batch, row = item
+                if batch.first_index + row <= index < batch.first_index + len(batch):
+                    return batch.step(index - batch.first_index)
+            elif item[0] == index:
+                return item
         if index < len(self.warm) and self.warm[index][0] == index:
             return self.warm[index]
         step = self.sampled.get(index)
@@ -117,7 +175,7 @@ class StepRetention:
     def kept(self) -> list[StepTuple]:
         """Every kept step once, in index order."""
         out: dict[int, StepTuple] = {s[0]: s for s in self.warm}
-        for source in (self.sampled.values(), (s for _, _, s in self.slowest), self.recent):
+        for source in (self.sampled.values(), (s for _, _, s in self.slowest), self.recent_steps()):
             for s in source:
                 out[s[0]] = s
         return [out[i] for i in sorted(out)]
@@ -129,12 +187,13 @@ class StepRetention:
         return self.losses.freeze()
 
     def span_records(self) -> tuple[SpanTotals, ...]:
+        rows = [((k, 0) if isinstance(k, str) else k, v) for k, v in self.span_totals.items()]
         return tuple(SpanTotals(phase=p, depth=d, count=int(c), total_s=t, max_s=m)
-                     for (p, d), (c, t, m) in sorted(self.span_totals.items()))
+                     for (p, d), (c, t, m) in sorted(rows))
 
 
 def _with_loss(step: StepTuple, loss: float) -> StepTuple:
-    return step[:5] + (loss,) + step[6:]
+    return step[:LOSS] + (loss,) + step[LOSS + 1:]
 
 
 class TelemetryStore:
