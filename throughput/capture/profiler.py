@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 from throughput.capture.batch import BatchDescriber, BatchStats
 from throughput.capture.device import device_name, resolve_device, torch_version
 from throughput.capture.progress import ProgressLine, ProgressView, progress_enabled
-from throughput.capture.recorder import PhaseMisuseError, Recorder, _Frame
+from throughput.capture.recorder import _NO_META, PhaseMisuseError, RecordedPhase, Recorder, _Frame
 from throughput.capture.retention import EventStore, TelemetryStore
 from throughput.capture.steps import DeviceLosses, keep_loss, step_meta, to_float
 from throughput.session.records import Event, RunEnd, RunInfo, StepRule, TelemetrySample
@@ -63,7 +63,12 @@ class PhaseContext:
         self._frames: list[_Frame | None] = []
 
     def __enter__(self) -> "PhaseContext":
-        prof = self._prof if self._prof is not None else active_profiler()
+        prof = self._prof
+        hot = prof._hot if prof is not None else None
+        if hot is not None:   # a running profiler: straight to the recorder (one Python frame)
+            self._frames.append(hot[0](self._name) if get_ident() == hot[2] else None)
+            return self
+        prof = prof if prof is not None else active_profiler()
         self._frames.append(prof._open(self._name) if prof is not None else None)
         return self
 
@@ -71,7 +76,10 @@ class PhaseContext:
         frame = self._frames.pop() if self._frames else None
         if frame is not None:
             prof = self._prof if self._prof is not None else active_profiler()
-            if prof is not None:
+            hot = prof._hot if prof is not None else None
+            if hot is not None:
+                hot[1](frame)
+            elif prof is not None:
                 prof._close(frame)
 
     def __call__(self, fn: F) -> F:
@@ -149,6 +157,10 @@ class Profiler:
         self._rank = rank if rank is not None else int(os.environ.get("RANK", "0"))
         self._world_size = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
         self._recorder: Recorder | None = None
+        # (recorder.open, recorder.close, owner thread) while running: the phase fast path
+        self._hot: tuple[Callable[[str], _Frame], Callable[[_Frame], None], int] | None = None
+        self._fast_phases: dict[str, RecordedPhase] | None = None   # per name, while running on the host
+        self._owner_thread = 0
         self._phase_contexts: dict[str, PhaseContext] = {}
         self._origin_s = 0.0
         self._started_unix_s = 0.0
@@ -197,6 +209,9 @@ class Profiler:
         self._started_unix_s = time.time()
         _active = weakref.ref(self)
         self.running = True
+        self._hot = (self._recorder.open, self._recorder.close, self._recorder.owner_thread)
+        self._owner_thread = self._recorder.owner_thread
+        self._fast_phases = {} if timer is None else None
         if self._telemetry_hook is not None:
             self._telemetry_hook.start(self)
         if progress_enabled(self.progress, sys.stderr):
@@ -216,7 +231,10 @@ class Profiler:
                 return self.session()
         rec = self._recorder
         assert rec is not None
+        self._hot = None
+        self._fast_phases = None
         closed = rec.close_all()
+        rec.stop_recording()
         if closed:
             self._notes.append(f"run ended inside phase(s) {', '.join(closed)}; they were closed at the end")
         if self._progress_line is not None:
@@ -240,8 +258,15 @@ class Profiler:
         self.stop(*_run_end_from_exception(exc))
 
     # -- the API used in training loops ---------------------------------------------------------
-    def phase(self, name: str) -> PhaseContext:
+    def phase(self, name: str) -> "PhaseContext | RecordedPhase":
         """Context manager and decorator that attributes the time inside to phase ``name``."""
+        fast = self._fast_phases
+        if fast is not None and get_ident() == self._owner_thread:   # running, host-timed, this thread
+            recorded = fast.get(name)
+            if recorded is None:
+                _check_phase_name(name)
+                recorded = fast[name] = self._recorder.phase_context(name)  # type: ignore[union-attr]
+            return recorded
         ctx = self._phase_contexts.get(name)
         if ctx is None:
             _check_phase_name(name)
@@ -251,8 +276,10 @@ class Profiler:
     def iter(self, iterable: Iterable[T], phase: str = "data") -> Iterator[T]:
         """Yield from ``iterable``, timing each wait for the next item as ``phase``."""
         iterator = iter(iterable)
+        describe = self._describe
         while True:
-            frame = self._open(phase)
+            hot = self._hot
+            frame = hot[0](phase) if hot is not None and get_ident() == hot[2] else self._open(phase)
             try:
                 item = next(iterator)
             except StopIteration:
@@ -261,8 +288,11 @@ class Profiler:
             except BaseException:
                 self._close(frame)
                 raise
-            self._close(frame)
-            self.note_batch(item)
+            if frame is not None and hot is not None and self._hot is hot:
+                hot[1](frame)
+            else:
+                self._close(frame)
+            self._pending_batches.append(describe(item, self.pad_id))
             yield item
 
     def note_batch(self, batch: Any) -> None:
@@ -273,12 +303,19 @@ class Profiler:
              padding_tokens: int | None = None, loss: Any = None, micro_steps: int | None = None,
              grad_norm: float | None = None) -> int:
         """Close one step (one optimizer update). Counts not given are read from iterated batches."""
-        rec = self._ensure_started()
-        # Always a new list: the deferred StepMeta below keeps this one, and later batches must not join it.
-        batches, self._pending_batches = self._pending_batches, []
-        # The StepMeta is built when the recorder drains its log, not here in the training loop.
-        meta = functools.partial(step_meta, batches, samples, tokens, padding_tokens, micro_steps, grad_norm)
-        index = rec.end_step(meta, keep_loss(loss))
+        rec = self._recorder if self.running else self._ensure_started()
+        batches = self._pending_batches
+        if batches:   # a new list: a deferred StepMeta keeps this one, and later batches must not join it
+            self._pending_batches = []
+        meta: Any
+        if samples is None and tokens is None and padding_tokens is None and micro_steps is None \
+                and grad_norm is None and len(batches) < 2:
+            # The usual step: nothing said, at most one batch. Its fields as the tuple the recorder keeps.
+            b = batches[0] if batches else None
+            meta = _NO_META if b is None else (b.samples, b.tokens, b.padding_tokens, 1, None, None)
+        else:   # built when the recorder drains its log, not here in the training loop
+            meta = functools.partial(step_meta, batches, samples, tokens, padding_tokens, micro_steps, grad_norm)
+        index = rec.end_step(meta, keep_loss(loss) if loss is not None else None)  # type: ignore[union-attr]
         if self._on_step is not None:
             self._on_step(self, index)
         return index

@@ -94,13 +94,17 @@ class StepRetention:
         self._to_recent((batch, w), n - w)
         duration = batch.end[w:] - batch.start[w:]
         slowest = self.slowest
-        rows = range(n - w) if len(slowest) < self.policy.slowest_steps else \
-            np.flatnonzero(duration > slowest[0][0]).tolist() if slowest else ()
-        for row in rows:
+        room = max(0, self.policy.slowest_steps - len(slowest))
+        for row in range(min(room, n - w)):
             self._consider(float(duration[row]), first + w + row, lambda r=row: batch.step(w + r))
-        start = first + w
-        for index in range(start + (-start) % self.stride, first + n, self.stride):
+        if n - w > room and slowest:   # the rest only where they beat the fastest of the slowest so far
+            for row in (np.flatnonzero(duration[room:] > slowest[0][0]) + room).tolist():
+                self._consider(float(duration[row]), first + w + row, lambda r=row: batch.step(w + r))
+        index = first + w
+        index += (-index) % self.stride
+        while index < first + n:            # the grid's points in this batch (the stride may double)
             self._sample(index, batch.step(index - first))
+            index += (-index) % self.stride or self.stride
 
     def _to_recent(self, item: Any, count: int) -> None:
         recent = self.recent
@@ -130,14 +134,18 @@ class StepRetention:
 
     def recent_steps(self) -> list[StepTuple]:
         """The last ``recent_steps`` steps, built."""
+        want = self.policy.recent_steps
         out: list[StepTuple] = []
-        for item in self.recent:
+        for item in reversed(self.recent):     # newest first, building only the rows still wanted
+            if len(out) >= want:
+                break
             if isinstance(item[0], Batch):
                 batch, row = item
-                out += [batch.step(k) for k in range(row, len(batch))]
+                out += [batch.step(k) for k in range(len(batch) - 1, max(row, len(batch) - (want - len(out))) - 1, -1)]
             else:
                 out.append(item)
-        return out[-self.policy.recent_steps:] if self.policy.recent_steps else []
+        out.reverse()
+        return out
 
     def set_loss(self, index: int, loss: float | None) -> None:
         """A loss read after its step was committed (device tensors): into the totals and kept copies.

@@ -1,0 +1,161 @@
+"""Bounded retention: a million steps in constant memory, what is kept, and exact totals.
+
+Durations are powers of two (2**-10 s, 2**-8 s, 2**-13 s) so that every clock reading and every
+sum below is exact in floating point and the expected numbers are plain arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+import tracemalloc
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from throughput.analysis.measured import measure_steps, steady_state
+from throughput.analysis.summary import summarize
+from throughput.capture.recorder import Recorder, StepMeta
+from throughput.session.records import RunInfo
+from throughput.session.retention import Retention, RetentionPolicy
+from throughput.session.session import Session
+from throughput.session.sketch import RELATIVE_ACCURACY
+from throughput.timing.clock import FakeClock
+
+FAST, SLOW, GAP = 2.0 ** -10, 2.0 ** -8, 2.0 ** -13
+
+
+def _session(rec: Recorder, warmup: int) -> Session:
+    snap = rec.snapshot()
+    retention = Retention(policy=rec.policy, steps_seen=snap.steps_seen, sample_stride=snap.stride,
+                          measured=snap.measured, loss=snap.loss, spans_seen=snap.spans_seen,
+                          span_totals=snap.span_totals)
+    return Session(info=RunInfo(run_id="t", warmup_steps=warmup), steps=snap.steps, spans=snap.spans,
+                   retention=retention)
+
+
+def test_a_million_steps_in_constant_memory() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock, warmup_steps=2)
+    advance = clock.advance
+    n, traced_from = 1_000_000, 900_000
+    growth = None
+    for i in range(n):
+        if i == traced_from:            # long after every cap is full: nothing may grow from here on
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+        f = rec.open("forward")
+        advance(SLOW if i % 1000 == 999 else FAST)
+        rec.close(f)
+        advance(GAP)
+        rec.end_step()
+    growth = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    assert growth < 512 * 1024, f"{growth} bytes held by the last 100,000 steps"
+
+    snap = rec.snapshot()
+    policy = rec.policy
+    # kept: 2 warm-up + at most 512 recent + 64 slowest + 2049 on the thinning grid
+    assert len(snap.steps) <= 2 + policy.recent_steps + policy.slowest_steps + policy.sampled_steps + 1
+    assert [s.index for s in snap.steps[-512:]] == list(range(n - 512, n))       # the last window
+    slow = {s.index for s in snap.steps if s.duration_s == SLOW + GAP}
+    assert len(slow) >= policy.slowest_steps                                    # 1000 slow steps seen
+    t = snap.measured
+    assert t is not None and t.count == n - 2 and snap.steps_seen == n
+    # 1000 steps are slow (i % 1000 == 999); none of them is a warm-up step
+    assert math.fsum(t.duration_s.total) == 1000 * (SLOW + GAP) + (n - 2 - 1000) * (FAST + GAP)
+    assert math.fsum(t.phase_s["other"].total) == (n - 2) * GAP
+    assert t.duration_s.max == SLOW + GAP and t.duration_s.min == FAST + GAP
+
+
+@settings(max_examples=25, deadline=None)
+@given(program=st.lists(st.sampled_from(["data", "forward", "backward", "forward"]), min_size=0, max_size=4),
+       lengths=st.lists(st.integers(0, 64), min_size=1, max_size=300), warmup=st.integers(0, 5))
+def test_the_fast_drain_gives_the_numbers_of_the_replay(program: list[str], lengths: list[int],
+                                                        warmup: int) -> None:
+    def run(fast: bool) -> Session:
+        clock = FakeClock()
+        rec = Recorder(clock, warmup_steps=warmup, retention=RetentionPolicy(recent_steps=16, slowest_steps=4,
+                                                                             sampled_steps=8))
+        if not fast:
+            rec._fast_batch = lambda entries: False  # type: ignore[method-assign]
+        for i, length in enumerate(lengths):
+            for name in program:
+                f = rec.open(name)
+                clock.advance(length * 2.0 ** -12 + 0.1)
+                rec.close(f)
+            clock.advance(2.0 ** -11)
+            rec.end_step(StepMeta(samples=i % 3), loss=float(length))
+        return _session(rec, warmup)
+
+    fast, slow = run(True), run(False)
+    assert fast.steps == slow.steps and fast.spans == slow.spans
+    assert fast.retention is not None and slow.retention is not None
+    assert fast.retention.measured == slow.retention.measured and fast.retention.loss == slow.retention.loss
+
+
+def test_kept_steps_include_the_slowest_and_the_last_window() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock, warmup_steps=2, retention=RetentionPolicy(recent_steps=100, slowest_steps=10,
+                                                                    sampled_steps=64))
+    slow_steps = {137, 1500, 2222, 4096, 9000}
+    for i in range(10_000):
+        f = rec.open("forward")
+        clock.advance(SLOW * (4 + i % 7) if i in slow_steps else FAST)
+        rec.close(f)
+        rec.end_step()
+    kept = [s.index for s in rec.snapshot().steps]
+    assert slow_steps <= set(kept)
+    assert kept[-100:] == list(range(9900, 10_000))
+    assert {0, 1} <= set(kept)                                   # the warm-up
+    stride = rec.retention.stride                                # 10,000 steps on <= 64 grid points
+    assert stride == 256 and {i for i in kept if i % stride == 0} == set(range(0, 10_000, 256))
+
+
+def test_totals_equal_the_full_records_and_quantiles_stay_within_the_bound() -> None:
+    def run(policy: RetentionPolicy) -> Session:
+        clock = FakeClock()
+        rec = Recorder(clock, warmup_steps=3, retention=policy)
+        for i in range(5000):
+            for name, k in (("data", i % 5), ("forward", 3 + i % 11), ("backward", 7 + (i * 7) % 13)):
+                f = rec.open(name)
+                clock.advance(k * 2.0 ** -12)
+                rec.close(f)
+            clock.advance(2.0 ** -14 * (i % 3))
+            rec.end_step(StepMeta(samples=8, tokens=8 * (100 + i % 9)))
+        return _session(rec, 3)
+
+    full = run(RetentionPolicy(sampled_steps=10_000))
+    small = run(RetentionPolicy(recent_steps=50, slowest_steps=5, sampled_steps=100))
+    assert full.complete and not small.complete
+    a, b = summarize(full), summarize(small)
+    assert (a.steps_total, a.steps_measured, a.rates, a.mfu) == (b.steps_total, b.steps_measured, b.rates, b.mfu)
+    assert a.step_time is not None and b.step_time is not None
+    exact = ("count", "mean_s", "min_s", "max_s", "std_s")
+    assert [getattr(a.step_time, k) for k in exact] == [getattr(b.step_time, k) for k in exact]
+    for pa, pb in zip(a.phases, b.phases):
+        assert (pa.phase, pa.total_s, pa.mean_s, pa.share) == (pb.phase, pb.total_s, pb.mean_s, pb.share)
+    durations = sorted(s.duration_s for s in full.steps[3:])
+    for q, got in ((0.05, b.step_time.p5_s), (0.5, b.step_time.median_s), (0.95, b.step_time.p95_s)):
+        rank = q * (len(durations) - 1)
+        lo, hi = durations[math.floor(rank)], durations[math.ceil(rank)]
+        assert (1 - RELATIVE_ACCURACY) * lo * (1 - 1e-12) <= got <= (1 + RELATIVE_ACCURACY) * hi * (1 + 1e-12)
+
+
+def test_a_bounded_session_takes_a_shorter_warmup_but_not_a_longer_one() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock, warmup_steps=4, retention=RetentionPolicy(recent_steps=10, slowest_steps=2,
+                                                                    sampled_steps=8))
+    for i in range(1000):
+        f = rec.open("forward")
+        clock.advance(SLOW if i < 4 else FAST)       # the 4 warm-up steps are slow
+        rec.close(f)
+        rec.end_step()
+    session = _session(rec, 4)
+    shorter = steady_state(session.with_info(warmup_steps=1))[1]
+    assert shorter is not None and shorter.count == 999
+    assert shorter.wall_s == 3 * SLOW + 996 * FAST and shorter.durations.max_s == SLOW
+    with pytest.raises(ValueError, match="lowered but not raised"):
+        steady_state(session.with_info(warmup_steps=5))
+    complete = measure_steps(())
+    assert complete is None
