@@ -23,6 +23,7 @@ class ProfileOptions:
     telemetry: Any = None                 # a TelemetryHook (throughput.telemetry.TelemetryController)
     flops_per_step: float | None = None   # FLOPs of one step, for MFU (None: MFU not reported)
     dtype: str = "fp32"                   # compute dtype, for the MFU peak
+    progress: bool | None = None          # live status line: None on a terminal only, True always, False never
 
     def __post_init__(self) -> None:
         if self.warmup_steps < 0:
@@ -38,7 +39,7 @@ def profile_target(target: Target, options: ProfileOptions | None = None) -> tup
     check_target(target)
     argv = (target.display if target.path is not None else target.display, *target.args)
     prof = Profiler(warmup_steps=options.warmup_steps, argv=argv, pad_id=options.pad_id,
-                    telemetry=options.telemetry, ambient=True)
+                    telemetry=options.telemetry, ambient=True, progress=options.progress)
     if options.flops_per_step is not None:
         from throughput.capture.flops import set_flops_per_step
         set_flops_per_step(prof, options.flops_per_step, options.dtype)
