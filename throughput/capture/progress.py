@@ -87,7 +87,7 @@ class ProgressLine:
             self._stream.write("\r" + line + "\x1b[K" + end)
             self._stream.flush()
             self._drawn = True
-        except (OSError, ValueError):   # the script closed or broke stderr: stop drawing
+        except Exception:   # a closed or broken stderr, or a bug here: never break the run, stop drawing
             self._stop.set()
 
     def stop(self) -> None:

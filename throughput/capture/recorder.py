@@ -294,7 +294,7 @@ class Recorder:
     def recent_steps(self) -> list[tuple[Any, ...]]:
         """A copy of the ring of recent kept steps (for the progress line; does not drain)."""
         with self._drain_lock:
-            return list(self.retention.recent) or list(self.retention.warm)
+            return self.retention.recent_steps() or list(self.retention.warm)
 
     def records(self, losses: dict[int, float | None] | None = None) -> tuple[list[StepRecord], list[Span]]:
         """Frozen kept step records and their spans so far (``losses`` is ignored: kept for callers
