@@ -530,15 +530,14 @@ class RecordedPhase:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        frame = self._frames.pop() if self._frames else None
-        if frame is None or not self._rec.recording:
-            return
         now = self._now()
+        frame = self._frames.pop() if self._frames else None
         stack = self._stack
-        if not stack or stack[-1] is not frame:
+        if stack and stack[-1] is frame:
+            stack.pop()
+            self._log.append((None, now))
+        elif frame is not None and self._rec.recording:
             raise _misuse(frame, stack)
-        stack.pop()
-        self._log.append((None, now))
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """As a decorator: the calls of ``fn`` are this phase (while this recorder records)."""
