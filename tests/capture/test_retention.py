@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import tracemalloc
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -159,3 +160,52 @@ def test_a_bounded_session_takes_a_shorter_warmup_but_not_a_longer_one() -> None
         steady_state(session.with_info(warmup_steps=5))
     complete = measure_steps(())
     assert complete is None
+
+
+def test_a_saved_bounded_session_renders_the_live_numbers(tmp_path: Path) -> None:
+    from throughput.analysis.compare import compare
+    from throughput.capture.profiler import Profiler
+    from throughput.report.jsonfmt import summary_to_dict
+    from throughput.session.io import load_session, save_session
+
+    clock = FakeClock()
+    prof = Profiler(clock=clock, warmup_steps=2, device="cpu", progress=False,
+                    retention=RetentionPolicy(recent_steps=20, slowest_steps=4, sampled_steps=16))
+    for i in range(3000):
+        with prof.phase("forward"):
+            clock.advance(FAST if i % 10 else SLOW)
+        with prof.phase("backward"):
+            clock.advance(2 * FAST)
+        prof.step(samples=4, loss=1.0 / (1 + i))
+    live = prof.stop()
+    assert not live.complete and live.steps_seen == 3000
+    loaded = load_session(save_session(live, tmp_path / "session.json"))
+    assert loaded == live
+    assert summary_to_dict(summarize(loaded)) == summary_to_dict(summarize(live))
+    assert compare(live, loaded).speedup == 1.0
+    assert any("long run: per-step detail kept" in n for n in summarize(loaded).notes)
+
+
+def test_telemetry_and_events_stay_within_their_caps() -> None:
+    from throughput.capture.retention import EventStore, TelemetryStore
+    from throughput.session.records import Event, TelemetrySample
+
+    policy = RetentionPolicy(telemetry_samples=8, telemetry_series=3, events_per_kind=2)
+    store = TelemetryStore(policy)
+    # one series of 1000 samples valued 0..999, then 5 short-lived worker sources of one sample each
+    store.add(TelemetrySample(time_s=float(i), source="main", metric="rss_bytes", value=float(i)) for i in range(1000))
+    store.add(TelemetrySample(time_s=0.0, source=f"worker:{pid}", metric="cpu_percent", value=10.0)
+              for pid in range(5))
+    kept = [s for s in store.kept() if s.source == "main"]
+    assert len(kept) <= 8 and [s.value for s in kept] == [float(i) for i in range(0, 1000, 128)]
+    totals = {(t.source, t.metric): t for t in store.totals()}
+    main = totals[("main", "rss_bytes")]
+    assert (main.count, main.total, main.min, main.max) == (1000, 999 * 1000 / 2, 0.0, 999.0)
+    assert main.distinct == ()                                    # more than 16 distinct values
+    # series 2 and 3 are worker:0 and worker:1; workers 2..4 fold into worker:others
+    assert totals[("worker:others", "cpu_percent")].count == 3
+    assert totals[("worker:others", "cpu_percent")].distinct == (10.0,)
+    events = EventStore(policy)
+    for i in range(5):
+        events.add(Event(kind="context", step=i, message="m"))
+    assert len(events.kept) == 2 and events.dropped == 3

@@ -1,18 +1,30 @@
-"""The recorder: phases and steps of the thread that created it.
+"""The recorder: phases and steps of the thread that created it, in memory bounded by a policy.
 
 It works in two halves:
 
-- The hot path (``open``, ``close``, ``end_step``) runs inside the user's training loop. It reads the
-  clock, appends one tuple to a log and, on CUDA, records an event; it never synchronizes the device.
-  After milliseconds of tensor work the interpreter's data is out of the CPU caches, so every object the
-  hot path touches costs a cache miss: in a 1.6 ms MLP step three phases cost 13 us when each boundary
-  updated per-step dictionaries, and 3.6 us when it only appended to a list.
-- ``_drain`` turns the log into steps and spans in bursts, with warm caches: every
-  ``DRAIN_EVERY_STEPS`` steps, at every step on CUDA (device times are resolved as steps end), when
-  the log grows long, and before any result is read.
+- The hot path (``open``, ``close``, ``end_step``, and ``RecordedPhase``) runs inside the user's
+  training loop. It reads the clock, appends one tuple to a log and, on CUDA, records an event; it
+  never synchronizes the device. After milliseconds of tensor work the interpreter's data is out of
+  the CPU caches, so every object the hot path touches costs a cache miss: in a 1.6 ms MLP step three
+  phases cost 13 us when each boundary updated per-step dictionaries, and 3.6 us when it only appended
+  to a list. Python frames cost too: ``with prof.phase(...)`` went through four frames per boundary
+  (``__enter__``, ``Profiler._open``, ``open``; ``__exit__``, ``_close``, ``close``) and now through
+  one (``RecordedPhase``); a plain ``step()`` no longer builds a ``functools.partial``. On an empty
+  step (AVX2-only AMD EPYC, 2 cores, load ~6-11, thread CPU time): 3 phases + step 13.0 -> 8.1 us,
+  iter + 3 phases + step 19.7 -> 11.1 us, the drain included.
+- ``_drain`` turns the log into steps in bursts, with warm caches: every ``DRAIN_EVERY_STEPS`` steps,
+  at least once a second of steps (the progress line reads the result), at every step on CUDA (device
+  times are resolved as steps end), when the log grows long, and before any result is read. The common
+  log, whole steps that open and close the same phases one after the other, is replayed by numpy as
+  one columnar ``Batch`` (``_fast_batch``: 0.3-1 us a step, against 5-8 us for the entry-by-entry
+  ``_replay``, which handles nesting and CUDA). 128 steps a drain rather than 32: numpy's per-call
+  cost is then spread thinner.
+- What is kept (``StepRetention``): the warm-up, the last steps, the slowest and an even thinning, in
+  full; every step in exact totals and quantile sketches. Memory does not grow with the run: 1M
+  fake-clock steps hold no more than 200k do (tests/capture/test_retention.py).
 
-Attribution is exclusive: while a child phase is open, its parent's clock is paused, so the phases of
-a step add up to at most the step's wall time and the rest is ``other``.
+Attribution is exclusive: a phase's time is its own duration less its children's, so the phases of a
+step add up to at most the step's wall time and the rest is ``other``.
 """
 
 from __future__ import annotations
