@@ -14,6 +14,19 @@ import torch
 torch.set_num_threads(1)
 
 
+def profiled_steps(prof, steps, model, opt, x, keep_loss=True):
+    """The embedded mode's loop: 3 phases and step() per step."""
+    for _ in range(steps):
+        with prof.phase("forward"):
+            loss = model(x).square().mean()
+        with prof.phase("backward"):
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        with prof.phase("optimizer"):
+            opt.step()
+        prof.step(loss=loss if keep_loss else None)
+
+
 def main() -> None:
     mode, steps = sys.argv[1], int(sys.argv[2])
     torch.manual_seed(0)
@@ -32,15 +45,7 @@ def main() -> None:
         import throughput
         with throughput.profile(sys.argv[3], print_report=False, progress=False) as prof:
             t0 = time.perf_counter()
-            for _ in range(steps):
-                with prof.phase("forward"):
-                    loss = model(x).square().mean()
-                with prof.phase("backward"):
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                with prof.phase("optimizer"):
-                    opt.step()
-                prof.step(loss=loss)
+            profiled_steps(prof, steps, model, opt, x)
             mean = (time.perf_counter() - t0) / steps
             print(f"last_line {time.time():.6f} {mean:.9f}", flush=True)
         return

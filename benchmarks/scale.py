@@ -29,6 +29,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from benchmarks._scale_workload import profiled_steps
 from benchmarks.common import machine, main, write_report
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,15 +114,7 @@ def check_statistics(steps: int) -> dict[str, Any]:
     clock = _TeeClock()
     prof = Profiler(clock=clock, warmup_steps=2, progress=False, device="cpu")
     prof.start()
-    for _ in range(steps):
-        with prof.phase("forward"):
-            loss = model(x).square().mean()
-        with prof.phase("backward"):
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-        with prof.phase("optimizer"):
-            opt.step()
-        prof.step()
+    profiled_steps(prof, steps, model, opt, x, keep_loss=False)
     bounded = prof.stop()
     replay = _Replay(clock.readings[1:])            # [0] is the profiler's origin
     full_rec = Recorder(replay, warmup_steps=2, retention=RetentionPolicy(sampled_steps=steps + 1,

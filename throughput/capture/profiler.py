@@ -275,11 +275,15 @@ class Profiler:
 
     def iter(self, iterable: Iterable[T], phase: str = "data") -> Iterator[T]:
         """Yield from ``iterable``, timing each wait for the next item as ``phase``."""
+        rec = self._ensure_started() if not self.running and not self.stopped else self._recorder
+        if self._fast_phases is not None and rec is not None and get_ident() == self._owner_thread:
+            return rec.iterate(iterable, phase, self.note_batch)   # host-timed, this thread: inlined
+        return self._iter(iterable, phase)
+
+    def _iter(self, iterable: Iterable[T], phase: str) -> Iterator[T]:
         iterator = iter(iterable)
-        describe = self._describe
         while True:
-            hot = self._hot
-            frame = hot[0](phase) if hot is not None and get_ident() == hot[2] else self._open(phase)
+            frame = self._open(phase)
             try:
                 item = next(iterator)
             except StopIteration:
@@ -288,11 +292,8 @@ class Profiler:
             except BaseException:
                 self._close(frame)
                 raise
-            if frame is not None and hot is not None and self._hot is hot:
-                hot[1](frame)
-            else:
-                self._close(frame)
-            self._pending_batches.append(describe(item, self.pad_id))
+            self._close(frame)
+            self.note_batch(item)
             yield item
 
     def note_batch(self, batch: Any) -> None:

@@ -33,7 +33,7 @@ import functools
 import operator
 import threading
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 import numpy as np
 
@@ -88,6 +88,7 @@ class StepMeta:
     peak_memory_bytes: int | None = None
 
 
+T = TypeVar("T")
 _NO_META = (None, None, None, 1, None, None)    # a step nothing was said about
 _HEAD, _TIME, _META, _LOSS = (operator.itemgetter(i) for i in range(4))   # fields of log entries
 
@@ -215,6 +216,38 @@ class Recorder:
         if self._timer is not None:
             raise PhaseMisuseError("phase_context is for host-timed recorders; use open/close on CUDA")
         return RecordedPhase(self, name)
+
+    def iterate(self, iterable: Iterable[T], phase: str, note: Callable[[T], None]) -> Iterator[T]:
+        """Yield from ``iterable``, timing each wait for the next item as ``phase`` and passing each item
+        to ``note`` (host-timed recorders; the bodies of ``open``/``close`` inlined, as in
+        ``RecordedPhase``: two frames a step saved). After ``stop_recording`` it only yields."""
+        iterator = iter(iterable)
+        log, stack, now = self._log, self._stack, self._now
+        while self.recording:
+            frame = (phase, now())
+            log.append(frame)
+            stack.append(frame)
+            try:
+                item = next(iterator)
+            except StopIteration:
+                self._close_wait(frame)
+                return
+            except BaseException:
+                self._close_wait(frame)
+                raise
+            t = now()
+            if stack and stack[-1] is frame:
+                stack.pop()
+                log.append((None, t))
+            if len(log) > DRAIN_AT_LOG_ENTRIES:
+                self._drain()
+            note(item)
+            yield item
+        yield from iterator
+
+    def _close_wait(self, frame: _Frame) -> None:
+        if self._stack and self._stack[-1] is frame:
+            self.close(frame)
 
     def close_through(self, frame: _Frame) -> tuple[str, ...]:
         """Close every phase opened after ``frame``, then ``frame`` itself (innermost first).
@@ -400,17 +433,12 @@ class Recorder:
         a phase's time is its close minus its open, summed per name in the order ``_replay`` adds."""
         if self._timer is not None or self._draft is not None or self._open_phases or not entries:
             return False
-        heads = list(map(_HEAD, entries))
-        if heads[-1] is not _STEP_END:
+        span_names = _uniform_steps(list(map(_HEAD, entries)))
+        if span_names is None or len(span_names) > self.policy.spans_per_step:
             return False
-        size = heads.index(_STEP_END) + 1
-        steps, rest = divmod(len(heads), size)
-        pattern = heads[:size]
-        phases = size // 2
-        if rest or size % 2 == 0 or phases > self.policy.spans_per_step or heads != pattern * steps \
-                or pattern[1:size - 1:2] != [None] * phases or None in pattern[0:size - 1:2]:
-            return False
-        span_names = tuple(pattern[0:size - 1:2])
+        phases = len(span_names)
+        size = 2 * phases + 1
+        steps = len(entries) // size
         times = np.array(list(map(_TIME, entries)), dtype=np.float64).reshape(steps, size)
         span_times = times[:, :size - 1]
         seconds = span_times[:, 1::2] - span_times[:, 0::2]
@@ -429,17 +457,7 @@ class Recorder:
         ends = entries[size - 1::size]
         first = self._next_index
         retention = self.retention
-        retention.spans_seen += steps * phases
-        totals = retention.span_totals
-        for j, name in enumerate(span_names):
-            column = seconds[:, j]
-            t = totals.get(name)
-            if t is None:
-                totals[name] = [steps, float(column.sum()), float(column.max())]
-            else:
-                t[0] += steps
-                t[1] += float(column.sum())
-                t[2] = max(t[2], float(column.max()))
+        retention.count_span_columns(span_names, seconds)
         self._last_end_s = float(end[-1])
         self._next_index = first + steps
         metas = list(map(_META, ends))
@@ -608,6 +626,20 @@ def _plain_float(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _uniform_steps(heads: list[Any]) -> tuple[str, ...] | None:
+    """The phases of every step of a log made of whole steps that each open and close the same phases,
+    one after the other (open a, close, open b, close, ..., step end); None for any other log."""
+    if not heads or heads[-1] is not _STEP_END:
+        return None
+    size = heads.index(_STEP_END) + 1
+    pattern = heads[:size]
+    phases = size // 2
+    if len(heads) % size or size % 2 == 0 or heads != pattern * (len(heads) // size) \
+            or pattern[1:size - 1:2] != [None] * phases or None in pattern[0:size - 1:2]:
+        return None
+    return tuple(pattern[0:size - 1:2])
 
 
 def _meta_of(meta: Any) -> tuple[Any, ...]:

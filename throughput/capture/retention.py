@@ -106,6 +106,21 @@ class StepRetention:
             self._sample(index, batch.step(index - first))
             index += (-index) % self.stride or self.stride
 
+    def count_span_columns(self, names: tuple[str, ...], seconds: np.ndarray) -> None:
+        """Span totals of a batch: column j holds every step's span of phase ``names[j]`` (depth 0)."""
+        steps = len(seconds)
+        self.spans_seen += steps * len(names)
+        totals = self.span_totals
+        for j, name in enumerate(names):
+            column = seconds[:, j]
+            t = totals.get(name)
+            if t is None:
+                totals[name] = [steps, float(column.sum()), float(column.max())]
+            else:
+                t[0] += steps
+                t[1] += float(column.sum())
+                t[2] = max(t[2], float(column.max()))
+
     def _to_recent(self, item: Any, count: int) -> None:
         recent = self.recent
         recent.append(item)
