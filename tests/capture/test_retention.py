@@ -209,3 +209,24 @@ def test_telemetry_and_events_stay_within_their_caps() -> None:
     for i in range(5):
         events.add(Event(kind="context", step=i, message="m"))
     assert len(events.kept) == 2 and events.dropped == 3
+
+
+@pytest.mark.cuda
+def test_device_losses_are_read_without_a_wait_and_all_counted() -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    from throughput.capture.profiler import Profiler
+
+    prof = Profiler(device="cuda", warmup_steps=2, progress=False,
+                    retention=RetentionPolicy(recent_steps=50, slowest_steps=5, sampled_steps=32))
+    x = torch.ones(64, 64, device="cuda")
+    for i in range(1000):
+        with prof.phase("forward"):
+            loss = (x * (i + 1)).mean()            # loss of step i is i + 1, exactly
+        prof.step(loss=loss)
+    session = prof.stop()
+    assert session.retention is not None
+    loss = session.retention.loss
+    assert (loss.count, loss.first, loss.min, loss.max, loss.last) == (1000, 1.0, 1.0, 1000.0, 1000.0)
+    assert all(s.loss == s.index + 1 for s in session.steps)
