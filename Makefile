@@ -35,10 +35,11 @@ bench-quick: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
 
-# A separate environment holding TRL for benchmarks/packing.py's comparison. TRL is never a dependency
-# of throughput; torch stays pinned through the constraints.
+# A separate environment holding TRL for benchmarks/packing.py's comparison and for the drop-in tests
+# (`benchmarks/.venv-trl/bin/python -m pytest -q -m hf tests/packing`). TRL is never a dependency of
+# throughput; torch stays pinned through the constraints.
 BENCH_TRL_VENV ?= benchmarks/.venv-trl
 .PHONY: bench-env
 bench-env:
 	$(PYTHON) -m venv $(BENCH_TRL_VENV)
-	$(BENCH_TRL_VENV)/bin/python -m pip install -q -c $(CONSTRAINTS) -e . trl
+	$(BENCH_TRL_VENV)/bin/python -m pip install -q -c $(CONSTRAINTS) -e '.[test,fast,hf]' trl

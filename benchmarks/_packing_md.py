@@ -11,21 +11,66 @@ def _pct(x: float) -> str:
 
 def _planning(cases: list[dict[str, Any]], targets: dict[str, float]) -> list[str]:
     lines = ["| data | row len | docs | rows | rows lower bound | utilization | (at the bound) | "
-             "histogram BFD docs/s | exact BFD docs/s | same rows | 1 doc/row padded | dyn. pad batch 8 | "
-             "streaming (buffer 1024) util. / docs/s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "histogram BFD docs/s | exact BFD docs/s | same rows | 1 doc/row padded | dyn. pad batch 8 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in cases:
         lines.append(
             f"| {c['case']} | {c['row_len']} | {c['docs']:,} | {c['rows']:,} | {c['rows_lower_bound']:,} | "
             f"{_pct(c['utilization'])} | {_pct(c['utilization_upper_bound'])} | "
             f"{c['histogram_docs_per_s'] / 1e6:.2f} M | {c['exact_bfd_docs_per_s'] / 1e6:.2f} M | "
             f"{'yes' if c['exact_bfd_same_rows'] else 'NO'} | {_pct(c['one_doc_per_row'])} | "
-            f"{_pct(c['dynamic_pad_batch8'])} | {_pct(c['online_utilization'])} / "
-            f"{c['online_docs_per_s'] / 1e6:.2f} M |")
+            f"{_pct(c['dynamic_pad_batch8'])} |")
     met_u = all(c["utilization"] >= targets["utilization"] for c in cases)
     met_s = all(c["histogram_docs_per_s"] >= targets["planning_docs_per_s"] for c in cases)
     lines += ["", f"Targets: utilization >= {_pct(targets['utilization'])}: {'met' if met_u else 'NOT met'} "
               f"({', '.join(_pct(c['utilization']) for c in cases)}); planning >= "
               f"{targets['planning_docs_per_s'] / 1e6:.0f} M docs/s: {'met' if met_s else 'NOT met'}."]
+    return lines
+
+
+def _streaming(st: dict[str, Any], targets: dict[str, float]) -> list[str]:
+    buffers = [r["buffer"] for r in st["cases"][0]["sweep"]]
+    head = "| data | row len | " + " | ".join(f"buffer {b:,}" for b in buffers) + " | smallest buffer >= 99.9% |"
+    lines = [f"`OnlinePacker` over each whole stream ({st['cases'][0]['docs']:,} documents), `extend()` in batches "
+             f"of {st['batch']:,} lengths, then `flush()`; utilization / planning docs/s (median of {st['repeats']} "
+             f"runs); loop compiled with numba: {'yes' if st['compiled'] else 'NO'}.", "", head,
+             "|---|---|" + "---|" * (len(buffers) + 1)]
+    for c in st["cases"]:
+        cells = [f"{_pct(r['utilization'])} / {r['docs_per_s'] / 1e6:.2f} M" for r in c["sweep"]]
+        best = c["smallest_buffer_999"]
+        lines.append(f"| {c['case']} | {c['row_len']} | " + " | ".join(cells) +
+                     f" | {f'{best:,}' if best else 'none up to 16,384'} |")
+    b = targets["streaming_buffer"]
+    at = [(c, next(r for r in c["sweep"] if r["buffer"] == b)) for c in st["cases"]]
+    util = "; ".join(f"{c['case']}/{c['row_len']} {_pct(r['utilization'])} "
+                     f"({'met' if r['utilization'] >= targets['utilization'] else 'NOT met'})" for c, r in at)
+    speed = "; ".join(f"{c['case']}/{c['row_len']} {r['docs_per_s'] / 1e6:.2f} M wall, "
+                      f"{r['cpu_docs_per_s'] / 1e6:.2f} M per CPU second "
+                      f"({'met' if r['docs_per_s'] >= targets['planning_docs_per_s'] else 'NOT met'} on wall time)"
+                      for c, r in at)
+    lines += ["", f"Targets at buffer {b:,}: utilization >= {_pct(targets['utilization'])}: {util}. Planning >= "
+              f"{targets['planning_docs_per_s'] / 1e6:.0f} M docs/s: {speed}."]
+    numpy_rows = [c for c in st["cases"] if c.get("numpy_path")]
+    if numpy_rows:
+        lines += ["", "Without the compiled loop (numpy and the Python `exact_bfd`; the same rows), buffer 1,024, "
+                  f"first {numpy_rows[0]['numpy_path']['docs']:,} documents: " + "; ".join(
+                      f"{c['case']}/{c['row_len']} {c['numpy_path']['docs_per_s'] / 1e6:.2f} M docs/s"
+                      for c in numpy_rows) + "."]
+    return lines
+
+
+def _dropin(t: dict[str, Any]) -> list[str]:
+    med, util, rows, sp = t["median_s"], t["utilization"], t["rows"], t["speedup"]
+    lines = ["", "### Drop-in: `throughput.packing.pack_dataset` vs `trl.pack_dataset` (strategy \"bfd\")", "",
+             "Same call on the same data; both return the same kind of object with the same columns "
+             "(input_ids, seq_lengths). Median of interleaved runs.", "",
+             "| input | ours (s) | TRL (s) | speedup | our rows / util. | TRL rows / util. |", "|---|---|---|---|---|---|"]
+    labels = {"dataset": "`Dataset` (to a packed `Dataset`)", "stream": "`IterableDataset` (every row read)"}
+    for kind, label in labels.items():
+        key = f"dropin_{kind}"
+        lines.append(f"| {label} | {med['ours_' + key]:.3f} | {med['trl_' + key]:.3f} | {sp[key]:.1f}x | "
+                     f"{rows['ours_' + key]:,} / {_pct(util['ours_' + key])} | {rows['trl_' + key]:,} / "
+                     f"{_pct(util['trl_' + key])} |")
     return lines
 
 
@@ -96,6 +141,8 @@ def _trl(t: dict[str, Any], target: float) -> list[str]:
                         f"{'met' if sp[s + '_train'] >= target else 'NOT met'}" for s in starts)
     lines += ["", f"Target >= {target:.0f}x on the whole path from tokens to packed training tensors: {verdict}."]
     lines += _flat_floors(t, target)
+    if "ours_dropin_dataset" in med:
+        lines += _dropin(t)
     lines += ["", "Training tensors: ours come from `pack_to_tensors` as [rows, row_len] batches; TRL's from "
               "`pack_dataset` followed by its padding-free `DataCollatorForLanguageModeling` over batches of 8 rows "
               "(its route to the same tensors). Flat: ours is `pack_lengths` plus one gather; TRL's is "
@@ -114,7 +161,11 @@ def render(r: dict[str, Any]) -> str:
     load = r.get("load_avg")
     if load:
         lines += ["", "Load average (1, 5, 15 min) at the start: " + ", ".join(f"{x:.2f}" for x in load["start"]) +
-                  "; at the end: " + ", ".join(f"{x:.2f}" for x in load["end"]) + " (2 cores, shared with other jobs)."]
+                  "; at the end: " + ", ".join(f"{x:.2f}" for x in load["end"]) +
+                  f" ({r.get('machine', {}).get('cores', '?')} cores, {r.get('machine', {}).get('cpu', '?')}; "
+                  "shared with other jobs: treat times as upper bounds)."]
+    lines += ["", "## Streaming", ""]
+    lines += _streaming(r["streaming"], r["targets"])
     lines += ["", "## Token lists to packed tensors vs TRL", ""]
     lines += _trl(r["trl"], r["targets"]["speedup_vs_trl"])
     return "\n".join(lines) + "\n"

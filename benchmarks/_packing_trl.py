@@ -97,6 +97,29 @@ def trl_variants(docs: list[list[int]], prebuilt: Any, row_len: int) -> dict[str
             "trl_arrow_train": lambda: train(pack_dataset(prebuilt, row_len, strategy="bfd"))}
 
 
+def dropin_variants(prebuilt: Any, row_len: int) -> dict[str, Variant]:
+    """``throughput.packing.pack_dataset`` against ``trl.pack_dataset`` ("bfd"), same call, same input:
+    to a packed ``Dataset``, and through a streamed ``IterableDataset`` (every row read)."""
+    import pyarrow.compute as pc
+    from trl import pack_dataset as trl_pack
+
+    from throughput.packing import pack_dataset
+
+    stream = prebuilt.to_iterable_dataset(num_shards=1)
+
+    def table_shape(ds: Any) -> tuple[int, int]:
+        return len(ds), int(pc.sum(pc.list_value_length(ds.data.column("input_ids"))).as_py())
+
+    def stream_shape(ds: Any) -> tuple[int, int]:
+        rows = list(ds)
+        return len(rows), sum(len(r["input_ids"]) for r in rows)
+
+    return {"ours_dropin_dataset": lambda: table_shape(pack_dataset(prebuilt, row_len)),
+            "trl_dropin_dataset": lambda: table_shape(trl_pack(prebuilt, row_len)),
+            "ours_dropin_stream": lambda: stream_shape(pack_dataset(stream, row_len)),
+            "trl_dropin_stream": lambda: stream_shape(trl_pack(stream, row_len))}
+
+
 def floor_variants(docs: list[list[int]], row_len: int) -> dict[str, Variant]:
     """Lower bounds of the flat rows: any conversion of the Python lists (reading every int once: a bare
     ``sum``; ``np.fromiter``), our conversion alone, our planning alone, our gather of the packed tokens
@@ -168,6 +191,10 @@ def main() -> None:
                                    warmup=False, scratch_mb=scratch, ours_per_round=3)
     median_s.update(train_s)
     shape.update(train_shape)
+    dropin_s, dropin_shape = measure(dropin_variants(prebuilt, args.row_len), args.train_repeats, warmup=True,
+                                     scratch_mb=scratch)
+    median_s.update(dropin_s)
+    shape.update(dropin_shape)
     floor_s, _ = measure(floor_variants(docs, args.row_len), args.repeats, warmup=True, scratch_mb=scratch)
     out = {"trl_version": trl.__version__, "docs": args.docs, "tokens": sum(map(len, docs)), "row_len": args.row_len,
            "repeats": args.repeats, "train_repeats": args.train_repeats, "scratch_mb": args.scratch_mb,

@@ -3,22 +3,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from packing_tiny_lm import TinyLM, causal_mask
+from torchrun_ranks import run_two_ranks
 
 from throughput.packing import (loss_token_count, normalized_loss, pack_to_tensors, token_loss_sum,
                                 window_loss_tokens)
 
 Batch = dict[str, torch.Tensor]
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def docs(seed: int = 0, n: int = 24) -> list[list[int]]:
@@ -96,9 +93,5 @@ def test_window_count_and_empty_window() -> None:
 def test_two_gloo_ranks_match_one_process(tmp_path: Path) -> None:
     """Real torchrun, 2 ranks over gloo: accumulation 2 on each rank equals one process, whole batch."""
     out = str(tmp_path / "grads.pt")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           str(Path(__file__).with_name("ddp_ranks.py")), out],
-                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    run_two_ranks(Path(__file__).with_name("ddp_ranks.py"), out, cwd=tmp_path, timeout_s=120)
     assert rel(grads([packed_rows(8)]), torch.load(out)) < 1e-6

@@ -32,11 +32,13 @@ def test_trace_events_hand_derived() -> None:
     # rank 0: 2 step spans + 12 phase spans; rank 1: 1 + 6
     assert sum(e["pid"] == 0 for e in x) == 14 and sum(e["pid"] == 1 for e in x) == 7
     fwd1 = [e for e in x if e["pid"] == 0 and e["name"] == "forward"][1]
-    # step 1 starts at 0.06 s; forward is the 3rd phase of 10 ms each: 0.06 + 0.02 = 80000 us, 10000 us long
-    assert (fwd1["ts"], fwd1["dur"]) == (80_000, 10_000)
-    # rank 1 started 0.5 s (wall clock) later: its first step begins at 500000 us
+    # epoch time base: rank 0 started at 1000 s (Unix time) = 1_000_000_000 us; step 1 starts 0.06 s later
+    # and forward is its 3rd phase of 10 ms: 1000 s + 0.06 + 0.02 = 1_000_080_000 us, 10000 us long
+    assert (fwd1["ts"], fwd1["dur"]) == (1_000_080_000, 10_000)
+    # rank 1 started 0.5 s (wall clock) later: its first step begins at 1000.5 s
     step0_r1 = next(e for e in x if e["pid"] == 1 and e["name"] == "step 0")
-    assert step0_r1["ts"] == 500_000
+    assert step0_r1["ts"] == 1_000_500_000
+    assert step0_r1["args"] == {"step": 0}          # no samples, tokens or loss in this fixture
     names = {e["args"]["name"] for e in trace["traceEvents"] if e["ph"] == "M" and e["name"] == "process_name"}
     assert any(n.startswith("rank 1") for n in names)
     counters = [e for e in trace["traceEvents"] if e["ph"] == "C"]
@@ -44,11 +46,11 @@ def test_trace_events_hand_derived() -> None:
 
 
 def test_trace_of_5000_steps_stays_small(tmp_path: Path) -> None:
-    session = make_session(5000)
+    session = make_session(5000, started_unix_s=1_796_000_000.0)   # a real epoch: 16-digit timestamps
     path = write_trace([session], tmp_path / "trace.json")
     size = path.stat().st_size
     events = json.loads(path.read_text())["traceEvents"]
-    # 5000 steps x (6 phases + 1 step span) = 35000 complete events, 600 counters (300 s / 0.5 s), 2 metadata
+    # 5000 steps x (6 phases + 1 step span) = 35000 complete events, 600 counters (300 s / 0.5 s), 3 metadata
     assert sum(e["ph"] == "X" for e in events) == 35_000
     assert sum(e["ph"] == "C" for e in events) == 600
     # about 70 bytes per complete event: 35000 x 70 = 2.45 MB; anything above 3 MB means the format bloated

@@ -24,7 +24,9 @@ def test_a_version_1_session_renders_as_it_did() -> None:
     assert session.retention is None and session.complete and len(session.steps) == 12
     summary = summarize(session)
     assert render_table(summary) == (V1 / "report.txt").read_text()
-    assert summary_to_dict(summary) == json.loads((V1 / "summary.json").read_text())
+    then = json.loads((V1 / "summary.json").read_text())
+    now = summary_to_dict(summary)
+    assert {k: now[k] for k in then} == then     # every figure as it was (later versions add keys)
 
 
 def test_throughput_report_renders_a_version_1_folder() -> None:

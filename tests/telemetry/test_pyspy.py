@@ -67,6 +67,8 @@ def test_worker_hot_function_in_summary(tmp_path: Path) -> None:
     assert top.function == "burn_in_worker_for_pyspy" and top.file.endswith("test_pyspy.py")
     assert top.processes == 2                 # seen in both loader workers
     assert not any(f.kind == "pyspy_hot" for f in prof.summary().findings)   # data, not a hygiene finding
+    window = telemetry_summary(session).pyspy
+    assert window is not None and window.loop_found      # Profiler.iter marks the loop in the main thread
     out = write_report(session, tmp_path / "report")
     md = (out / "report.md").read_text()
     assert "### DataLoader workers" in md and "burn_in_worker_for_pyspy" in md

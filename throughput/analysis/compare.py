@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from throughput.analysis.measured import PhaseTotal, phase_order, steady_state
 from throughput.analysis.rates import rates_of
+from throughput.analysis.settings_diff import SettingDiff, environment_note, settings_diff
 from throughput.session.session import Session
 
 MIN_MOVE_SHARE = 0.01       # a move must be at least 1% of A's mean step time
@@ -49,6 +50,7 @@ class Comparison:
     b_tokens_per_s: float | None
     phases: tuple[PhaseDelta, ...]
     notes: tuple[str, ...]
+    settings: tuple[SettingDiff, ...] = ()   # what differs between the runs (shown before the phases)
 
     @property
     def moved(self) -> tuple[PhaseDelta, ...]:
@@ -77,11 +79,8 @@ def compare(a: Session, b: Session) -> Comparison:
             ratio=bm / am if am > 0 else None, noise_s=noise, moved=abs(bm - am) > noise,
         ))
     ra, rb = rates_of(a_m), rates_of(b_m)
-    notes = []
-    if a.info.device_name != b.info.device_name:
-        notes.append(f"different devices: A ran on {a.info.device_name}, B on {b.info.device_name}")
-    if a.info.world_size != b.info.world_size:
-        notes.append(f"different world sizes: A {a.info.world_size}, B {b.info.world_size}")
+    env_note = environment_note(a.info, b.info)
+    notes = [env_note] if env_note else []
     return Comparison(
         a_run_id=a.info.run_id, b_run_id=b.info.run_id, a_steps=a_m.count, b_steps=b_m.count,
         a_step_mean_s=a_mean, b_step_mean_s=b_mean,
@@ -89,7 +88,7 @@ def compare(a: Session, b: Session) -> Comparison:
         speedup=a_mean / b_mean if b_mean > 0 else math.inf,
         a_samples_per_s=ra.samples_per_s, b_samples_per_s=rb.samples_per_s,
         a_tokens_per_s=ra.tokens_per_s, b_tokens_per_s=rb.tokens_per_s,
-        phases=tuple(deltas), notes=tuple(notes),
+        phases=tuple(deltas), notes=tuple(notes), settings=settings_diff(a.info, b.info),
     )
 
 

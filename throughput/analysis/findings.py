@@ -47,7 +47,9 @@ class Finding:
 
 
 # Events that carry data for other sections of the report, not hygiene observations.
-DATA_EVENT_KINDS = frozenset({"context", "pyspy_hot"})
+DATA_EVENT_KINDS = frozenset({"context", "pyspy_hot", "pyspy_window",
+                              # the view window (capture/window.py): operators, memory per phase
+                              "window", "operator", "op_span", "memory_phase", "memory_step", "memory_run"})
 
 
 def findings(session: Session, phases: Sequence[PhaseStats], context: Mapping[str, float | int | str | bool],

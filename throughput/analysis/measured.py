@@ -122,9 +122,14 @@ def steady_state(session: Session) -> tuple[tuple[StepRecord, ...], Measured | N
 
     A session that kept only some steps re-renders with any warm-up up to the one it was captured with
     (the warm-up steps are always kept, and are added back exactly); a longer one raises ValueError."""
+    from throughput.analysis.operators import window_of   # here: operators imports breakdown, which imports us
+
+    window = window_of(session)
     k = session.info.warmup_steps
     if session.complete:
         steps = session.steps
+        if window is not None:   # the operator window's steps ran slower: never part of the figures
+            steps = tuple(s for s in steps if not window.excludes(s.index))
         if len(steps) > k:
             return steps[:k], measure_steps(steps[k:]), None
         if not steps:
@@ -138,11 +143,12 @@ def steady_state(session: Session) -> tuple[tuple[StepRecord, ...], Measured | N
         raise ValueError(f"this session kept per-step detail only for a bounded set of steps; its warm-up "
                          f"can be lowered but not raised above the {captured} step(s) it was captured with "
                          f"(re-profile with --warmup-steps {k})")
-    warm = tuple(s for s in session.steps if s.index < k)
+    kept = tuple(s for s in session.steps if window is None or not window.excludes(s.index))
+    warm = tuple(s for s in kept if s.index < k)
     if totals is None:
-        return warm, measure_steps(tuple(s for s in session.steps if s.index >= k)), None
-    if k < captured:
-        totals = _with_steps(totals, [s for s in session.steps if k <= s.index < captured])
+        return warm, measure_steps(tuple(s for s in kept if s.index >= k)), None
+    if k < captured:   # steps held in full at capture (warm-up, a view window) that now count
+        totals = _with_steps(totals, [s for s in kept if k <= s.index < captured])
     return warm, measure_totals(totals), None
 
 

@@ -24,11 +24,20 @@ class MetricStats:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PySpyWindow:
+    loop_found: bool     # False: the main thread showed no phase frame, so nothing was left out
+    before_s: float      # main-thread samples before the first step (left out of the tables)
+    after_s: float       # and after the last
+    profile: str         # the speedscope file (everything, including what the tables leave out)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TelemetrySummary:
     gpu: tuple[MetricStats, ...]
     host: tuple[MetricStats, ...]
     throttling: tuple[str, ...]          # slowdown reasons seen in any GPU sample
     hot_functions: tuple[HotFunction, ...]
+    pyspy: PySpyWindow | None = None     # what the py-spy tables left out, and where the profile is
 
 
 def metric_stats(session: Session) -> tuple[MetricStats, ...]:
@@ -60,8 +69,17 @@ def hot_functions_of(session: Session) -> tuple[HotFunction, ...]:
         d = e.detail
         out.append(HotFunction(role=str(d["role"]), function=str(d["function"]), file=str(d["file"]),
                                line=int(d["line"]), own_s=float(d["own_s"]), share=float(d["share"]),
-                               processes=int(d["processes"])))
+                               processes=int(d["processes"]), idle=bool(d.get("idle", False))))
     return tuple(out)
+
+
+def pyspy_window_of(session: Session) -> PySpyWindow | None:
+    event = next((e for e in session.events if e.kind == "pyspy_window"), None)
+    if event is None:
+        return None
+    d = event.detail
+    return PySpyWindow(loop_found=bool(d["loop_found"]), before_s=float(d["before_s"]), after_s=float(d["after_s"]),
+                       profile=str(d["profile"]))
 
 
 def telemetry_summary(session: Session) -> TelemetrySummary:
@@ -73,6 +91,8 @@ def telemetry_summary(session: Session) -> TelemetrySummary:
     reasons = sorted({name for m in masks for name in throttle_names(m)})
     return TelemetrySummary(
         gpu=tuple(s for s in stats if s.source.startswith("gpu") and s.metric != "throttle_reasons"),
-        host=tuple(s for s in stats if not s.source.startswith("gpu")),
-        throttling=tuple(reasons), hot_functions=hot_functions_of(session),
+        # "window": memory read at the view window's phase boundaries (capture/memory.py), drawn on the
+        # memory timeline and tabled per phase; not a sampler's reading
+        host=tuple(s for s in stats if not s.source.startswith("gpu") and s.source != "window"),
+        throttling=tuple(reasons), hot_functions=hot_functions_of(session), pyspy=pyspy_window_of(session),
     )

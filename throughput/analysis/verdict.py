@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from throughput.analysis.breakdown import PhaseStats
+from throughput.analysis.memory import MemorySummary
 
 INPUT_BOUND_SHARE = 0.20       # data wait above this share is the first thing to fix
 OPTIMIZER_BOUND_SHARE = 0.25
@@ -17,6 +18,7 @@ EVAL_HEAVY_SHARE = 0.25
 CHECKPOINT_HEAVY_SHARE = 0.15
 UNATTRIBUTED_SHARE = 0.40
 GPU_IDLE_SHARE = 0.30          # device idle above this share means the host cannot feed the GPU
+MEMORY_HEADROOM_MIN_SHARE = 0.05   # less device memory than this left at the allocator's peak: memory-bound
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,7 +31,8 @@ class Verdict:
 
     @property
     def headline(self) -> str:
-        return f"{self.kind.replace('_', '-')} ({self.share:.0%} of step time)"
+        what = "of device memory in use" if self.kind == "memory_bound" else "of step time"
+        return f"{self.kind.replace('_', '-')} ({self.share:.0%} {what})"
 
 
 def _share(phases: Sequence[PhaseStats], *names: str) -> float:
@@ -37,9 +40,11 @@ def _share(phases: Sequence[PhaseStats], *names: str) -> float:
 
 
 def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share: float | None = None,
-            context: Mapping[str, float | int | str | bool] | None = None) -> Verdict:
+            context: Mapping[str, float | int | str | bool] | None = None,
+            memory: MemorySummary | None = None) -> Verdict:
     """Name the bottleneck. ``context`` may carry facts seen at capture (``num_workers``,
-    ``pin_memory``, ``optimizer`` class, ``fused``) that sharpen the advice."""
+    ``pin_memory``, ``optimizer`` class, ``fused``) that sharpen the advice; ``memory`` (CUDA) the
+    allocator's retries and the headroom left at its peak."""
     ctx = dict(context or {})
     if not phases:
         return Verdict(kind="no_steps", phase=None, share=0.0, evidence=("no training steps were measured",),
@@ -47,6 +52,9 @@ def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share
     data = _share(phases, "data")
     if data >= INPUT_BOUND_SHARE:
         return _input_bound(data, device, ctx)
+    tight = _memory_bound(memory) if device == "cuda" else None
+    if tight is not None:
+        return tight
     if device == "cuda" and device_busy_share is not None and 1 - device_busy_share >= GPU_IDLE_SHARE:
         idle = 1 - device_busy_share
         return Verdict(kind="host_bound", phase=None, share=idle,
@@ -110,3 +118,26 @@ def _input_bound(data: float, device: str, ctx: dict[str, float | int | str | bo
                        + " <script>")
     return Verdict(kind="input_bound", phase="data", share=data, evidence=tuple(evidence),
                    action="; ".join(actions))
+
+
+def _memory_bound(memory: MemorySummary | None) -> Verdict | None:
+    """Memory-bound when the caching allocator had to free its cache and retry a cudaMalloc (each retry
+    synchronizes the device) or when less than ``MEMORY_HEADROOM_MIN_SHARE`` of the device is left."""
+    if memory is None:
+        return None
+    headroom = memory.headroom_share
+    retries = memory.alloc_retries or 0
+    if retries == 0 and (headroom is None or headroom >= MEMORY_HEADROOM_MIN_SHARE):
+        return None
+    evidence = []
+    if retries:
+        evidence.append(f"the CUDA caching allocator retried {retries} allocation(s) after freeing its cache "
+                        "(each retry synchronizes the device)")
+    if headroom is not None:
+        evidence.append(f"headroom {headroom:.1%} of device memory at the allocator's peak "
+                        f"(memory-bound below {MEMORY_HEADROOM_MIN_SHARE:.0%})")
+    return Verdict(kind="memory_bound", phase=None, share=1.0 - headroom if headroom is not None else 1.0,
+                   evidence=tuple(evidence),
+                   action="lower the peak: a smaller micro-batch with gradient accumulation, activation "
+                          "checkpointing, bf16 autocast; or set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True "
+                          "to cut fragmentation")

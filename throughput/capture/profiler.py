@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from throughput.capture.batch import BatchDescriber, BatchStats
 from throughput.capture.device import device_name, resolve_device, torch_version
+from throughput.capture.environment import run_environment
 from throughput.capture.progress import ProgressLine, ProgressView, progress_enabled
 from throughput.capture.recorder import _NO_META, PhaseMisuseError, RecordedPhase, Recorder, _Frame
 from throughput.capture.retention import EventStore, TelemetryStore
@@ -66,7 +67,7 @@ class PhaseContext:
         prof = self._prof
         hot = prof._hot if prof is not None else None
         if hot is not None:   # a running profiler: straight to the recorder (one Python frame)
-            self._frames.append(hot[0](self._name) if get_ident() == hot[2] else None)
+            self._frames.append(hot[0].open(self._name) if get_ident() == hot[1] else None)
             return self
         prof = prof if prof is not None else active_profiler()
         self._frames.append(prof._open(self._name) if prof is not None else None)
@@ -78,7 +79,7 @@ class PhaseContext:
             prof = self._prof if self._prof is not None else active_profiler()
             hot = prof._hot if prof is not None else None
             if hot is not None:
-                hot[1](frame)
+                hot[0].close(frame)
             elif prof is not None:
                 prof._close(frame)
 
@@ -157,8 +158,9 @@ class Profiler:
         self._rank = rank if rank is not None else int(os.environ.get("RANK", "0"))
         self._world_size = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
         self._recorder: Recorder | None = None
-        # (recorder.open, recorder.close, owner thread) while running: the phase fast path
-        self._hot: tuple[Callable[[str], _Frame], Callable[[_Frame], None], int] | None = None
+        # (recorder, owner thread) while running: the phase fast path (``open``/``close`` are looked up
+        # on the recorder each time: an observer installed meanwhile shadows them)
+        self._hot: tuple[Recorder, int] | None = None
         self._fast_phases: dict[str, RecordedPhase] | None = None   # per name, while running on the host
         self._owner_thread = 0
         self._phase_contexts: dict[str, PhaseContext] = {}
@@ -209,7 +211,7 @@ class Profiler:
         self._started_unix_s = time.time()
         _active = weakref.ref(self)
         self.running = True
-        self._hot = (self._recorder.open, self._recorder.close, self._recorder.owner_thread)
+        self._hot = (self._recorder, self._recorder.owner_thread)
         self._owner_thread = self._recorder.owner_thread
         self._fast_phases = {} if timer is None else None
         if self._telemetry_hook is not None:
@@ -364,7 +366,7 @@ class Profiler:
             hostname=socket.gethostname(), rank=self._rank, world_size=self._world_size,
             origin_s=self._origin_s, started_unix_s=self._started_unix_s, step_rule=self.step_rule,
             warmup_steps=self.warmup_steps, end=self._end, end_detail=self._end_detail,
-            exit_code=self._exit_code, notes=tuple(self._notes),
+            exit_code=self._exit_code, notes=tuple(self._notes), environment=run_environment(),
         )
         if self.info_overrides:
             info = replace(info, **self.info_overrides)

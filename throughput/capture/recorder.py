@@ -48,6 +48,13 @@ DRAIN_EVERY_S = 1.0           # and at least once a second of steps, for the liv
 DRAIN_AT_LOG_ENTRIES = 4096   # bounds the log of a run that opens phases but never ends a step
 
 
+class BoundaryObserver(Protocol):
+    """Told of every phase boundary while installed with ``Recorder.observe`` (times: the run's clock)."""
+
+    def opened(self, phase: str, now_s: float) -> None: ...
+    def closed(self, phase: str, now_s: float) -> None: ...
+
+
 class PhaseMisuseError(RuntimeError):
     """The phase API was used in a way that would give wrong numbers (the message says how)."""
 
@@ -145,6 +152,7 @@ class Recorder:
         self.retention = StepRetention(policy, warmup_steps)
         self.drained_at_s = 0.0            # clock reading of the last drain (for the progress line)
         self.recording = True              # False after stop_recording: RecordedPhase records nothing
+        self.direct = True                 # recording and no observer: the inlined hot paths may run
         if device_timer is not None:
             self.open = self._open_timed  # type: ignore[method-assign]  # CUDA frames carry an event key
 
@@ -207,9 +215,17 @@ class Recorder:
             self._drain_due_s = now + DRAIN_EVERY_S
         return index
 
+    def hold_in_full(self, steps: int) -> bool:
+        """Steps ``0 .. steps - 1`` are kept in full and left out of the running totals (as warm-up
+        steps are), so analyses can leave them out exactly: for a view window whose steps ran slower.
+        Call before those steps end; returns False (nothing changed) when measured steps were counted."""
+        with self._drain_lock:
+            return self.retention.hold_in_full(steps)
+
     def stop_recording(self) -> None:
         """Phases entered through ``RecordedPhase`` record nothing from now on (the run ended)."""
         self.recording = False
+        self.direct = False
 
     def phase_context(self, name: str) -> RecordedPhase:
         """A reusable one-frame context manager for phase ``name`` (host-timed recorders only)."""
@@ -224,6 +240,20 @@ class Recorder:
         iterator = iter(iterable)
         log, stack, now = self._log, self._stack, self._now
         while self.recording:
+            if not self.direct:                # observed: through the observing open/close
+                frame = self.open(phase)
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    self._close_wait(frame)
+                    return
+                except BaseException:
+                    self._close_wait(frame)
+                    raise
+                self._close_wait(frame)
+                note(item)
+                yield item
+                continue
             frame = (phase, now())
             log.append(frame)
             stack.append(frame)
@@ -248,6 +278,41 @@ class Recorder:
     def _close_wait(self, frame: _Frame) -> None:
         if self._stack and self._stack[-1] is frame:
             self.close(frame)
+
+    def observe(self, observer: "BoundaryObserver | None") -> None:
+        """Call ``observer.opened(phase, now_s)`` after every ``open`` and ``observer.closed(phase,
+        now_s)`` after every ``close`` (with the times the recorder logged), until ``observe(None)``.
+
+        For views that look at a few steps closely (memory per phase, the operator window). While no
+        observer is set the hot path is untouched: the observing versions of ``open``/``close`` are
+        instance attributes that shadow the class's methods only while installed, and ``direct`` is
+        False meanwhile, so the inlined paths (``RecordedPhase``, ``iterate``) go through them too.
+        """
+        timed_open = self._open_timed if self._timer is not None else None
+        if observer is None:
+            self.__dict__.pop("close", None)
+            if timed_open is not None:
+                self.open = timed_open  # type: ignore[method-assign]  # CUDA frames carry an event key
+            else:
+                self.__dict__.pop("open", None)
+            self.direct = self.recording
+            return
+        log = self._log
+        plain_open: Callable[[str], _Frame] = timed_open or (lambda phase: Recorder.open(self, phase))
+        plain_close = Recorder.close
+
+        def open(phase: str) -> _Frame:
+            frame = plain_open(phase)
+            observer.opened(phase, frame[1])
+            return frame
+
+        def close(frame: _Frame) -> None:
+            plain_close(self, frame)
+            observer.closed(frame[0], log[-1][1] if log else self._now())
+
+        self.__dict__["open"], self.__dict__["close"] = open, close
+        self.direct = False
+
 
     def close_through(self, frame: _Frame) -> tuple[str, ...]:
         """Close every phase opened after ``frame``, then ``frame`` itself (innermost first).
@@ -536,8 +601,8 @@ class RecordedPhase:
     """``with`` one phase on a host-timed recorder in one Python frame per enter and per exit: what
     ``Profiler.phase(name)`` hands out on the recording thread. The bodies of ``open`` and ``close``
     are inlined here because a call is the cost being saved (each frame is ~0.3-0.5 us inside a
-    training step); CUDA recorders go through ``open``/``close``. After ``Recorder.stop_recording``
-    it records nothing."""
+    training step); CUDA recorders go through ``open``/``close``, and so does an observed recorder
+    (``Recorder.observe``). After ``Recorder.stop_recording`` it records nothing."""
 
     __slots__ = ("_rec", "_name", "_frames", "_log", "_stack", "_now")
 
@@ -547,8 +612,9 @@ class RecordedPhase:
         self._log, self._stack, self._now = rec._log, rec._stack, rec._now
 
     def __enter__(self) -> "RecordedPhase":
-        if not self._rec.recording:
-            self._frames.append(None)
+        rec = self._rec
+        if not rec.direct:   # stopped (records nothing), or observed (the observing open sees it)
+            self._frames.append(rec.open(self._name) if rec.recording else None)
             return self
         frame = (self._name, self._now())
         log = self._log
@@ -563,10 +629,14 @@ class RecordedPhase:
         now = self._now()
         frame = self._frames.pop() if self._frames else None
         stack = self._stack
-        if stack and stack[-1] is frame:
+        rec = self._rec
+        if not rec.direct:
+            if frame is not None and rec.recording:
+                rec.close(frame)
+        elif stack and stack[-1] is frame:
             stack.pop()
             self._log.append((None, now))
-        elif frame is not None and self._rec.recording:
+        elif frame is not None:
             raise _misuse(frame, stack)
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:

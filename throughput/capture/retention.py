@@ -66,6 +66,17 @@ class StepRetention:
         # phase (depth 0) or (phase, depth) -> [count, total_s, max_s]; the recorder adds every span
         self.span_totals: dict[Any, list[Any]] = {}
 
+    def hold_in_full(self, steps: int) -> bool:
+        """Keep steps ``0 .. steps - 1`` in full and leave them out of the totals, like warm-up steps (a
+        view window whose steps ran slower). Only before a measured step was counted; False then."""
+        if steps <= self.warmup_steps:
+            return True
+        if self.totals.count or self.seen > self.warmup_steps:
+            return False
+        self.warmup_steps = steps
+        self.totals.first_index = steps
+        return True
+
     def add(self, step: StepTuple) -> None:
         index = step[0]
         self.seen += 1

@@ -43,6 +43,7 @@ def profile_target(target: Target, options: ProfileOptions | None = None) -> tup
     if options.flops_per_step is not None:
         from throughput.capture.flops import set_flops_per_step
         set_flops_per_step(prof, options.flops_per_step, options.dtype)
+    prof.info_overrides["overrides"] = {k: _text(v) for k, v in options.overrides.as_dict().items()}
     inst = Instrumentation(prof, options.overrides, options.max_steps)
     inst.install()
     try:
@@ -51,3 +52,8 @@ def profile_target(target: Target, options: ProfileOptions | None = None) -> tup
         inst.remove()
     session = prof.stop(result.end, result.detail, result.exit_code)
     return session, result
+
+
+def _text(value: int | bool | str) -> str:
+    """An override as typed on the command line (``true``/``false`` for booleans)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)

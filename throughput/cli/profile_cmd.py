@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
 from throughput.cli.errors import CliError
+from throughput.cli.views_opts import add_view_options, after_report, build_window, chain, takes_value
 from throughput.report import RENDERERS
 
 _VALUE_OPTIONS = ("--out", "--max-steps", "--warmup-steps", "--format", "--set", "--pad-id", "--nproc-per-node",
-                  "--telemetry-interval", "--py-spy-rate", "--flops-per-step", "--dtype")
+                  "--telemetry-interval", "--py-spy-rate", "--flops-per-step", "--dtype", "--tensorboard")
 USAGE = "throughput profile [options] script.py [args...]  |  throughput profile [options] -m module [args...]"
 
 
@@ -44,6 +45,7 @@ def options_parser() -> argparse.ArgumentParser:
     p.add_argument("--pad-id", type=int, default=None, help="token id counted as padding (no attention_mask)")
     p.add_argument("-m", dest="module", default=None, metavar="MODULE", help="run a module, like python -m")
     _telemetry_options(p)
+    add_view_options(p)
     return p
 
 
@@ -89,7 +91,7 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         if not token.startswith("-") or token == "-":
             return ours, list(argv[i:])
         ours.append(token)
-        if token in _VALUE_OPTIONS and i + 1 < len(argv):
+        if (token in _VALUE_OPTIONS and i + 1 < len(argv)) or takes_value(token, argv[i + 1] if i + 1 < len(argv) else None):
             ours.append(argv[i + 1])
             i += 1
         i += 1
@@ -119,16 +121,19 @@ def run(args: argparse.Namespace) -> int:
         return multirank.launch(opts.nproc_per_node, ours, rest, base_out)
     out = multirank.rank_out(base_out)
     from throughput.capture.zerocode import ProfileOptions, profile_target
+    from throughput.capture.profiler import DEFAULT_WARMUP_STEPS
+    window = build_window(opts, out, DEFAULT_WARMUP_STEPS if opts.warmup_steps is None else opts.warmup_steps)
     quiet = opts.quiet or multirank.is_quiet_rank()
     progress = False if quiet else (True if opts.progress else None)
     options = ProfileOptions(max_steps=opts.max_steps, overrides=overrides, pad_id=opts.pad_id,
-                             telemetry=_telemetry(opts, out), flops_per_step=opts.flops_per_step, dtype=opts.dtype,
-                             progress=progress,
+                             telemetry=chain(_telemetry(opts, out), window), flops_per_step=opts.flops_per_step,
+                             dtype=opts.dtype, progress=progress,
                              **({} if opts.warmup_steps is None else {"warmup_steps": opts.warmup_steps}))
     prepare_exit_by_signal()
     session, result = profile_target(target, options)
     if not _report(session, out, opts.format, quiet):
         return 130   # the report was aborted by a second Ctrl-C; what was written is kept
+    after_report(session, opts, quiet)
     multirank.after_rank(base_out)
     if result.signal is not None:
         exit_by_signal(result.signal)

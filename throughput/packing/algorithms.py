@@ -22,6 +22,7 @@ from typing import Literal, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from throughput.packing.kernels import bfd_assign
 from throughput.packing.plan import (IntArray, Overflow, PackingPlan, apply_overflow, build_plan, stable_order,
                                      validate_lengths, validate_row_len)
 
@@ -46,9 +47,11 @@ def pack_lengths(lengths: Sequence[int] | npt.ArrayLike, row_len: int, *, algori
         raise ValueError(f"max_docs_per_row must be None or an integer >= 1, got {max_docs_per_row!r}")
     lens = validate_lengths(lengths)
     pieces = apply_overflow(lens, n_rows_len, overflow)
-    packer = histogram_bfd if algorithm == "histogram" else exact_bfd
     cap = None if max_docs_per_row is None else int(max_docs_per_row)
-    bin_of, n_rows = packer(pieces.length, n_rows_len, cap)
+    if algorithm == "histogram":
+        bin_of, n_rows = histogram_bfd(pieces.length, n_rows_len, cap)
+    else:                                                    # compiled when numba is installed
+        bin_of, n_rows = bfd_assign(pieces.length, descending_order(pieces.length, n_rows_len), n_rows_len, cap)
     return build_plan(pieces, bin_of, n_rows, n_rows_len, len(lens), int(lens.sum()), cap)
 
 
@@ -172,15 +175,17 @@ class _CapacityTree:
         return i - self.leaves
 
 
-def exact_bfd(length: IntArray, row_len: int, max_docs: int | None) -> tuple[IntArray, int]:
-    """Textbook BFD, one piece at a time. Returns (row of each piece, number of rows)."""
+def exact_bfd(length: IntArray, row_len: int, max_docs: int | None,
+              order: IntArray | None = None) -> tuple[IntArray, int]:
+    """Textbook BFD, one piece at a time, visiting pieces in ``order`` (default: longest first, ties by
+    index). Returns (row of each piece, number of rows). ``kernels.bfd_assign`` is its compiled twin."""
     tree = _CapacityTree(row_len)
     stacks: list[list[int]] = [[] for _ in range(row_len + 1)]   # open rows per remaining capacity
     docs_in: list[int] = []
     bin_of = np.empty(len(length), dtype=np.int64)
     lens = length.tolist()
     limit = max_docs if max_docs is not None else len(lens) + 1
-    for i in descending_order(length, row_len).tolist():
+    for i in (descending_order(length, row_len) if order is None else order).tolist():
         s = lens[i]
         c = tree.smallest_at_least(s)
         if c < 0:

@@ -14,7 +14,7 @@ import numpy as np
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from throughput.packing.algorithms import pack_lengths
-from throughput.packing.online import OnlinePacker, Row
+from throughput.packing.online import OnlinePacker, PackedRows
 from throughput.packing.plan import IntArray, PackingPlan
 from throughput.packing.tokens import TokenStore, tokens_from_docs
 
@@ -62,62 +62,100 @@ class PackedDataset(Dataset[PackedRow]):
 
 
 class PackedIterableDataset(IterableDataset[PackedRow]):
-    """Streaming: documents come from ``docs`` (any re-iterable: list, generator factory's result per
-    epoch, HF streaming dataset...). Shard ``s = rank * num_workers + worker_id`` of ``world_size *
-    num_workers`` takes documents ``s, s + shards, ...`` and packs them with an ``OnlinePacker`` seeded
-    by ``(seed, s)``: output is deterministic for a given seed, worker count and world size.
+    """Streaming: documents come from ``docs`` (any re-iterable: a list, an object whose ``__iter__``
+    restarts, a Hugging Face streaming dataset...). Shard ``s = rank * num_workers + worker_id`` of
+    ``world_size * num_workers`` takes documents ``s, s + shards, ...``, so every document of an epoch
+    lands in exactly one shard, and packs them with an ``OnlinePacker`` seeded by ``(seed, epoch, s)``:
+    the output is deterministic for a given seed, epoch, worker count and world size. Call
+    ``set_epoch(e)`` before each epoch (as with ``DistributedSampler``) for a new shuffle of the rows.
 
+    Documents are read ``chunk_docs`` at a time and handed to the packer as one batch (the rows do not
+    depend on the chunk size). Memory: the packer's buffer plus one chunk of documents.
+    Rows also carry ``doc_index``: the stream position of each piece's document.
     Ranks can emit different numbers of rows; under DDP stop all ranks at the same step count.
     """
 
     def __init__(self, docs: Iterable[Any], row_len: int, *, buffer_size: int = 1024, overflow: str = "split",
-                 max_docs_per_row: int | None = None, min_fill: float = 0.995, seed: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
+                 max_docs_per_row: int | None = None, min_fill: float = 1.0, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, chunk_docs: int = 256) -> None:
         _check_shard(rank, world_size)
+        if chunk_docs < 1:
+            raise ValueError(f"chunk_docs must be >= 1, got {chunk_docs}")
         OnlinePacker(row_len, buffer_size=buffer_size, overflow=overflow, max_docs_per_row=max_docs_per_row,
                      min_fill=min_fill)                     # validate the settings now, not in a worker
         self.docs, self.row_len, self.seed, self.rank, self.world_size = docs, row_len, seed, rank, world_size
+        self.chunk_docs, self.epoch = chunk_docs, 0
         self._packer_kwargs: dict[str, Any] = {"buffer_size": buffer_size, "overflow": overflow,
                                                "max_docs_per_row": max_docs_per_row, "min_fill": min_fill}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the row shuffle of ``epoch`` (every epoch still sees every document exactly once)."""
+        self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[PackedRow]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         shard, shards = self.rank * workers + worker, self.world_size * workers
-        seed = int(np.random.SeedSequence([self.seed, shard]).generate_state(1)[0])
+        seed = int(np.random.SeedSequence([self.seed, self.epoch, shard]).generate_state(1)[0])
         packer = OnlinePacker(self.row_len, seed=seed, **self._packer_kwargs)
-        waiting: dict[int, list[Any]] = {}                   # local doc id -> [ids, labels, pieces left]
-        local = 0
+        waiting = _Waiting(self.row_len, self._packer_kwargs["overflow"])
+        chunk: list[tuple[int, Any]] = []
         for i, doc in enumerate(self.docs):
-            if i % shards != shard:
-                continue
-            store = _one_doc(doc, i)
-            pieces = -(-len(store.ids) // self.row_len) if self._packer_kwargs["overflow"] == "split" else 1
-            if len(store.ids) <= self.row_len or self._packer_kwargs["overflow"] != "drop":
-                waiting[local] = [store.ids, store.labels, pieces]
-            rows = packer.add(len(store.ids))
-            local += 1
-            yield from (_materialize(row, waiting) for row in rows)
-        yield from (_materialize(row, waiting) for row in packer.flush())
+            if i % shards == shard:
+                chunk.append((i, doc))
+                if len(chunk) == self.chunk_docs:
+                    yield from waiting.rows(packer.extend(waiting.add(chunk)))
+                    chunk = []
+        if chunk:
+            yield from waiting.rows(packer.extend(waiting.add(chunk)))
+        yield from waiting.rows(packer.flush())
 
 
-def _one_doc(doc: Any, index: int) -> TokenStore:
-    try:
-        return tokens_from_docs([doc])
-    except ValueError as e:
-        raise ValueError(f"stream document {index}: {e}") from e
+class _Waiting:
+    """Tokens of the documents whose pieces have not all left the packer, by the packer's doc id."""
 
+    def __init__(self, row_len: int, overflow: str) -> None:
+        self.docs: dict[int, list[Any]] = {}                 # doc id -> [ids, labels, stream index, tokens to come]
+        self.next_id, self.row_len, self.overflow = 0, row_len, overflow
 
-def _materialize(row: Row, waiting: dict[int, list[Any]]) -> PackedRow:
-    ids_parts, label_parts, any_labels = [], [], False
-    for doc, start, length in row.tolist():
-        entry = waiting[doc]
-        ids_parts.append(entry[0][start:start + length])
-        any_labels = any_labels or entry[1] is not None
-        label_parts.append((entry[0] if entry[1] is None else entry[1])[start:start + length])
-        entry[2] -= 1
-        if entry[2] == 0:
-            del waiting[doc]
-    labels = np.concatenate(label_parts) if any_labels else None
-    return {"input_ids": np.concatenate(ids_parts), "labels": labels, "seq_lens": row[:, 2].copy()}
+    def add(self, chunk: list[tuple[int, Any]]) -> IntArray:
+        """Convert a chunk of (stream index, document); returns their lengths for the packer."""
+        try:
+            store = tokens_from_docs([doc for _, doc in chunk])
+        except ValueError:
+            for index, doc in chunk:                         # error path only: name the stream position
+                try:
+                    tokens_from_docs([doc])
+                except ValueError as e:
+                    raise ValueError(f"stream document {index}: {e}") from e
+            raise
+        lengths = store.lengths
+        for k, (index, _) in enumerate(chunk):
+            lo, hi = int(store.offsets[k]), int(store.offsets[k + 1])
+            packed = hi - lo if hi - lo <= self.row_len or self.overflow == "split" else (
+                self.row_len if self.overflow == "truncate" else 0)          # "drop": never placed
+            if packed:
+                labels = None if store.labels is None else store.labels[lo:hi].copy()
+                self.docs[self.next_id + k] = [store.ids[lo:hi].copy(), labels, index, packed]
+        self.next_id += len(chunk)
+        return lengths
 
+    def rows(self, packed: PackedRows) -> Iterator[PackedRow]:
+        for r in range(packed.num_rows):
+            lo, hi = int(packed.row_offsets[r]), int(packed.row_offsets[r + 1])
+            yield self._row(packed.doc_id[lo:hi].tolist(), packed.doc_start[lo:hi].tolist(), packed.length[lo:hi])
+
+    def _row(self, doc_ids: list[int], starts: list[int], lengths: IntArray) -> PackedRow:
+        ids_parts, label_parts, index, any_labels = [], [], [], False
+        for doc, start, n in zip(doc_ids, starts, lengths.tolist()):
+            entry = self.docs[doc]
+            ids_parts.append(entry[0][start:start + n])
+            any_labels = any_labels or entry[1] is not None
+            label_parts.append((entry[0] if entry[1] is None else entry[1])[start:start + n])
+            index.append(entry[2])
+            entry[3] -= n
+            if entry[3] == 0:
+                del self.docs[doc]                           # all it will place has left
+        labels = np.concatenate(label_parts) if any_labels else None
+        return {"input_ids": np.concatenate(ids_parts), "labels": labels, "seq_lens": lengths.copy(),
+                "doc_index": np.array(index, dtype=np.int64)}

@@ -35,6 +35,17 @@ def _rate_rows(c: Comparison) -> list[list[str]]:
     return rows
 
 
+def _settings_rows(c: Comparison) -> list[list[str]]:
+    return [[d.name, d.a, d.b] for d in c.settings]
+
+
+def _settings_block(c: Comparison, fmt: str) -> list[str]:
+    if not c.settings:
+        return ["what differs: nothing recorded differs (same command line, overrides, environment, versions)"]
+    return ["what differs:", tabulate(_settings_rows(c), headers=["setting", "A", "B"], tablefmt=fmt,
+                                      disable_numparse=True)]
+
+
 def _headline(c: Comparison) -> list[str]:
     word = "faster" if c.speedup >= 1 else "slower"
     lines = [f"B ({c.b_run_id}) vs A ({c.a_run_id}): speedup {_ratio(c.speedup)} (B is {word})"]
@@ -47,17 +58,20 @@ def _headline(c: Comparison) -> list[str]:
 
 def render_compare_table(c: Comparison) -> str:
     head, rows = _rows(c)
-    parts = _headline(c) + ["", tabulate(rows, headers=head, tablefmt="simple", disable_numparse=True), "",
-                            tabulate(_rate_rows(c), headers=["", "A", "B"], tablefmt="simple",
-                                     disable_numparse=True)]
+    lines = _headline(c)
+    parts = lines[:1] + [""] + _settings_block(c, "simple") + [""] + lines[1:] + [
+        "", tabulate(rows, headers=head, tablefmt="simple", disable_numparse=True), "",
+        tabulate(_rate_rows(c), headers=["", "A", "B"], tablefmt="simple", disable_numparse=True)]
     return "\n".join(parts) + "\n"
 
 
 def render_compare_md(c: Comparison) -> str:
     head, rows = _rows(c)
     lines = _headline(c)
-    parts = ["# throughput comparison", "", f"**{lines[0]}**", ""] + [f"- {x}" for x in lines[1:]] + [""]
-    parts += ["## Phases", "", tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
+    settings = _settings_block(c, "github")
+    parts = ["# throughput comparison", "", f"**{lines[0]}**", "", "## What differs", "", settings[-1], ""]
+    parts += ["## Phases", ""] + [f"- {x}" for x in lines[1:]] + [""]
+    parts += [tabulate(rows, headers=head, tablefmt="github", disable_numparse=True), ""]
     parts += ["## Throughput", "", tabulate(_rate_rows(c), headers=["", "A", "B"], tablefmt="github",
                                             disable_numparse=True), ""]
     return "\n".join(parts)

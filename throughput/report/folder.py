@@ -1,18 +1,23 @@
 """A report folder: session.json, summary.json, report.md (with telemetry and py-spy sections when
-there are any), trace.json (Perfetto timeline) and PNG plots (when matplotlib is there)."""
+there are any), trace.json (Perfetto timeline), steps.jsonl (one line per kept step), PNG plots (when
+matplotlib is there) and, after an operator window, trace_ops.json (torch.profiler's trace laid over
+the phases)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from throughput.analysis.memory import memory_timeline
 from throughput.analysis.series import step_series
 from throughput.analysis.summary import Summary, summarize
 from throughput.analysis.telemetry import telemetry_summary
 from throughput.report.jsonfmt import summary_to_dict
 from throughput.report.markdown import render_markdown
 from throughput.report.telemetry import render_telemetry_md
+from throughput.report.exports import STEPS_NAME, write_steps_jsonl
 from throughput.report.trace import write_trace
+from throughput.report.trace_merge import TORCH_TRACE_NAME, write_merged_trace
 from throughput.session.io import atomic_write_text, save_session
 from throughput.session.session import Session
 
@@ -31,6 +36,10 @@ def write_plots(session: Session, out: Path) -> tuple[list[Path], str | None]:
             files.append(plots.plot_throughput([("run", series)], out / "throughput.png", unit=unit))
         if any(v is not None for v in series.loss):
             files.append(plots.plot_loss([("run", series)], out / "loss.png"))
+        timeline = memory_timeline(session)
+        if timeline:
+            from throughput.report.memory_plot import plot_memory_timeline
+            files.append(plot_memory_timeline(timeline, out / "memory.png"))
     except ImportError as e:
         return [], str(e)
     return files, None
@@ -57,4 +66,13 @@ def write_report(session: Session, out_dir: str | Path, summary: Summary | None 
         markdown += f"\n## Plots\n\nNot drawn: {missing}.\n"
     atomic_write_text(out / "report.md", markdown)
     write_trace([session], out / "trace.json")
+    write_steps_jsonl(session, out / STEPS_NAME)
+    _merge_torch_trace(session, out)
     return out
+
+
+def _merge_torch_trace(session: Session, out: Path) -> None:
+    """With an operator window, ``trace_ops.json``: the phase trace with torch.profiler's own laid over it."""
+    torch_trace = next((Path(a) for a in session.artifacts if Path(a).name == TORCH_TRACE_NAME), None)
+    if torch_trace is not None and torch_trace.is_file():
+        write_merged_trace(session, torch_trace, out / "trace_ops.json")

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from throughput.analysis.summary import Summary
+from throughput.report.views_md import memory_to_dict, operators_to_dict
 
 SUMMARY_SCHEMA = "throughput.summary"
 SUMMARY_SCHEMA_VERSION = 1
@@ -49,6 +50,8 @@ def summary_to_dict(summary: Summary) -> dict[str, Any]:
         "mfu": asdict(summary.mfu) if summary.mfu is not None else None,
         "verdict": asdict(summary.verdict),
         "findings": [asdict(f) for f in summary.findings],
+        "operators": operators_to_dict(summary.operators),
+        "memory": memory_to_dict(summary.memory),
         "notes": list(summary.notes),
     })
 

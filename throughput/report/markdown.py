@@ -6,6 +6,7 @@ from tabulate import tabulate
 
 from throughput.analysis.summary import Summary
 from throughput.report.tables import finding_lines, header_lines, phase_rows, rate_rows, verdict_lines
+from throughput.report.views_md import render_memory_md, render_operators_md
 
 
 def render_markdown(summary: Summary, title: str = "Training step profile") -> str:
@@ -28,6 +29,8 @@ def render_markdown(summary: Summary, title: str = "Training step profile") -> s
         for line in finding_lines(summary):
             parts.append(f"  - {line.strip()}" if line.startswith("  ") else f"- **{line}**")
         parts.append("")
+    parts += [section for section in (render_operators_md(summary.operators), render_memory_md(summary.memory))
+              if section]
     if summary.notes:
         parts += ["## Notes", ""] + [f"- {n}" for n in summary.notes] + [""]
     return "\n".join(parts)

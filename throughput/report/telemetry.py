@@ -49,12 +49,27 @@ def render_telemetry_md(t: TelemetrySummary) -> str:
             parts += ["Host (CPU% of one core; `worker:<pid>` are DataLoader workers):", "",
                       tabulate(_rows(t.host), headers=head, tablefmt="github", disable_numparse=True), ""]
     if t.hot_functions:
-        parts += ["## py-spy: top functions by own time", ""]
+        parts += ["## py-spy: top functions by own time", ""] + _pyspy_lines(t)
         for role, title in (("main", "Main process"), ("worker", "DataLoader workers")):
-            rows = [[h.function, f"{short_path(h.file)}:{h.line}", f"{h.own_s:.2f} s", percent(h.share), str(h.processes)]
-                    for h in t.hot_functions if h.role == role]
-            if rows:
-                parts += [f"### {title}", "", tabulate(rows, headers=["function", "file:line", "own time", "share",
-                                                                      "processes"],
-                                                       tablefmt="github", disable_numparse=True), ""]
+            for idle in (False, True):
+                rows = [[h.function, f"{short_path(h.file)}:{h.line}", f"{h.own_s:.2f} s", percent(h.share),
+                         str(h.processes)] for h in t.hot_functions if h.role == role and h.idle == idle]
+                if rows:
+                    heading = f"### {title}" + (": idle waits" if idle else "")
+                    parts += [heading, "", tabulate(rows, headers=["function", "file:line", "own time", "share",
+                                                                   "processes"],
+                                                    tablefmt="github", disable_numparse=True), ""]
     return "\n".join(parts)
+
+
+def _pyspy_lines(t: TelemetrySummary) -> list[str]:
+    w = t.pyspy
+    if w is None:
+        return []
+    if w.loop_found:
+        scope = (f"Main thread: the training loop only ({w.before_s:.2f} s of samples before the first step and "
+                 f"{w.after_s:.2f} s after the last are left out).")
+    else:
+        scope = "Main thread: no step phase was seen in its samples, so the tables cover the whole run."
+    return [scope + " Idle waits (blocking reads of queues, locks, sleeps) are listed apart from busy time. "
+            f"Flame graph of everything: `{w.profile}` (open at https://www.speedscope.app).", ""]

@@ -175,6 +175,8 @@ class RunInfo:
     peak_flops_source: str = ""
     dtype: str = "fp32"
     notes: tuple[str, ...] = ()
+    overrides: Mapping[str, str] = field(default_factory=dict)     # `--set KEY=VALUE` applied to the run
+    environment: Mapping[str, str] = field(default_factory=dict)   # thread, device and allocator settings
 
     @property
     def partial(self) -> bool:

@@ -3,7 +3,9 @@
 py-spy runs as a separate process attached with ptrace. Where ptrace is not permitted the run goes
 on without it and a note says how to allow it. The raw profile stays in the report folder in
 speedscope format (open it at https://www.speedscope.app as is); the top functions by own time are
-recorded as ``pyspy_hot`` events so a saved session can be re-rendered without the file.
+recorded as ``pyspy_hot`` events so a saved session can be re-rendered without the file (busy apart
+from idle waits; the main thread limited to the training loop, see ``analysis/hotspots.py``), and what
+was left out as one ``pyspy_window`` event.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from throughput.analysis.hotspots import hot_functions
+from throughput.analysis.hotspots import pyspy_profile
 
 PROFILE_NAME = "pyspy.speedscope.json"
 LOG_NAME = "pyspy.log"
@@ -135,10 +137,13 @@ class PySpy:
             prof.add_note(f"py-spy profile unreadable: {e}")
             return
         prof.add_artifact(str(self.profile_path))
-        for hot in hot_functions(data, self._target_pid):
+        summary = pyspy_profile(data, self._target_pid)
+        for hot in summary.hot:
             prof.event("pyspy_hot", f"{hot.role}: {hot.function} ({hot.file}:{hot.line})",
                        role=hot.role, function=hot.function, file=hot.file, line=hot.line,
-                       own_s=hot.own_s, share=hot.share, processes=hot.processes)
+                       own_s=hot.own_s, share=hot.share, processes=hot.processes, idle=hot.idle)
+        prof.event("pyspy_window", "py-spy samples outside the training loop", loop_found=summary.loop_found,
+                   before_s=summary.before_s, after_s=summary.after_s, profile=str(self.profile_path))
 
 
 def _last_line(text: str) -> str:
