@@ -230,3 +230,34 @@ def test_device_losses_are_read_without_a_wait_and_all_counted() -> None:
     loss = session.retention.loss
     assert (loss.count, loss.first, loss.min, loss.max, loss.last) == (1000, 1.0, 1.0, 1000.0, 1000.0)
     assert all(s.loss == s.index + 1 for s in session.steps)
+
+
+def test_observers_see_the_inlined_phase_paths() -> None:
+    from throughput.capture.profiler import Profiler
+
+    seen: list[tuple[str, str, float]] = []
+
+    class Observer:
+        def opened(self, phase: str, now_s: float) -> None:
+            seen.append(("open", phase, now_s))
+
+        def closed(self, phase: str, now_s: float) -> None:
+            seen.append(("close", phase, now_s))
+
+    clock = FakeClock()
+    prof = Profiler(clock=clock, device="cpu", progress=False)
+    for _ in prof.iter([1, 2]):                 # Recorder.iterate and RecordedPhase, observed on item 2
+        if prof.steps_done == 1:
+            prof.recorder.observe(Observer())
+        with prof.phase("forward"):
+            clock.advance(FAST)
+        prof.step()
+    prof.recorder.observe(None)
+    with prof.phase("forward"):                 # no longer observed
+        clock.advance(FAST)
+    prof.step()
+    prof.stop()
+    # step 1's forward opened at FAST (after step 0's forward), closed at 2 FAST; then the wait for
+    # the end of the list (data) opened and closed at 2 FAST
+    assert seen == [("open", "forward", FAST), ("close", "forward", 2 * FAST),
+                    ("open", "data", 2 * FAST), ("close", "data", 2 * FAST)]
