@@ -240,23 +240,13 @@ class Recorder:
         iterator = iter(iterable)
         log, stack, now = self._log, self._stack, self._now
         while self.recording:
-            if not self.direct:                # observed: through the observing open/close
+            direct = self.direct               # False while observed: through the observing open/close
+            if direct:
+                frame = (phase, now())
+                log.append(frame)
+                stack.append(frame)
+            else:
                 frame = self.open(phase)
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    self._close_wait(frame)
-                    return
-                except BaseException:
-                    self._close_wait(frame)
-                    raise
-                self._close_wait(frame)
-                note(item)
-                yield item
-                continue
-            frame = (phase, now())
-            log.append(frame)
-            stack.append(frame)
             try:
                 item = next(iterator)
             except StopIteration:
@@ -265,12 +255,15 @@ class Recorder:
             except BaseException:
                 self._close_wait(frame)
                 raise
-            t = now()
-            if stack and stack[-1] is frame:
-                stack.pop()
-                log.append((None, t))
-            if len(log) > DRAIN_AT_LOG_ENTRIES:
-                self._drain()
+            if direct:
+                t = now()
+                if stack and stack[-1] is frame:
+                    stack.pop()
+                    log.append((None, t))
+                if len(log) > DRAIN_AT_LOG_ENTRIES:
+                    self._drain()
+            else:
+                self._close_wait(frame)
             note(item)
             yield item
         yield from iterator
