@@ -28,7 +28,8 @@ class RetentionPolicy:
     max_spans: int = 200_000          # spans kept in all
     telemetry_samples: int = 512      # thinned samples kept per (source, metric) series
     telemetry_series: int = 64        # (source, metric) series; later sources fold into "<kind>:others"
-    events_per_kind: int = 100        # capture events kept per kind (the rest are counted)
+    events_per_kind: int = 4096       # capture events kept per kind (the rest are counted; >= the 4,000
+                                      # operator spans an --ops window draws)
 
     def __post_init__(self) -> None:
         for name in ("recent_steps", "slowest_steps", "sampled_steps", "spans_per_step", "max_spans",
