@@ -138,7 +138,9 @@ class Recorder:
         self._drain_due_s = 0.0
         # drained state: open phases (their opening log entries), the step being
         # built, steps waiting for device times (CUDA), and what is kept (``StepRetention``).
-        self._drain_lock = threading.Lock()
+        # Re-entrant: Ctrl-C can land between a `with` acquiring it and its body, leaving it held by the
+        # training thread, which must still drain at stop (a plain Lock would deadlock there).
+        self._drain_lock = threading.RLock()
         self._open_phases: list[_Frame] = []
         self._children: list[float] = []      # seconds of closed children, per open phase
         self._draft: _StepDraft | None = None

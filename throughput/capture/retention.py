@@ -241,7 +241,7 @@ class TelemetryStore:
         self.policy = policy
         self.seen = 0
         self._series: dict[tuple[str, str], _Series] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()   # see Recorder._drain_lock
 
     def add(self, samples: Iterable[TelemetrySample]) -> None:
         with self._lock:
