@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, fields
+from dataclasses import fields, is_dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
@@ -19,10 +19,12 @@ from throughput.session.records import (
     StepRule,
     TelemetrySample,
 )
+from throughput.session.retention_io import retention_from_dict
 from throughput.session.session import Session
 
 SCHEMA = "throughput.session"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)   # 1: every step in full, no retention record
 
 
 class SessionFormatError(ValueError):
@@ -30,25 +32,37 @@ class SessionFormatError(ValueError):
 
 
 def session_to_dict(session: Session) -> dict[str, Any]:
-    def plain(obj: Any) -> Any:
-        if isinstance(obj, Enum):
-            return obj.value
-        if isinstance(obj, Mapping):
-            return {str(k): plain(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [plain(v) for v in obj]
-        return obj
-
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
-        "info": plain(asdict(session.info)),
-        "steps": [plain(asdict(s)) for s in session.steps],
-        "spans": [plain(asdict(s)) for s in session.spans],
-        "events": [plain(asdict(e)) for e in session.events],
-        "telemetry": [plain(asdict(t)) for t in session.telemetry],
+        "info": _plain(session.info),
+        "steps": [_plain(s) for s in session.steps],
+        "spans": [_plain(s) for s in session.spans],
+        "events": [_plain(e) for e in session.events],
+        "telemetry": [_plain(t) for t in session.telemetry],
         "artifacts": list(session.artifacts),
+        "retention": _plain(session.retention) if session.retention is not None else None,
     }
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-ready values of records (what ``dataclasses.asdict`` gives, without its deep copies: a
+    bounded session's thousands of steps and spans are written in a fraction of the time)."""
+    names = _FIELDS.get(type(obj))
+    if names is None and is_dataclass(obj) and not isinstance(obj, type):
+        names = _FIELDS[type(obj)] = tuple(f.name for f in fields(obj))
+    if names is not None:
+        return {name: _plain(getattr(obj, name)) for name in names}
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:
@@ -69,10 +83,11 @@ def session_from_dict(raw: Any, source: str = "session") -> Session:
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         raise SessionFormatError(f"{source}: not a throughput session (no '{SCHEMA}' schema marker)")
     version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise SessionFormatError(
             f"{source}: session schema version {version!r} is not supported by this throughput "
-            f"(reads version {SCHEMA_VERSION}); re-profile or use the matching throughput version"
+            f"(reads versions {', '.join(map(str, READABLE_VERSIONS))}); re-profile or use the matching "
+            "throughput version"
         )
     try:
         info_raw = dict(raw["info"])
@@ -87,6 +102,8 @@ def session_from_dict(raw: Any, source: str = "session") -> Session:
         telemetry = tuple(
             _build(TelemetrySample, t, f"{source}: telemetry {i}") for i, t in enumerate(raw["telemetry"])
         )
+        retention_raw = raw.get("retention") if version >= 2 else None
+        retention = retention_from_dict(retention_raw, f"{source}: retention") if retention_raw is not None else None
     except (KeyError, ValueError, TypeError) as e:
         if isinstance(e, SessionFormatError):
             raise
@@ -96,7 +113,7 @@ def session_from_dict(raw: Any, source: str = "session") -> Session:
             raise SessionFormatError(f"{source}: step {step.index} ends before it starts")
     return Session(
         info=info, steps=steps, spans=spans, events=events, telemetry=telemetry,
-        artifacts=tuple(raw.get("artifacts", ())),
+        artifacts=tuple(raw.get("artifacts", ())), retention=retention,
     )
 
 
@@ -107,6 +124,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _FILE_MODE)   # mkstemp makes 0600; a report is as readable as any file written
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, target)
@@ -114,6 +132,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
 
 
 def save_session(session: Session, path: str | os.PathLike[str]) -> Path:
