@@ -16,8 +16,21 @@ REPORT_DIR = Path(__file__).resolve().parent.parent / "reports" / "benchmarks"
 
 def machine() -> dict[str, Any]:
     import os
-    return {"cpu": cpu_model_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    return {"cpu": cpu_model_name(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+
+
+def cpu_flags() -> str:
+    """The vector-unit flags that change how fast this CPU runs torch and Python (avx2, avx512*, amx*),
+    from /proc/cpuinfo; "unknown" elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((x for x in f if x.startswith("flags")), "")
+    except OSError:
+        return "unknown"
+    flags = sorted(f for f in line.split(":", 1)[-1].split() if f in ("avx2", "avx512f", "avx512_bf16",
+                                                                      "avx512_vnni", "amx_bf16", "amx_tile"))
+    return " ".join(flags) or "no avx2"
 
 
 def interleaved(variants: Mapping[str, Callable[[int], list[float]]], rounds: int, steps_per_block: int

@@ -28,10 +28,11 @@ from tabulate import tabulate
 
 from benchmarks.common import machine, main, median, write_report
 import throughput
+from throughput.capture.recorder import DRAIN_EVERY_STEPS
 
 TARGETS = {2e-3: 0.03, 10e-3: 0.01, 50e-3: 0.01}
 REPO = Path(__file__).resolve().parent.parent
-BLOCK_STEPS = 32   # = throughput.capture.recorder.DRAIN_EVERY_STEPS: each block holds one replay
+BLOCK_STEPS = DRAIN_EVERY_STEPS   # 128: each block below 10 ms holds one replay of the recorder's log
 LONG_BLOCK_STEPS = 8   # for steps of 10 ms and more: more pairs per minute (a replay is ~0.01% there)
 Block = Callable[[int], tuple[float, float]]   # runs n steps -> (wall seconds, thread CPU seconds)
 
@@ -124,12 +125,18 @@ def overhead(blocks: dict[str, list[tuple[float, float]]], name: str, clock: int
     return statistics.median(v[clock] / p[clock] for v, p in zip(blocks[name], blocks["plain"])) - 1
 
 
-def api_cost_per_step_s(n: int = 20000) -> float:
-    """Cost of iter + 3 phases + step on an empty step (pure profiler overhead), per step."""
-    prof = throughput.Profiler(warmup_steps=0, max_spans=10 * n)
+def api_cost_per_step_s(n: int = 20000, use_iter: bool = True) -> float:
+    """Cost of (iter +) 3 phases + step on an empty step (pure profiler overhead, the log replay
+    included), per step: the median of 5 runs of ``n`` steps, by the thread's CPU clock (a shared
+    machine's other tenants do not count)."""
+    return statistics.median(_api_cost_once(n, use_iter) for _ in range(5))
+
+
+def _api_cost_once(n: int, use_iter: bool) -> float:
+    prof = throughput.Profiler(warmup_steps=0, progress=False)
     items = list(range(n))
-    t0 = time.perf_counter()
-    for _ in prof.iter(items):
+    t0 = time.thread_time()
+    for _ in (prof.iter(items) if use_iter else iter(items)):
         with prof.phase("forward"):
             pass
         with prof.phase("backward"):
@@ -137,19 +144,19 @@ def api_cost_per_step_s(n: int = 20000) -> float:
         with prof.phase("optimizer"):
             pass
         prof.step()
-    cost = (time.perf_counter() - t0) / n
+    cost = (time.thread_time() - t0) / n
     prof.stop()
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     for _ in iter(items):
         pass
-    return cost - (time.perf_counter() - t0) / n
+    return cost - (time.thread_time() - t0) / n
 
 
 def measure(width: int, target: float, seconds: float) -> dict[str, float]:
     """One process's paired A/B for one model: overheads by wall and CPU clock, and torch.profiler's."""
     w = Workload(width)
     w.plain(5)
-    prof = throughput.Profiler(warmup_steps=0)
+    prof = throughput.Profiler(warmup_steps=0, progress=False)
     w.profiled(prof)(BLOCK_STEPS)   # first use: imports, first replay
     # About the same time per target: shorter blocks and fewer rounds for longer steps.
     block = BLOCK_STEPS if target < 10e-3 else LONG_BLOCK_STEPS
@@ -190,6 +197,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     torch.set_num_threads(1)   # a fixed thread count: the other core absorbs machine noise
     processes, seconds = (3, 2.0) if quick else (5, 6.0)
     api_cost = api_cost_per_step_s(5000 if quick else 20000)
+    api_cost_phases = api_cost_per_step_s(5000 if quick else 20000, use_iter=False)
     print("calibrating", flush=True)
     widths = in_fresh_process("--calibrate")
     per_process = []
@@ -217,6 +225,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     md = "\n".join([
         "# Profiler overhead", "",
         f"Machine: {machine()}; load average {load:.1f} at the end (other jobs share the 2 cores); "
+        f"embedded API cost on an empty step (thread CPU time, median of 5): 3 phases + step "
+        f"{api_cost_phases * 1e6:.1f} us, iter + 3 phases + step {api_cost * 1e6:.1f} us (target <= 8 us on "
+        "an AVX2-only AMD EPYC); "
         f"{'quick' if quick else 'full'} run. Plain, throughput's embedded profiler (iter + 3 phases + "
         "step(loss)) and torch.profiler (CPU activity) run the same MLP training loop in interleaved blocks "
         f"in one process ({BLOCK_STEPS} steps a block below 10 ms, so that each block carries one replay of "
@@ -234,6 +245,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         tabulate(rows, headers=head, tablefmt="github"), "",
     ])
     data = {"machine": machine(), "quick": quick, "load_average_end": load, "api_cost_per_step_s": api_cost,
+            "api_cost_3_phases_step_s": api_cost_phases,
             "processes": processes, "results": results}
     write_report("overhead", md, data)
     print(md)

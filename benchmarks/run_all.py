@@ -13,8 +13,8 @@ from typing import Any
 from benchmarks.common import REPORT_DIR, machine
 
 # Each module has run(quick: bool) -> dict and writes reports/benchmarks/<name>.md/.json.
-BENCHMARKS = ("overhead", "zerocode_overhead", "telemetry_overhead", "ops_window", "packing", "train_loop", "advisor",
-              "advice_apply", "demo")
+BENCHMARKS = ("overhead", "zerocode_overhead", "telemetry_overhead", "scale", "ops_window", "packing", "train_loop",
+              "advisor", "advice_apply", "demo")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,21 +15,39 @@ Embedded use::
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from throughput.capture.profiler import Profiler, active_profiler, phase
-from throughput.capture.recorder import PhaseMisuseError
-from throughput.session import Phase, Session, load_session
+if TYPE_CHECKING:
+    from throughput.capture.profiler import Profiler, active_profiler, phase
+    from throughput.capture.recorder import PhaseMisuseError
+    from throughput.session import Phase, Session, load_session
 
 __version__ = "0.1.0"
+
+# The public names load on first use, so that `throughput`'s command line starts (and takes Ctrl-C
+# cleanly) before numpy and the capture code are imported.
+_LAZY = {"Profiler": "throughput.capture.profiler", "active_profiler": "throughput.capture.profiler",
+         "phase": "throughput.capture.profiler", "PhaseMisuseError": "throughput.capture.recorder",
+         "Phase": "throughput.session", "Session": "throughput.session", "load_session": "throughput.session"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'throughput' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 @contextlib.contextmanager
 def profile(out: str | Path | None = None, *, print_report: bool = True, **kwargs: Any) -> Iterator[Profiler]:
     """Profile the block; on exit (also on an exception) write a report folder to ``out`` if given and
     print the summary table to stderr unless ``print_report=False``. Keyword arguments go to Profiler."""
+    from throughput.capture.profiler import Profiler
     prof = Profiler(**kwargs)
     prof.start()
     exc_info: BaseException | None = None

@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
 
-from throughput.analysis.breakdown import phase_order, phase_times
-from throughput.analysis.rates import rates
+from throughput.analysis.measured import PhaseTotal, phase_order, steady_state
+from throughput.analysis.rates import rates_of
 from throughput.analysis.settings_diff import SettingDiff, environment_note, settings_diff
-from throughput.analysis.stats import mean, quantile
-from throughput.analysis.summary import steady_steps
-from throughput.session.records import StepRecord
 from throughput.session.session import Session
 
 from throughput.thresholds import MIN_MOVE_SHARE, NOISE_BAND_FRACTION
@@ -60,48 +56,41 @@ class Comparison:
         return tuple(p for p in self.phases if p.moved)
 
 
-def _per_phase(steps: Sequence[StepRecord]) -> dict[str, list[float]]:
-    per_step = [phase_times(s) for s in steps]
-    names: set[str] = set().union(*per_step) if per_step else set()
-    return {n: [t.get(n, 0.0) for t in per_step] for n in names}
-
-
-def _band(values: Sequence[float]) -> float:
-    return quantile(values, 0.95) - quantile(values, 0.05) if values else 0.0
-
-
 def compare(a: Session, b: Session) -> Comparison:
     """Compare B against A over their measured (post-warm-up) steps. Raises ValueError when either
     run has no measured step."""
-    _, a_steps, _ = steady_steps(a)
-    _, b_steps, _ = steady_steps(b)
-    for name, steps in (("A", a_steps), ("B", b_steps)):
-        if not steps:
-            raise ValueError(f"run {name} has no measured steps; nothing to compare")
-    a_wall = math.fsum(s.duration_s for s in a_steps)
-    b_wall = math.fsum(s.duration_s for s in b_steps)
-    a_mean, b_mean = a_wall / len(a_steps), b_wall / len(b_steps)
-    a_phases, b_phases = _per_phase(a_steps), _per_phase(b_steps)
+    a_m, b_m = steady_state(a)[1], steady_state(b)[1]
+    if a_m is None or b_m is None:
+        raise ValueError(f"run {'A' if a_m is None else 'B'} has no measured steps; nothing to compare")
+    a_mean, b_mean = a_m.wall_s / a_m.count, b_m.wall_s / b_m.count
+    a_phases = {p.phase: p for p in a_m.phases}
+    b_phases = {p.phase: p for p in b_m.phases}
     deltas = []
     for name in phase_order(set(a_phases) | set(b_phases)):
-        av, bv = a_phases.get(name, [0.0]), b_phases.get(name, [0.0])
-        am, bm = mean(av), mean(bv)
-        noise = max(NOISE_BAND_FRACTION * max(_band(av), _band(bv)), MIN_MOVE_SHARE * a_mean)
+        ap, bp = a_phases.get(name), b_phases.get(name)
+        am = ap.total_s / a_m.count if ap is not None else 0.0
+        bm = bp.total_s / b_m.count if bp is not None else 0.0
+        noise = max(NOISE_BAND_FRACTION * max(_band(ap), _band(bp)), MIN_MOVE_SHARE * a_mean)
         deltas.append(PhaseDelta(
-            phase=name, a_mean_s=am, b_mean_s=bm, a_share=math.fsum(av) / a_wall if a_wall > 0 else 0.0,
-            b_share=math.fsum(bv) / b_wall if b_wall > 0 else 0.0, delta_s=bm - am,
+            phase=name, a_mean_s=am, b_mean_s=bm,
+            a_share=ap.total_s / a_m.wall_s if ap is not None and a_m.wall_s > 0 else 0.0,
+            b_share=bp.total_s / b_m.wall_s if bp is not None and b_m.wall_s > 0 else 0.0, delta_s=bm - am,
             ratio=bm / am if am > 0 else None, noise_s=noise, moved=abs(bm - am) > noise,
         ))
-    ra, rb = rates(a_steps), rates(b_steps)
+    ra, rb = rates_of(a_m), rates_of(b_m)
     env_note = environment_note(a.info, b.info)
     notes = [env_note] if env_note else []
     return Comparison(
-        a_run_id=a.info.run_id, b_run_id=b.info.run_id, a_steps=len(a_steps), b_steps=len(b_steps),
+        a_run_id=a.info.run_id, b_run_id=b.info.run_id, a_steps=a_m.count, b_steps=b_m.count,
         a_step_mean_s=a_mean, b_step_mean_s=b_mean,
-        a_step_median_s=quantile([s.duration_s for s in a_steps], 0.5),
-        b_step_median_s=quantile([s.duration_s for s in b_steps], 0.5),
+        a_step_median_s=a_m.durations.median_s, b_step_median_s=b_m.durations.median_s,
         speedup=a_mean / b_mean if b_mean > 0 else math.inf,
         a_samples_per_s=ra.samples_per_s, b_samples_per_s=rb.samples_per_s,
         a_tokens_per_s=ra.tokens_per_s, b_tokens_per_s=rb.tokens_per_s,
         phases=tuple(deltas), notes=tuple(notes), settings=settings_diff(a.info, b.info),
     )
+
+
+def _band(p: PhaseTotal | None) -> float:
+    """The p5..p95 width of a phase's per-step times (0 when the run has no such phase)."""
+    return p.p95_s - p.p5_s if p is not None else 0.0

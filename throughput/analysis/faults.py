@@ -61,7 +61,14 @@ def page_faults(telemetry: Sequence[TelemetrySample], measured: Sequence[StepRec
     two counter samples inside them (sampler off, not Linux, run shorter than a sampling interval)."""
     if not measured:
         return None
-    start_s, end_s = measured[0].start_s, measured[-1].end_s
+    mean_step_s = math.fsum(s.duration_s for s in measured) / len(measured)
+    return page_faults_in(telemetry, measured[0].start_s, measured[-1].end_s, mean_step_s)
+
+
+def page_faults_in(telemetry: Sequence[TelemetrySample], start_s: float, end_s: float, mean_step_s: float,
+                   peak_rss_bytes: float | None = None) -> PageFaults | None:
+    """``page_faults`` over the window ``start_s``..``end_s`` of steps lasting ``mean_step_s`` on average;
+    the peak RSS is the largest ``rss_bytes`` sample of the main process unless given."""
     by_time: dict[float, dict[str, float]] = defaultdict(dict)
     for t in telemetry:
         if t.source == "main" and t.metric in _COUNTERS and start_s <= t.time_s <= end_s:
@@ -71,12 +78,13 @@ def page_faults(telemetry: Sequence[TelemetrySample], measured: Sequence[StepRec
         return None
     (t0, first), (t1, last) = rows[0], rows[-1]
     faults, user, system = (last[m] - first[m] for m in _COUNTERS)
-    mean_step_s = math.fsum(s.duration_s for s in measured) / len(measured)
-    rss = [t.value for t in telemetry if t.source == "main" and t.metric == "rss_bytes"]
+    if peak_rss_bytes is None:
+        rss = [t.value for t in telemetry if t.source == "main" and t.metric == "rss_bytes"]
+        peak_rss_bytes = max(rss) if rss else None
     cpu = user + system
     return PageFaults(window_s=t1 - t0, minor_faults=faults, faults_per_s=faults / (t1 - t0),
                       faults_per_step=faults / (t1 - t0) * mean_step_s, user_cpu_s=user, system_cpu_s=system,
-                      system_share=system / cpu if cpu > 0 else None, peak_rss_bytes=max(rss) if rss else None)
+                      system_share=system / cpu if cpu > 0 else None, peak_rss_bytes=peak_rss_bytes)
 
 
 def malloc_threshold_bytes(peak_rss_bytes: float | None) -> int:

@@ -11,11 +11,14 @@ import math
 from typing import Mapping, Sequence
 
 from throughput.analysis.breakdown import PhaseStats
-from throughput.analysis.faults import allocator_env, faults_are_costly, page_faults
+from throughput.analysis.faults import allocator_env, faults_are_costly, page_faults_in
 from throughput.analysis.loss import diagnose_steps
+from throughput.analysis.measured import Measured
+from throughput.analysis.retained import peak_rss_bytes
 from throughput.analysis.stats import quantile
 from throughput.finding import Finding
-from throughput.session.records import Event, StepRecord, TelemetrySample
+from throughput.session.records import Event, StepRecord
+from throughput.session.session import Session
 from throughput.thresholds import INPUT_BOUND_SHARE, FAULTS_PER_STEP_MIN, LOSS_SPIKE_RATIO, SYSTEM_SHARE_MIN
 
 SPIKE_RATIO = LOSS_SPIKE_RATIO   # a loss this many times the median of the previous SPIKE_WINDOW steps
@@ -45,16 +48,17 @@ DATA_EVENT_KINDS = frozenset({"context", "pyspy_hot", "pyspy_window",
                               "window", "operator", "op_span", "memory_phase", "memory_step", "memory_run"})
 
 
-def findings(events: Sequence[Event], steps: Sequence[StepRecord], phases: Sequence[PhaseStats],
-             device: str, context: Mapping[str, float | int | str | bool], *,
-             telemetry: Sequence[TelemetrySample] = (), measured: Sequence[StepRecord] = ()) -> tuple[Finding, ...]:
+def findings(session: Session, phases: Sequence[PhaseStats], context: Mapping[str, float | int | str | bool],
+             measured: Measured | None) -> tuple[Finding, ...]:
     """All hygiene findings of a run, capture events first, then the checks on steps. ``measured`` are
-    the steady-state steps and ``telemetry`` the run's samples (for the page-fault check)."""
-    out = [_from_event(e) for e in events if e.kind not in DATA_EVENT_KINDS]
+    the steady-state figures (for the page-fault check). The loss checks read the steps the session
+    kept (every step, unless a long run kept a bounded set) and the exact loss totals."""
+    device = session.info.device
+    out = [_from_event(e) for e in session.events if e.kind not in DATA_EVENT_KINDS]
     out += [f for f in (_workers_zero(phases, context), _pin_memory_off(device, context),
-                        _non_finite(steps), _spikes_unclipped(steps, context),
-                        _page_faults(telemetry, measured)) if f is not None]
-    return tuple(out) + loss_curve_findings(steps, clipping=_clipping(context))
+                        _non_finite(session), _spikes_unclipped(session.steps, context),
+                        _page_faults(session, measured)) if f is not None]
+    return tuple(out) + loss_curve_findings(session.steps, clipping=_clipping(context))
 
 
 def _clipping(ctx: Mapping[str, float | int | str | bool]) -> bool | None:
@@ -91,13 +95,18 @@ def _pin_memory_off(device: str, ctx: Mapping[str, float | int | str | bool]) ->
                    evidence=("device=cuda", "pin_memory=False"), action=ACTIONS["pin_memory_off"])
 
 
-def _non_finite(steps: Sequence[StepRecord]) -> Finding | None:
-    bad = [s.index for s in steps if s.loss is not None and not math.isfinite(s.loss)]
-    if not bad:
+def _non_finite(session: Session) -> Finding | None:
+    if session.retention is not None and not session.complete:
+        loss = session.retention.loss
+        count, first = loss.nonfinite, loss.first_nonfinite_step
+    else:
+        bad = [s.index for s in session.steps if s.loss is not None and not math.isfinite(s.loss)]
+        count, first = len(bad), (bad[0] if bad else None)
+    if not count or first is None:
         return None
-    return Finding(rule_id="loss_non_finite", first_step=bad[0],
-                   title=f"the loss was NaN or infinite in {len(bad)} step(s), first at step {bad[0]}",
-                   evidence=(f"{len(bad)} of {len(steps)} steps", f"first step {bad[0]}"),
+    return Finding(rule_id="loss_non_finite", first_step=first,
+                   title=f"the loss was NaN or infinite in {count} step(s), first at step {first}",
+                   evidence=(f"{count} of {session.steps_seen} steps", f"first step {first}"),
                    action=ACTIONS["loss_non_finite"])
 
 
@@ -129,8 +138,11 @@ def _spikes_unclipped(steps: Sequence[StepRecord], ctx: Mapping[str, float | int
                    action=ACTIONS["loss_spikes_unclipped"])
 
 
-def _page_faults(telemetry: Sequence[TelemetrySample], measured: Sequence[StepRecord]) -> Finding | None:
-    p = page_faults(telemetry, measured)
+def _page_faults(session: Session, m: Measured | None) -> Finding | None:
+    if m is None:
+        return None
+    p = page_faults_in(session.telemetry, m.first_start_s, m.last_end_s, m.wall_s / m.count,
+                       peak_rss_bytes=peak_rss_bytes(session))
     if p is None or not faults_are_costly(p) or p.system_share is None:
         return None
     env = " ".join(f"{k}={v}" for k, v in allocator_env(p.peak_rss_bytes).items())

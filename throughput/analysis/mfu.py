@@ -50,12 +50,16 @@ def mfu(flops_per_step: float | None, steps: int, wall_s: float, peak_flops_per_
 
 
 def run_mfu(info: RunInfo, measured: Sequence[StepRecord]) -> Mfu:
-    """MFU of a run's measured steps. The peak is the one recorded at capture (e.g. measured on CPU),
-    else the table entry for ``info.device_name`` and ``info.dtype``."""
+    """MFU of a run's measured steps (see ``run_mfu_of``)."""
+    return run_mfu_of(info, len(measured), math.fsum(s.duration_s for s in measured))
+
+
+def run_mfu_of(info: RunInfo, steps: int, wall_s: float) -> Mfu:
+    """MFU of ``steps`` measured steps lasting ``wall_s`` in all. The peak is the one recorded at capture
+    (e.g. measured on CPU), else the table entry for ``info.device_name`` and ``info.dtype``."""
     peak, source = info.peak_flops, info.peak_flops_source
     if peak is None and info.device != "cpu":
         entry = peak_flops(info.device_name, info.dtype)
         if entry is not None:
             peak, source = entry.flops_per_s, entry.source
-    wall = math.fsum(s.duration_s for s in measured)
-    return mfu(info.flops_per_step, len(measured), wall, peak, source)
+    return mfu(info.flops_per_step, steps, wall_s, peak, source)

@@ -16,10 +16,9 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from throughput.analysis.breakdown import phase_order, phase_times
-from throughput.analysis.rates import rates
+from throughput.analysis.measured import phase_order, steady_state
+from throughput.analysis.rates import rates_of
 from throughput.analysis.stats import median
-from throughput.analysis.summary import steady_steps
 from throughput.session.session import Session
 
 SYNC_PHASES = frozenset({"backward", "collective"})   # phases in which ranks wait for each other
@@ -63,18 +62,16 @@ class RankSummary:
 
 
 def rank_row(session: Session) -> RankRow | None:
-    _, measured, _ = steady_steps(session)
-    if not measured:
+    m = steady_state(session)[1]
+    if m is None:
         return None
-    wall = math.fsum(s.duration_s for s in measured)
-    per_step = [phase_times(s) for s in measured]
-    names = set().union(*per_step)
-    totals = {n: math.fsum(t.get(n, 0.0) for t in per_step) for n in phase_order(names)}
-    r = rates(measured)
+    wall = m.wall_s
+    totals = {p.phase: p.total_s for p in m.phases}
+    r = rates_of(m)
     return RankRow(
-        rank=session.info.rank, hostname=session.info.hostname, steps=len(measured),
-        step_median_s=median([s.duration_s for s in measured]), step_mean_s=wall / len(measured),
-        phase_mean_s={n: v / len(measured) for n, v in totals.items()},
+        rank=session.info.rank, hostname=session.info.hostname, steps=m.count,
+        step_median_s=m.durations.median_s, step_mean_s=wall / m.count,
+        phase_mean_s={n: v / m.count for n, v in totals.items()},
         phase_share={n: v / wall if wall > 0 else 0.0 for n, v in totals.items()},
         samples_per_s=r.samples_per_s, tokens_per_s=r.tokens_per_s,
     )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from throughput.analysis.measured import Measured, measure_steps
 from throughput.session.records import StepRecord
 
 
@@ -20,22 +20,24 @@ class Rates:
     gpu_idle_s_per_step: float | None   # mean (wall - device busy) per step (CUDA only)
 
 
-def _total(steps: Sequence[StepRecord], field: str) -> float | None:
-    values = [getattr(s, field) for s in steps]
-    if not values or any(v is None for v in values):
-        return None
-    return float(math.fsum(values))
-
-
 def rates(steps: Sequence[StepRecord]) -> Rates:
-    wall = math.fsum(s.duration_s for s in steps)
-    samples, tokens = _total(steps, "samples"), _total(steps, "tokens")
-    padding = _total(steps, "padding_tokens")
-    busy = _total(steps, "device_busy_s")
+    return rates_of(measure_steps(steps))
+
+
+def rates_of(m: Measured | None) -> Rates:
+    """Rates of measured steps, however they were kept (None where the batches did not tell)."""
+    if m is None:
+        return Rates(samples_per_s=None, tokens_per_s=None, padding_fraction=None, device_busy_share=None,
+                     gpu_idle_s_per_step=None)
+    wall = m.wall_s
+    samples = float(m.samples) if m.samples is not None else None
+    tokens = float(m.tokens) if m.tokens is not None else None
+    padding = float(m.padding_tokens) if m.padding_tokens is not None else None
+    busy = m.device_busy_s
     return Rates(
         samples_per_s=samples / wall if samples is not None and wall > 0 else None,
         tokens_per_s=tokens / wall if tokens is not None and wall > 0 else None,
         padding_fraction=padding / tokens if padding is not None and tokens else None,
         device_busy_share=min(1.0, busy / wall) if busy is not None and wall > 0 else None,
-        gpu_idle_s_per_step=max(0.0, wall - busy) / len(steps) if busy is not None and steps else None,
+        gpu_idle_s_per_step=max(0.0, wall - busy) / m.count if busy is not None else None,
     )

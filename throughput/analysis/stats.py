@@ -1,10 +1,12 @@
-"""Small, dependency-free statistics used by the analyses (no numpy needed for a few thousand values)."""
+"""Small statistics used by the analyses: exact quantiles of a few thousand values, and distributions."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from typing import Sequence
+
+from throughput.session.exact import exact_std
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -50,12 +52,12 @@ class Distribution:
 
 
 def distribution(values: Sequence[float]) -> Distribution:
-    """Describe durations. Raises ValueError on an empty sequence."""
+    """Describe durations. Raises ValueError on an empty sequence. The standard deviation (population)
+    comes from exact sums of the values and their squares, rounded once: the same number a bounded
+    capture's running totals give (``analysis.measured``)."""
     if not values:
         raise ValueError("distribution of an empty sequence")
-    m = mean(values)
-    var = math.fsum((v - m) ** 2 for v in values) / len(values)
     return Distribution(
-        count=len(values), mean_s=m, median_s=median(values), p5_s=quantile(values, 0.05),
-        p95_s=quantile(values, 0.95), min_s=min(values), max_s=max(values), std_s=math.sqrt(var),
+        count=len(values), mean_s=mean(values), median_s=median(values), p5_s=quantile(values, 0.05),
+        p95_s=quantile(values, 0.95), min_s=min(values), max_s=max(values), std_s=exact_std(values),
     )

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from throughput.analysis.breakdown import PhaseStats, breakdown
+from throughput.analysis.breakdown import PhaseStats, phase_stats
 from throughput.analysis.findings import findings
+from throughput.analysis.measured import steady_state
 from throughput.analysis.memory import MemorySummary, memory_summary
-from throughput.analysis.mfu import Mfu, run_mfu
+from throughput.analysis.mfu import Mfu, run_mfu_of
 from throughput.analysis.operators import Operators, operators, window_of
-from throughput.analysis.rates import Rates, rates
+from throughput.analysis.rates import Rates, rates_of
+from throughput.analysis.retained import retention_notes
 from throughput.analysis.stats import Distribution, distribution
 from throughput.analysis.verdict import Verdict, verdict
 from throughput.finding import Finding
@@ -47,15 +48,16 @@ class Summary:
 
 
 def steady_steps(session: Session) -> tuple[tuple[StepRecord, ...], tuple[StepRecord, ...], str | None]:
-    """(warm-up steps, measured steps, note). If the run is too short to drop warm-up, all steps are
-    measured and the note says so rather than reporting nothing."""
+    """(warm-up steps, measured steps, note) among the steps a session kept (all of them unless it is
+    a bounded capture's: figures come from ``analysis.measured.steady_state``). If the run is too short
+    to drop warm-up, all steps are measured and the note says so."""
     steps = session.steps
     window = window_of(session)
     if window is not None:   # the operator window's steps ran slower: never part of the figures
         steps = tuple(s for s in steps if not window.excludes(s.index))
     k = session.info.warmup_steps
-    if len(steps) > k:
-        return steps[:k], steps[k:], None
+    if session.steps_seen > k:
+        return tuple(s for s in steps if s.index < k), tuple(s for s in steps if s.index >= k), None
     if not steps:
         return (), (), None
     return (), steps, (f"only {len(steps)} step(s): warm-up ({k}) not excluded, "
@@ -72,30 +74,33 @@ def capture_context(session: Session) -> dict[str, float | int | str | bool]:
 
 
 def summarize(session: Session) -> Summary:
-    """Analyse a session (pure: no I/O, no torch)."""
-    warm, measured, note = steady_steps(session)
-    phases = breakdown(measured)
-    r = rates(measured)
+    """Analyse a session (pure: no I/O, no torch). Raises ValueError when a bounded session is asked
+    for a longer warm-up than it was captured with."""
+    warm, measured, note = steady_state(session)
+    phases = phase_stats(measured) if measured is not None else ()
+    r = rates_of(measured)
     info = session.info
     context = capture_context(session)
-    micro = (sum(s.micro_steps for s in measured) / len(measured)) if measured else None
-    notes = tuple(info.notes) + ((note,) if note else ())
-    if not session.steps:
+    micro = measured.micro_steps / measured.count if measured is not None else None
+    notes = tuple(info.notes) + ((note,) if note else ()) + retention_notes(session)
+    if not session.steps_seen:
         notes += ("no training steps were seen",)
-    ops = operators(session, math.fsum(s.duration_s for s in measured) / len(measured) if measured else None)
+    ops = operators(session, measured.wall_s / measured.count if measured is not None else None)
     memory = memory_summary(session)
     notes += _window_note(session, ops)
     return Summary(
         run_id=info.run_id, device=info.device, device_name=info.device_name, world_size=info.world_size,
         rank=info.rank, step_rule=info.step_rule.value, end=info.end.value, end_detail=info.end_detail,
-        partial=info.partial, steps_total=len(session.steps), warmup_steps=len(warm),
-        steps_measured=len(measured), step_time=_dist(measured), warmup_step_time=_dist(warm),
+        partial=info.partial, steps_total=session.steps_seen, warmup_steps=len(warm),
+        steps_measured=measured.count if measured is not None else 0,
+        step_time=measured.durations if measured is not None else None, warmup_step_time=_dist(warm),
         phases=phases, rates=r, micro_steps_per_step=micro,
         verdict=verdict(phases, info.device, r.device_busy_share, context, memory, device_name=info.device_name),
         notes=notes,
-        findings=findings(session.events, session.steps, phases, info.device, context,
-                          telemetry=session.telemetry, measured=measured),
-        mfu=run_mfu(info, measured), operators=ops, memory=memory,
+        findings=findings(session, phases, context, measured),
+        mfu=run_mfu_of(info, measured.count if measured is not None else 0,
+                       measured.wall_s if measured is not None else 0.0),
+        operators=ops, memory=memory,
     )
 
 

@@ -41,7 +41,14 @@ class TelemetrySummary:
 
 
 def metric_stats(session: Session) -> tuple[MetricStats, ...]:
-    """Mean and max per (source, metric), sorted by source then metric; cumulative counters left out."""
+    """Mean and max per (source, metric) over every sample (the totals of a bounded capture, else the
+    samples), sorted by source then metric; cumulative counters left out."""
+    if session.retention is not None and session.retention.telemetry_totals:
+        return tuple(
+            MetricStats(source=t.source, metric=t.metric, count=t.count, mean=t.total / t.count, max=t.max)
+            for t in sorted(session.retention.telemetry_totals, key=lambda t: (t.source, t.metric))
+            if t.metric not in COUNTER_METRICS and t.count
+        )
     groups: dict[tuple[str, str], list[float]] = defaultdict(list)
     for t in session.telemetry:
         if t.metric in COUNTER_METRICS:
@@ -78,6 +85,9 @@ def pyspy_window_of(session: Session) -> PySpyWindow | None:
 def telemetry_summary(session: Session) -> TelemetrySummary:
     stats = metric_stats(session)
     masks = {int(t.value) for t in session.telemetry if t.metric == "throttle_reasons"}
+    if session.retention is not None:   # every distinct mask seen, kept sample or not
+        masks |= {int(v) for t in session.retention.telemetry_totals if t.metric == "throttle_reasons"
+                  for v in t.distinct}
     reasons = sorted({name for m in masks for name in throttle_names(m)})
     return TelemetrySummary(
         gpu=tuple(s for s in stats if s.source.startswith("gpu") and s.metric != "throttle_reasons"),

@@ -143,6 +143,8 @@ class BatchDescriber:
         self._memo: _Roles | None = None
 
     def __call__(self, batch: Any, pad_id: int | None = None) -> BatchStats:
+        if type(batch) in _SCALARS:   # an index or a number: nothing to count, no walk
+            return _NOTHING
         memo = self._memo
         if (memo is not None and type(batch) is memo.kind and len(batch) == memo.length
                 and (memo.keys is None or batch.keys() == memo.keys)):
@@ -152,6 +154,10 @@ class BatchDescriber:
         memo = self._memo = _Roles.of(batch)
         stats = memo.read(batch, pad_id) if memo is not None else None
         return stats if stats is not None else describe_batch(batch, pad_id)
+
+
+_SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
+_NOTHING = BatchStats()
 
 
 class _Roles:

@@ -10,15 +10,19 @@ import sys
 import time
 import uuid
 import weakref
+from dataclasses import replace
 from threading import get_ident
 from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from throughput.capture.batch import BatchDescriber, BatchStats
 from throughput.capture.device import device_name, resolve_device, torch_version
 from throughput.capture.environment import run_environment
-from throughput.capture.recorder import PhaseMisuseError, Recorder, _Frame
-from throughput.capture.steps import keep_loss, step_meta, to_float
+from throughput.capture.progress import ProgressLine, ProgressView, progress_enabled
+from throughput.capture.recorder import _NO_META, PhaseMisuseError, RecordedPhase, Recorder, _Frame
+from throughput.capture.retention import EventStore, TelemetryStore
+from throughput.capture.steps import DeviceLosses, keep_loss, step_meta, to_float
 from throughput.session.records import Event, RunEnd, RunInfo, StepRule, TelemetrySample
+from throughput.session.retention import Retention, RetentionPolicy
 from throughput.session.session import Session
 from throughput.timing.clock import Clock, PerfCounterClock
 from throughput.timing.cuda import DeviceTimer, EventFactory, cuda_event_factory
@@ -60,7 +64,12 @@ class PhaseContext:
         self._frames: list[_Frame | None] = []
 
     def __enter__(self) -> "PhaseContext":
-        prof = self._prof if self._prof is not None else active_profiler()
+        prof = self._prof
+        hot = prof._hot if prof is not None else None
+        if hot is not None:   # a running profiler: straight to the recorder (one Python frame)
+            self._frames.append(hot[0].open(self._name) if get_ident() == hot[1] else None)
+            return self
+        prof = prof if prof is not None else active_profiler()
         self._frames.append(prof._open(self._name) if prof is not None else None)
         return self
 
@@ -68,7 +77,10 @@ class PhaseContext:
         frame = self._frames.pop() if self._frames else None
         if frame is not None:
             prof = self._prof if self._prof is not None else active_profiler()
-            if prof is not None:
+            hot = prof._hot if prof is not None else None
+            if hot is not None:
+                hot[0].close(frame)
+            elif prof is not None:
                 prof._close(frame)
 
     def __call__(self, fn: F) -> F:
@@ -110,7 +122,12 @@ class Profiler:
         device: "auto" (CUDA events when CUDA is available), "cpu" or "cuda".
         event_factory: makes CUDA-event-like objects (tests pass a fake); implies device timing.
         pad_id: token id counted as padding when a batch has no ``attention_mask``.
-        max_spans: spans kept for the trace; steps are always kept in full.
+        max_spans: spans kept for the trace in all (see ``retention``).
+        retention: the caps of what is kept in full (``throughput.session.retention.RetentionPolicy``):
+            the warm-up, the recent steps, the slowest, an even thinning of the rest; every step goes
+            into exact totals and quantile sketches whatever is kept, so memory does not grow with steps.
+        progress: the live status line on stderr: None shows it when stderr is a terminal, True always,
+            False never.
         telemetry: started with the profiler and stopped (threads joined) by ``stop()``, e.g. a
             ``throughput.telemetry.TelemetryController``.
         ambient: set by ``throughput profile`` for its own profiler, so that a script embedding its
@@ -119,9 +136,10 @@ class Profiler:
 
     def __init__(self, *, warmup_steps: int = DEFAULT_WARMUP_STEPS, clock: Clock | None = None,
                  device: str = "auto", event_factory: EventFactory | None = None,
-                 pad_id: int | None = None, max_spans: int = 200_000, run_id: str | None = None,
+                 pad_id: int | None = None, max_spans: int | None = None, run_id: str | None = None,
                  argv: Iterable[str] | None = None, rank: int | None = None,
-                 world_size: int | None = None, telemetry: "TelemetryHook | None" = None, ambient: bool = False) -> None:
+                 world_size: int | None = None, telemetry: "TelemetryHook | None" = None, ambient: bool = False,
+                 retention: RetentionPolicy | None = None, progress: bool | None = None) -> None:
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
         if device not in ("auto", "cpu", "cuda"):
@@ -131,22 +149,29 @@ class Profiler:
         self._device = resolve_device(device, event_factory)
         self._event_factory = event_factory
         self.pad_id = pad_id
-        self._max_spans = max_spans
+        policy = retention or RetentionPolicy()
+        self.retention_policy = policy if max_spans is None else replace(policy, max_spans=max_spans)
+        self.progress = progress
+        self._progress_line: ProgressLine | None = None
         self._run_id = run_id or f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         self._argv = tuple(argv) if argv is not None else tuple(sys.argv)
         self._rank = rank if rank is not None else int(os.environ.get("RANK", "0"))
         self._world_size = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
         self._recorder: Recorder | None = None
+        # (recorder, owner thread) while running: the phase fast path (``open``/``close`` are looked up
+        # on the recorder each time: an observer installed meanwhile shadows them)
+        self._hot: tuple[Recorder, int] | None = None
+        self._fast_phases: dict[str, RecordedPhase] | None = None   # per name, while running on the host
+        self._owner_thread = 0
         self._phase_contexts: dict[str, PhaseContext] = {}
         self._origin_s = 0.0
         self._started_unix_s = 0.0
         self._pending_batches: list[BatchStats] = []
         self._describe = BatchDescriber()
-        self._events: list[Event] = []
-        self._telemetry: list[TelemetrySample] = []
+        self._events = EventStore(self.retention_policy)
+        self._telemetry = TelemetryStore(self.retention_policy)
         self._artifacts: list[str] = []
         self._notes: list[str] = []
-        self._losses: dict[int, float | None] = {}
         self._end = RunEnd.RUNNING
         self._end_detail = ""
         self._exit_code: int | None = None
@@ -179,13 +204,23 @@ class Profiler:
         timer = None
         if self._device == "cuda":
             timer = DeviceTimer(self._event_factory or cuda_event_factory())
-        self._recorder = Recorder(self._clock, timer, max_spans=self._max_spans)
+        self._recorder = Recorder(self._clock, timer, warmup_steps=self.warmup_steps,
+                                  retention=self.retention_policy, read_loss=to_float,
+                                  device_losses=DeviceLosses() if self._device == "cuda" else None)
         self._origin_s = self._clock.now_s()
         self._started_unix_s = time.time()
         _active = weakref.ref(self)
         self.running = True
+        self._hot = (self._recorder, self._recorder.owner_thread)
+        self._owner_thread = self._recorder.owner_thread
+        self._fast_phases = {} if timer is None else None
         if self._telemetry_hook is not None:
             self._telemetry_hook.start(self)
+        if progress_enabled(self.progress, sys.stderr):
+            rec = self._recorder
+            self._progress_line = ProgressLine(lambda: ProgressView(steps_done=rec.steps_done,
+                                                                    recent=rec.recent_steps()))
+            self._progress_line.start()
         return self
 
     def stop(self, end: RunEnd = RunEnd.COMPLETED, detail: str = "", exit_code: int | None = None) -> Session:
@@ -198,13 +233,18 @@ class Profiler:
                 return self.session()
         rec = self._recorder
         assert rec is not None
+        self._hot = None
+        self._fast_phases = None
         closed = rec.close_all()
+        rec.stop_recording()
         if closed:
             self._notes.append(f"run ended inside phase(s) {', '.join(closed)}; they were closed at the end")
+        if self._progress_line is not None:
+            self._progress_line.stop()
+            self._progress_line = None
         rec.finish_device()
         if self._telemetry_hook is not None:
             self._telemetry_hook.stop(self)   # joins sampler threads, reaps py-spy
-        self._convert_losses()
         self._end, self._end_detail, self._exit_code = end, detail, exit_code
         self.running = False
         self.stopped = True
@@ -220,8 +260,15 @@ class Profiler:
         self.stop(*_run_end_from_exception(exc))
 
     # -- the API used in training loops ---------------------------------------------------------
-    def phase(self, name: str) -> PhaseContext:
+    def phase(self, name: str) -> "PhaseContext | RecordedPhase":
         """Context manager and decorator that attributes the time inside to phase ``name``."""
+        fast = self._fast_phases
+        if fast is not None and get_ident() == self._owner_thread:   # running, host-timed, this thread
+            recorded = fast.get(name)
+            if recorded is None:
+                _check_phase_name(name)
+                recorded = fast[name] = self._recorder.phase_context(name)  # type: ignore[union-attr]
+            return recorded
         ctx = self._phase_contexts.get(name)
         if ctx is None:
             _check_phase_name(name)
@@ -230,6 +277,12 @@ class Profiler:
 
     def iter(self, iterable: Iterable[T], phase: str = "data") -> Iterator[T]:
         """Yield from ``iterable``, timing each wait for the next item as ``phase``."""
+        rec = self._ensure_started() if not self.running and not self.stopped else self._recorder
+        if self._fast_phases is not None and rec is not None and get_ident() == self._owner_thread:
+            return rec.iterate(iterable, phase, self.note_batch)   # host-timed, this thread: inlined
+        return self._iter(iterable, phase)
+
+    def _iter(self, iterable: Iterable[T], phase: str) -> Iterator[T]:
         iterator = iter(iterable)
         while True:
             frame = self._open(phase)
@@ -253,12 +306,19 @@ class Profiler:
              padding_tokens: int | None = None, loss: Any = None, micro_steps: int | None = None,
              grad_norm: float | None = None) -> int:
         """Close one step (one optimizer update). Counts not given are read from iterated batches."""
-        rec = self._ensure_started()
-        # Always a new list: the deferred StepMeta below keeps this one, and later batches must not join it.
-        batches, self._pending_batches = self._pending_batches, []
-        # The StepMeta is built when the recorder drains its log, not here in the training loop.
-        meta = functools.partial(step_meta, batches, samples, tokens, padding_tokens, micro_steps, grad_norm)
-        index = rec.end_step(meta, keep_loss(loss))
+        rec = self._recorder if self.running else self._ensure_started()
+        batches = self._pending_batches
+        if batches:   # a new list: a deferred StepMeta keeps this one, and later batches must not join it
+            self._pending_batches = []
+        meta: Any
+        if samples is None and tokens is None and padding_tokens is None and micro_steps is None \
+                and grad_norm is None and len(batches) < 2:
+            # The usual step: nothing said, at most one batch. Its fields as the tuple the recorder keeps.
+            b = batches[0] if batches else None
+            meta = _NO_META if b is None else (b.samples, b.tokens, b.padding_tokens, 1, None, None)
+        else:   # built when the recorder drains its log, not here in the training loop
+            meta = functools.partial(step_meta, batches, samples, tokens, padding_tokens, micro_steps, grad_norm)
+        index = rec.end_step(meta, keep_loss(loss) if loss is not None else None)  # type: ignore[union-attr]
         if self._on_step is not None:
             self._on_step(self, index)
         return index
@@ -266,10 +326,11 @@ class Profiler:
     def event(self, kind: str, message: str, **detail: float | int | str | bool) -> None:
         """Record a hygiene observation (turned into findings by analysis)."""
         rec = self._ensure_started()
-        self._events.append(Event(kind=kind, step=rec.steps_done, message=message, detail=detail))
+        self._events.add(Event(kind=kind, step=rec.steps_done, message=message, detail=detail))
 
     def add_telemetry(self, samples: Iterable[TelemetrySample]) -> None:
-        self._telemetry.extend(samples)
+        """Add samples (thread-safe; kept within ``retention``'s caps, totals over all of them)."""
+        self._telemetry.add(samples)
 
     def add_artifact(self, path: str) -> None:
         self._artifacts.append(path)
@@ -298,21 +359,24 @@ class Profiler:
     def session(self) -> Session:
         """A frozen snapshot of everything recorded so far (a running profiler gives end=running)."""
         rec = self._ensure_started()
-        steps, spans = rec.records(self._losses)
+        snap = rec.snapshot()
         info = RunInfo(
             run_id=self._run_id, argv=self._argv, device=self._device, device_name=device_name(self._device),
             torch_version=torch_version(), python_version=platform.python_version(),
             hostname=socket.gethostname(), rank=self._rank, world_size=self._world_size,
             origin_s=self._origin_s, started_unix_s=self._started_unix_s, step_rule=self.step_rule,
             warmup_steps=self.warmup_steps, end=self._end, end_detail=self._end_detail,
-            exit_code=self._exit_code, notes=tuple(self._notes) + _span_note(rec),
-            environment=run_environment(),
+            exit_code=self._exit_code, notes=tuple(self._notes), environment=run_environment(),
         )
         if self.info_overrides:
-            from dataclasses import replace
             info = replace(info, **self.info_overrides)
-        return Session(info=info, steps=tuple(steps), spans=tuple(spans), events=tuple(self._events),
-                       telemetry=tuple(self._telemetry), artifacts=tuple(self._artifacts))
+        retention = Retention(
+            policy=self.retention_policy, steps_seen=snap.steps_seen, sample_stride=snap.stride,
+            measured=snap.measured, loss=snap.loss, spans_seen=snap.spans_seen, span_totals=snap.span_totals,
+            telemetry_seen=self._telemetry.seen, telemetry_totals=self._telemetry.totals(),
+            events_dropped=self._events.dropped)
+        return Session(info=info, steps=snap.steps, spans=snap.spans, events=tuple(self._events.kept),
+                       telemetry=self._telemetry.kept(), artifacts=tuple(self._artifacts), retention=retention)
 
     def save(self, path: str | os.PathLike[str]) -> Any:
         from throughput.session.io import save_session
@@ -344,19 +408,6 @@ class Profiler:
     # thread or after stop, and closing None does nothing. Aliases, not wrappers: no extra frame.
     open_phase = _open
     close_phase = _close
-
-    def _convert_losses(self) -> None:
-        assert self._recorder is not None
-        pending = self._recorder.pending_losses()
-        for index, value in pending.items():
-            self._losses[index] = to_float(value)
-
-
-def _span_note(rec: Recorder) -> tuple[str, ...]:
-    if rec.spans_dropped:
-        return (f"trace capped: {rec.spans_dropped} spans beyond the first {rec.spans_kept} "
-                "were not kept (step records are complete)",)
-    return ()
 
 
 def _run_end_from_exception(exc: BaseException | None) -> tuple[RunEnd, str, int | None]:

@@ -69,6 +69,8 @@ class ViewWindow:
         self._done = False
 
     def start(self, prof: Any) -> None:
+        if self.options.intrusive:   # the window's slower steps stay in full, out of a long run's totals
+            prof.recorder.hold_in_full(self._last + 2)
         self._advance(prof, 0)
 
     def on_step(self, prof: Any, index: int) -> None:

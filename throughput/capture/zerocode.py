@@ -23,6 +23,7 @@ class ProfileOptions:
     pad_id: int | None = None             # token id counted as padding when batches have no mask
     telemetry: Any = None                 # a TelemetryHook (throughput.telemetry.TelemetryController,
                                           # which also records FLOPs per step for MFU)
+    progress: bool | None = None          # live status line: None on a terminal only, True always, False never
 
     def __post_init__(self) -> None:
         if self.warmup_steps < 0:
@@ -38,7 +39,7 @@ def profile_target(target: Target, options: ProfileOptions | None = None) -> tup
     check_target(target)
     argv = (target.display if target.path is not None else target.display, *target.args)
     prof = Profiler(warmup_steps=options.warmup_steps, argv=argv, pad_id=options.pad_id,
-                    telemetry=options.telemetry, ambient=True)
+                    telemetry=options.telemetry, ambient=True, progress=options.progress)
     prof.info_overrides["overrides"] = {k: _text(v) for k, v in options.overrides.as_dict().items()}
     inst = Instrumentation(prof, options.overrides, options.max_steps)
     inst.install()

@@ -5,22 +5,23 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from throughput.cli import (ablate_cmd, advise_cmd, compare_cmd, demo_cmd, profile_cmd, ranks_cmd, report_cmd,
-                            train_cmd)
 from throughput.cli.args import Parser, mark_commands
 from throughput.cli.errors import CliError
 
-SUBCOMMANDS = (profile_cmd, report_cmd, compare_cmd, ranks_cmd, advise_cmd, train_cmd, ablate_cmd, demo_cmd)
+# Subcommand modules import in build_parser(), inside entry_point's Ctrl-C handling.
+SUBCOMMANDS = ("profile_cmd", "report_cmd", "compare_cmd", "ranks_cmd", "advise_cmd", "train_cmd", "ablate_cmd",
+               "demo_cmd")
 
 
 def build_parser() -> Parser:
+    import importlib
     parser = Parser(
         prog="throughput",
         description="Find where each PyTorch training step's time goes, then run a tuned recipe.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in SUBCOMMANDS:
-        module.add_parser(sub)
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"throughput.cli.{name}").add_parser(sub)
     mark_commands(sub)
     return parser
 
@@ -35,4 +36,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    """The console script. Ctrl-C outside the profiled script (while starting, before the script runs)
+    ends with status 130 and one line, never a traceback."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("\nthroughput: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)

@@ -33,6 +33,9 @@ def options_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=nonnegative_int, default=None, help="leading steps excluded (default 2)")
     p.add_argument("--format", choices=sorted(RENDERERS), default="table", help="report printed to stderr")
     p.add_argument("--quiet", action="store_true", help="print nothing but the script's own output")
+    p.add_argument("--progress", action="store_true",
+                   help="show the live status line on stderr even when it is not a terminal "
+                        "(default: shown on a terminal only)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", type=key_value,
                    help="override the recipe without editing it (throughput/knobs.py): micro_batch_size "
                         "(alias batch_size), num_workers, pin_memory, persistent_workers, prefetch_factor "
@@ -121,13 +124,16 @@ def run(args: argparse.Namespace) -> int:
     from throughput.capture.zerocode import ProfileOptions, profile_target
     from throughput.capture.profiler import DEFAULT_WARMUP_STEPS
     window = build_window(opts, out, DEFAULT_WARMUP_STEPS if opts.warmup_steps is None else opts.warmup_steps)
+    quiet = opts.quiet or multirank.is_quiet_rank()
+    progress = False if quiet else (True if opts.progress else None)
     options = ProfileOptions(max_steps=opts.max_steps, overrides=overrides, pad_id=opts.pad_id,
-                             telemetry=chain(_telemetry(opts, out), window),
+                             telemetry=chain(_telemetry(opts, out), window), progress=progress,
                              **({} if opts.warmup_steps is None else {"warmup_steps": opts.warmup_steps}))
     prepare_exit_by_signal()
     session, result = profile_target(target, options)
-    _report(session, out, opts.format, opts.quiet or multirank.is_quiet_rank())
-    after_report(session, opts, opts.quiet or multirank.is_quiet_rank())
+    if not _report(session, out, opts.format, quiet):
+        return 130   # the report was aborted by a second Ctrl-C; what was written is kept
+    after_report(session, opts, quiet)
     multirank.after_rank(base_out, quiet=opts.quiet)
     if result.signal is not None:
         exit_by_signal(result.signal)
@@ -145,21 +151,39 @@ def _relaunch_with_env(env: dict[str, str], argv: Sequence[str]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "throughput", "profile", *argv], {**os.environ, **env})
 
 
-def _report(session: Any, out: Path, fmt: str, quiet: bool) -> None:
+def _report(session: Any, out: Path, fmt: str, quiet: bool) -> bool:
+    """Write the report folder and print the summary. False when a second Ctrl-C aborted it."""
     from throughput.analysis.summary import summarize
+    from throughput.cli.interrupts import FinishFirst
     from throughput.report.folder import write_report
-    summary = summarize(session)
-    try:
-        folder = write_report(session, out, summary)
-    except OSError as e:
-        print(f"throughput: error: could not write the report to {out}: {e}", file=sys.stderr)
-        return
-    if not quiet:
+    _say(quiet, f"throughput: writing report to {out}/ ...")
+    t0 = time.perf_counter()
+    with FinishFirst(what="the report") as guard:
         try:
-            print("\n" + RENDERERS[fmt](summary).rstrip("\n"), file=sys.stderr)
-            print(f"report: {folder}/report.md", file=sys.stderr)
-        except (OSError, ValueError):  # the script closed or broke stderr: the folder has the report
-            pass
+            summary = summarize(session)
+            folder = write_report(session, out, summary)
+        except KeyboardInterrupt:
+            kept = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.is_dir() else []
+            print(f"throughput: report aborted; kept in {out}: {', '.join(kept) or 'nothing'}", file=sys.stderr)
+            return False
+        except OSError as e:
+            print(f"throughput: error: could not write the report to {out}: {e}", file=sys.stderr)
+            return True
+        _say(quiet, f"throughput: report written in {time.perf_counter() - t0:.1f} s"
+             + (" (finished after Ctrl-C)" if guard.interrupted else ""))
+    if not quiet:
+        _say(quiet, "\n" + RENDERERS[fmt](summary).rstrip("\n"))
+        _say(quiet, f"report: {folder}/report.md")
+    return True
+
+
+def _say(quiet: bool, line: str) -> None:
+    if quiet:
+        return
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # the script closed or broke stderr: the folder has the report
+        pass
 
 
 def _default_out(stem: str) -> Path:

@@ -28,5 +28,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     if args.warmup_steps is not None:
         session = session.with_info(warmup_steps=args.warmup_steps)
-    print(RENDERERS[args.format](summarize(session)), end="")
+    try:
+        summary = summarize(session)
+    except ValueError as e:   # e.g. a longer warm-up than a long run's session kept in detail
+        raise CliError(f"report: {e}") from None
+    print(RENDERERS[args.format](summary), end="")
     return 0

@@ -119,7 +119,8 @@ class _Run:
     def train(self, max_steps: int | None = None) -> TrainResult:
         end = "completed"
         own = active_profiler() is None
-        prof = Profiler(warmup_steps=min(2, self.cfg.steps - 1)) if own else active_profiler()
+        # progress=False: the loop prints its own progress (Progress), one status line is enough
+        prof = Profiler(warmup_steps=min(2, self.cfg.steps - 1), progress=False) if own else active_profiler()
         assert prof is not None
         prof.event("context", "training loop settings", num_workers=self.cfg.num_workers,
                    pin_memory=self.cfg.pin_memory, optimizer="AdamW", amp=self.rt.amp,

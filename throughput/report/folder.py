@@ -18,7 +18,7 @@ from throughput.report.telemetry import render_telemetry_md
 from throughput.report.exports import STEPS_NAME, write_steps_jsonl
 from throughput.report.trace import write_trace
 from throughput.report.trace_merge import TORCH_TRACE_NAME, write_merged_trace
-from throughput.session.io import save_session
+from throughput.session.io import atomic_write_text, save_session
 from throughput.session.session import Session
 
 
@@ -51,8 +51,10 @@ def write_report(session: Session, out_dir: str | Path, summary: Summary | None 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summary or summarize(session)
+    # session.json first: with it everything else can be rendered again (`throughput report`). Each
+    # file is written whole (temp file + rename), so an interrupted report leaves no half files.
     save_session(session, out / "session.json")
-    (out / "summary.json").write_text(json.dumps(summary_to_dict(summary), indent=2) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary_to_dict(summary), indent=2) + "\n")
     images, missing = write_plots(session, out) if plots else ([], None)
     markdown = render_markdown(summary)
     extra = render_telemetry_md(telemetry_summary(session))
@@ -62,7 +64,7 @@ def write_report(session: Session, out_dir: str | Path, summary: Summary | None 
         markdown += "\n## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in images) + "\n"
     elif missing:
         markdown += f"\n## Plots\n\nNot drawn: {missing}.\n"
-    (out / "report.md").write_text(markdown)
+    atomic_write_text(out / "report.md", markdown)
     write_trace([session], out / "trace.json")
     write_steps_jsonl(session, out / STEPS_NAME)
     _merge_torch_trace(session, out)

@@ -1,6 +1,7 @@
 """PNG plots of a run (matplotlib is an optional extra: `pip install 'throughput[plots]'`).
 
-Renderers only: the numbers come from ``analysis.series.step_series`` and the loss findings.
+Renderers only: the numbers come from ``analysis.series`` (kept steps, rolling bands) and the loss
+findings. Every plot draws a bounded number of points whatever the run's length.
 """
 
 from __future__ import annotations
@@ -8,11 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from throughput.analysis.series import StepSeries
+from throughput.analysis.series import StepSeries, measured_points, rolling_band
 
 PLOTS_HINT = "plots need matplotlib: pip install 'throughput[plots]' (make demo installs it)"
 _COLORS = {"data": "#d62728", "h2d": "#9467bd", "forward": "#1f77b4", "backward": "#2ca02c",
            "optimizer": "#ff7f0e", "eval": "#8c564b", "checkpoint": "#e377c2", "other": "#bbbbbb"}
+
+
+_MARGINS = {"left": 0.08, "right": 0.98, "top": 0.92, "bottom": 0.13, "hspace": 0.12}
 
 
 def _pyplot() -> Any:
@@ -26,46 +30,91 @@ def _pyplot() -> Any:
 
 
 def plot_step_breakdown(series: StepSeries, path: Path, title: str = "Step time by phase") -> Path:
-    """Stacked bars: each step's wall time split by phase (exclusive), warm-up steps shaded."""
+    """Readable at any length: above, the step time's rolling median with its p5..p95 band over the
+    step index, the slowest kept steps as dots and the warm-up steps apart (grey crosses, drawn at the
+    top edge when they are off the scale); below, the rolling mean of each phase, stacked (means add
+    up to the mean step time)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 4))
-    bottom = [0.0] * len(series.steps)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, height_ratios=(1, 1),
+                                      gridspec_kw=_MARGINS)
+    steps, durations = measured_points(series, series.duration_s)
+    band = rolling_band(steps, [d * 1e3 for d in durations])
+    ceiling = 1.0
+    if band is not None:
+        top.fill_between(band.steps, band.p5, band.p95, color="#1f77b4", alpha=0.2, linewidth=0,
+                         label=f"p5..p95 (rolling {band.window} steps)")
+        top.plot(band.steps, band.median, color="#1f77b4", linewidth=1.2, label="median")
+        ceiling = max(band.p95) * 1.6 or 1.0
+    elif durations:
+        top.plot(steps, [d * 1e3 for d in durations], color="#1f77b4", marker="o", label="step")
+        ceiling = max(durations) * 1e3 * 1.6 or 1.0
+    _outliers(top, series, ceiling)
+    top.set(ylabel="step ms", title=title)
+    top.set_ylim(0, ceiling)
+    top.legend(loc="upper right", fontsize=7, ncol=4)
+    x_for_stack: tuple[int, ...] = ()
+    stacks = []
     for name in series.phases:
-        values_ms = [v * 1e3 for v in series.phase_s[name]]
-        ax.bar(series.steps, values_ms, bottom=bottom, width=1.0, label=name,
-               color=_COLORS.get(name), linewidth=0)
-        bottom = [b + v for b, v in zip(bottom, values_ms)]
-    if series.warmup_steps:
-        ax.axvspan(-0.5, series.warmup_steps - 0.5, color="#000000", alpha=0.06, label="warm-up")
-    ax.set(xlabel="step", ylabel="ms", title=title)
-    ax.set_ylim(0, max(bottom, default=1.0) * 1.3 or 1.0)   # headroom for the legend
-    ax.legend(loc="upper right", fontsize=8, ncol=5)
+        xs, values = measured_points(series, series.phase_s[name])
+        phase_band = rolling_band(xs, [v * 1e3 for v in values], band.window if band is not None else None)
+        if phase_band is not None:
+            x_for_stack = phase_band.steps
+            stacks.append((name, phase_band.mean))
+    if stacks:
+        bottom.stackplot(x_for_stack, [v for _, v in stacks], labels=[n for n, _ in stacks],
+                         colors=[_COLORS.get(n, "#777777") for n, _ in stacks], linewidth=0)
+        bottom.legend(loc="upper right", fontsize=7, ncol=5)
+    bottom.set(xlabel="step", ylabel="ms (rolling mean)")
     return _save(fig, plt, path)
 
 
-def plot_throughput(runs: Sequence[tuple[str, StepSeries]], path: Path, unit: str = "tokens") -> Path:
-    """Throughput over wall-clock time, one line per run (before/after)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    for label, series in runs:
-        values = series.tokens_per_s if unit == "tokens" else series.samples_per_s
-        points = [(t, v) for t, v in zip(series.end_s, values) if v is not None]
+def _outliers(ax: Any, series: StepSeries, ceiling: float) -> None:
+    """Warm-up steps (grey crosses) and the slowest kept steps (dots), clipped to the top edge."""
+    even = series.even or (True,) * len(series.steps)
+    warm = [(i, d * 1e3) for i, d in zip(series.steps, series.duration_s) if i < series.warmup_steps]
+    slow = [(i, d * 1e3) for i, d, e in zip(series.steps, series.duration_s, even)
+            if not e and i >= series.warmup_steps]
+    for points, style in ((warm, {"marker": "x", "color": "#777777", "label": "warm-up"}),
+                          (slow, {"marker": ".", "color": "#d62728", "label": "slowest kept"})):
         if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=label, linewidth=1.2)
-    ax.set(xlabel="seconds since first step", ylabel=f"{unit}/s", title=f"Throughput ({unit}/s per step)")
+            ax.scatter([p[0] for p in points], [min(p[1], ceiling * 0.98) for p in points], s=12, zorder=3, **style)
+            off = [p for p in points if p[1] > ceiling]
+            if off:
+                ax.annotate(f"{len(off)} off scale (max {max(p[1] for p in off):.3g} ms)",
+                            (off[0][0], ceiling * 0.98), fontsize=7, xytext=(4, -10), textcoords="offset points")
+
+
+def plot_throughput(runs: Sequence[tuple[str, StepSeries]], path: Path, unit: str = "tokens") -> Path:
+    """Throughput per step over the step index: rolling median and p5..p95 band, one per run."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 3.5), gridspec_kw=_MARGINS)
+    for label, series in runs:
+        steps, values = measured_points(series, series.tokens_per_s if unit == "tokens" else series.samples_per_s)
+        band = rolling_band(steps, values)
+        if band is not None:
+            line = ax.plot(band.steps, band.median, label=f"{label} (median)", linewidth=1.2)
+            ax.fill_between(band.steps, band.p5, band.p95, alpha=0.2, linewidth=0, color=line[0].get_color())
+        elif values:
+            ax.plot(steps, values, label=label, marker="o")
+    ax.set(xlabel="step", ylabel=f"{unit}/s", title=f"Throughput ({unit}/s per step, rolling median, p5..p95)")
     ax.legend(fontsize=8)
     return _save(fig, plt, path)
 
 
 def plot_loss(runs: Sequence[tuple[str, StepSeries]], path: Path,
               flagged: Sequence[tuple[str, int, str]] = ()) -> Path:
-    """Loss per step, one line per run; ``flagged`` = (run label, step, rule id) marked with a cross."""
+    """Loss over the kept steps (thin), its rolling median, one per run; ``flagged`` = (run label, step,
+    rule id) marked with a cross."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 3.5))
+    fig, ax = plt.subplots(figsize=(9, 3.5), gridspec_kw=_MARGINS)
     for label, series in runs:
         points = [(s, v) for s, v in zip(series.steps, series.loss) if v is not None]
         if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=label, linewidth=1.2)
+            line = ax.plot([p[0] for p in points], [p[1] for p in points], label=label, linewidth=0.6, alpha=0.6)
+            band = rolling_band([p[0] for p in points], [p[1] for p in points])
+            if band is not None and len(points) > 40:
+                ax.plot(band.steps, band.median, linewidth=1.4, color=line[0].get_color(),
+                        label=f"{label} (rolling median)")
             by_step = dict(points)
             marks = [(step, by_step[step]) for run, step, _ in flagged if run == label and step in by_step]
             if marks:
@@ -78,7 +127,8 @@ def plot_loss(runs: Sequence[tuple[str, StepSeries]], path: Path,
 
 def _save(fig: Any, plt: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # Fixed margins (set where the figure is made), not tight_layout: its extra text-layout pass was
+    # most of a plot's cost, and post-run work must stay within seconds.
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from throughput.session.io import atomic_write_text
 from throughput.session.session import Session
 
 STEPS_TID = 0
@@ -80,7 +81,4 @@ def build_trace(sessions: Sequence[Session]) -> dict[str, Any]:
 
 def write_trace(sessions: Sequence[Session], path: str | Path) -> Path:
     """Write the trace JSON compactly (no spaces). Returns the path."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(build_trace(sessions), separators=(",", ":")))
-    return target
+    return atomic_write_text(path, json.dumps(build_trace(sessions), separators=(",", ":")))

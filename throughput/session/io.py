@@ -6,7 +6,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict
+from dataclasses import fields, is_dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -15,7 +15,8 @@ from throughput.session.session import Session
 from throughput.validation import DecodeError, decode
 
 SCHEMA = "throughput.session"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)   # 1: every step in full, no retention record (it decodes as None)
 
 
 class SessionFormatError(ValueError):
@@ -23,25 +24,37 @@ class SessionFormatError(ValueError):
 
 
 def session_to_dict(session: Session) -> dict[str, Any]:
-    def plain(obj: Any) -> Any:
-        if isinstance(obj, Enum):
-            return obj.value
-        if isinstance(obj, Mapping):
-            return {str(k): plain(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [plain(v) for v in obj]
-        return obj
-
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
-        "info": plain(asdict(session.info)),
-        "steps": [plain(asdict(s)) for s in session.steps],
-        "spans": [plain(asdict(s)) for s in session.spans],
-        "events": [plain(asdict(e)) for e in session.events],
-        "telemetry": [plain(asdict(t)) for t in session.telemetry],
+        "info": _plain(session.info),
+        "steps": [_plain(s) for s in session.steps],
+        "spans": [_plain(s) for s in session.spans],
+        "events": [_plain(e) for e in session.events],
+        "telemetry": [_plain(t) for t in session.telemetry],
         "artifacts": list(session.artifacts),
+        "retention": _plain(session.retention) if session.retention is not None else None,
     }
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(obj: Any) -> Any:
+    """JSON-ready values of records (what ``dataclasses.asdict`` gives, without its deep copies: a
+    bounded session's thousands of steps and spans are written in a fraction of the time)."""
+    names = _FIELDS.get(type(obj))
+    if names is None and is_dataclass(obj) and not isinstance(obj, type):
+        names = _FIELDS[type(obj)] = tuple(f.name for f in fields(obj))
+    if names is not None:
+        return {name: _plain(getattr(obj, name)) for name in names}
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
 
 
 # A float whose field name carries a unit (STYLE.md: ``_s``, ``_bytes``, ``_flops``, per-step FLOPs) is a
@@ -60,25 +73,18 @@ def finite_by_unit(name: str) -> float | None:
     return math.inf if name.endswith(UNIT_SUFFIXES) else None
 
 
-# Older schema versions this reader upgrades: version -> function from that version's raw dict to the
-# next version's. Empty while version 1 is the only one.
-UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
-
-
 def session_from_dict(raw: Any, source: str = "session") -> Session:
-    """Rebuild a session, checking schema, version and every field's type (``throughput.validation``).
-    Raises SessionFormatError with one line naming the field's path, e.g.
-    ``run.json: steps[3].phase_s.forward: expected a number, got "fast"``."""
+    """Rebuild a session, checking schema, version and every field's type (``throughput.validation``),
+    the retention record of schema 2 included. Raises SessionFormatError with one line naming the
+    field's path, e.g. ``run.json: steps[3].phase_s.forward: expected a number, got "fast"``."""
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         raise SessionFormatError(f"{source}: not a throughput session (no '{SCHEMA}' schema marker)")
     version = raw.get("schema_version")
-    while isinstance(version, int) and not isinstance(version, bool) and version in UPGRADES:
-        raw = UPGRADES[version](raw)
-        version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise SessionFormatError(
             f"{source}: session schema version {version!r} is not supported by this throughput "
-            f"(reads version {SCHEMA_VERSION}); re-profile or use the matching throughput version"
+            f"(reads versions {', '.join(map(str, READABLE_VERSIONS))}); re-profile or use the matching "
+            "throughput version"
         )
     body = {k: v for k, v in raw.items() if k not in ("schema", "schema_version")}
     try:
@@ -120,6 +126,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _FILE_MODE)   # mkstemp makes 0600; a report is as readable as any file written
         with os.fdopen(fd, "w") as f:
             f.write(text)
         os.replace(tmp, target)
@@ -127,6 +134,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
 
 
 def save_session(session: Session, path: str | os.PathLike[str]) -> Path:

@@ -7,6 +7,7 @@ only where a field says so.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Mapping
@@ -103,6 +104,22 @@ class StepRecord:
     def other_s(self) -> float:
         """Wall time not covered by any phase (never negative)."""
         return max(0.0, self.duration_s - sum(self.phase_s.values()))
+
+
+OTHER = "other"
+
+
+def exclusive_times(duration_s: float, phase_s: Mapping[str, float]) -> dict[str, float]:
+    """Exclusive host seconds per phase for one step, ``other`` included; they sum to the step's wall
+    time (phases that overrun the wall time, which the recorder cannot produce, are scaled down).
+    The one definition that both the analyses and the capture's running totals use."""
+    times = {k: max(0.0, v) for k, v in phase_s.items()}
+    covered = math.fsum(times.values())
+    if covered > duration_s > 0:
+        scale = duration_s / covered
+        times = {k: v * scale for k, v in times.items()}
+    times[OTHER] = max(0.0, duration_s - sum(phase_s.values()))
+    return times
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

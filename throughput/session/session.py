@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from throughput.session.records import Event, RunInfo, Span, StepRecord, TelemetrySample
+from throughput.session.retention import Retention
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Session:
     """Everything measured in one run of one process. Derived numbers live in analysis, not here.
 
-    ``spans`` may be capped (see ``Recorder``) to keep traces small; ``steps`` is always complete.
+    A bounded capture (``retention`` set) keeps full detail for a bounded set of steps (and their
+    spans), a thinned telemetry series and capped events, and the exact aggregates of everything in
+    ``retention``. Without ``retention`` (hand-made sessions, schema 1 files) ``steps`` are all the steps.
     """
 
     info: RunInfo
@@ -20,11 +23,17 @@ class Session:
     events: tuple[Event, ...] = ()
     telemetry: tuple[TelemetrySample, ...] = ()
     artifacts: tuple[str, ...] = field(default=())   # files beside the session (py-spy profile, ...)
+    retention: Retention | None = None
 
     @property
-    def wall_time_s(self) -> float:
-        """Sum of step durations (time outside steps, such as set-up, is not included)."""
-        return sum(s.duration_s for s in self.steps)
+    def complete(self) -> bool:
+        """True when ``steps`` holds every step of the run (nothing was folded into aggregates only)."""
+        return self.retention is None or self.retention.steps_seen == len(self.steps)
+
+    @property
+    def steps_seen(self) -> int:
+        """Steps that ended in the run, kept in full or not."""
+        return len(self.steps) if self.retention is None else self.retention.steps_seen
 
     def with_info(self, **changes: object) -> "Session":
         return replace(self, info=replace(self.info, **changes))  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from throughput.session.records import TelemetrySample
 from throughput.timing.clock import Clock
@@ -31,9 +31,12 @@ class Sampler(Protocol):
 
 
 class SamplerThread:
-    """Calls ``sampler.sample`` every ``interval_s`` on a daemon thread until ``stop()``."""
+    """Calls ``sampler.sample`` every ``interval_s`` on a daemon thread until ``stop()``. With a ``sink``
+    (the profiler's bounded store) samples go there as they are taken; without one they are kept in a
+    list that ``stop()`` returns (for short uses: it grows with the run)."""
 
-    def __init__(self, sampler: Sampler, clock: Clock, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+    def __init__(self, sampler: Sampler, clock: Clock, interval_s: float = DEFAULT_INTERVAL_S,
+                 sink: Callable[[list[TelemetrySample]], None] | None = None) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
         self.sampler = sampler
@@ -41,6 +44,7 @@ class SamplerThread:
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._samples: list[TelemetrySample] = []
+        self._sink = sink
         self.errors: list[str] = []
         self._thread = threading.Thread(target=self._loop, name=f"throughput-{sampler.name}", daemon=True)
 
@@ -56,7 +60,11 @@ class SamplerThread:
 
     def _take(self) -> None:
         try:
-            self._samples.extend(self.sampler.sample(self._clock.now_s()))
+            samples = self.sampler.sample(self._clock.now_s())
+            if self._sink is not None:
+                self._sink(samples)
+            else:
+                self._samples.extend(samples)
         except Exception as e:  # telemetry must never break the run; say what went wrong once
             if not self.errors:
                 self.errors.append(f"{self.sampler.name} sampler failed: {type(e).__name__}: {e}")
@@ -143,7 +151,7 @@ class TelemetryController:
                 self._notes.append(s.note)
                 s.close()
                 continue
-            thread = SamplerThread(s, prof.clock, self.interval_s)
+            thread = SamplerThread(s, prof.clock, self.interval_s, sink=prof.add_telemetry)
             thread.start()
             self._threads.append(thread)
 

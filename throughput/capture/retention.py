@@ -1,0 +1,322 @@
+"""Which finished steps the recorder keeps in full, and the running totals of all of them.
+
+A finished step arrives as a plain tuple (``StepTuple``, in index order). It always goes into the
+totals (``session.accumulate``); it is kept in full when it is a warm-up step, one of the last
+``recent_steps`` (a ring), one of the ``slowest_steps`` measured ones (a heap), or on the thinning
+grid: every ``stride``-th step, the stride doubling (and every other kept step dropped) whenever more
+than ``sampled_steps`` would be kept. Memory is bounded by the policy, whatever the run's length.
+Per step: a comparison or two and an append, besides the totals' appends.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import threading
+from collections import deque
+from typing import Any, Iterable
+
+import numpy as np
+
+from throughput.session.accumulate import LOSS, LossAccumulator, StepAccumulator, StepBlock, StepTuple
+from throughput.session.records import Event, TelemetrySample
+from throughput.session.retention import (MAX_DISTINCT, LossTotals, MetricTotals, RetentionPolicy, SpanTotals,
+                                          StepTotals)
+
+class Batch:
+    """Consecutive steps of one fast drain, as columns (see ``Recorder._fast_batch``): every step has
+    the same phases, opened and closed one after the other (no nesting). ``step(k)`` builds the k-th
+    step's tuple; only kept steps are ever built."""
+
+    __slots__ = ("first_index", "start", "end", "names", "values", "meta", "losses", "span_names", "span_times")
+
+    def __init__(self, first_index: int, start: np.ndarray, end: np.ndarray, names: tuple[str, ...],
+                 values: np.ndarray, meta: list[tuple[Any, ...]], losses: list[float | None],
+                 span_names: tuple[str, ...], span_times: np.ndarray) -> None:
+        self.first_index, self.start, self.end, self.names, self.values = first_index, start, end, names, values
+        self.meta, self.losses, self.span_names, self.span_times = meta, losses, span_names, span_times
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def step(self, k: int) -> StepTuple:
+        times = self.span_times[k].tolist()
+        spans = tuple((name, times[2 * j], times[2 * j + 1], 0, None) for j, name in enumerate(self.span_names))
+        return (self.first_index + k, float(self.start[k]), float(self.end[k]), self.names,
+                tuple(self.values[k].tolist()), self.meta[k], self.losses[k], spans, None, None)
+
+
+class StepRetention:
+    """Bounded per-step detail plus exact totals (see the module docstring). Not thread-safe: the
+    recorder calls it under its drain lock. Steps arrive one at a time (``add``) or as batches."""
+
+    def __init__(self, policy: RetentionPolicy, warmup_steps: int) -> None:
+        self.policy = policy
+        self.warmup_steps = warmup_steps
+        self.warm: list[StepTuple] = []
+        self.recent: deque[Any] = deque()       # step tuples and (Batch, first row) pairs, oldest first
+        self.recent_count = 0
+        self.slowest: list[tuple[float, int, StepTuple]] = []
+        self.sampled: dict[int, StepTuple] = {}
+        self.stride = 1
+        self.totals = StepAccumulator(warmup_steps)
+        self.losses = LossAccumulator()
+        self.seen = 0
+        self.spans_seen = 0
+        # phase (depth 0) or (phase, depth) -> [count, total_s, max_s]; the recorder adds every span
+        self.span_totals: dict[Any, list[Any]] = {}
+
+    def hold_in_full(self, steps: int) -> bool:
+        """Keep steps ``0 .. steps - 1`` in full and leave them out of the totals, like warm-up steps (a
+        view window whose steps ran slower). Only before a measured step was counted; False then."""
+        if steps <= self.warmup_steps:
+            return True
+        if self.totals.count or self.seen > self.warmup_steps:
+            return False
+        self.warmup_steps = steps
+        self.totals.first_index = steps
+        return True
+
+    def add(self, step: StepTuple) -> None:
+        index = step[0]
+        self.seen += 1
+        if step[LOSS] is not None:
+            self.losses.add(index, step[LOSS])
+        if index < self.warmup_steps:
+            self.warm.append(step)
+            return
+        self.totals.add(step)
+        self._to_recent(step, 1)
+        self._consider(step[2] - step[1], index, lambda: step)
+        if index % self.stride == 0:
+            self._sample(index, step)
+
+    def add_batch(self, batch: Batch) -> None:
+        n, first = len(batch), batch.first_index
+        self.seen += n
+        self.losses.add_many(first, batch.losses)
+        w = min(n, max(0, self.warmup_steps - first))      # rows that are warm-up steps
+        for k in range(w):
+            self.warm.append(batch.step(k))
+        if w == n:
+            return
+        self.totals.add_block(StepBlock(batch.start[w:], batch.end[w:], batch.names, batch.values[w:],
+                                        batch.meta[w:]))
+        self._to_recent((batch, w), n - w)
+        duration = batch.end[w:] - batch.start[w:]
+        slowest = self.slowest
+        room = max(0, self.policy.slowest_steps - len(slowest))
+        for row in range(min(room, n - w)):
+            self._consider(float(duration[row]), first + w + row, lambda r=row: batch.step(w + r))
+        if n - w > room and slowest:   # the rest only where they beat the fastest of the slowest so far
+            for row in (np.flatnonzero(duration[room:] > slowest[0][0]) + room).tolist():
+                self._consider(float(duration[row]), first + w + row, lambda r=row: batch.step(w + r))
+        index = first + w
+        index += (-index) % self.stride
+        while index < first + n:            # the grid's points in this batch (the stride may double)
+            self._sample(index, batch.step(index - first))
+            index += (-index) % self.stride or self.stride
+
+    def count_span_columns(self, names: tuple[str, ...], seconds: np.ndarray) -> None:
+        """Span totals of a batch: column j holds every step's span of phase ``names[j]`` (depth 0)."""
+        steps = len(seconds)
+        self.spans_seen += steps * len(names)
+        totals = self.span_totals
+        for j, name in enumerate(names):
+            column = seconds[:, j]
+            t = totals.get(name)
+            if t is None:
+                totals[name] = [steps, float(column.sum()), float(column.max())]
+            else:
+                t[0] += steps
+                t[1] += float(column.sum())
+                t[2] = max(t[2], float(column.max()))
+
+    def _to_recent(self, item: Any, count: int) -> None:
+        recent = self.recent
+        recent.append(item)
+        self.recent_count += count
+        cap = self.policy.recent_steps
+        while recent:
+            oldest = recent[0]
+            size = 1 if isinstance(oldest, tuple) and not isinstance(oldest[0], Batch) else len(oldest[0]) - oldest[1]
+            if self.recent_count - size < cap:
+                break
+            recent.popleft()
+            self.recent_count -= size
+
+    def _consider(self, duration: float, index: int, build: Any) -> None:
+        slowest = self.slowest
+        if len(slowest) < self.policy.slowest_steps:
+            heapq.heappush(slowest, (duration, index, build()))
+        elif slowest and duration > slowest[0][0]:
+            heapq.heapreplace(slowest, (duration, index, build()))
+
+    def _sample(self, index: int, step: StepTuple) -> None:
+        self.sampled[index] = step
+        while len(self.sampled) > self.policy.sampled_steps:
+            self.stride *= 2
+            self.sampled = {i: s for i, s in self.sampled.items() if i % self.stride == 0}
+
+    def recent_steps(self) -> list[StepTuple]:
+        """The last ``recent_steps`` steps, built."""
+        want = self.policy.recent_steps
+        out: list[StepTuple] = []
+        for item in reversed(self.recent):     # newest first, building only the rows still wanted
+            if len(out) >= want:
+                break
+            if isinstance(item[0], Batch):
+                batch, row = item
+                out += [batch.step(k) for k in range(len(batch) - 1, max(row, len(batch) - (want - len(out))) - 1, -1)]
+            else:
+                out.append(item)
+        out.reverse()
+        return out
+
+    def set_loss(self, index: int, loss: float | None) -> None:
+        """A loss read after its step was committed (device tensors): into the totals and kept copies.
+        (Device runs take the one-step path, so kept copies are plain tuples.)"""
+        if loss is None:
+            return
+        self.losses.add(index, loss)
+        step = self.sampled.get(index)
+        if step is not None:
+            self.sampled[index] = _with_loss(step, loss)
+        for seq in (self.warm, self.recent):
+            for i, item in enumerate(seq):
+                if not isinstance(item[0], Batch) and item[0] == index:
+                    seq[i] = _with_loss(item, loss)
+        for i, (d, j, step) in enumerate(self.slowest):
+            if j == index:
+                self.slowest[i] = (d, j, _with_loss(step, loss))
+
+    def find(self, index: int) -> StepTuple | None:
+        """The kept step ``index`` (the recent steps first: that is where callers look)."""
+        for item in reversed(self.recent):
+            if isinstance(item[0], Batch):
+                batch, row = item
+                if batch.first_index + row <= index < batch.first_index + len(batch):
+                    return batch.step(index - batch.first_index)
+            elif item[0] == index:
+                return item
+        if index < len(self.warm) and self.warm[index][0] == index:
+            return self.warm[index]
+        step = self.sampled.get(index)
+        if step is not None:
+            return step
+        return next((s for _, i, s in self.slowest if i == index), None)
+
+    def kept(self) -> list[StepTuple]:
+        """Every kept step once, in index order."""
+        out: dict[int, StepTuple] = {s[0]: s for s in self.warm}
+        for source in (self.sampled.values(), (s for _, _, s in self.slowest), self.recent_steps()):
+            for s in source:
+                out[s[0]] = s
+        return [out[i] for i in sorted(out)]
+
+    def step_totals(self) -> StepTotals | None:
+        return self.totals.freeze() if self.totals.count else None
+
+    def loss_totals(self) -> LossTotals:
+        return self.losses.freeze()
+
+    def span_records(self) -> tuple[SpanTotals, ...]:
+        rows = [((k, 0) if isinstance(k, str) else k, v) for k, v in self.span_totals.items()]
+        return tuple(SpanTotals(phase=p, depth=d, count=int(c), total_s=t, max_s=m)
+                     for (p, d), (c, t, m) in sorted(rows))
+
+
+def _with_loss(step: StepTuple, loss: float) -> StepTuple:
+    return step[:LOSS] + (loss,) + step[LOSS + 1:]
+
+
+class TelemetryStore:
+    """Telemetry samples in bounded memory: per (source, metric) series, exact count/total/min/max and
+    the distinct values (up to ``MAX_DISTINCT``) of every sample, and an evenly thinned series of at
+    most ``telemetry_samples`` (every ``stride``-th sample, the stride doubling as needed). Beyond
+    ``telemetry_series`` series, new sources fold into ``<kind>:others`` (e.g. short-lived DataLoader
+    workers, ``worker:<pid>``, one per epoch). Thread-safe: sampler threads add while the run goes."""
+
+    def __init__(self, policy: RetentionPolicy) -> None:
+        self.policy = policy
+        self.seen = 0
+        self._series: dict[tuple[str, str], _Series] = {}
+        self._lock = threading.RLock()   # see Recorder._drain_lock
+
+    def add(self, samples: Iterable[TelemetrySample]) -> None:
+        with self._lock:
+            for sample in samples:
+                self.seen += 1
+                key = (sample.source, sample.metric)
+                series = self._series.get(key)
+                if series is None:
+                    if len(self._series) >= self.policy.telemetry_series:
+                        key = (sample.source.split(":", 1)[0] + ":others", sample.metric)
+                        series = self._series.get(key)
+                    if series is None:
+                        series = self._series[key] = _Series(key)
+                series.add(sample, self.policy.telemetry_samples)
+
+    def kept(self) -> tuple[TelemetrySample, ...]:
+        with self._lock:
+            out = [s for series in self._series.values() for s in series.kept]
+        return tuple(sorted(out, key=lambda s: s.time_s))
+
+    def totals(self) -> tuple[MetricTotals, ...]:
+        with self._lock:
+            return tuple(s.freeze() for _, s in sorted(self._series.items()))
+
+
+class _Series:
+    __slots__ = ("key", "count", "total", "min", "max", "distinct", "kept", "stride")
+
+    def __init__(self, key: tuple[str, str]) -> None:
+        self.key = key
+        self.count = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+        self.distinct: set[float] | None = set()
+        self.kept: list[TelemetrySample] = []
+        self.stride = 1
+
+    def add(self, sample: TelemetrySample, cap: int) -> None:
+        value = sample.value
+        position = self.count
+        self.count += 1
+        self.total += value
+        self.min = min(self.min, value)
+        self.max = max(self.max, value)
+        if self.distinct is not None:
+            self.distinct.add(value)
+            if len(self.distinct) > MAX_DISTINCT:
+                self.distinct = None
+        if position % self.stride == 0 and cap:
+            # positions on the grid are multiples of the stride, so the kept list is every stride-th
+            self.kept.append(sample)
+            if len(self.kept) > cap:
+                self.stride *= 2
+                self.kept = self.kept[::2]
+
+    def freeze(self) -> MetricTotals:
+        return MetricTotals(source=self.key[0], metric=self.key[1], count=self.count, total=self.total,
+                            min=self.min, max=self.max,
+                            distinct=tuple(sorted(self.distinct)) if self.distinct is not None else ())
+
+
+class EventStore:
+    """Capture events, at most ``events_per_kind`` of each kind; the rest are counted."""
+
+    def __init__(self, policy: RetentionPolicy) -> None:
+        self.cap = policy.events_per_kind
+        self.kept: list[Event] = []
+        self.per_kind: dict[str, int] = {}
+        self.dropped = 0
+
+    def add(self, event: Event) -> None:
+        seen = self.per_kind.get(event.kind, 0)
+        self.per_kind[event.kind] = seen + 1
+        if seen < self.cap:
+            self.kept.append(event)
+        else:
+            self.dropped += 1
