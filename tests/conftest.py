@@ -1,14 +1,36 @@
 """Shared fixtures. After every test: no profiler left running, no stray threads, and no zero-code
-hook or patch left installed on torch."""
+hook or patch left installed on torch. Hypothesis runs without deadlines or the too-slow health check
+(a loaded machine is not a failing property) and writes no example database into the checkout."""
 
 from __future__ import annotations
 
 import os
 import sys
 import threading
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("throughput", deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("throughput")
+
+if TYPE_CHECKING:
+    from tests.zygote import Zygote
+
+
+@pytest.fixture(scope="session")
+def zygote() -> Iterator["Zygote"]:
+    """One warm forking parent (tests/zygote.py) per test process: real throughput processes and plain
+    script runs without paying torch's import each time."""
+    from tests.zygote import Zygote
+
+    z = Zygote()
+    try:
+        yield z
+    finally:
+        z.close()
 
 
 @pytest.fixture(autouse=True)

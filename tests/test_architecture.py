@@ -18,7 +18,7 @@ DOCS = ROOT / "docs" / "architecture.md"
 LEAVES = ("knobs", "thresholds", "finding")   # import nothing from throughput (their rows say "-"); anyone may import them
 TORCH_FREE = ("session", "analysis", "report", "timing/clock.py", "advisor/rules.py", "advisor/checkpoint.py",
               "advisor/memory.py", "advisor/plan.py", "packing/algorithms.py", "machine.py", "hardware.py",
-              *(f"{leaf}.py" for leaf in LEAVES))
+              "validation", *(f"{leaf}.py" for leaf in LEAVES))
 # Known breaches that landed from other branches while this table was being made true, each with who
 # owns the fix. Nothing else may be added here: a new breach fails, and a listed one that is fixed fails
 # too (so the list empties itself).

@@ -19,6 +19,7 @@ read this table; ``tests/test_knobs.py`` round-trips every knob through them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Final, Mapping
 
@@ -101,6 +102,7 @@ class Knob:
         if isinstance(value, bool):
             return value
         if isinstance(value, (int, float)):
+            self._check_finite(value)
             self._check_range(value)
             return value
         raise KnobError(f"{self.name} must be {self.kind.__name__}, got {type(value).__name__} {value!r}")
@@ -117,6 +119,14 @@ class Knob:
             extra = "" if allowed == self.choices else f" for a script ({others} is for throughput train)"
             raise KnobError(f"{self.name} must be one of {' | '.join(allowed)}{extra}, got {value!r}")
         return canonical
+
+    def _check_finite(self, value: float) -> None:
+        # NaN passes every comparison-based range check and inf passes ">= 0": refuse them here. Ints
+        # beyond 64 bits would fail later, inside torch (a seed) or a loop bound, with a traceback.
+        if isinstance(value, float) and not math.isfinite(value):
+            raise KnobError(f"{self.name} must be a finite number, got {value}")
+        if isinstance(value, int) and not -2**63 <= value < 2**63:
+            raise KnobError(f"{self.name} must fit in 64 bits, got {value}")
 
     def _check_range(self, value: float) -> None:
         lo, hi = self.minimum, self.maximum
@@ -222,7 +232,8 @@ _KNOBS: tuple[Knob, ...] = (
     _k("seed", int, "seed for model init, data order and every RNG", recipe=True, resume="refused"),
     _k("out_dir", str, "folder for checkpoints, metrics.jsonl, session.json, diagnosis.json", recipe=True),
     _k("log_every", int, "plain-text progress line every N steps when not on a terminal", recipe=True, minimum=1),
-    _k("stop_on_nonfinite", bool, "stop (and checkpoint) when the training loss is NaN or infinite", recipe=True),
+    _k("stop_on_nonfinite", bool, "stop when the training loss is NaN or infinite (the non-finite state is not "
+       "checkpointed: the last good checkpoint stays the newest)", recipe=True),
 )
 
 KNOBS: Final[Mapping[str, Knob]] = {k.name: k for k in _KNOBS}

@@ -82,7 +82,7 @@ def test_probe_subprocess_is_bounded_and_cleans_up(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(tempfile, "tempdir", str(own_tmp))
     r = ScriptTarget("train.py", python=str(sleeper), timeout_s=0.5).run({}, steps=1)
     assert (r.error or "").startswith("probe timed out")
-    assert r.wall_s < 10
+    assert r.wall_s < 30          # killed, not waited for: the fake python sleeps 30 s
     assert list(own_tmp.glob("throughput-probe-*")) == []
 
 

@@ -54,12 +54,29 @@ def test_probe_measures_a_real_training_run() -> None:
     assert r.data_wait_share is not None and 0.0 <= r.data_wait_share <= 1.0
 
 
-def test_a_probe_measures_at_least_its_minimum_window() -> None:
-    # a step of this tiny model takes about a millisecond: 3 steps would be a window of ~3 ms
-    r = WorkloadTarget(build_tiny, min_measure_s=0.05).run({"micro_batch_size": 4, "grad_accum": 2}, steps=3)
-    assert r.ok and r.samples_per_s is not None and r.steps > 3
-    # the rate is samples over the measured time: steps x 4 x 2 samples / rate = measured seconds >= 0.05
-    assert r.steps * 4 * 2 / r.samples_per_s >= 0.05
+class _TickingClock:
+    """A fake ``time`` module for the workload: each perf_counter() read advances 1 ms, so every
+    step measures the same few milliseconds whatever the machine's load."""
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def perf_counter(self) -> float:
+        self.now_s += 0.001
+        return self.now_s
+
+
+def test_a_probe_measures_at_least_its_minimum_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    import throughput.advisor.workload as workload
+
+    monkeypatch.setattr(workload, "time", _TickingClock())
+    target = WorkloadTarget(build_tiny, min_measure_s=0.05, isolate=False)   # in this process: the fake clock
+    r = target.run({"micro_batch_size": 4, "grad_accum": 2}, steps=3)
+    assert r.ok and r.samples_per_s is not None and r.steps > 3   # 3 steps of a few fake ms are < 50 ms
+    # the rate is samples over the measured time: steps x 4 x 2 samples / rate = measured seconds
+    window_s = r.steps * 4 * 2 / r.samples_per_s
+    assert window_s >= 0.05                                      # at least the minimum window ...
+    assert window_s * (r.steps - 1) / r.steps < 0.05             # ... and not a step more (equal fake steps)
     assert len(r.losses) == 1 + r.steps
 
 

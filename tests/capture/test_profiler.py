@@ -70,34 +70,50 @@ class SleepySGD(torch.optim.SGD):
         return super().step(closure)
 
 
-def test_attribution_matches_injected_costs_within_2_points() -> None:
+def test_attribution_lies_between_the_injected_sleeps_and_the_calls_around_them() -> None:
     # Injected per step (batch of 2 items -> 2 x 10 ms in __getitem__): data 20 ms, forward 30 ms,
-    # backward 20 ms, optimizer 10 ms. The truth is the time actually slept in each phase over the
-    # measured steps, divided by their wall time (nominally 0.25/0.375/0.25/0.125 plus a little other).
+    # backward 20 ms, optimizer 10 ms. The truth is measured, not intended (sleeps overshoot under
+    # load): each phase over the measured steps holds at least the time actually slept in it and at
+    # most the time of the code around it, read outside the phase (for data: from the end of one loop
+    # body to the start of the next). Misattributing 20 ms of data wait to forward breaks forward's bound.
     SleepyBackward.sleep_s = 0.020
     model = SleepyLinear(0.030)
     opt = SleepySGD(model.parameters(), lr=0.01)
     opt.sleep_s = 0.010  # type: ignore[attr-defined]
     loader = DataLoader(SleepyDataset(16, 0.010), batch_size=2)
     prof = throughput.Profiler(warmup_steps=1)
+    around: dict[str, float] = {}
+
+    def book(phase: str, t0: float) -> float:
+        now = time.perf_counter()
+        around[phase] = around.get(phase, 0.0) + now - t0
+        return now
+
+    body_end = time.perf_counter()
     for x in prof.iter(loader):
+        t = book("data", body_end)
         with prof.phase("forward"):
             loss = SleepyBackward.apply(model(x)).pow(2).mean()
+        t = book("forward", t)
         with prof.phase("backward"):
             loss.backward()
+        t = book("backward", t)
         with prof.phase("optimizer"):
             opt.step()
             opt.zero_grad()
+        book("optimizer", t)
         if prof.steps_done == 0:
             INJECTED_S.clear()       # the warm-up step is excluded from both sides
+            around.clear()
         prof.step(loss=loss)
+        body_end = time.perf_counter()
     session = prof.stop()
+    for phase in ("data", "forward", "backward", "optimizer"):
+        recorded = sum(s.phase_s.get(phase, 0.0) for s in session.steps[1:])
+        assert INJECTED_S[phase] <= recorded <= around[phase], (phase, INJECTED_S[phase], recorded, around[phase])
     wall_s = sum(s.duration_s for s in session.steps[1:])
     shares = {p.phase: p.share for p in throughput.summarize(prof).phases}
-    for phase in ("data", "forward", "backward", "optimizer"):
-        assert shares[phase] == pytest.approx(INJECTED_S[phase] / wall_s, abs=0.02), (phase, shares)
-    # and the truth is what was injected, within scheduling noise
-    assert INJECTED_S["forward"] / wall_s == pytest.approx(30 / 80, abs=0.05)
+    assert shares["forward"] == pytest.approx(sum(s.phase_s["forward"] for s in session.steps[1:]) / wall_s)
 
 
 def test_iter_counts_samples_and_micro_steps_per_step() -> None:

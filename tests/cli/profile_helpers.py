@@ -1,4 +1,6 @@
-"""Run scripts plainly and under `python -m throughput profile`, as real subprocesses."""
+"""Run scripts plainly and under `python -m throughput profile`: as real subprocesses (fresh
+interpreters), or as processes forked from the warm zygote (tests/zygote.py) where a fresh interpreter
+is not what the test is about."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Sequence
+
+from tests.zygote import Finished, Zygote
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "zerocode"
@@ -35,6 +39,21 @@ def run_profiled(script: Path | None, args: Sequence[str] = (), out: Path | None
         cmd += ["--out", str(out)]
     cmd += ([str(script)] if script is not None else []) + list(args)
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=_env(), timeout=timeout)
+
+
+def forked_plain(zygote: Zygote, script: Path, args: Sequence[str], files: Path,
+                 cwd: Path | None = None) -> Finished:
+    """``python script args`` in a process forked from the zygote; stdout/stderr kept next to ``files``."""
+    return zygote.start([str(script), *args], files, op="script", cwd=cwd).result()
+
+
+def forked_profiled(zygote: Zygote, script: Path | None, args: Sequence[str] = (), out: Path | None = None,
+                    options: Sequence[str] = (), cwd: Path | None = None, files: Path | None = None) -> Finished:
+    """``throughput profile [options] [--out out] script args`` forked from the zygote."""
+    argv = ["profile", *options] + (["--out", str(out)] if out is not None else [])
+    argv += ([str(script)] if script is not None else []) + list(args)
+    where = files or (out.parent if out is not None else Path(cwd or ".")) / "profiled"
+    return zygote.start(argv, where, cwd=cwd).result()
 
 
 def load_json(path: Path) -> dict[str, Any]:

@@ -1,20 +1,23 @@
 """Every example style, run plainly and under `throughput profile`: same exit code and stdout, the
-right number of steps, phases that add up to the step wall time, and a report on disk."""
+right number of steps, phases that add up to the step wall time, and a report on disk.
+
+Both runs are real processes forked from the warm zygote (tests/zygote.py): `python script.py` and
+`throughput profile script.py` without paying torch's import twice per style. The fresh-interpreter
+paths (`python -m throughput`, the console script, tracebacks) are tested in test_profile_cli.py."""
 
 from __future__ import annotations
 
 import math
-import subprocess
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from tests.cli.profile_helpers import EXAMPLES, load_json, run_plain, run_profiled, stdout_count
+from tests.cli.profile_helpers import EXAMPLES, load_json, stdout_count
+from tests.zygote import Finished, Zygote
 
 # script -> (args, stdout label counting the steps, expected step rule). Three styles run by default;
-# the rest are marked slow (two whole-process runs each): `pytest --runslow` or THROUGHPUT_SLOW=1.
+# the rest are marked slow (two processes each): `pytest --runslow` or THROUGHPUT_SLOW=1.
 STYLES = {
     "loader_workers_infinite": ((), "updates", "optimizer"),
     "manual_sgd": ((), "backward_calls", "backward"),
@@ -28,22 +31,22 @@ STYLES = {
 }
 FAST = ("loader_workers_infinite", "manual_sgd", "iterable_dataset")  # LBFGS: in-process tests
 NAMES = [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in STYLES]
-Runs = tuple[subprocess.CompletedProcess[str], subprocess.CompletedProcess[str], Path]
+Runs = tuple[Finished, Finished, Path]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Runs]:
+def runs(tmp_path_factory: pytest.TempPathFactory, zygote: Zygote) -> Callable[[str], Runs]:
     """name -> (plain run, profiled run, report folder); each style runs once, both modes in parallel."""
     root = tmp_path_factory.mktemp("examples")
     cache: dict[str, Runs] = {}
 
     def get(name: str) -> Runs:
         if name not in cache:
-            args, out = STYLES[name][0], root / name
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                plain = pool.submit(run_plain, EXAMPLES / f"{name}.py", args)
-                profiled = pool.submit(run_profiled, EXAMPLES / f"{name}.py", args, out)
-                cache[name] = (plain.result(), profiled.result(), out)
+            args, out, script = STYLES[name][0], root / name, str(EXAMPLES / f"{name}.py")
+            plain = zygote.start([script, *args], root / f"{name}-plain", op="script", cwd=root)
+            profiled = zygote.start(["profile", "--out", str(out), script, *args], root / f"{name}-profiled",
+                                    cwd=root)
+            cache[name] = (plain.result(), profiled.result(), out)
         return cache[name]
 
     return get

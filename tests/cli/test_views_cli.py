@@ -107,7 +107,7 @@ def test_ops_takes_an_optional_count(tmp_path: Path, capsys: pytest.CaptureFixtu
     ours, rest = split_argv(["--ops", "7", "train.py"])
     assert options_parser().parse_args(ours).ops == 7 and rest == ["train.py"]
     assert main(["profile", "--ops", "0", "--out", str(tmp_path / "r"), str(WORKLOAD)]) == 2
-    assert "--ops needs at least 1 step" in capsys.readouterr().err
+    assert "argument --ops: must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_terminal_says_where_the_flame_graph_is(capsys: pytest.CaptureFixture[str]) -> None:

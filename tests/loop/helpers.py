@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from tests.zygote import Zygote  # noqa: F401  (re-exported: the loop tests' forking parent)
 from throughput.loop.checkpoint import list_checkpoints, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,42 +68,6 @@ def assert_tensors_equal(a: Any, b: Any, where: str = "") -> None:
             assert_tensors_equal(x, y, f"{where}[{i}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
-
-
-class Zygote:
-    """Drives tests/loop/zygote.py: fork real training processes without paying torch's import each time."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "loop" / "zygote.py")],
-                                     env=train_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True)
-        assert json.loads(self._readline()) == {"ready": True}
-
-    def spawn(self, argv: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> int:
-        """Start ``throughput <argv...>`` (argv without the program name) in a forked child; its pid."""
-        return int(self._ask({"op": "spawn", "argv": argv, "env": env or {}, "log": str(log or os.devnull)})["pid"])
-
-    def wait(self, pid: int) -> int:
-        """The child's exit code (negative signal number when killed)."""
-        return int(self._ask({"op": "wait", "pid": pid})["exit"])
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=30)
-
-    def _ask(self, cmd: dict[str, Any]) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        return json.loads(self._readline())  # type: ignore[no-any-return]
-
-    def _readline(self) -> str:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the zygote process died")
-        return line
 
 
 def cli_args(out: Path, *sets: str, recipe: Path = MICRO_GPT, resume: bool = True) -> list[str]:

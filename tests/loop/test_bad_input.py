@@ -48,9 +48,14 @@ def test_recipe_with_unknown_config_key(tmp_path: Path, capsys: pytest.CaptureFi
 
 @pytest.mark.parametrize("item, message", [
     ("lr=fast", "lr must be float, got 'fast'"),
+    ("lr=inf", "lr must be a finite number, got inf"),
+    ("lr=nan", "lr must be a finite number, got nan"),
+    ("seed=99999999999999999999", "seed must fit in 64 bits, got 99999999999999999999"),
+    ("steps=1.5", "steps must be int, got '1.5'"),
+    ("pin_memory=maybe", "pin_memory must be bool, got 'maybe' (use true or false)"),
     ("amp=fp8", "amp must be one of auto | bf16 | fp16 | fp32, got 'fp8'"),
     ("nosuchkey=1", "unknown config key 'nosuchkey'"),
-    ("steps", "--set expects KEY=VALUE, got 'steps'"),
+    ("steps", "train: argument --set: expected key=value, got 'steps' (see `throughput train --help`)"),
 ])
 def test_bad_set_values(item: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", str(MICRO_GPT), "--set", item, "--out", str(tmp_path / "o")]) == 2
@@ -90,7 +95,8 @@ def test_checkpoint_folder_of_another_run_is_untouched(tmp_path: Path, monkeypat
     line = _error_line(capsys)
     assert f"{out} belongs to another run" in line and "nothing was overwritten" in line
     assert main(["train", str(MICRO_GPT), "--out", str(out), "--set", "steps=4"]) == 2
-    assert "already holds a training run; pass --resume" in _error_line(capsys)
+    line = _error_line(capsys)
+    assert "already holds a training run (" in line and "; pass --resume to continue it" in line
     assert _snapshot(out) == before
 
 

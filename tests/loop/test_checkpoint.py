@@ -1,5 +1,6 @@
-"""Checkpoint files: atomic, checksummed, pruned; a damaged newest one falls back with a warning;
-SIGTERM saves and exits; resume after a fallback still matches an uninterrupted run bit for bit."""
+"""Checkpoint files: atomic, checksummed, pruned; a damaged newest one (or a folder named like one, or a
+payload missing keys) is skipped with one log line; SIGTERM saves and exits; resume after a fallback
+still matches an uninterrupted run bit for bit."""
 
 from __future__ import annotations
 
@@ -47,23 +48,47 @@ def _flip_payload_byte(path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage, reason", [(_truncate, "truncated"), (_flip_payload_byte, "checksum mismatch")])
-def test_damaged_newest_falls_back_with_warning(tmp_path: Path, damage, reason: str) -> None:
+def test_damaged_newest_is_skipped_and_quarantined(tmp_path: Path, damage, reason: str) -> None:
     for step in (2, 4, 6):
         save_checkpoint(tmp_path, step, _payload(step), keep_last=3)
     damage(tmp_path / "ckpt-00000006.pt")
     with pytest.raises(DamagedCheckpoint, match=reason):
         read_checkpoint(tmp_path / "ckpt-00000006.pt")
-    with pytest.warns(UserWarning, match=f"ckpt-00000006.pt is damaged \\({reason}"):
-        loaded = load_latest(tmp_path, quarantine=True)
+    loaded = load_latest(tmp_path, quarantine=True)
     assert loaded is not None and loaded.step == 4
+    assert len(loaded.skipped) == 1 and loaded.skipped[0].startswith(f"ckpt-00000006.pt: {reason}")
     assert (tmp_path / "ckpt-00000006.pt.damaged").exists()  # kept for inspection, out of the rotation
 
 
 def test_every_checkpoint_damaged_is_an_error(tmp_path: Path) -> None:
     save_checkpoint(tmp_path, 1, _payload(1), keep_last=3)
     _truncate(tmp_path / "ckpt-00000001.pt")
-    with pytest.warns(UserWarning), pytest.raises(CheckpointError, match="every checkpoint"):
+    with pytest.raises(CheckpointError, match="every checkpoint"):
         load_latest(tmp_path)
+
+
+def test_a_folder_named_like_a_checkpoint_is_skipped_and_not_pruned(tmp_path: Path) -> None:
+    for step in (2, 4):
+        save_checkpoint(tmp_path, step, _payload(step), keep_last=2)
+    (tmp_path / "ckpt-00000084.pt").mkdir()                  # newest by name, but a folder
+    (tmp_path / "ckpt-00000084.pt" / "keep.txt").write_text("not ours")
+    loaded = load_latest(tmp_path, quarantine=True)
+    assert loaded is not None and loaded.step == 4
+    assert loaded.skipped == ("ckpt-00000084.pt: not a regular file",)
+    assert (tmp_path / "ckpt-00000084.pt.damaged" / "keep.txt").read_text() == "not ours"  # moved, not deleted
+    (tmp_path / "ckpt-00000090.pt").mkdir()
+    save_checkpoint(tmp_path, 6, _payload(6), keep_last=2)   # pruning deletes files only; the folder stays
+    assert [s for s, p in list_checkpoints(tmp_path) if p.is_file()] == [4, 6]
+    assert (tmp_path / "ckpt-00000090.pt").is_dir()
+
+
+def test_a_payload_the_caller_cannot_use_is_skipped_like_a_damaged_one(tmp_path: Path) -> None:
+    from throughput.loop.state import check_complete
+
+    save_checkpoint(tmp_path, 2, _payload(2), keep_last=3)   # valid checksum, but not a training payload
+    with pytest.raises(CheckpointError, match="every checkpoint .*payload lacks 'format'"):
+        load_latest(tmp_path, validate=check_complete)
+    assert load_latest(tmp_path) is not None                 # without the check it loads: the file is fine
 
 
 def test_pickled_code_is_refused_by_weights_only(tmp_path: Path) -> None:
@@ -72,16 +97,26 @@ def test_pickled_code_is_refused_by_weights_only(tmp_path: Path) -> None:
         read_checkpoint(tmp_path / "ckpt-00000001.pt")
 
 
-def test_loop_resumes_from_previous_checkpoint_when_newest_is_damaged(tmp_path: Path) -> None:
+def test_loop_resumes_from_previous_checkpoint_when_newest_is_damaged(tmp_path: Path,
+                                                                      capfd: pytest.CaptureFixture[str]) -> None:
     torch.set_num_threads(1)
     sets = {"steps": 8, "ckpt_every_steps": 2, "keep_last": 3}
     reference = throughput.train(MICRO_GPT, out=tmp_path / "ref", overrides=sets, progress=False)
     first = throughput.train(MICRO_GPT, out=tmp_path / "run", overrides=sets, progress=False)
     assert (reference.step, first.step) == (8, 8)
-    _flip_payload_byte(tmp_path / "run" / "checkpoints" / "ckpt-00000008.pt")
-    with pytest.warns(UserWarning, match="ckpt-00000008.pt is damaged"):
-        resumed = throughput.train(MICRO_GPT, out=tmp_path / "run", overrides=sets, resume=True, progress=False)
-    assert resumed.resumed_from == 6 and resumed.step == 8  # steps 7 and 8 ran again
+    ckpts = tmp_path / "run" / "checkpoints"                 # holds steps 4, 6, 8 (keep_last 3)
+    _flip_payload_byte(ckpts / "ckpt-00000008.pt")           # checksum mismatch
+    (ckpts / "ckpt-00000084.pt").mkdir()                     # a folder named like the newest checkpoint
+    payload = read_checkpoint(ckpts / "ckpt-00000006.pt")
+    del payload["optimizer"]                                 # verifies, but a resume cannot use it
+    save_checkpoint(ckpts, 6, payload, keep_last=10)
+    capfd.readouterr()
+    resumed = throughput.train(MICRO_GPT, out=tmp_path / "run", overrides=sets, resume=True, progress=False)
+    assert resumed.resumed_from == 4 and resumed.step == 8  # steps 5 to 8 ran again
+    assert capfd.readouterr().err.splitlines() == [
+        "train: skipped checkpoint ckpt-00000084.pt: not a regular file; resuming from ckpt-00000004.pt",
+        "train: skipped checkpoint ckpt-00000008.pt: checksum mismatch; resuming from ckpt-00000004.pt",
+        "train: skipped checkpoint ckpt-00000006.pt: payload lacks 'optimizer'; resuming from ckpt-00000004.pt"]
     assert_tensors_equal(final_state(tmp_path / "run")["model"], final_state(tmp_path / "ref")["model"], "model")
 
 
@@ -123,5 +158,7 @@ def test_nonfinite_loss_stops_without_checkpointing_the_bad_state(tmp_path: Path
                               progress=False)
     assert (result.end, result.step) == ("nonfinite", 3)
     assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [1, 2]  # step 3 not saved
+    from throughput.loop.config import field_docs
+    assert "not checkpointed" in field_docs()["stop_on_nonfinite"]   # `--set help` says what this test shows
     assert [f.rule_id for f in result.findings] == ["loss.nonfinite"]
     assert json.loads((tmp_path / "session.json").read_text())["info"]["end"] == "exception"

@@ -61,8 +61,7 @@ def test_iterable_dataset_resumes_by_skipping_consumed_batches(tmp_path: Path) -
     throughput.train(recipe, out=tmp_path / "ref", overrides=sets, progress=False)
     throughput.train(recipe, out=tmp_path / "run", overrides=sets, progress=False)
     (tmp_path / "run" / "checkpoints" / "ckpt-00000016.pt").write_bytes(b"THROUGHPUT-CKPT 1\n")  # damaged
-    with pytest.warns(UserWarning, match="damaged"):
-        resumed = throughput.train(recipe, out=tmp_path / "run", overrides=sets, resume=True, progress=False)
+    resumed = throughput.train(recipe, out=tmp_path / "run", overrides=sets, resume=True, progress=False)
     assert resumed.resumed_from == 14
     assert final_state(tmp_path / "run")["data"] == {"epoch": 1, "index": 4}  # 16 - 12 batches into epoch 1
     assert_tensors_equal(final_state(tmp_path / "run")["model"], final_state(tmp_path / "ref")["model"], "model")

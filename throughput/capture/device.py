@@ -38,7 +38,7 @@ def torch_version() -> str:
 def hardware_context(device: str) -> dict[str, str | bool]:
     """Facts the precision advice depends on, recorded as a ``context`` event so that a saved session is
     advised for the hardware it ran on: whether the CPU runs bf16 natively and the CUDA capability."""
-    from throughput.hardware import cpu_has_fast_bf16
+    from throughput.machine import cpu_has_fast_bf16
     ctx: dict[str, str | bool] = {"cpu_fast_bf16": cpu_has_fast_bf16()}
     torch = sys.modules.get("torch")
     if device == "cuda" and torch is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from throughput.advisor.apply import TargetRef
+from throughput.cli.args import existing_file, output_file, positive_int, positive_number
 from throughput.cli.errors import CliError
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb": 10**6, "mib": 2**20,
@@ -22,13 +23,14 @@ _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb"
 
 
 def parse_bytes(text: str) -> int:
-    """'8GiB', '512MiB', '1.5g', '1000000' -> bytes. Raises CliError with the accepted forms."""
+    """'8GiB', '512MiB', '1.5g', '1000000' -> bytes (an argparse type: ArgumentTypeError with the forms)."""
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", text)
     if not m or m.group(2).lower() not in _UNITS:
-        raise CliError(f"cannot read memory size {text!r}: use e.g. 8GiB, 512MiB or a number of bytes")
+        raise argparse.ArgumentTypeError(f"cannot read memory size {text!r}: use e.g. 8GiB, 512MiB or a "
+                                         "number of bytes")
     value = float(m.group(1)) * _UNITS[m.group(2).lower()]
-    if value <= 0:
-        raise CliError(f"memory size must be > 0, got {text!r}")
+    if not 1 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"memory size must be between 1 byte and 8 EiB, got {text!r}")
     return int(value)
 
 
@@ -37,26 +39,26 @@ def add_parser(sub: Any) -> None:
                        description=__doc__)
     p.add_argument("target", nargs="?", help="a saved session (.json or its report folder) or a script.py")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
-    p.add_argument("--recipe", type=Path, help="a training-loop recipe (build_model, build_datasets, loss_fn)")
-    p.add_argument("--target-global-batch", type=int, help="samples per optimizer step to reach")
-    p.add_argument("--target-tokens", type=int, help="tokens per optimizer step to reach (instead of samples)")
+    p.add_argument("--recipe", type=existing_file, help="a training-loop recipe (build_model, build_datasets, loss_fn)")
+    p.add_argument("--target-global-batch", type=positive_int, help="samples per optimizer step to reach")
+    p.add_argument("--target-tokens", type=positive_int, help="tokens per optimizer step to reach (instead of samples)")
     p.add_argument("--memory-budget", type=parse_bytes, help="peak memory a configuration may use (e.g. 20GiB)")
-    p.add_argument("--time-budget", type=float, help="seconds of probing after which no new knob is tried")
-    p.add_argument("--probe-steps", type=int, default=3, help="measured optimizer steps per probe")
-    p.add_argument("--probe-timeout", type=float, default=300.0, help="seconds before a script probe is killed")
-    p.add_argument("--plan-out", type=Path, help="write the tuned plan (JSON) here")
+    p.add_argument("--time-budget", type=positive_number, help="seconds of probing after which no new knob is tried")
+    p.add_argument("--probe-steps", type=positive_int, default=3, help="measured optimizer steps per probe")
+    p.add_argument("--probe-timeout", type=positive_number, default=300.0, help="seconds before a script probe is killed")
+    p.add_argument("--plan-out", type=output_file, help="write the tuned plan (JSON) here")
     p.add_argument("--candidates", default="", help="extra on/off knobs to A/B at the end, comma-separated "
                    "(recipe mode: compile)")
     p.add_argument("--format", choices=("text", "json"), default=None,
                    help='text (default) or json: {"recommendations": [...], "plan": {...}, "notes": [...]}')
-    p.add_argument("--confirm-rounds", type=int, default=None,
+    p.add_argument("--confirm-rounds", type=positive_int, default=None,
                    help="interleaved rounds measuring each change alone against the unchanged run (default 3)")
-    p.add_argument("--confirm-window", type=float, default=None,
+    p.add_argument("--confirm-window", type=positive_number, default=None,
                    help="seconds of steady steps each confirmation run measures at least (default 2)")
-    p.add_argument("--num-gpus", type=int, help="GPUs of the real job, for the checkpoint cadence (default: world size)")
-    p.add_argument("--checkpoint-save-s", type=float, help="seconds one checkpoint takes (default: measured)")
-    p.add_argument("--mtbf-hours", type=float, help="mean time between failures of the job (default: from GPUs)")
-    p.add_argument("--max-lost-work-min", type=float, help="at most this much compute lost per failure (minutes)")
+    p.add_argument("--num-gpus", type=positive_int, help="GPUs of the real job, for the checkpoint cadence (default: world size)")
+    p.add_argument("--checkpoint-save-s", type=positive_number, help="seconds one checkpoint takes (default: measured)")
+    p.add_argument("--mtbf-hours", type=positive_number, help="mean time between failures of the job (default: from GPUs)")
+    p.add_argument("--max-lost-work-min", type=positive_number, help="at most this much compute lost per failure (minutes)")
     p.set_defaults(handler=run, options_parser=p)
 
 
@@ -80,23 +82,17 @@ def run(args: argparse.Namespace) -> int:
     args.format = args.format or "text"
     args.confirm_rounds = 3 if args.confirm_rounds is None else args.confirm_rounds
     args.confirm_window = 2.0 if args.confirm_window is None else args.confirm_window
-    for name in ("target_global_batch", "target_tokens", "probe_steps", "num_gpus", "confirm_rounds"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise CliError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
-    if not args.confirm_window > 0:
-        raise CliError(f"--confirm-window must be > 0 seconds, got {args.confirm_window}")
     if args.target_global_batch and args.target_tokens:
         raise CliError("give --target-global-batch (samples) or --target-tokens, not both")
     if args.recipe is not None:
-        from throughput.cli.advise_probe import advise_recipe
-        return advise_recipe(args)
+        from throughput.cli.advise_recipe import run_recipe_advice
+        return run_recipe_advice(args)
     if not args.target:
         raise CliError("nothing to advise on: pass a session .json, a script.py, or --recipe recipe.py")
     path = Path(args.target)
     if path.suffix == ".py":
-        from throughput.cli.advise_probe import advise_script
-        return advise_script(args)
+        from throughput.cli.advise_script import run_script_advice
+        return run_script_advice(args)
     return advise_session(args, path)
 
 

@@ -123,15 +123,3 @@ def cadence(x: Any, args: argparse.Namespace, notes: list[str]) -> list[Finding]
     if f is None and mtbf is None and x.summary.device != "cuda" and (x.checkpoint_spans_s or args.checkpoint_save_s):
         notes.append(MTBF_NOTE)
     return [f] if f is not None else []
-
-
-def advise_script(args: argparse.Namespace) -> int:
-    from throughput.cli.advise_script import run_script_advice
-    return run_script_advice(args)
-
-
-def advise_recipe(args: argparse.Namespace) -> int:
-    from throughput.cli.advise_recipe import run_recipe_advice
-    return run_recipe_advice(args)
-
-

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Sequence
 
+from throughput.cli.args import Parser, mark_commands
 from throughput.cli.errors import CliError
 
 # Subcommand modules import in build_parser(), inside entry_point's Ctrl-C handling.
@@ -13,21 +13,22 @@ SUBCOMMANDS = ("profile_cmd", "report_cmd", "compare_cmd", "ranks_cmd", "advise_
                "demo_cmd")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     import importlib
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="throughput",
         description="Find where each PyTorch training step's time goes, then run a tuned recipe.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
         importlib.import_module(f"throughput.cli.{name}").add_parser(sub)
+    mark_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_command_line(argv)
         return int(args.handler(args))
     except CliError as e:
         print(f"throughput: error: {e}", file=sys.stderr)

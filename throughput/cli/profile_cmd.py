@@ -10,8 +10,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Sequence
 
+from throughput.cli.args import (Parser, check_fresh_folder, key_value, nonnegative_int, output_folder,
+                                  positive_int, positive_number)
 from throughput.cli.errors import CliError
 from throughput.cli.views_opts import add_view_options, after_report, build_window, chain, takes_value
 from throughput.report import RENDERERS
@@ -21,29 +23,24 @@ _VALUE_OPTIONS = ("--out", "--max-steps", "--warmup-steps", "--format", "--set",
 USAGE = "throughput profile [options] script.py [args...]  |  throughput profile [options] -m module [args...]"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise CliError(f"profile: {message} (see `throughput profile --help`)")
-
-
 def options_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="throughput profile", usage=USAGE, description=(
+    p = Parser(prog="throughput profile", usage=USAGE, description=(
         "Run a training script exactly as `python` would, with zero-code instrumentation, and write "
         "the per-step breakdown, throughput, verdict and findings to a report folder."))
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=output_folder, default=None,
                    help="report folder (default: reports/<script>-<timestamp>/)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop cleanly after N steps and report")
-    p.add_argument("--warmup-steps", type=int, default=None, help="leading steps excluded (default 2)")
+    p.add_argument("--max-steps", type=positive_int, default=None, help="stop cleanly after N steps and report")
+    p.add_argument("--warmup-steps", type=nonnegative_int, default=None, help="leading steps excluded (default 2)")
     p.add_argument("--format", choices=sorted(RENDERERS), default="table", help="report printed to stderr")
     p.add_argument("--quiet", action="store_true", help="print nothing but the script's own output")
     p.add_argument("--progress", action="store_true",
                    help="show the live status line on stderr even when it is not a terminal "
                         "(default: shown on a terminal only)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", type=key_value,
                    help="override the recipe without editing it (throughput/knobs.py): micro_batch_size "
                         "(alias batch_size), num_workers, pin_memory, persistent_workers, prefetch_factor "
                         "(DataLoader), amp=bf16|fp16|fp32 (autocast), tf32=true|false, malloc_threshold_bytes=N")
-    p.add_argument("--pad-id", type=int, default=None, help="token id counted as padding (no attention_mask)")
+    p.add_argument("--pad-id", type=nonnegative_int, default=None, help="token id counted as padding (no attention_mask)")
     p.add_argument("-m", dest="module", default=None, metavar="MODULE", help="run a module, like python -m")
     _telemetry_options(p)
     add_view_options(p)
@@ -51,16 +48,16 @@ def options_parser() -> argparse.ArgumentParser:
 
 
 def _telemetry_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
+    p.add_argument("--nproc-per-node", type=positive_int, default=None, metavar="N",
                    help="launch N ranks through torch.distributed.run; each writes OUT/rank-<r>/, merged into "
                         "OUT/ranks.md (see docs/distributed.md)")
-    p.add_argument("--telemetry-interval", type=float, default=0.5, metavar="S",
+    p.add_argument("--telemetry-interval", type=positive_number, default=0.5, metavar="S",
                    help="seconds between GPU (NVML) and host (CPU%%, RSS) samples")
     p.add_argument("--no-telemetry", action="store_true", help="no GPU/host sampling threads")
     p.add_argument("--py-spy", action="store_true",
                    help="sample the process tree with py-spy; the speedscope profile stays in the report folder")
-    p.add_argument("--py-spy-rate", type=int, default=100, metavar="HZ", help="py-spy samples per second")
-    p.add_argument("--flops-per-step", type=float, default=None, metavar="F",
+    p.add_argument("--py-spy-rate", type=positive_int, default=100, metavar="HZ", help="py-spy samples per second")
+    p.add_argument("--flops-per-step", type=positive_number, default=None, metavar="F",
                    help="FLOPs of one training step, for MFU (count them with throughput.telemetry.flops.count_flops)")
     p.add_argument("--count-flops", action="store_true",
                    help="count one step's FLOPs with FlopCounterMode (the last warm-up step), for MFU")
@@ -106,23 +103,24 @@ def run(args: argparse.Namespace) -> int:
     opts = options_parser().parse_args(ours)
     if opts.module is not None:
         target = Target(module=opts.module, args=tuple(rest))
-    elif rest:
+    elif rest and rest[0].strip():
         target = Target(path=rest[0], args=tuple(rest[1:]))
     else:
         raise CliError("profile: no script given; usage: " + USAGE)
     try:  # all of this before torch is imported, so bad input fails fast
         values = parse_set(opts.overrides)
         overrides = overrides_from(values)
-        _check_counts(opts.max_steps, opts.warmup_steps)
         check_target(target)
     except (ValueError, TargetError) as e:
         raise CliError(f"profile: {e}") from None
     _relaunch_with_env(launch_env(values), args.argv)
     from throughput.cli import multirank
-    base_out = opts.out or Path("reports") / f"{target.stem}-{_run_name()}"
+    base_out = opts.out or _default_out(target.stem)
     if opts.nproc_per_node is not None:
+        check_fresh_folder(base_out)
         return multirank.launch(opts.nproc_per_node, ours, rest, base_out, quiet=opts.quiet)
     out = multirank.rank_out(base_out)
+    check_fresh_folder(out)   # before the run: a finished run must not lose its report at the end
     from throughput.capture.zerocode import ProfileOptions, profile_target
     from throughput.capture.profiler import DEFAULT_WARMUP_STEPS
     window = build_window(opts, out, DEFAULT_WARMUP_STEPS if opts.warmup_steps is None else opts.warmup_steps)
@@ -188,6 +186,15 @@ def _say(quiet: bool, line: str) -> None:
         pass
 
 
+def _default_out(stem: str) -> Path:
+    """reports/<script>-<time>; outside torchrun, a second run in the same second gets -2, -3, ..."""
+    import os
+    base = Path("reports") / f"{stem}-{_run_name()}"
+    if os.environ.get("TORCHELASTIC_RUN_ID") or not base.exists():
+        return base
+    return next(p for n in range(2, 10_000) if not (p := base.with_name(f"{base.name}-{n}")).exists())
+
+
 def _run_name() -> str:
     # Under torchrun every rank must pick the same folder: use the launcher's run id when there is one.
     import os
@@ -195,8 +202,6 @@ def _run_name() -> str:
 
 
 def _telemetry(opts: argparse.Namespace, out: Path) -> Any:
-    if opts.telemetry_interval <= 0 or opts.py_spy_rate <= 0:
-        raise CliError("profile: --telemetry-interval and --py-spy-rate must be > 0")
     if opts.count_flops and opts.flops_per_step is not None:
         raise CliError("profile: give either --flops-per-step or --count-flops, not both")
     if opts.no_telemetry and not opts.py_spy and not opts.count_flops and opts.flops_per_step is None:
@@ -209,9 +214,3 @@ def _telemetry(opts: argparse.Namespace, out: Path) -> Any:
                                py_spy_rate=opts.py_spy_rate, dtype=opts.dtype, flops_per_step=opts.flops_per_step,
                                count_flops_at_step=max(0, warmup - 1) if opts.count_flops else None)
 
-
-def _check_counts(max_steps: int | None, warmup_steps: int | None) -> None:
-    if max_steps is not None and max_steps < 1:
-        raise ValueError(f"max steps must be >= 1, got {max_steps}")
-    if warmup_steps is not None and warmup_steps < 0:
-        raise ValueError(f"warmup steps must be >= 0, got {warmup_steps}")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from throughput.capture.distributed import rank_session_paths, wait_for_rank_sessions
+from throughput.cli.args import nonnegative_int, positive_number
 from throughput.cli.errors import CliError
 from throughput.analysis.ranks import RankSummary
 from throughput.report.ranks import RANKS_RENDERERS, write_ranks_report
@@ -17,9 +18,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("ranks", help="merge a multi-rank run (OUT/rank-*/session.json) into one report")
     p.add_argument("out", type=Path, help="the run's output folder, holding rank-<r>/ subfolders")
     p.add_argument("--format", choices=sorted(RANKS_RENDERERS), default="table", help="output format")
-    p.add_argument("--wait-for", type=int, default=0, metavar="N",
+    p.add_argument("--wait-for", type=nonnegative_int, default=0, metavar="N",
                    help="wait until N rank sessions exist (up to --timeout seconds) before merging")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for --wait-for")
+    p.add_argument("--timeout", type=positive_number, default=120.0, help="seconds to wait for --wait-for")
     p.set_defaults(handler=run)
 
 

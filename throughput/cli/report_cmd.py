@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from throughput.analysis.summary import summarize
+from throughput.cli.args import nonnegative_int
 from throughput.cli.errors import CliError
 from throughput.report import RENDERERS
 from throughput.session.io import SessionFormatError, load_session
@@ -16,7 +17,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("report", help="re-render a saved session (session.json or its folder)")
     p.add_argument("session", type=Path, help="a session.json written by throughput, or its report folder")
     p.add_argument("--format", choices=sorted(RENDERERS), default="table", help="output format")
-    p.add_argument("--warmup-steps", type=int, default=None, help="override the warm-up steps excluded")
+    p.add_argument("--warmup-steps", type=nonnegative_int, default=None, help="override the warm-up steps excluded")
     p.set_defaults(handler=run)
 
 
@@ -26,8 +27,6 @@ def run(args: argparse.Namespace) -> int:
     except SessionFormatError as e:
         raise CliError(str(e)) from None
     if args.warmup_steps is not None:
-        if args.warmup_steps < 0:
-            raise CliError(f"--warmup-steps must be >= 0, got {args.warmup_steps}")
         session = session.with_info(warmup_steps=args.warmup_steps)
     try:
         summary = summarize(session)

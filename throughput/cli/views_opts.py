@@ -8,20 +8,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from throughput.cli.args import output_folder, positive_int
 from throughput.cli.errors import CliError
 
 DEFAULT_OPS_STEPS = 5
 
 
 def add_view_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ops", type=int, nargs="?", const=DEFAULT_OPS_STEPS, default=None, metavar="N",
+    p.add_argument("--ops", type=positive_int, nargs="?", const=DEFAULT_OPS_STEPS, default=None, metavar="N",
                    help="record N steady-state steps (default 5, after warm-up) with torch.profiler and fold "
                         "the operators into phases; those steps are left out of the figures")
     p.add_argument("--memory-snapshot", action="store_true",
                    help="CUDA: save the allocator's history over the window as memory_snapshot.pickle "
                         "(open at https://pytorch.org/memory_viz)")
     p.add_argument("--no-memory", action="store_true", help="do not read memory at the window's phase boundaries")
-    p.add_argument("--tensorboard", type=Path, default=None, metavar="DIR",
+    p.add_argument("--tensorboard", type=output_folder, default=None, metavar="DIR",
                    help="also write the per-step scalars of steps.jsonl as TensorBoard events to DIR")
 
 

@@ -12,7 +12,15 @@ from throughput.loop.recipe import Recipe, RecipeError, load_recipe, model_finge
 
 def resolve(recipe: Any, plan: Any = None, overrides: Mapping[str, Any] | None = None,
             out: str | Path | None = None) -> tuple[Recipe, TrainConfig, Plan | None]:
-    """(recipe, config, plan) from the layered sources: defaults < recipe.config < plan < overrides < out."""
+    """(recipe, config, plan) from the layered sources: defaults < recipe.config < plan < overrides < out.
+    The plan is read and checked before the recipe is imported, so a bad plan file fails at once."""
+    the_plan: Plan | None
+    if plan is None or isinstance(plan, Plan):
+        the_plan = plan
+    elif isinstance(plan, Mapping):
+        the_plan = plan_from_dict(dict(plan))
+    else:
+        the_plan = load_plan(plan)
     if isinstance(recipe, (str, Path)):
         rec = load_recipe(recipe)
     elif isinstance(recipe, Recipe):
@@ -23,13 +31,6 @@ def resolve(recipe: Any, plan: Any = None, overrides: Mapping[str, Any] | None =
         cfg = TrainConfig().with_overrides(rec.config)
     except ConfigError as e:
         raise RecipeError(f"recipe {rec.name}: config: {e}") from None
-    the_plan: Plan | None
-    if plan is None or isinstance(plan, Plan):
-        the_plan = plan
-    elif isinstance(plan, Mapping):
-        the_plan = plan_from_dict(dict(plan))
-    else:
-        the_plan = load_plan(plan)
     if the_plan is not None:
         cfg = the_plan.apply(cfg)
     cfg = cfg.with_overrides(dict(overrides or {}))

@@ -12,6 +12,11 @@ name (atomic on POSIX), then the folder is fsynced so the rename itself survives
 therefore sees either the previous set of checkpoints or the new one, never half a file under a final
 name; a truncated or altered file fails its checksum and the previous checkpoint is used instead.
 Payloads load with ``torch.load(weights_only=True)``: no pickled code runs on load.
+
+Anything named like a checkpoint that cannot be used is skipped the same way, never raised: a folder or
+other non-file under that name, a file that cannot be read, and a payload that verifies but that the
+caller's ``validate`` refuses (e.g. missing keys). This module prints nothing: ``Loaded.skipped`` says
+what was skipped and why, and the training loop logs it in its own style.
 """
 
 from __future__ import annotations
@@ -21,10 +26,9 @@ import io
 import os
 import re
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 MAGIC = b"THROUGHPUT-CKPT 1\n"
 NAME_RE = re.compile(r"^ckpt-(\d{8})\.pt$")
@@ -55,8 +59,10 @@ class Loaded:
     def quarantine(self) -> None:
         """Rename the damaged newer files to ``*.damaged`` (kept for inspection, out of the rotation)."""
         for bad in self.skipped_paths:
-            if bad.exists():
+            try:
                 os.replace(bad, bad.with_name(bad.name + ".damaged"))
+            except OSError:   # gone meanwhile, or a folder where *.damaged exists: left, and skipped again
+                pass
 
 
 def checkpoint_path(folder: Path, step: int) -> Path:
@@ -95,19 +101,21 @@ def save_checkpoint(folder: Path, step: int, payload: dict[str, Any], keep_last:
     return final
 
 
-def load_latest(folder: Path, *, quarantine: bool = False) -> Loaded | None:
+def load_latest(folder: Path, *, quarantine: bool = False,
+                validate: Callable[[dict[str, Any]], None] | None = None) -> Loaded | None:
     """The newest checkpoint that verifies, or None when the folder has none at all. Damaged newer
-    files are skipped with a ``UserWarning`` each; if every file is damaged, ``CheckpointError``.
-    With ``quarantine`` the damaged files are renamed to ``*.damaged`` (kept for inspection, and no
+    ones (see the module docstring; ``validate`` raises ``DamagedCheckpoint`` for a payload it cannot
+    use) are skipped and listed in ``Loaded.skipped``; if every one is damaged, ``CheckpointError``.
+    With ``quarantine`` the damaged ones are renamed to ``*.damaged`` (kept for inspection, and no
     longer counted by ``keep_last`` pruning) once a good checkpoint is found."""
     skipped: list[tuple[Path, str]] = []
     candidates = list_checkpoints(folder)
     for step, path in reversed(candidates):
         try:
             payload = read_checkpoint(path)
+            if validate is not None:
+                validate(payload)
         except DamagedCheckpoint as e:
-            warnings.warn(f"checkpoint {path.name} is damaged ({e}); falling back to an older one",
-                          UserWarning, stacklevel=2)
             skipped.append((path, f"{path.name}: {e}"))
             continue
         loaded = Loaded(step=step, path=path, payload=payload, skipped=tuple(m for _, m in skipped),
@@ -125,7 +133,12 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     """Read and verify one checkpoint file; ``DamagedCheckpoint`` names what is wrong."""
     import torch
 
-    raw = path.read_bytes()
+    if not path.is_file():
+        raise DamagedCheckpoint("not a regular file")
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DamagedCheckpoint(f"cannot be read: {e.strerror or type(e).__name__}") from None
     if not raw.startswith(MAGIC):
         raise DamagedCheckpoint("not a throughput checkpoint (bad header)")
     parts = raw[len(MAGIC):].split(b"\n", 2)
@@ -149,7 +162,7 @@ def remove_stale_temporaries(folder: Path) -> int:
     """Delete temporary files left by a write that was killed; returns how many."""
     if not folder.is_dir():
         return 0
-    stale = [folder / n for n in os.listdir(folder) if n.startswith(TMP_PREFIX)]
+    stale = [folder / n for n in os.listdir(folder) if n.startswith(TMP_PREFIX) and (folder / n).is_file()]
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
@@ -176,5 +189,7 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _prune(folder: Path, keep_last: int) -> None:
-    for _, path in list_checkpoints(folder)[:-keep_last]:
+    # Files only: a folder named like a checkpoint is not ours to delete, and takes no slot of keep_last.
+    files = [path for _, path in list_checkpoints(folder) if path.is_file()]
+    for path in files[:-keep_last]:
         path.unlink(missing_ok=True)

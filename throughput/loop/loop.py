@@ -33,7 +33,7 @@ from throughput.loop.resume import ResumePlan, check_resume, resume_plan
 from throughput.loop.rng import capture_rng, restore_rng, seed_everything
 from throughput.loop.runtime import Runtime, build_optimizer, setup_runtime, teardown_runtime, wrap_ddp
 from throughput.loop.schedules import Schedule
-from throughput.loop.state import (PAYLOAD_FORMAT, PAYLOAD_VERSION, RunIdentity, check_payload,
+from throughput.loop.state import (PAYLOAD_FORMAT, PAYLOAD_VERSION, RunIdentity, check_complete, check_payload,
                                    check_run_folder, write_manifest)
 from throughput.loop.step import StepStats, evaluate, train_step
 from throughput.session.records import RunEnd
@@ -239,7 +239,10 @@ class _Run:
         ckpt.save_checkpoint(self.ckpt_dir, self.step, payload, self.cfg.keep_last)
 
     def _resume(self, changes: dict[str, Any]) -> DataPosition:
-        loaded = ckpt.load_latest(self.ckpt_dir)
+        loaded = ckpt.load_latest(self.ckpt_dir, validate=check_complete)
+        if loaded is not None and self.rt.is_main:
+            for line in loaded.skipped:   # one line each, in the run's own style (not a Python warning)
+                print(f"train: skipped checkpoint {line}; resuming from {loaded.path.name}", file=sys.stderr)
         plan = None
         if loaded is not None:
             check_payload(loaded.payload, self.identity, loaded.path)  # ours, before touching any file

@@ -102,14 +102,16 @@ def plan_from_dict(raw: Any, source: str = "plan") -> Plan:
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:
     """Read and validate a plan file. Raises ``PlanError`` with one line naming the file."""
+    from throughput.session.io import parse_json
     p = Path(path)
     try:
-        raw = json.loads(p.read_text())
+        text = p.read_text()
     except FileNotFoundError:
         raise PlanError(f"plan file not found: {p}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PlanError(f"plan {p} is not valid JSON: {e}".splitlines()[0]) from None
-    return plan_from_dict(raw, source=str(p))
+    except (OSError, UnicodeDecodeError) as e:
+        raise PlanError(f"plan {p} cannot be read: {str(e).splitlines()[0]}") from None
+    # One line for truncated files, deep nesting and over-long numbers too (parse_json).
+    return plan_from_dict(parse_json(text, f"plan {p}", PlanError), source=str(p))
 
 
 def save_plan(plan: Plan, path: str | os.PathLike[str]) -> Path:

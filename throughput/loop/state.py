@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from throughput.loop.checkpoint import CheckpointError, list_checkpoints
+from throughput.loop.checkpoint import CheckpointError, DamagedCheckpoint, list_checkpoints
 
 MANIFEST = "run.json"
 PAYLOAD_FORMAT = "throughput-train-state"
@@ -71,6 +71,32 @@ def write_manifest(out: Path, identity: RunIdentity, config: dict[str, Any],
     tmp.write_text(json.dumps({"recipe": identity.recipe, "model_fingerprint": identity.model_fingerprint,
                                "config": config, "config_changes": history}, indent=2) + "\n")
     os.replace(tmp, out / MANIFEST)
+
+
+# What a resume reads from a payload, and the type each must have: a payload that verifies (checksum)
+# but lacks one of these was not written by this loop, and is skipped like a damaged file.
+PAYLOAD_KEYS: dict[str, type | tuple[type, ...]] = {
+    "format": str, "version": int, "step": int, "recipe": str, "model_fingerprint": str, "model": dict,
+    "optimizer": dict, "scheduler": dict, "scaler": dict, "rng": dict, "data": dict, "clip_count": int}
+
+
+def check_complete(payload: dict[str, Any]) -> None:
+    """``DamagedCheckpoint`` naming the first missing or wrong-typed key a resume needs."""
+    for key, kind in PAYLOAD_KEYS.items():
+        if key not in payload:
+            raise DamagedCheckpoint(f"payload lacks {key!r}")
+        if not isinstance(payload[key], kind) or isinstance(payload[key], bool):
+            raise DamagedCheckpoint(f"payload {key!r} is {type(payload[key]).__name__}, not {_kind(kind)}")
+    for key in ("epoch", "index"):
+        if not isinstance(payload["data"].get(key), int):
+            raise DamagedCheckpoint(f"payload data lacks an integer {key!r}")
+    for key in ("python", "numpy", "torch"):
+        if key not in payload["rng"]:
+            raise DamagedCheckpoint(f"payload rng lacks {key!r}")
+
+
+def _kind(kind: type | tuple[type, ...]) -> str:
+    return " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
 
 
 def check_payload(payload: dict[str, Any], identity: RunIdentity, source: Path) -> None:

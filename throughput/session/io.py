@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import fields, is_dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
-from throughput.session.records import (
-    Event,
-    RunEnd,
-    RunInfo,
-    Span,
-    StepRecord,
-    StepRule,
-    TelemetrySample,
-)
-from throughput.session.retention_io import retention_from_dict
 from throughput.session.session import Session
+from throughput.validation import DecodeError, decode
 
 SCHEMA = "throughput.session"
 SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)   # 1: every step in full, no retention record
+READABLE_VERSIONS = (1, 2)   # 1: every step in full, no retention record (it decodes as None)
 
 
 class SessionFormatError(ValueError):
@@ -65,56 +57,66 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def _build(cls: type, raw: Any, where: str) -> Any:
-    if not isinstance(raw, dict):
-        raise SessionFormatError(f"{where}: expected an object, got {type(raw).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = set(raw) - known
-    if unknown:
-        raise SessionFormatError(f"{where}: unknown fields {sorted(unknown)}")
-    try:
-        return cls(**raw)
-    except TypeError as e:
-        raise SessionFormatError(f"{where}: {e}") from None
+# A float whose field name carries a unit (STYLE.md: ``_s``, ``_bytes``, ``_flops``, per-step FLOPs) is a
+# time, a size or a count of operations: NaN or inf there is a damaged file, not a measurement; and no clock
+# reads more than 1e12 s (31,700 years), so seconds beyond that are damage too (and would overflow the
+# statistics). Unitless floats (``loss``, ``grad_norm``, a telemetry ``value``) may be anything: a diverged
+# run is a real result.
+UNIT_SUFFIXES = ("_s", "_bytes", "_flops", "flops", "flops_per_step")
+MAX_SECONDS = 1e12
+
+
+def finite_by_unit(name: str) -> float | None:
+    """The session files' float policy (see ``throughput.validation``)."""
+    if name.endswith("_s"):
+        return MAX_SECONDS
+    return math.inf if name.endswith(UNIT_SUFFIXES) else None
 
 
 def session_from_dict(raw: Any, source: str = "session") -> Session:
-    """Rebuild a session, checking schema and version. Raises SessionFormatError."""
+    """Rebuild a session, checking schema, version and every field's type (``throughput.validation``),
+    the retention record of schema 2 included. Raises SessionFormatError with one line naming the
+    field's path, e.g. ``run.json: steps[3].phase_s.forward: expected a number, got "fast"``."""
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         raise SessionFormatError(f"{source}: not a throughput session (no '{SCHEMA}' schema marker)")
     version = raw.get("schema_version")
-    if version not in READABLE_VERSIONS:
+    if not isinstance(version, int) or isinstance(version, bool) or version not in READABLE_VERSIONS:
         raise SessionFormatError(
             f"{source}: session schema version {version!r} is not supported by this throughput "
             f"(reads versions {', '.join(map(str, READABLE_VERSIONS))}); re-profile or use the matching "
             "throughput version"
         )
+    body = {k: v for k, v in raw.items() if k not in ("schema", "schema_version")}
     try:
-        info_raw = dict(raw["info"])
-        info_raw["argv"] = tuple(info_raw.get("argv", ()))
-        info_raw["notes"] = tuple(info_raw.get("notes", ()))
-        info_raw["step_rule"] = StepRule(info_raw.get("step_rule", "manual"))
-        info_raw["end"] = RunEnd(info_raw.get("end", "completed"))
-        info = _build(RunInfo, info_raw, f"{source}: info")
-        steps = tuple(_build(StepRecord, s, f"{source}: step {i}") for i, s in enumerate(raw["steps"]))
-        spans = tuple(_build(Span, s, f"{source}: span {i}") for i, s in enumerate(raw["spans"]))
-        events = tuple(_build(Event, e, f"{source}: event {i}") for i, e in enumerate(raw["events"]))
-        telemetry = tuple(
-            _build(TelemetrySample, t, f"{source}: telemetry {i}") for i, t in enumerate(raw["telemetry"])
-        )
-        retention_raw = raw.get("retention") if version >= 2 else None
-        retention = retention_from_dict(retention_raw, f"{source}: retention") if retention_raw is not None else None
-    except (KeyError, ValueError, TypeError) as e:
-        if isinstance(e, SessionFormatError):
-            raise
-        raise SessionFormatError(f"{source}: malformed session ({type(e).__name__}: {e})") from None
-    for step in steps:
+        session = decode(Session, body, finite=finite_by_unit)
+    except DecodeError as e:
+        raise SessionFormatError(f"{source}: {e}") from None
+    _check_consistent(session, source)
+    return session
+
+
+def _check_consistent(session: Session, source: str) -> None:
+    """What types cannot say: a step ends after it starts, its exclusive phase times are not negative and
+    add up to at most its wall time (1% slack for rounding), and its counts are not negative."""
+    for i, step in enumerate(session.steps):
+        where = f"{source}: steps[{i}]"
         if step.end_s < step.start_s:
-            raise SessionFormatError(f"{source}: step {step.index} ends before it starts")
-    return Session(
-        info=info, steps=steps, spans=spans, events=events, telemetry=telemetry,
-        artifacts=tuple(raw.get("artifacts", ())), retention=retention,
-    )
+            raise SessionFormatError(f"{where}: ends before it starts (start_s {step.start_s}, end_s {step.end_s})")
+        for name, mapping in (("phase_s", step.phase_s), ("device_phase_s", step.device_phase_s or {})):
+            for phase, value in mapping.items():
+                if value < 0:
+                    raise SessionFormatError(f"{where}.{name}.{phase}: a time cannot be negative, got {value}")
+        covered, wall = math.fsum(step.phase_s.values()), step.end_s - step.start_s
+        if covered > wall * 1.01 + 1e-6:
+            raise SessionFormatError(f"{where}.phase_s: phases add up to {covered:g} s, more than the step's "
+                                     f"{wall:g} s (phase times are exclusive)")
+        for name in ("samples", "tokens", "padding_tokens", "micro_steps", "peak_memory_bytes"):
+            value = getattr(step, name)
+            if value is not None and value < 0:
+                raise SessionFormatError(f"{where}.{name}: a count cannot be negative, got {value}")
+    for i, span in enumerate(session.spans):
+        if span.end_s < span.start_s:
+            raise SessionFormatError(f"{source}: spans[{i}]: ends before it starts")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -163,11 +165,23 @@ def load_session(path: str | os.PathLike[str]) -> Session:
         text = p.read_text()
     except UnicodeDecodeError:
         raise SessionFormatError(f"{p}: not a text file; pass a session .json written by throughput") from None
+    except OSError as e:
+        raise SessionFormatError(f"{p}: cannot be read ({e.strerror or type(e).__name__})") from None
     if not text.strip():
         raise SessionFormatError(f"{p}: empty file; the run may have been killed before it saved")
+    return session_from_dict(parse_json(text, str(p), SessionFormatError), source=str(p))
+
+
+def parse_json(text: str, source: str, error: Callable[[str], Exception]) -> Any:
+    """``json.loads`` whose every failure is one line: truncated, not JSON, nested too deeply, a number
+    too long (Python's 4300-digit limit). NaN and Infinity literals parse (sessions may hold them)."""
     try:
-        raw = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
-        hint = "truncated (the run may have been killed while saving)" if e.pos >= len(text) - 1 else "not JSON"
-        raise SessionFormatError(f"{p}: {hint} at line {e.lineno} column {e.colno}") from None
-    return session_from_dict(raw, source=str(p))
+        cut = e.pos >= len(text.rstrip()) - 1 or e.msg.startswith("Unterminated string")
+        hint = "truncated (the run may have been killed while saving)" if cut else "not JSON"
+        raise error(f"{source}: {hint} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise error(f"{source}: nested too deeply to be a file throughput wrote") from None
+    except ValueError as e:   # e.g. an integer literal longer than Python's int digit limit
+        raise error(f"{source}: not valid JSON ({str(e).splitlines()[0]})") from None

@@ -1,9 +1,17 @@
-"""Attribution-accuracy workload: known sleeps injected in each phase (see test_profile_accuracy.py).
+"""Attribution-accuracy workload: known sleeps injected in each phase (see test_profile_cli.py).
 
 Per step: the dataset sleeps SAMPLE_S per sample (BATCH samples), the model's forward sleeps FORWARD_S,
 a custom autograd Function's backward sleeps BACKWARD_S, and an optimizer subclass's step sleeps
 OPTIMIZER_S. The real compute is tiny next to these.
+
+Sleeps overshoot on a busy machine, so the workload measures its own ground truth and writes it to
+the JSON file named by argv[2] (when given), per phase: ``slept_s``, the time actually spent in the
+injected sleeps, and ``call_s``, the time spent in the whole call that contains the phase (``next``
+on the loader, ``model(x)``, ``loss.backward()``, ``opt.step()`` + ``opt.zero_grad()``), read
+outside the call. A phase the profiler records can neither be shorter than its sleeps nor longer
+than its calls: ``slept_s <= recorded <= call_s``, whatever the load.
 """
+import json
 import sys
 import time
 
@@ -13,6 +21,13 @@ from torch.utils.data import DataLoader, Dataset
 
 SAMPLE_S, BATCH, FORWARD_S, BACKWARD_S, OPTIMIZER_S = 0.005, 2, 0.006, 0.012, 0.004
 STEPS = int(sys.argv[1]) if len(sys.argv) > 1 else 16
+TRUTH = {phase: {"slept_s": 0.0, "call_s": 0.0} for phase in ("data", "forward", "backward", "optimizer")}
+
+
+def sleep_in(phase, seconds):
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    TRUTH[phase]["slept_s"] += time.perf_counter() - t0
 
 
 class SlowData(Dataset):
@@ -20,7 +35,7 @@ class SlowData(Dataset):
         return BATCH * STEPS
 
     def __getitem__(self, i):
-        time.sleep(SAMPLE_S)
+        sleep_in("data", SAMPLE_S)
         return torch.ones(4) * i
 
 
@@ -31,7 +46,7 @@ class SlowBackward(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        time.sleep(BACKWARD_S)
+        sleep_in("backward", BACKWARD_S)
         return grad
 
 
@@ -41,21 +56,33 @@ class SlowModel(nn.Module):
         self.lin = nn.Linear(4, 1)
 
     def forward(self, x):
-        time.sleep(FORWARD_S)
+        sleep_in("forward", FORWARD_S)
         return SlowBackward.apply(self.lin(x))
 
 
 class SlowSGD(torch.optim.SGD):
     def step(self, closure=None):
-        time.sleep(OPTIMIZER_S)
+        sleep_in("optimizer", OPTIMIZER_S)
         return super().step(closure)
+
+
+def timed(phase, call):
+    t0 = time.perf_counter()
+    try:
+        return call()
+    finally:
+        TRUTH[phase]["call_s"] += time.perf_counter() - t0
 
 
 model = SlowModel()
 opt = SlowSGD(model.parameters(), lr=1e-3)
-for x in DataLoader(SlowData(), batch_size=BATCH):
-    loss = model(x).mean()
-    loss.backward()
-    opt.step()
-    opt.zero_grad()
+batches = iter(DataLoader(SlowData(), batch_size=BATCH))
+while (x := timed("data", lambda: next(batches, None))) is not None:
+    out = timed("forward", lambda: model(x))
+    loss = out.mean()
+    timed("backward", loss.backward)
+    timed("optimizer", lambda: (opt.step(), opt.zero_grad()))
+if len(sys.argv) > 2:
+    with open(sys.argv[2], "w") as f:
+        json.dump(TRUTH, f)
 print("done")
