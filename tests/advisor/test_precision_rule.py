@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import throughput.hardware as hw
+import throughput.machine as machine
 from tests.helpers import make_session
 from throughput.advisor.rules import RuleInput, precision, precision_notes
 from throughput.analysis.summary import summarize
@@ -24,7 +25,8 @@ SAPPHIRE_RAPIDS = AVX2_ONLY | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 def cpu(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """Set the CPU's flags for the duration of a test: ``cpu(flags)``."""
     def set_flags(flags: frozenset[str]) -> None:
-        monkeypatch.setattr(hw, "cpu_flags", lambda: flags)
+        # the flags are read in throughput.machine (hardware re-exports them): patch where they are looked up
+        monkeypatch.setattr(machine, "cpu_flags", lambda: flags)
     return set_flags
 
 

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from throughput.analysis.window import window_of
 from throughput.analysis.stats import Distribution, distribution, quantile
 from throughput.session.accumulate import StepAccumulator, ValueAccumulator
 from throughput.session.exact import ExactSum, exact_variance
@@ -122,8 +123,6 @@ def steady_state(session: Session) -> tuple[tuple[StepRecord, ...], Measured | N
 
     A session that kept only some steps re-renders with any warm-up up to the one it was captured with
     (the warm-up steps are always kept, and are added back exactly); a longer one raises ValueError."""
-    from throughput.analysis.operators import window_of   # here: operators imports breakdown, which imports us
-
     window = window_of(session)
     k = session.info.warmup_steps
     if session.complete:

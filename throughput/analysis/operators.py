@@ -10,30 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from throughput.analysis.breakdown import phase_order
+from throughput.analysis.measured import phase_order
+from throughput.analysis.window import Window, window_of
 from throughput.session.records import Event
 from throughput.session.session import Session
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Window:
-    """Steps ``first_step..last_step`` were recorded; ``excluded_first..excluded_last`` (the profiler's
-    warm-up step, the window, and the step that paid for stopping it) are left out of the figures."""
-
-    first_step: int
-    last_step: int
-    excluded_first: int
-    excluded_last: int
-    wall_s: float              # total wall time of the recorded steps
-    ops: bool
-    memory_snapshot: bool
-
-    @property
-    def steps(self) -> int:
-        return self.last_step - self.first_step + 1
-
-    def excludes(self, index: int) -> bool:
-        return self.excluded_first <= index <= self.excluded_last
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,18 +33,6 @@ class Operators:
     window_step_s: float           # mean wall time of a window step
     slowdown: float | None         # window step time / steady-state step time (None: nothing to compare)
     top: tuple[OperatorStat, ...]  # phases in step order, each phase's operators by self time
-
-
-def window_of(session: Session) -> Window | None:
-    """The view window that slowed its steps (operators or a memory snapshot), if the run had one."""
-    event = next((e for e in session.events if e.kind == "window"), None)
-    if event is None:
-        return None
-    d = event.detail
-    return Window(first_step=int(d["first_step"]), last_step=int(d["last_step"]),
-                  excluded_first=int(d["excluded_first"]), excluded_last=int(d["excluded_last"]),
-                  wall_s=float(d["window_wall_s"]), ops=bool(d.get("ops", False)),
-                  memory_snapshot=bool(d.get("memory_snapshot", False)))
 
 
 def operators(session: Session, steady_step_s: float | None) -> Operators | None:

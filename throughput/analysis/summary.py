@@ -10,7 +10,8 @@ from throughput.analysis.findings import findings
 from throughput.analysis.measured import steady_state
 from throughput.analysis.memory import MemorySummary, memory_summary
 from throughput.analysis.mfu import Mfu, run_mfu_of
-from throughput.analysis.operators import Operators, operators, window_of
+from throughput.analysis.operators import Operators, operators
+from throughput.analysis.window import window_of
 from throughput.analysis.rates import Rates, rates_of
 from throughput.analysis.retained import retention_notes
 from throughput.analysis.stats import Distribution, distribution
