@@ -50,10 +50,19 @@ clean:
 # (`benchmarks/.venv-trl/bin/python -m pytest -q -m hf tests/packing`). TRL is never a dependency of
 # throughput; torch stays pinned through the constraints.
 BENCH_TRL_VENV ?= benchmarks/.venv-trl
-.PHONY: bench-env
-bench-env:
+BENCH_TRL_STAMP := $(BENCH_TRL_VENV)/.installed
+.PHONY: bench-env test-hf
+$(BENCH_TRL_STAMP): pyproject.toml constraints.txt benchmarks/trl-requirements.txt
 	$(PYTHON) -m venv $(BENCH_TRL_VENV)
-	$(BENCH_TRL_VENV)/bin/python -m pip install -q -c $(CONSTRAINTS) -e '.[test,fast,hf]' trl
+	$(BENCH_TRL_VENV)/bin/python -m pip install -q -c $(CONSTRAINTS) -e '.[test,fast,hf]' -r benchmarks/trl-requirements.txt
+	touch $(BENCH_TRL_STAMP)
+
+bench-env: $(BENCH_TRL_STAMP)
+
+# The packing drop-in against TRL's own pack_dataset (tests marked hf; skipped by `make test`, where
+# `datasets` is not installed).
+test-hf: $(BENCH_TRL_STAMP)
+	$(BENCH_TRL_VENV)/bin/python -m pytest -q -p no:cacheprovider -m hf tests/packing
 
 # The compatibility matrix (compat/, reports/benchmarks/compat.md): Lightning, transformers, Accelerate
 # and safetensors in an environment of their own, never dependencies of throughput; torch stays pinned

@@ -95,16 +95,14 @@ def planning_case(name: str, lengths: np.ndarray, row_len: int, repeats: int) ->
 
 
 def ensure_trl_env() -> str | None:
-    """Create benchmarks/.venv-trl like ``make bench-env``; returns an error text or None."""
+    """Create benchmarks/.venv-trl with ``make bench-env`` (the one definition of that environment:
+    benchmarks/trl-requirements.txt); returns an error text or None."""
     if (TRL_VENV / "bin" / "python").exists():
         return None
-    cmds = [[sys.executable, "-m", "venv", str(TRL_VENV)],
-            [str(TRL_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "-c", str(REPO / "constraints.txt"),
-             "-e", f"{REPO}[test,fast,hf]", "trl"]]
-    for cmd in cmds:
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode:
-            return f"could not install TRL: {' '.join(cmd[:4])}...: {done.stderr.strip()[-300:]}"
+    done = subprocess.run(["make", "-C", str(REPO), "bench-env", f"PYTHON={sys.executable}"],
+                          capture_output=True, text=True)
+    if done.returncode:
+        return f"could not install TRL (make bench-env): {done.stderr.strip()[-300:]}"
     return None
 
 

@@ -49,6 +49,9 @@ CADENCE_MIN_SAVING: Final = 0.005        # a measured cadence is advised only if
 FAULTS_PER_STEP_MIN: Final = 1000.0      # minor page faults a step
 SYSTEM_SHARE_MIN: Final = 0.10           # share of the process's CPU time spent in the kernel
 
+# -- reading a session (session/io.py) ---------------------------------------------------------------
+PHASES_OVER_WALL_MAX: Final = 1.01       # a step's exclusive phases may add up to this x its wall (rounding)
+
 # -- the loss (analysis/findings.py, analysis/loss.py) ----------------------------------------------
 LOSS_SPIKE_RATIO: Final = 3.0            # hygiene check: a loss this many times the recent median
 LOSS_DIVERGENCE_RATIO: Final = 1.5       # smoothed loss above this x its best so far

@@ -67,15 +67,18 @@ def test_the_knob_applied_by_profile_reaches_the_script_and_stops_the_faults(tmp
     script, log = tmp_path / "train.py", tmp_path / "steps.jsonl"
     script.write_text(SCRIPT)
     target = ScriptTarget(script, [str(log)], timeout_s=60)
-    plain = target.run({}, 3)
-    tuned = target.run({"malloc_threshold_bytes": 1 << 30}, 3)
+    plain = target.run({}, 6)
+    tuned = target.run({"malloc_threshold_bytes": 1 << 30}, 6)
     assert plain.ok and tuned.ok, (plain.error, tuned.error)
     runs: dict[int, tuple[str | None, list[int]]] = {}
     for pid, env, faults in (json.loads(line) for line in log.read_text().splitlines()):
         runs.setdefault(pid, (env, []))[1].append(faults)
     assert [env for env, _ in runs.values()] == [None, str(1 << 30)]   # one child each, in order
     for env, faults in runs.values():
-        steady = sorted(faults[1:])[len(faults[1:]) // 2]  # median step after the first
+        # the median step after the first two: while the heap settles, how other threads' allocations
+        # interleave (the profiler's sampler) may split the freed chunk once and cost one more re-fault
+        settled = sorted(faults[2:])
+        steady = settled[len(settled) // 2]
         if env is None:
             assert steady > 16_384 / 2, faults             # the gradient's pages fault again each step
         else:

@@ -72,3 +72,44 @@ def test_closure_accumulation_counts_every_micro_batch(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert [s.samples for s in session.steps] == [8, 8, 8]     # 6 batches of 4, 2 per update
     assert [s.micro_steps for s in session.steps] == [2, 2, 2]
+
+
+# torch.amp.GradScaler enabled on the CPU, started at a scale so large that the first scaled loss (a sum
+# above 4 x 2**126) is inf in float32: scaler.step skips that update and backs the scale off by 2**-40,
+# after which nothing overflows. 6 iterations of 8 samples: 5 updates.
+GRAD_SCALER = """\
+import json, sys, torch
+torch.manual_seed(0)
+model = torch.nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+scaler = torch.amp.GradScaler("cpu", init_scale=2.0**126, backoff_factor=2.0**-40)
+loader = torch.utils.data.DataLoader(torch.randn(48, 4), batch_size=8)
+losses, updates = [], []
+for x in loader:
+    opt.zero_grad()
+    loss = model(x).pow(2).sum() + 10.0
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    losses.append(loss.item())
+with open(sys.argv[1], "w") as f:
+    json.dump(losses, f)
+"""
+
+
+def test_grad_scaler_steps_are_updates_and_their_loss_is_unscaled(tmp_path: Path) -> None:
+    script, written = tmp_path / "scaler.py", tmp_path / "losses.json"
+    script.write_text(GRAD_SCALER)
+    session, result = profile_target(Target(path=str(script), args=(str(written),)), ProfileOptions(warmup_steps=0))
+    assert result.exit_code == 0
+    losses = json.loads(written.read_text())
+    assert len(losses) == 6
+    # the first iteration's update was skipped: 5 steps, each one micro-step of 8 samples, whose loss is
+    # the one the script computed (not 2**126 times it, nor the skipped iteration's added in)
+    assert len(session.steps) == 5
+    assert [s.micro_steps for s in session.steps] == [1] * 5
+    assert [s.samples for s in session.steps] == [8] * 5
+    assert [s.loss for s in session.steps] == pytest.approx(losses[1:], rel=1e-6)
+    ctx = next(e.detail for e in session.events if e.kind == "context" and e.message == "grad scaler")
+    assert ctx == {"grad_scaler": True, "grad_scaler_skipped": 1}
+    assert any("GradScaler skipped 1 update(s)" in n for n in session.info.notes)

@@ -10,7 +10,7 @@ import torch
 
 from throughput.analysis.memory import memory_summary
 from throughput.analysis.summary import summarize
-from throughput.analysis.verdict import MEMORY_HEADROOM_MIN_SHARE
+from throughput.thresholds import MEMORY_HEADROOM_MIN_SHARE
 from throughput.capture.memory import CudaAllocatorReader, PhaseMemory
 from throughput.capture.ops import BACKGROUND, OpCall, PhaseSegments, fold
 from throughput.capture.profiler import Profiler

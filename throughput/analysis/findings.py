@@ -32,6 +32,8 @@ ACTIONS: Mapping[str, str] = {
     "pin_memory_off": "DataLoader(pin_memory=True) and batch.to(device, non_blocking=True)",
     "loss_non_finite": "lower the learning rate, add warm-up or gradient clipping, check inputs for NaN; "
                        "with fp16 use a GradScaler",
+    # a GradScaler was in use (and the recorded loss is the unscaled one): advising one would contradict the run
+    "loss_non_finite_scaled": "lower the learning rate, add warm-up or gradient clipping, check inputs for NaN",
     "loss_spikes_unclipped": "clip gradients (torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)) "
                              "or lower the learning rate",
 }
@@ -56,7 +58,7 @@ def findings(session: Session, phases: Sequence[PhaseStats], context: Mapping[st
     device = session.info.device
     out = [_from_event(e) for e in session.events if e.kind not in DATA_EVENT_KINDS]
     out += [f for f in (_workers_zero(phases, context), _pin_memory_off(device, context),
-                        _non_finite(session), _spikes_unclipped(session.steps, context),
+                        _non_finite(session, context), _spikes_unclipped(session.steps, context),
                         _page_faults(session, measured)) if f is not None]
     return tuple(out) + loss_curve_findings(session.steps, clipping=_clipping(context))
 
@@ -95,7 +97,7 @@ def _pin_memory_off(device: str, ctx: Mapping[str, float | int | str | bool]) ->
                    evidence=("device=cuda", "pin_memory=False"), action=ACTIONS["pin_memory_off"])
 
 
-def _non_finite(session: Session) -> Finding | None:
+def _non_finite(session: Session, ctx: Mapping[str, float | int | str | bool]) -> Finding | None:
     if session.retention is not None and not session.complete:
         loss = session.retention.loss
         count, first = loss.nonfinite, loss.first_nonfinite_step
@@ -104,10 +106,13 @@ def _non_finite(session: Session) -> Finding | None:
         count, first = len(bad), (bad[0] if bad else None)
     if not count or first is None:
         return None
+    evidence: tuple[str, ...] = (f"{count} of {session.steps_seen} steps", f"first step {first}")
+    scaled = ctx.get("grad_scaler") is True
+    if scaled:
+        evidence += ("a GradScaler was in use (the loss shown is the unscaled one)",)
     return Finding(rule_id="loss_non_finite", first_step=first,
                    title=f"the loss was NaN or infinite in {count} step(s), first at step {first}",
-                   evidence=(f"{count} of {session.steps_seen} steps", f"first step {first}"),
-                   action=ACTIONS["loss_non_finite"])
+                   evidence=evidence, action=ACTIONS["loss_non_finite_scaled" if scaled else "loss_non_finite"])
 
 
 def loss_spikes(steps: Sequence[StepRecord]) -> list[int]:

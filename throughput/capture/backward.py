@@ -18,6 +18,7 @@ from throughput.capture.hygiene import Hygiene
 from throughput.capture.optimizers import OptimizerCalls
 from throughput.capture.patching import Patcher, transparent
 from throughput.capture.profiler import Profiler
+from throughput.capture.scaler import ScalerCalls
 from throughput.capture.stepping import StepTracker
 from throughput.session.records import StepRule
 
@@ -28,8 +29,8 @@ class BackwardCalls:
     """The outermost backward of the script's thread and the count of backward calls."""
 
     def __init__(self, prof: Profiler, gate: Gate, steps: StepTracker, forward: ModuleCalls,
-                 optimizers: OptimizerCalls, hygiene: Hygiene) -> None:
-        self._prof, self._gate, self._steps = prof, gate, steps
+                 optimizers: OptimizerCalls, hygiene: Hygiene, scaler: ScalerCalls) -> None:
+        self._prof, self._gate, self._steps, self._scaler = prof, gate, steps, scaler
         self._forward, self._optimizers, self._hygiene = forward, optimizers, hygiene
         self.active = False        # an outermost backward is running (read by other hooks)
         self.calls = 0
@@ -70,6 +71,7 @@ class BackwardCalls:
             self._hygiene.trained_in_eval_mode(eval_module)
         in_closure = self._optimizers.active and self._optimizers.backward_in_step()
         counted = not in_closure or self._optimizers.first_closure_backward()
+        loss = self._scaler.unscaled(loss)   # scaler.scale(loss).backward(): the script's loss
         self._steps.backward(loss, trained_in_eval_mode=eval_module is not None, counted=counted)
         if not counted:
             return  # a closure's re-evaluation (LBFGS): part of the same micro-batch

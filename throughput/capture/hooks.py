@@ -11,6 +11,8 @@ attribute and hook. What becomes which phase, and which object owns it:
 - ``optimizer``: ``step`` of any ``torch.optim.Optimizer`` (global step hooks, ``optimizers.OptimizerCalls``),
   ``zero_grad`` and ``clip_grad_norm_`` (``wrappers.AuxCalls``). An LBFGS closure nests inside it.
 - ``h2d``: ``Tensor.to``/``Tensor.cuda`` from a CPU tensor to another device, outside the model.
+- a GradScaler's ``scale(loss)`` is seen through: the step's loss is the unscaled one; an update the
+  scaler skipped (inf/NaN gradients) is no step (``scaler.ScalerCalls``).
 - ``checkpoint``: ``torch.save``, safetensors' and torch.distributed.checkpoint's saves (``wrappers.SaveCalls``).
 
 Steps (``stepping.StepTracker``): one per update of the primary optimizer (the first one that steps).
@@ -38,6 +40,7 @@ from throughput.capture.outcome import RunFacts, record_outcome
 from throughput.capture.overrides import Overrides
 from throughput.capture.patching import Patcher
 from throughput.capture.profiler import Profiler
+from throughput.capture.scaler import ScalerCalls
 from throughput.capture.stepping import MaxStepsReached, StepTracker
 from throughput.capture.wrappers import AuxCalls, CopyCalls, SaveCalls
 
@@ -62,7 +65,9 @@ class Instrumentation:
         self.steps = StepTracker(prof, self.gate, max_steps)
         self.optimizers = OptimizerCalls(prof, self.gate, self.steps)
         self.forward = ModuleCalls(prof, self.gate, self.steps, self.optimizers, self.hygiene, self.changes)
-        self.backward = BackwardCalls(prof, self.gate, self.steps, self.forward, self.optimizers, self.hygiene)
+        self.scaler = ScalerCalls(prof, self.gate, self.steps, lambda: self.optimizers.updates)
+        self.backward = BackwardCalls(prof, self.gate, self.steps, self.forward, self.optimizers, self.hygiene,
+                                      self.scaler)
         self.aux = AuxCalls(prof, self.gate, self.optimizers, self.forward)
         self.saves = SaveCalls(prof, self.gate)
         self.copies = CopyCalls(prof, self.gate, self.forward, self.backward)
@@ -85,7 +90,7 @@ class Instrumentation:
         p = self._patcher
         try:
             for part in (self.loaders, self.forward, self.optimizers, self.backward, self.aux, self.saves,
-                         self.copies):
+                         self.copies, self.scaler):
                 part.install(p)
             self.changes.start()
         except BaseException:
@@ -106,6 +111,7 @@ class Instrumentation:
             _current = None
             if self.loaders.digests is not None:
                 self.loaders.digests.flush()   # a run shorter than the digest window still reports
+            self.scaler.record()
             record_outcome(self.prof, self.facts())
 
     def facts(self) -> RunFacts:

@@ -36,6 +36,7 @@ class OptimizerCalls:
         self._last_stepped: int | None = None
         self._names: dict[int, str] = {}
         self.created = 0
+        self.updates = 0        # post hooks seen (any optimizer): a GradScaler's skipped update adds none
         self.active = False     # is an optimizer step (of any optimizer) open? Kept equal to bool(_frames)
         self._closure_backwards = 0   # backwards run inside the open step's closure
 
@@ -77,6 +78,7 @@ class OptimizerCalls:
     def post_hook(self, opt: Any, args: Any, kwargs: Any) -> None:
         if is_compiling() or not self._gate.allows() or not self._frames:
             return None
+        self.updates += 1
         oid = id(opt)
         if self._frames[-1][0] != oid:
             self.recover(oid)

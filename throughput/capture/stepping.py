@@ -107,6 +107,12 @@ class StepTracker:
     def micro_step(self) -> None:
         self._micro += 1
 
+    def update_skipped(self) -> None:
+        """A GradScaler skipped this iteration's update (inf/NaN gradients): its batches, loss and
+        micro-steps made no update, so they are dropped; its time stays in the step that follows."""
+        self._trained, self._closure, self._micro, self._loss = [], None, 0, None
+        self._argument_counted = False
+
     def _commit(self) -> None:
         self._trained.extend(self._fetched)
         self._fetched.clear()

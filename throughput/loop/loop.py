@@ -143,16 +143,19 @@ class _Run:
                 nonfinite = not math.isfinite(stats.loss)
                 val_loss = self._maybe_eval(prof)
                 self.last_record = self._record(stats, lr, val_loss)
+                # read once: a SIGTERM landing between the checkpoint decision and the exit check must not
+                # end the run unsaved (it is seen at the next step, which then checkpoints)
+                terminating = self.terminate.is_set()
                 if nonfinite and self.cfg.stop_on_nonfinite:
                     end = "nonfinite"
-                elif self._checkpoint_due(last_ckpt_s):
+                elif self._checkpoint_due(last_ckpt_s, terminating):
                     with prof.phase("checkpoint"):
                         self.save()
                     last_ckpt_s = self.clock.now_s()
                 self._log_step(prof, stats)
                 if end != "completed":
                     break
-                if self.terminate.is_set():
+                if terminating:
                     end = "terminated"
                     break
                 if self.stopping:
@@ -170,9 +173,9 @@ class _Run:
                 self._save_session(prof, end, error)
         return self._result(end)
 
-    def _checkpoint_due(self, last_ckpt_s: float) -> bool:
+    def _checkpoint_due(self, last_ckpt_s: float, terminating: bool) -> bool:
         cfg = self.cfg
-        return (self.step == cfg.steps or self.terminate.is_set() or self.stopping
+        return (self.step == cfg.steps or terminating or self.stopping
                 or (cfg.ckpt_every_steps > 0 and self.step % cfg.ckpt_every_steps == 0)
                 or (cfg.ckpt_every_s > 0 and self.clock.now_s() - last_ckpt_s >= cfg.ckpt_every_s))
 

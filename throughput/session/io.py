@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from throughput.session.session import Session
+from throughput.thresholds import PHASES_OVER_WALL_MAX
 from throughput.validation import DecodeError, decode
 
 SCHEMA = "throughput.session"
@@ -97,7 +98,7 @@ def session_from_dict(raw: Any, source: str = "session") -> Session:
 
 def _check_consistent(session: Session, source: str) -> None:
     """What types cannot say: a step ends after it starts, its exclusive phase times are not negative and
-    add up to at most its wall time (1% slack for rounding), and its counts are not negative."""
+    add up to at most its wall time (``PHASES_OVER_WALL_MAX``: slack for rounding), and its counts are not negative."""
     for i, step in enumerate(session.steps):
         where = f"{source}: steps[{i}]"
         if step.end_s < step.start_s:
@@ -107,7 +108,7 @@ def _check_consistent(session: Session, source: str) -> None:
                 if value < 0:
                     raise SessionFormatError(f"{where}.{name}.{phase}: a time cannot be negative, got {value}")
         covered, wall = math.fsum(step.phase_s.values()), step.end_s - step.start_s
-        if covered > wall * 1.01 + 1e-6:
+        if covered > wall * PHASES_OVER_WALL_MAX + 1e-6:
             raise SessionFormatError(f"{where}.phase_s: phases add up to {covered:g} s, more than the step's "
                                      f"{wall:g} s (phase times are exclusive)")
         for name in ("samples", "tokens", "padding_tokens", "micro_steps", "peak_memory_bytes"):
