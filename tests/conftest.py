@@ -12,6 +12,12 @@ from typing import TYPE_CHECKING, Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
+# Two pytest workers share the machine's cores: every torch process of the suite (the workers and each
+# subprocess they start, which inherit this environment) runs one intra-op thread, so that OpenMP pools
+# do not spin against each other. Set before anything imports torch; a caller's own value is kept.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 settings.register_profile("throughput", deadline=None, database=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("throughput")

@@ -6,8 +6,8 @@ OPTIMIZER_S. The real compute is tiny next to these.
 
 Sleeps overshoot on a busy machine, so the workload measures its own ground truth and writes it to
 the JSON file named by argv[2] (when given), per phase: ``slept_s``, the time actually spent in the
-injected sleeps, and ``call_s``, the time spent in the whole call that contains the phase (``next``
-on the loader, ``model(x)``, ``loss.backward()``, ``opt.step()`` + ``opt.zero_grad()``), read
+injected sleeps, and ``call_s``, the time spent in the whole call that contains the phase (``iter``
+and ``next`` on the loader, ``model(x)``, ``loss.backward()``, ``opt.step()`` + ``opt.zero_grad()``), read
 outside the call. A phase the profiler records can neither be shorter than its sleeps nor longer
 than its calls: ``slept_s <= recorded <= call_s``, whatever the load.
 """
@@ -76,7 +76,7 @@ def timed(phase, call):
 
 model = SlowModel()
 opt = SlowSGD(model.parameters(), lr=1e-3)
-batches = iter(DataLoader(SlowData(), batch_size=BATCH))
+batches = timed("data", lambda: iter(DataLoader(SlowData(), batch_size=BATCH)))  # starting an epoch is data too
 while (x := timed("data", lambda: next(batches, None))) is not None:
     out = timed("forward", lambda: model(x))
     loss = out.mean()
