@@ -14,6 +14,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final, Mapping, Sequence
 
 Setting = bool | int | float | str | None
+
+
+def int_setting(settings: Mapping[str, object], key: str, default: int | None = None) -> int:
+    """An integer knob's value from a config or plan (``default`` where it is absent or None). The knobs
+    validated it on the way in (throughput/knobs.py), so anything but a number here is a bug."""
+    value = settings.get(key)
+    if value is None:
+        value = default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"setting {key} must be a number, got {value!r}")
+    return int(value)
 CONFIDENCES: Final = ("high", "medium", "low")
 # How much a confidence counts when ranking: measured A/B trials (high) outrank estimates from a profile.
 CONFIDENCE_WEIGHT: Final[Mapping[str, float]] = {"high": 1.0, "medium": 0.6, "low": 0.3}

@@ -74,7 +74,7 @@ def _loader(start: Start, tuned: Mapping[str, Setting], evidence: Mapping[str, t
         settings["prefetch_factor"] = tuned["prefetch_factor"]
     if workers and not start.config.get("persistent_workers"):
         settings["persistent_workers"] = True
-    title = "DataLoader " + ", ".join(f"{k}={show(v)}" for k, v in settings.items())  # type: ignore[arg-type]
+    title = "DataLoader " + ", ".join(f"{k}={v if v is None else show(v)}" for k, v in settings.items())
     return Candidate(rule_id="probe.num_workers", title=title, settings=settings,
                      evidence=evidence.get("num_workers", ()) + evidence.get("prefetch_factor", ()),
                      changes_training=start.stream_caveat)

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from throughput.finding import int_setting
 from throughput.advisor.trials import Config, ProbeResult, one_line, text_is_oom
 from throughput.capture.digests import DIGESTS_ENV
 from throughput.knobs import KNOBS, show
@@ -36,10 +37,10 @@ LOADER_ONLY_WITH_WORKERS = ("prefetch_factor", "persistent_workers")
 def warmup_for(config: Config, base: int) -> int:
     """Warm-up steps for a configuration: with loader workers, at least the batches they prefetched
     while the model was built (workers x prefetch_factor), which would credit them with a head start."""
-    workers = int(config.get("num_workers") or 0)  # type: ignore[call-overload]
+    workers = int_setting(config, "num_workers", 0)
     if not workers:
         return base
-    return max(base, workers * int(config.get("prefetch_factor") or 2) + 1)  # type: ignore[call-overload]
+    return max(base, workers * int_setting(config, "prefetch_factor", 2) + 1)
 
 
 class ScriptTarget:
@@ -89,8 +90,9 @@ class ScriptTarget:
         for key in sorted(config):
             if no_workers and key in LOADER_ONLY_WITH_WORKERS:
                 continue              # loader-worker options mean nothing without workers
-            if key in SCRIPT_KEYS and config[key] is not None:
-                cmd += ["--set", f"{key}={show(config[key])}"]  # type: ignore[arg-type]
+            value = config[key]
+            if key in SCRIPT_KEYS and isinstance(value, (bool, int, float, str)):   # None: not set
+                cmd += ["--set", f"{key}={show(value)}"]
         return cmd + [str(self.script), *self.args]
 
     def _limit(self) -> None:   # runs in the child between fork and exec

@@ -24,7 +24,7 @@ from throughput.advisor.memory import MemoryFit, fit_memory
 from throughput.advisor.outcome import AdvisorError, SearchResult, _near_points, collapse, loss_disagreement
 from throughput.advisor.space import SearchSettings, SearchSpace
 from throughput.advisor.trials import ProbeResult, ProbeTarget, Trial, describe_config
-from throughput.finding import Finding, Setting
+from throughput.finding import Finding, Setting, int_setting
 from throughput.thresholds import INPUT_BOUND_SHARE
 KNOBS = ("micro_batch_size", "num_workers", "prefetch_factor", "amp", "activation_checkpointing")
 
@@ -170,7 +170,7 @@ class _Search:
         steps). Only when nothing above helps is the next smaller size tried."""
         sizes = self.space.micro_batch_size
         self.refit(cfg)
-        micro = int(cfg["micro_batch_size"])  # type: ignore[arg-type]
+        micro = int_setting(cfg, "micro_batch_size")
         scanned = [cfg]
         for m in (m for m in sizes if m > micro):
             if self.out_of_time() or (self.cap is not None and m > self.cap):
@@ -182,8 +182,8 @@ class _Search:
                 break
             scanned.append(new)
         best = max(scanned, key=self.sps)
-        for c in sorted(scanned, key=lambda c: -int(c["micro_batch_size"])):  # type: ignore[arg-type]
-            if int(c["micro_batch_size"]) <= int(best["micro_batch_size"]):  # type: ignore[arg-type]
+        for c in sorted(scanned, key=lambda c: -int_setting(c, "micro_batch_size")):
+            if int_setting(c, "micro_batch_size") <= int_setting(best, "micro_batch_size"):
                 break
             if self.sps(c) >= self.sps(best) * (1 - 2 * self.settings.min_gain) and \
                     self.ratio(c, best) >= 1 - self.settings.min_gain:
@@ -213,7 +213,7 @@ class _Search:
             later = [v for v in values if v > now]
             if wait < self.settings.data_wait_done or not later or self.out_of_time():
                 continue
-            if knob == "prefetch_factor" and (int(cfg.get("num_workers", 0)) == 0  # type: ignore[arg-type]
+            if knob == "prefetch_factor" and (int_setting(cfg, "num_workers", 0) == 0
                                                or knob in self.loader_tried):
                 continue              # prefetch depth: one A/B per search, it barely interacts with the rest
             self.loader_tried.add(knob)
@@ -273,7 +273,7 @@ class _Search:
         can be fitted (two sizes) before a larger size is tried. The nearest smaller size, not the
         smallest: tiny batches are dominated by allocator granularity and extrapolate worst."""
         sizes = self.space.micro_batch_size
-        smaller = [m for m in sizes if m < int(cfg["micro_batch_size"])]  # type: ignore[arg-type]
+        smaller = [m for m in sizes if m < int_setting(cfg, "micro_batch_size")]
         if self.settings.memory_budget_bytes is not None and smaller and not self.out_of_time():
             self.probe(self.with_(cfg, micro_batch_size=smaller[-1]), "memory fit")
 
@@ -290,7 +290,7 @@ class _Search:
         measured = sorted((_micro(c), self.sps(c)) for c in same)
         gains = [b / a for (ma, a), (mb, b) in zip(measured, measured[1:]) if a > 0 and mb == 2 * ma]
         per_doubling = max(max(gains, default=2.0), 1.0)   # nothing measured: assume linear scaling
-        bound = slowdown * per_doubling ** math.log2(nxt / int(cfg["micro_batch_size"]))  # type: ignore[arg-type]
+        bound = slowdown * per_doubling ** math.log2(nxt / int_setting(cfg, "micro_batch_size"))
         if bound > 1 + self.settings.min_gain:
             return True
         self.notes.append(f"activation checkpointing: {slowdown:.2f}x the speed at micro-batch "
@@ -300,7 +300,7 @@ class _Search:
 
     def tune_checkpointing(self, cfg: dict[str, Setting]) -> dict[str, Setting]:
         sizes = self.space.micro_batch_size
-        micro = int(cfg["micro_batch_size"])  # type: ignore[arg-type]
+        micro = int_setting(cfg, "micro_batch_size")
         self.refit(cfg)                       # the cap for this precision, not the fp32 one
         nxt = next((s for s in sizes if s > micro), None)
         over = [t for t in self.trials if t.config.get("micro_batch_size") == nxt and not self.feasible(t.result)]
@@ -384,7 +384,7 @@ def _finish(s: _Search, cfg: dict[str, Setting], baseline: Trial) -> SearchResul
     points = {_micro(t.config): t.result.peak_memory_bytes
               for t in s.trials if t.result.ok and t.result.peak_memory_bytes is not None
               and all(t.config.get(k) == cfg.get(k) for k in ("amp", "activation_checkpointing"))}
-    chosen = int(cfg["micro_batch_size"])  # type: ignore[arg-type]
+    chosen = int_setting(cfg, "micro_batch_size")
     below = {m: p for m, p in points.items() if m < chosen}
     if len(below) >= 2:   # a prediction made without the chosen size's own measurement
         predicted = fit_memory(_near_points(below, chosen)).predict_bytes(chosen)

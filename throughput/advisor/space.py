@@ -10,7 +10,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
-from throughput.finding import Setting
+from throughput.finding import Setting, int_setting
 from throughput.thresholds import CONFIRM_BAND, DATA_WAIT_WORTH_WORKERS, LOSS_TOLERANCE, MEMORY_SAFETY_MARGIN, MIN_GAIN
 
 
@@ -58,7 +58,7 @@ class SearchSpace:
     def config(self, **knobs: Setting) -> dict[str, Setting]:
         """A full configuration: the fixed settings, the knobs, and grad_accum from the micro-batch."""
         cfg: dict[str, Setting] = {**self.fixed, **knobs}
-        micro = int(cfg["micro_batch_size"])  # type: ignore[arg-type]
+        micro = int_setting(cfg, "micro_batch_size")
         cfg["grad_accum"] = self.target_global_batch // micro
         if int(cfg.get("num_workers", 0) or 0) > 0:
             cfg.setdefault("persistent_workers", True)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
+from throughput.finding import int_setting
 from throughput.advisor.trials import Config, MemoryMeter, ProbeResult, is_oom, one_line, release_memory
 from throughput.capture.batch import describe_batch
 from throughput.hardware import PrecisionOptions
@@ -48,13 +49,13 @@ DEFAULT_MIN_MEASURE_S = 0.2       # seconds of measured steps a probe takes at l
 def make_loader(dataset: Any, config: Config, **kwargs: Any) -> torch.utils.data.DataLoader[Any]:
     """A DataLoader from the standard keys (micro_batch_size, num_workers, pin_memory, persistent_workers,
     prefetch_factor). ``kwargs`` (shuffle, collate_fn, ...) pass through."""
-    workers = int(config.get("num_workers", 0))  # type: ignore[call-overload]
+    workers = int_setting(config, "num_workers", 0)
     extra: dict[str, Any] = {}
     if workers > 0:
         extra["persistent_workers"] = bool(config.get("persistent_workers", False))
-        extra["prefetch_factor"] = int(config.get("prefetch_factor", 2))  # type: ignore[call-overload]
+        extra["prefetch_factor"] = int_setting(config, "prefetch_factor", 2)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=int(config.get("micro_batch_size", 1)),  # type: ignore[call-overload]
+        dataset, batch_size=int_setting(config, "micro_batch_size", 1),
         num_workers=workers, pin_memory=bool(config.get("pin_memory", False)), drop_last=True,
         **extra, **kwargs)
 
@@ -142,7 +143,7 @@ class WorkloadTarget:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         meter = MemoryMeter(device)
         meter.start()
-        torch.manual_seed(int(config.get("seed", self.seed)))  # type: ignore[call-overload]
+        torch.manual_seed(int_setting(config, "seed", self.seed))
         old_tf32 = torch.backends.cuda.matmul.allow_tf32
         workload: Workload | None = None
         try:
@@ -160,10 +161,10 @@ class WorkloadTarget:
             release_memory(device)
 
     def _loop(self, w: Workload, config: Config, steps: int, t0: float) -> dict[str, Any]:
-        accum = int(config.get("grad_accum", 1))  # type: ignore[call-overload]
+        accum = int_setting(config, "grad_accum", 1)
         amp = str(config.get("amp", "fp32"))
         # torch.compile returns a callable that forwards to the module; typed as the module it wraps
-        model: torch.nn.Module = torch.compile(w.model) if config.get("compile") else w.model  # type: ignore[assignment]
+        model: torch.nn.Module = torch.compile(w.model) if config.get("compile") else w.model  # type: ignore[assignment]  # torch's stubs: compile() returns a callable, same call interface
         dtype = AMP_DTYPES.get(amp)
         scaler = torch.amp.GradScaler("cuda") if amp == "fp16" and w.device.startswith("cuda") else None
         batches = _cycle(w.loader)
@@ -173,8 +174,8 @@ class WorkloadTarget:
         losses: list[float] = []
         # Warm-up drains the batches loader workers prefetched while the model was built (workers x
         # prefetch_factor of them): counting those would credit workers with throughput they cannot sustain.
-        workers = int(config.get("num_workers", 0))  # type: ignore[call-overload]
-        prefetched = workers * int(config.get("prefetch_factor", 2)) if workers else 0  # type: ignore[call-overload]
+        workers = int_setting(config, "num_workers", 0)
+        prefetched = workers * int_setting(config, "prefetch_factor", 2) if workers else 0
         warmup = max(self.warmup_steps, math.ceil((prefetched + 1) / accum)) if prefetched else self.warmup_steps
         # Workers deliver batches round-robin, in bursts: measure whole rounds (>= 2 batches per worker).
         steps = max(steps, math.ceil(2 * workers / accum))

@@ -111,11 +111,10 @@ def diagnose(*, steps: Sequence[int], losses: Sequence[float], grad_norms: Seque
 def diagnose_steps(steps: Sequence[StepRecord], params: DiagnosisParams = DiagnosisParams(),
                    clipping: bool | None = None) -> tuple[Finding, ...]:
     """Diagnosis of a profiled session's steps (those with a captured loss)."""
-    with_loss = [s for s in steps if s.loss is not None]
-    norms = [s.grad_norm for s in with_loss]
-    return diagnose(steps=[s.index for s in with_loss], losses=[float(s.loss) for s in with_loss],  # type: ignore[arg-type]
-                    grad_norms=[float(n) for n in norms] if all(n is not None for n in norms) else None,  # type: ignore[arg-type]
-                    params=params, clipping=clipping)
+    pairs = [(s.index, s.loss, s.grad_norm) for s in steps if s.loss is not None]
+    norms = [n for _, _, n in pairs if n is not None]
+    return diagnose(steps=[i for i, _, _ in pairs], losses=[float(loss) for _, loss, _ in pairs],
+                    grad_norms=norms if len(norms) == len(pairs) else None, params=params, clipping=clipping)
 
 
 def rolling_median(values: Sequence[float], window: int) -> list[float]:

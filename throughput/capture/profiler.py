@@ -91,7 +91,7 @@ class PhaseContext:
             with ctx:
                 return fn(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper  # type: ignore[return-value]  # a plain closure standing for F (decorator typing)
 
 
 def phase(name: str) -> PhaseContext:
@@ -267,7 +267,7 @@ class Profiler:
             recorded = fast.get(name)
             if recorded is None:
                 _check_phase_name(name)
-                recorded = fast[name] = self._recorder.phase_context(name)  # type: ignore[union-attr]
+                recorded = fast[name] = self._recorder.phase_context(name)  # type: ignore[union-attr]  # running implies a recorder
             return recorded
         ctx = self._phase_contexts.get(name)
         if ctx is None:
@@ -318,7 +318,7 @@ class Profiler:
             meta = _NO_META if b is None else (b.samples, b.tokens, b.padding_tokens, 1, None, None)
         else:   # built when the recorder drains its log, not here in the training loop
             meta = functools.partial(step_meta, batches, samples, tokens, padding_tokens, micro_steps, grad_norm)
-        index = rec.end_step(meta, keep_loss(loss) if loss is not None else None)  # type: ignore[union-attr]
+        index = rec.end_step(meta, keep_loss(loss) if loss is not None else None)  # type: ignore[union-attr]  # idem (hot path: no assert)
         if self._on_step is not None:
             self._on_step(self, index)
         return index
@@ -397,7 +397,7 @@ class Profiler:
             if self.stopped:
                 return None
             rec = self._ensure_started()
-        return rec.open(name) if get_ident() == rec.owner_thread else None  # type: ignore[union-attr]
+        return rec.open(name) if get_ident() == rec.owner_thread else None  # type: ignore[union-attr]  # idem
 
     def _close(self, frame: _Frame | None) -> None:
         if frame is not None and self.running:

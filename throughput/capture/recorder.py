@@ -551,7 +551,7 @@ class Recorder:
 
     def _pending_tuple(self, draft: _StepDraft) -> tuple[Any, ...]:
         """A step still waiting for device times, as a kept step without them (mid-run snapshots)."""
-        end_s, meta, _ = draft.end  # type: ignore[misc]
+        end_s, meta, _ = draft.end  # type: ignore[misc]  # committed drafts have ended
         return (draft.index, draft.start_s, end_s, tuple(draft.phase_s), tuple(draft.phase_s.values()),
                 _meta_of(meta), None, tuple(draft.spans), None, None)
 

@@ -104,7 +104,7 @@ def compare(outcomes: Sequence[Outcome]) -> Comparison:
     rows = []
     for o in [ref] + [o for o in outcomes if o.variant.name != "baseline"]:
         delta = {m: _sub(o.metrics[m], ref.metrics[m]) for m in METRICS}
-        within = {m: (abs(d) < NOISE_SIGMAS * noise[m]) if d is not None and noise[m] is not None else None  # type: ignore[operator]
+        within = {m: (abs(d) < NOISE_SIGMAS * noise[m]) if d is not None and noise[m] is not None else None  # type: ignore[operator]  # both checked not None in the condition
                   for m, d in delta.items()}
         rows.append(Row(name=o.variant.name, metrics=dict(o.metrics), delta=delta, within_noise=within))
     return Comparison(baseline_runs=len(baselines), noise_std=noise, rows=tuple(rows))

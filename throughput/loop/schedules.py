@@ -66,4 +66,4 @@ def make_lambda_lr(optimizer: object, schedule: Schedule) -> object:
     """A ``LambdaLR`` driving ``optimizer`` with ``schedule`` (torch imported here, not at module load)."""
     from torch.optim.lr_scheduler import LambdaLR
 
-    return LambdaLR(optimizer, lr_lambda=schedule)  # type: ignore[arg-type]
+    return LambdaLR(optimizer, lr_lambda=schedule)  # type: ignore[arg-type]  # torch's stubs want a function or a list of them

@@ -49,8 +49,9 @@ def train_step(model: nn.Module, raw_model: nn.Module, recipe: Recipe, stream: B
     with prof.phase("data"):
         window = [stream.next() for _ in range(k)]
     counts = [count_loss_tokens(b, recipe.count_tokens) for b in window]
-    known = all(c is not None for c in counts)
-    n_window = all_reduce_sum([float(sum(counts))], rt)[0] if known else 0.0  # type: ignore[arg-type]
+    known_counts = [c for c in counts if c is not None]
+    known = len(known_counts) == len(counts)
+    n_window = all_reduce_sum([float(sum(known_counts))], rt)[0] if known else 0.0
     if known and n_window <= 0:
         raise RecipeError("a training window has no loss-bearing tokens (all labels are -100): check collate_fn")
     loss_acc = torch.zeros((), dtype=torch.float64, device=rt.device)
@@ -59,7 +60,7 @@ def train_step(model: nn.Module, raw_model: nn.Module, recipe: Recipe, stream: B
         with prof.phase("h2d"):
             batch = to_device(batch, rt.device, non_blocking=rt.device.type == "cuda")
         last = i == k - 1
-        sync_ctx = model.no_sync() if rt.world_size > 1 and not last else contextlib.nullcontext()  # type: ignore[operator]
+        sync_ctx = model.no_sync() if rt.world_size > 1 and not last else contextlib.nullcontext()  # type: ignore[operator]  # DDP's no_sync (nn.Module.__getattr__ is typed as Tensor | Module)
         with sync_ctx:
             with prof.phase("forward"), rt.autocast():
                 out = recipe.loss_fn(model, batch)

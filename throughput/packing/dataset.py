@@ -41,8 +41,8 @@ class PackedDataset(Dataset[PackedRow]):
                  even_shards: bool = True) -> None:
         _check_shard(rank, world_size)
         self.store: TokenStore = docs if isinstance(docs, TokenStore) else tokens_from_docs(docs)
-        self.plan: PackingPlan = pack_lengths(self.store.lengths, row_len, algorithm=algorithm,  # type: ignore[arg-type]
-                                              overflow=overflow, max_docs_per_row=max_docs_per_row)  # type: ignore[arg-type]
+        self.plan: PackingPlan = pack_lengths(self.store.lengths, row_len, algorithm=algorithm,  # type: ignore[arg-type]  # str names checked by pack_lengths
+                                              overflow=overflow, max_docs_per_row=max_docs_per_row)  # type: ignore[arg-type]  # idem
         n = self.plan.num_rows
         usable = (n // world_size) * world_size if even_shards else n
         if usable == 0:

@@ -36,4 +36,4 @@ class Session:
         return len(self.steps) if self.retention is None else self.retention.steps_seen
 
     def with_info(self, **changes: object) -> "Session":
-        return replace(self, info=replace(self.info, **changes))  # type: ignore[arg-type]
+        return replace(self, info=replace(self.info, **changes))  # type: ignore[arg-type]  # RunInfo field names, checked by replace()

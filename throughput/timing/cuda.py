@@ -27,7 +27,7 @@ def cuda_event_factory() -> EventFactory:
     import torch
 
     def make() -> DeviceEvent:
-        return torch.cuda.Event(enable_timing=True)  # type: ignore[return-value]
+        return torch.cuda.Event(enable_timing=True)  # type: ignore[return-value]  # torch's stubs: Event is not our DeviceEvent protocol
 
     return make
 
