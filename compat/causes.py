@@ -26,11 +26,13 @@ CAUSES: tuple[Cause, ...] = (
         "parameters, and Lightning would silently re-create the loader with their defaults. The wrapper "
         "must carry the original signature (`functools.wraps`, i.e. `__wrapped__`).")),
     Cause(rows=("lightning_accumulate",), symptom="micro-steps per step", explanation=(
-        "Why: capture takes a backward that runs inside `optimizer.step(closure)` as part of the step (an "
-        "LBFGS re-evaluation), not as a micro-batch. Lightning runs the last micro-batch of each update inside "
-        "the step's closure and the others as plain closure calls, so 2 micro-batches count as 1 (the samples "
-        "of both are counted). Reproduced without Lightning in `tests/capture/test_framework_mechanisms.py` "
-        "(xfail).")),
+        "Where to look: Lightning runs the last micro-batch of each update inside `optimizer.step(closure)` "
+        "and the others as plain closure calls; capture counts the first backward inside a step's closure as "
+        "a micro-batch and later ones as re-evaluations (LBFGS) (`capture/backward.py`, "
+        "`OptimizerCalls.first_closure_backward`; without Lightning: "
+        "`tests/capture/test_framework_mechanisms.py`). An epoch whose batch count is not a multiple of the "
+        "accumulation ends with a shorter update (Lightning steps on the epoch's last batch), which the "
+        "profile records as such: the row's data keeps the count even.")),
     Cause(rows=("compile_step",), symptom="_thread.get_ident", explanation=(
         "Why: dynamo traces into the zero-code wrappers that replace `Optimizer.zero_grad`, `Tensor.backward` "
         "and `clip_grad_norm_` inside the compiled function. Each starts with `_get_ident() != self._owner` "

@@ -53,9 +53,7 @@ ROWS: tuple[Row, ...] = (
         script="lightning_trainer.py", args=("--accumulate", "2"), micro_steps=2,
         work={"trainer.save_checkpoint": None, "torch.save": SAVE, "validation": EVAL_LOOP},
         exercises="as above with 2 micro-batches per update: the first a plain closure call, the last "
-                  "inside optimizer.step(closure)",
-        known_failure="micro-steps under closure accumulation (tests/capture/test_framework_mechanisms.py, "
-                      "test_closure_accumulation_counts_every_micro_batch)"),
+                  "inside optimizer.step(closure)"),
     Row(key="fabric_ddp", name="Lightning Fabric, DDP, 2 ranks", packages=("lightning",), script="fabric_ddp.py",
         ranks=2, work={"fabric.save": None, "torch.save": SAVE},
         exercises="setup_dataloaders (DistributedSampler injected by re-creating the DataLoader), "
