@@ -73,6 +73,8 @@ def summarize(run: "Profiler | Session") -> Any:
     """The analysed ``Summary`` (``throughput.analysis.summary.Summary``) of a session, or of a
     profiler's session so far (a profiler still running gives a summary of a run marked running)."""
     from throughput.analysis.summary import summarize as _summarize
+    from throughput.capture.profiler import Profiler   # not the lazy global: a function's global lookup
+    #                                                    never reaches the module's __getattr__
     return _summarize(run.session() if isinstance(run, Profiler) else run)
 
 
