@@ -71,7 +71,8 @@ class BackwardCalls:
             self._hygiene.trained_in_eval_mode(eval_module)
         in_closure = self._optimizers.active and self._optimizers.backward_in_step()
         counted = not in_closure or self._optimizers.first_closure_backward()
-        loss = self._scaler.unscaled(loss)   # scaler.scale(loss).backward(): the script's loss
+        if self._scaler.seen:   # scaler.scale(loss).backward(): the script's loss (no call without a scaler)
+            loss = self._scaler.unscaled(loss)
         self._steps.backward(loss, trained_in_eval_mode=eval_module is not None, counted=counted)
         if not counted:
             return  # a closure's re-evaluation (LBFGS): part of the same micro-batch
