@@ -14,6 +14,7 @@ from throughput.analysis.summary import Summary, summarize
 from throughput.analysis.telemetry import telemetry_summary
 from throughput.report.jsonfmt import summary_to_dict
 from throughput.report.markdown import render_markdown
+from throughput.report.plot_worker import PlotJob, PlotProcess, PlotResult, draw
 from throughput.report.telemetry import render_telemetry_md
 from throughput.report.exports import STEPS_NAME, write_steps_jsonl
 from throughput.report.trace import write_trace
@@ -22,27 +23,21 @@ from throughput.session.io import atomic_write_text, save_session
 from throughput.session.session import Session
 
 
-def write_plots(session: Session, out: Path) -> tuple[list[Path], str | None]:
-    """Per-run plots. Returns the files written and, when plotting is unavailable, why."""
-    from throughput.report import plots
-
+def plot_job(session: Session, out: Path) -> PlotJob | None:
+    """What the plots of this run need, or None when there is nothing to draw."""
     if not session.steps:
+        return None
+    return PlotJob(series=step_series(session), memory=memory_timeline(session), out=out)
+
+
+def write_plots(session: Session, out: Path) -> tuple[list[Path], str | None]:
+    """Per-run plots, drawn in this process. Returns the files written and, when plotting is
+    unavailable, why."""
+    job = plot_job(session, out)
+    if job is None:
         return [], None
-    series = step_series(session)
-    try:
-        files = [plots.plot_step_breakdown(series, out / "step_breakdown.png")]
-        if any(v is not None for v in series.tokens_per_s + series.samples_per_s):
-            unit = "tokens" if any(v is not None for v in series.tokens_per_s) else "samples"
-            files.append(plots.plot_throughput([("run", series)], out / "throughput.png", unit=unit))
-        if any(v is not None for v in series.loss):
-            files.append(plots.plot_loss([("run", series)], out / "loss.png"))
-        timeline = memory_timeline(session)
-        if timeline:
-            from throughput.report.memory_plot import plot_memory_timeline
-            files.append(plot_memory_timeline(timeline, out / "memory.png"))
-    except ImportError as e:
-        return [], str(e)
-    return files, None
+    result = draw(job)
+    return list(result.files), result.missing
 
 
 def write_report(session: Session, out_dir: str | Path, summary: Summary | None = None,
@@ -53,9 +48,21 @@ def write_report(session: Session, out_dir: str | Path, summary: Summary | None 
     summary = summary or summarize(session)
     # session.json first: with it everything else can be rendered again (`throughput report`). Each
     # file is written whole (temp file + rename), so an interrupted report leaves no half files.
-    save_session(session, out / "session.json")
-    atomic_write_text(out / "summary.json", json.dumps(summary_to_dict(summary), indent=2) + "\n")
-    images, missing = write_plots(session, out) if plots else ([], None)
+    job = plot_job(session, out) if plots else None
+    # The plots draw in a child process meanwhile (a second core): see throughput.report.plot_worker.
+    drawing = PlotProcess(job).start() if job is not None else None
+    try:
+        save_session(session, out / "session.json")
+        atomic_write_text(out / "summary.json", json.dumps(summary_to_dict(summary), indent=2) + "\n")
+        write_trace([session], out / "trace.json")
+        write_steps_jsonl(session, out / STEPS_NAME)
+        _merge_torch_trace(session, out)
+        result = drawing.finish() if drawing is not None else PlotResult(files=())
+    except BaseException:   # an aborted report (second Ctrl-C) or a write error: no child left drawing
+        if drawing is not None:
+            drawing.kill()
+        raise
+    images, missing = list(result.files), result.missing
     markdown = render_markdown(summary)
     extra = render_telemetry_md(telemetry_summary(session))
     if extra:
@@ -65,9 +72,6 @@ def write_report(session: Session, out_dir: str | Path, summary: Summary | None 
     elif missing:
         markdown += f"\n## Plots\n\nNot drawn: {missing}.\n"
     atomic_write_text(out / "report.md", markdown)
-    write_trace([session], out / "trace.json")
-    write_steps_jsonl(session, out / STEPS_NAME)
-    _merge_torch_trace(session, out)
     return out
 
 

@@ -6,6 +6,7 @@ findings. Every plot draws a bounded number of points whatever the run's length.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -129,6 +130,13 @@ def _save(fig: Any, plt: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Fixed margins (set where the figure is made), not tight_layout: its extra text-layout pass was
     # most of a plot's cost, and post-run work must stay within seconds.
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    # Drawn to a temp file and renamed: a report stopped mid-plot (Ctrl-C, a killed plot process)
+    # leaves no half-written image.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, dpi=100, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return path

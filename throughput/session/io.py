@@ -39,19 +39,23 @@ def session_to_dict(session: Session) -> dict[str, Any]:
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
+_SCALARS = frozenset({float, int, str, bool, type(None)})
 
 
 def _plain(obj: Any) -> Any:
     """JSON-ready values of records (what ``dataclasses.asdict`` gives, without its deep copies: a
     bounded session's thousands of steps and spans are written in a fraction of the time)."""
-    names = _FIELDS.get(type(obj))
+    kind = type(obj)
+    if kind in _SCALARS:   # most values: checked first, before the slower dataclass and ABC checks
+        return obj
+    names = _FIELDS.get(kind)
     if names is None and is_dataclass(obj) and not isinstance(obj, type):
         names = _FIELDS[type(obj)] = tuple(f.name for f in fields(obj))
     if names is not None:
         return {name: _plain(getattr(obj, name)) for name in names}
     if isinstance(obj, Enum):
         return obj.value
-    if isinstance(obj, Mapping):
+    if kind is dict or isinstance(obj, Mapping):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
