@@ -28,9 +28,10 @@ def test_command_applies_only_the_overrides_a_script_can_take(tmp_path: Path) ->
     cmd = target.command({"micro_batch_size": 32, "grad_accum": 4, "amp": "bf16", "pin_memory": True,
                           "num_workers": 2}, steps=3, out_dir=tmp_path / "o")
     # 2 workers prefetch 2 x 2 batches while the model is built: warm-up 2 x 2 + 1 = 5 steps, then the 3 measured
-    assert cmd == [sys.executable, "-m", "throughput", "profile", "--quiet", "--max-steps", "8", "--warmup-steps",
-                   "5", "--out", str(tmp_path / "o"), "--set", "amp=bf16", "--set", "micro_batch_size=32", "--set",
-                   "num_workers=2", "--set", "pin_memory=true", "train.py", "--epochs", "1"]
+    assert cmd == [sys.executable, "-m", "throughput", "profile", "--quiet", "--no-plots", "--max-steps", "8",
+                   "--warmup-steps", "5", "--out", str(tmp_path / "o"), "--set", "amp=bf16", "--set",
+                   "micro_batch_size=32", "--set", "num_workers=2", "--set", "pin_memory=true", "train.py", "--epochs",
+                   "1"]
     # the knobs' own names and values (grad_accum is not a script knob); worker options left out without workers
     cmd = target.command({"amp": "fp32", "num_workers": 0, "prefetch_factor": 4}, steps=1, out_dir=tmp_path)
     assert "amp=fp32" in cmd and "num_workers=0" in cmd and not any("prefetch" in c for c in cmd)

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from tests.cli.profile_helpers import _env
 
-# Trains a tiny model for ~2.5 s of wall time (so that a once-a-second line has its chances), then
-# prints its last line. The loop runs on time, not on a step count; no test asserts the duration.
+# Trains a tiny model for argv[1] seconds of wall time, then prints its last line. The loop runs on time,
+# not on a step count; no test asserts the duration. The progress line is first drawn one second after
+# the profiler starts (a timer, whatever the load) and the script's clock starts after that, so a 1.5 s
+# run outlasts the first draw by more than half a second (and a pipe gets the same chance not to draw).
 TRAIN = textwrap.dedent("""
     import sys, time, torch
     print("script started", flush=True)
@@ -74,21 +76,27 @@ def _run_on_pty(argv: list[str]) -> tuple[int, str]:
 def test_progress_line_on_a_terminal_and_not_on_a_pipe(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(TRAIN)
-    code, tty_err = _run_on_pty(_profile_argv(script, tmp_path / "tty") + ["2.5"])
+    code, tty_err = _run_on_pty(_profile_argv(script, tmp_path / "tty") + ["1.5"])
     assert code == 0, tty_err
     assert "throughput: step " in tty_err and "/step" in tty_err          # the status line was drawn
     assert f"writing report to {tmp_path / 'tty'}/" in tty_err and "report written in" in tty_err
-    piped = subprocess.run(_profile_argv(script, tmp_path / "pipe") + ["2.5"], capture_output=True, text=True,
-                           env=_env(), timeout=120)
+    piped = subprocess.run(_profile_argv(script, tmp_path / "pipe", "--no-plots") + ["1.5"], capture_output=True,
+                           text=True, env=_env(), timeout=120)
     assert piped.returncode == 0, piped.stderr
     assert "throughput: step " not in piped.stderr                           # not on a pipe
     assert "writing report to" in piped.stderr
-    forced = subprocess.run(_profile_argv(script, tmp_path / "forced", "--progress") + ["2.5"],
+    forced = subprocess.run(_profile_argv(script, tmp_path / "forced", "--progress", "--no-plots") + ["1.5"],
                             capture_output=True, text=True, env=_env(), timeout=120)
     assert "throughput: step " in forced.stderr                              # --progress forces it
-    quiet = subprocess.run(_profile_argv(script, tmp_path / "quiet", "--quiet", "--progress") + ["0.2"],
+    # --quiet wins over --progress; --no-plots (the advisor's probes) leaves out only the PNGs
+    quiet = subprocess.run(_profile_argv(script, tmp_path / "quiet", "--quiet", "--progress", "--no-plots") + ["0.2"],
                            capture_output=True, text=True, env=_env(), timeout=120)
     assert quiet.returncode == 0 and quiet.stderr == ""                      # --quiet: nothing of ours
+    plotted = {p.name for p in (tmp_path / "tty").iterdir()}
+    unplotted = {p.name for p in (tmp_path / "quiet").iterdir()}
+    assert "step_breakdown.png" in plotted and {"session.json", "report.md", "trace.json"} <= unplotted
+    assert not [n for n in unplotted if n.endswith(".png")]
+    assert "Plots" not in (tmp_path / "quiet" / "report.md").read_text()
 
 
 def test_first_ctrl_c_during_the_report_is_announced_and_the_report_finished(tmp_path: Path) -> None:

@@ -98,7 +98,8 @@ FLAG = st.just(None)   # an option without a value
 # command -> (positional strategies, {option: strategy of a valid value (None for flags)})
 GRAMMAR: dict[str, tuple[list[st.SearchStrategy[Any]], dict[str, st.SearchStrategy[Any]]]] = {
     "profile": ([], {"--out": P("out"), "--max-steps": _ints(1, 5), "--warmup-steps": _ints(0, 2), "--format": FORMATS,
-                     "--quiet": FLAG, "--progress": FLAG, "--set": st.sampled_from(("num_workers=2", "amp=bf16", "tf32=true")),
+                     "--quiet": FLAG, "--no-plots": FLAG, "--progress": FLAG,
+                     "--set": st.sampled_from(("num_workers=2", "amp=bf16", "tf32=true")),
                      "--pad-id": _ints(0, 3), "--nproc-per-node": _ints(1, 2), "--telemetry-interval": _ints(1),
                      "--no-telemetry": FLAG, "--py-spy": FLAG, "--py-spy-rate": _ints(50), "--count-flops": FLAG,
                      "--flops-per-step": st.just("1e9"), "--dtype": st.sampled_from(("bf16", "fp32")),

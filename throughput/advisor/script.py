@@ -2,13 +2,15 @@
 
 Each probe is one subprocess, the command a recommendation prints plus our own options::
 
-    python -m throughput profile --quiet --max-steps N --warmup-steps W --out TMP --set k=v ... script.py args...
+    python -m throughput profile --quiet --no-plots --max-steps N --warmup-steps W --out TMP \
+        --set k=v ... script.py args...
 
 bounded in time (killed with its process group after ``timeout_s``) and, optionally, in memory
 (``RLIMIT_AS`` set in the child before exec: an address-space cap, so give it room above the real
 budget: torch maps far more virtual memory than it touches). The probe reads TMP/session.json and
-deletes TMP afterwards; the user's files are never written. Peak memory on CPU is the child's own
-resident-set high-water mark from ``wait4`` (its ``ru_maxrss``); on CUDA the session's recorded peak.
+deletes TMP afterwards, so it asks for no plots (nobody would see them); the user's files are never
+written. Peak memory on CPU is the child's own resident-set high-water mark from ``wait4`` (its
+``ru_maxrss``); on CUDA the session's recorded peak.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ class ScriptTarget:
     def command(self, config: Config, steps: int, out_dir: Path) -> list[str]:
         """The exact command line of one probe (overrides in sorted key order)."""
         warmup = warmup_for(config, self.warmup_steps)
-        cmd = [self.python, "-m", "throughput", "profile", "--quiet", "--max-steps",
+        cmd = [self.python, "-m", "throughput", "profile", "--quiet", "--no-plots", "--max-steps",
                str(steps + warmup), "--warmup-steps", str(warmup), "--out", str(out_dir)]
         no_workers = not config.get("num_workers")
         for key in sorted(config):

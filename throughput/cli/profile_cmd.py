@@ -33,6 +33,8 @@ def options_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=nonnegative_int, default=None, help="leading steps excluded (default 2)")
     p.add_argument("--format", choices=sorted(RENDERERS), default="table", help="report printed to stderr")
     p.add_argument("--quiet", action="store_true", help="print nothing but the script's own output")
+    p.add_argument("--no-plots", action="store_true",
+                   help="write the report folder without its PNG plots (faster; the advisor's probes use it)")
     p.add_argument("--progress", action="store_true",
                    help="show the live status line on stderr even when it is not a terminal "
                         "(default: shown on a terminal only)")
@@ -131,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                              **({} if opts.warmup_steps is None else {"warmup_steps": opts.warmup_steps}))
     prepare_exit_by_signal()
     session, result = profile_target(target, options)
-    if not _report(session, out, opts.format, quiet):
+    if not _report(session, out, opts.format, quiet, plots=not opts.no_plots):
         return 130   # the report was aborted by a second Ctrl-C; what was written is kept
     after_report(session, opts, quiet)
     multirank.after_rank(base_out, quiet=opts.quiet)
@@ -151,8 +153,9 @@ def _relaunch_with_env(env: dict[str, str], argv: Sequence[str]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "throughput", "profile", *argv], {**os.environ, **env})
 
 
-def _report(session: Any, out: Path, fmt: str, quiet: bool) -> bool:
-    """Write the report folder and print the summary. False when a second Ctrl-C aborted it."""
+def _report(session: Any, out: Path, fmt: str, quiet: bool, plots: bool = True) -> bool:
+    """Write the report folder (with the PNG plots unless ``plots`` is False) and print the summary.
+    False when a second Ctrl-C aborted it."""
     from throughput.analysis.summary import summarize
     from throughput.cli.interrupts import FinishFirst
     from throughput.report.folder import write_report
@@ -161,7 +164,7 @@ def _report(session: Any, out: Path, fmt: str, quiet: bool) -> bool:
     with FinishFirst(what="the report") as guard:
         try:
             summary = summarize(session)
-            folder = write_report(session, out, summary)
+            folder = write_report(session, out, summary, plots=plots)
         except KeyboardInterrupt:
             kept = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.is_dir() else []
             print(f"throughput: report aborted; kept in {out}: {', '.join(kept) or 'nothing'}", file=sys.stderr)

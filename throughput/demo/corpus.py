@@ -8,6 +8,7 @@ document is padded to the row length).
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from dataclasses import dataclass
@@ -41,14 +42,17 @@ def generate_corpus(cfg: CorpusConfig = CorpusConfig()) -> list[str]:
     rng = random.Random(cfg.seed)
     words = _make_words(cfg.vocab_words, rng)
     weights = [1.0 / (i + 1) for i in range(len(words))]           # Zipf(1)
+    # Accumulated once: ``choices(words, weights)`` would re-accumulate all the weights on every call
+    # (most of the generation time); with the same sums it draws exactly the same words.
+    cum = list(itertools.accumulate(weights))
     docs = []
     for _ in range(cfg.documents):
         target = max(4, min(cfg.max_tokens - 2, int(rng.lognormvariate(0, 0.8) * cfg.median_tokens)))
         out: list[str] = []
         while len(out) < target:
-            subject = rng.choices(words, weights)[0]
+            subject = rng.choices(words, cum_weights=cum)[0]
             # a simple grammar: subject verb-like word object, with agreement through a suffix
-            sentence = [subject, subject[:2] + "ta", *rng.choices(words, weights, k=rng.randint(1, 5)), "."]
+            sentence = [subject, subject[:2] + "ta", *rng.choices(words, cum_weights=cum, k=rng.randint(1, 5)), "."]
             out.extend(sentence)
         docs.append(" ".join(out[:target]))
     return docs
