@@ -105,12 +105,20 @@ def calibrate(target_s: float) -> int:
     block = max(2, BLOCK_STEPS // 8) if target_s < 10e-3 else 2
     while width < 4096:
         w = Workload(width)
-        w.plain(3)
+        _warm(w)
         per_step = median([w.plain(block)[1] / block for _ in range(5)])   # CPU time: not fooled by a neighbour
         if per_step >= margin * target_s:
             return width
         width = max(width + 32, int(width * 1.15) // 32 * 32)
     return width
+
+
+def _warm(w: Workload, seconds: float = 0.3) -> None:
+    """Steps until ``seconds`` of CPU time are spent: a new model's first steps run slow (its buffers are
+    faulted in, allocator caches fill), ~1.5x for the first few dozen steps of the small models here."""
+    spent = 0.0
+    while spent < seconds:
+        spent += w.plain(4)[1]
 
 
 def paired(variants: dict[str, Block], rounds: int, steps: int) -> dict[str, list[tuple[float, float]]]:
