@@ -75,6 +75,20 @@ def test_keyboard_interrupt_asks_to_exit_by_sigint(tmp_path: Path, capsys: pytes
     assert capsys.readouterr().err.endswith("KeyboardInterrupt\n")
 
 
+def test_an_exception_raised_where_no_line_number_is_known_prints_like_python(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A traceback entry whose tb_lineno is None (Python 3.11+: an instruction without a line, as where a
+    # Ctrl-C can land): code with an empty line table raises, called from the script.
+    script = tmp_path / "s.py"
+    script.write_text("code = compile('raise ValueError(\\'no line\\')', '<nolines>', 'exec')\n"
+                      "exec(code.replace(co_linetable=b''), {})\n")
+    result = run(Target(path=str(script)))
+    err = capsys.readouterr().err
+    assert result.end is RunEnd.EXCEPTION and result.exit_code == 1
+    assert err.startswith("Traceback (most recent call last):\n") and err.endswith("ValueError: no line\n")
+    assert 'File "<nolines>"' in err and "throughput" not in err and "TypeError" not in err
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda d: d / "missing.py", "no such file"),
     (lambda d: d, "is a directory"),

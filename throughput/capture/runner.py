@@ -192,11 +192,14 @@ def _clear_chain(e: BaseException, seen: set[int]) -> None:
 
 
 def _trimmed(tb: types.TracebackType | None) -> types.TracebackType | None:
-    frames = [t for t in _walk(tb) if not _is_ours(t.tb_frame.f_code.co_filename)]
-    out: types.TracebackType | None = None
-    for t in reversed(frames):
-        out = types.TracebackType(out, t.tb_frame, t.tb_lasti, t.tb_lineno)
-    return out
+    """The same traceback without our frames: the kept entries are linked to each other (``tb_next`` is
+    writable). Not rebuilt with ``types.TracebackType(...)``: an entry's ``tb_lineno`` is None where
+    the instruction has no line number (a Ctrl-C landing between lines, Python 3.11+), which that
+    constructor refuses, so the script's own KeyboardInterrupt became our TypeError."""
+    kept = [t for t in _walk(tb) if not _is_ours(t.tb_frame.f_code.co_filename)]
+    for t, after in zip(kept, kept[1:] + [None]):
+        t.tb_next = after
+    return kept[0] if kept else None
 
 
 def _walk(tb: types.TracebackType | None) -> Iterator[types.TracebackType]:
