@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,10 @@ def run_suite(index: int, pytest_args: list[str]) -> Run:
     if proc.returncode != 0:
         failed = [line for line in stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
         sys.stdout.write("\n".join(failed[:20]) + ("\n" if failed else ""))
+        # the whole output, for the failure's traceback: a failure under load may not come back alone
+        kept = Path(tempfile.gettempdir()) / f"test-under-load-run{index}.txt"
+        kept.write_text(stdout)
+        sys.stdout.write(f"(pytest's output of run {index}: {kept})\n")
     return Run(index=index, status=proc.returncode, duration_s=duration, summary=summary, load_before=before,
                load_after=load_1min())
 
