@@ -14,7 +14,7 @@ from throughput.analysis.summary import Summary, summarize
 from throughput.analysis.telemetry import telemetry_summary
 from throughput.report.jsonfmt import summary_to_dict
 from throughput.report.markdown import render_markdown
-from throughput.report.plot_worker import PlotJob, PlotProcess, PlotResult, draw
+from throughput.report.plot_worker import PlotJob, PlotProcess, PlotResult
 from throughput.report.telemetry import render_telemetry_md
 from throughput.report.exports import STEPS_NAME, write_steps_jsonl
 from throughput.report.trace import write_trace
@@ -28,16 +28,6 @@ def plot_job(session: Session, out: Path) -> PlotJob | None:
     if not session.steps:
         return None
     return PlotJob(series=step_series(session), memory=memory_timeline(session), out=out)
-
-
-def write_plots(session: Session, out: Path) -> tuple[list[Path], str | None]:
-    """Per-run plots, drawn in this process. Returns the files written and, when plotting is
-    unavailable, why."""
-    job = plot_job(session, out)
-    if job is None:
-        return [], None
-    result = draw(job)
-    return list(result.files), result.missing
 
 
 def write_report(session: Session, out_dir: str | Path, summary: Summary | None = None,

@@ -50,7 +50,7 @@ def _plain(obj: Any) -> Any:
         return obj
     names = _FIELDS.get(kind)
     if names is None and is_dataclass(obj) and not isinstance(obj, type):
-        names = _FIELDS[type(obj)] = tuple(f.name for f in fields(obj))
+        names = _FIELDS[kind] = tuple(f.name for f in fields(obj))
     if names is not None:
         return {name: _plain(getattr(obj, name)) for name in names}
     if isinstance(obj, Enum):
