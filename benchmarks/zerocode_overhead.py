@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import machine, write_report
+from benchmarks.within_process import bootstrap_ci
 
 WORKLOAD = Path(__file__).resolve().parent / "_zerocode_workload.py"
 REPO = WORKLOAD.parent.parent
@@ -92,18 +92,6 @@ def hook_cost_s(blocks: int, steps_per_block: int = 100, width: int = 64) -> dic
     return {"width": width, "plain_step_s": plain, "profiled_step_s": profiled, "added_s": profiled - plain}
 
 
-def ratio_interval(plain: list[float], profiled: list[float], level: float = 0.9, draws: int = 4000,
-                   seed: int = 0) -> tuple[float, float]:
-    """Bootstrap interval of median(profiled) / median(plain): each mode's runs resampled with
-    replacement, ``draws`` times; the central ``level`` of the ratios. It says which ratios these runs
-    cannot tell apart: a target inside the interval is neither met nor missed by the whole-process data."""
-    rng = random.Random(seed)
-    ratios = sorted(statistics.median(rng.choices(profiled, k=len(profiled)))
-                    / statistics.median(rng.choices(plain, k=len(plain))) for _ in range(draws))
-    cut = int(draws * (1 - level) / 2)
-    return ratios[cut], ratios[draws - 1 - cut]
-
-
 def _pairs(width: int, pairs: int, steps: int) -> dict[str, Any]:
     """Interleaved whole-process runs (AB, BA, ...) of the workload at ``width`` (0: the 300 blocks)."""
     runs: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
@@ -117,7 +105,7 @@ def _pairs(width: int, pairs: int, steps: int) -> dict[str, Any]:
             "plain_median_step_s": statistics.median(plain), "profiled_median_step_s": statistics.median(profiled),
             "plain_runs_s": plain, "profiled_runs_s": profiled,
             "ratio": statistics.median(profiled) / statistics.median(plain),
-            "ratio_interval_90": ratio_interval(plain, profiled),
+            "ratio_interval_90": bootstrap_ci(profiled, plain, level=0.9),   # what the runs cannot tell apart
             "median_pair_ratio": statistics.median(b / a for a, b in zip(plain, profiled)),
             "cpu_ratio": statistics.median(profiled_cpu) / statistics.median(plain_cpu),
             "plain_runs_cpu_s": plain_cpu, "profiled_runs_cpu_s": profiled_cpu}
