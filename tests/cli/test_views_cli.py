@@ -13,7 +13,7 @@ from tests.cli.profile_helpers import REPO, load_json, run_plain, run_profiled
 
 WORKLOAD = REPO / "benchmarks" / "_ops_workload.py"
 SCHEMA = REPO / "tests" / "data" / "views" / "trace_event_format.schema.json"
-ARGS = ("--steps", "12", "--width", "512", "--batch", "64")
+ARGS = ("--steps", "12", "--width", "2048", "--batch", "64")
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +32,10 @@ def test_matmul_ranks_first_in_forward_and_the_window_is_left_out(ops_run: tuple
     assert ops["window_steps"] == [3, 5]
     forward = [o for o in ops["top"] if o["phase"] == "forward"]
     assert forward[0]["name"] == "aten::mm"
-    assert forward[0]["calls"] == 1.0                      # one Linear(512, 512, bias=False) call a step
+    assert forward[0]["calls"] == 1.0                      # one Linear(2048, 2048, bias=False) call a step
     assert forward[0]["device_self_s"] is None              # CPU run
-    # 2 x 64 x 512 x 512 FLOPs a step, as torch counts them for aten::mm
-    assert forward[0]["flops"] == 2 * 64 * 512 * 512
+    # 2 x 64 x 2048 x 2048 FLOPs a step, as torch counts them for aten::mm
+    assert forward[0]["flops"] == 2 * 64 * 2048 * 2048
     # 12 steps: 2 warm-up, steps 2-6 excluded, 7-11 measured
     assert summary["steps"] == {"total": 12, "warmup": 2, "measured": 5}
     assert any("left out of the steady-state figures" in n for n in summary["notes"])
