@@ -20,8 +20,11 @@ venv: $(STAMP)
 
 # Two pytest workers (pytest-xdist), whole files per worker so module fixtures run once: on a 2-core
 # machine the suite is mostly one busy core at a time, so this about halves its wall time.
+# --no-loadscope-reorder keeps the order tests/conftest.py sets (files with slow tests first); xdist's
+# own order (most tests first) left a one-test, one-minute file for the end, run while the other worker
+# had nothing left.
 TEST_WORKERS ?= 2
-PYTEST_ARGS := -q -p no:cacheprovider --runslow -n $(TEST_WORKERS) --dist loadfile
+PYTEST_ARGS := -q -p no:cacheprovider --runslow -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: $(STAMP)
 	$(PY) -m mypy

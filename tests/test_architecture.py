@@ -7,6 +7,7 @@ The table is read from the docs themselves (the rows whose first cell is a backt
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -33,8 +34,14 @@ def _unit(module: Path) -> str:
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
+@functools.cache
+def _all_units() -> tuple[str, ...]:
+    return tuple(sorted({_unit(m) for m in PACKAGE.rglob("*.py")}))
+
+
 def units() -> list[str]:
-    return sorted({_unit(m) for m in PACKAGE.rglob("*.py")})
+    """The package's units, walked once per test process (the checks below ask for them per import)."""
+    return list(_all_units())
 
 
 def documented_table(text: str | None = None) -> dict[str, frozenset[str]]:

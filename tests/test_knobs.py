@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.loop.helpers import MICRO_GPT, train_env
+from tests.loop.helpers import MICRO_GPT
+from tests.zygote import Zygote
 from throughput.capture.overrides import launch_env, parse_overrides, parse_set, valid_keys
 from throughput.knobs import KNOBS, Knob, KnobError, Value, recipe_knobs, script_knobs, show
 from throughput.loop.ablate import plan_variants
@@ -77,9 +76,9 @@ def _run_values() -> dict[str, Value]:
     return values
 
 
-def test_every_loop_knob_reaches_the_loop_from_set_and_from_a_plan_file(tmp_path: Path) -> None:
-    """One real run: half of the knobs from a plan file, the other half from --set; run.json holds the
-    configuration the loop used."""
+def test_every_loop_knob_reaches_the_loop_from_set_and_from_a_plan_file(tmp_path: Path, zygote: Zygote) -> None:
+    """One real run (forked from the warm zygote): half of the knobs from a plan file, the other half from
+    --set; run.json holds the configuration the loop used."""
     values = _run_values()
     names = sorted(values)
     from_plan, from_set = names[::2], names[1::2]
@@ -87,17 +86,17 @@ def test_every_loop_knob_reaches_the_loop_from_set_and_from_a_plan_file(tmp_path
     plan.write_text(json.dumps({"plan_version": 1, **{k: values[k] for k in from_plan}}))
     assert load_plan(plan).settings == {k: values[k] for k in from_plan}
     sets = [x for key in from_set for x in ("--set", f"{key}={show(values[key])}")]
-    out = subprocess.run([sys.executable, "-m", "throughput", "train", str(MICRO_GPT), "--quiet", "--out",
-                          str(tmp_path / "run"), "--plan", str(plan), *sets], env=train_env(), capture_output=True,
-                         text=True, timeout=240)
+    out = zygote.start(["train", str(MICRO_GPT), "--quiet", "--out", str(tmp_path / "run"), "--plan", str(plan),
+                        *sets], tmp_path / "train-output").result()
     assert out.returncode == 0, out.stderr
     used = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
     assert {k: used[k] for k in values} == values
     assert used["out_dir"] == str(tmp_path / "run")
 
 
-def test_every_script_knob_reaches_the_script(tmp_path: Path) -> None:
-    """`throughput profile --set` on a real script: the overrides the session recorded are the values set."""
+def test_every_script_knob_reaches_the_script(tmp_path: Path, zygote: Zygote) -> None:
+    """`throughput profile --set` on a real script (forked from the warm zygote): the overrides the session
+    recorded are the values set."""
     script = tmp_path / "train.py"
     script.write_text("import torch\nfrom torch.utils.data import DataLoader, TensorDataset\n"
                       "m = torch.nn.Linear(4, 2)\nopt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
@@ -107,8 +106,8 @@ def test_every_script_knob_reaches_the_script(tmp_path: Path) -> None:
               "pin_memory": False, "amp": "bf16", "tf32": False}
     assert set(values) | {"malloc_threshold_bytes"} == set(script_knobs())
     sets = [x for key, v in values.items() for x in ("--set", f"{key}={show(v)}")]
-    out = subprocess.run([sys.executable, "-m", "throughput", "profile", "--quiet", "--no-telemetry", "--out",
-                          str(tmp_path / "out"), *sets, str(script)], capture_output=True, text=True, timeout=120)
+    out = zygote.start(["profile", "--quiet", "--no-plots", "--no-telemetry", "--out", str(tmp_path / "out"), *sets,
+                        str(script)], tmp_path / "profile-output").result()
     assert out.returncode == 0, out.stderr
     events = json.loads((tmp_path / "out" / "session.json").read_text())["events"]
     recorded = {k: v for e in events if e["kind"] == "context" for k, v in e["detail"].items()}

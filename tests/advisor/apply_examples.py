@@ -8,12 +8,10 @@ workers: together they are the longest file of the suite (each advise run is sev
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from tests.zygote import Finished, Zygote
 from throughput.advisor.apply import with_options
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,22 +22,19 @@ REPO = Path(__file__).resolve().parents[2]
 QUICK = ["--probe-steps", "2", "--confirm-rounds", "1", "--confirm-window", "0.3", "--time-budget", "30"]
 
 
-def _env() -> dict[str, str]:
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-
-
-def _advise(target: list[str], cwd: Path) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, "-m", "throughput", "advise", "--format", "json", *QUICK, *target],
-                         capture_output=True, text=True, timeout=600, cwd=cwd, env=_env())
+def _advise(zygote: Zygote, target: list[str], cwd: Path) -> dict[str, Any]:
+    """``throughput advise`` forked from the warm zygote (its probes are fresh interpreters, as always)."""
+    out = zygote.start(["advise", "--format", "json", *QUICK, *target], cwd / "advise-output", cwd=cwd).result()
     assert out.returncode == 0, out.stderr
     result: dict[str, Any] = json.loads(out.stdout)
     return result
 
 
-def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _run(zygote: Zygote, argv: list[str], files: Path, cwd: Path) -> Finished:
+    """The apply command as ``throughput`` runs it, in a process forked from the warm zygote (a fresh
+    interpreter would import torch again: seconds of CPU per command, and the command is what is tested)."""
     assert argv[0] == "throughput"
-    return subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, timeout=300, cwd=cwd,
-                          env=_env())
+    return zygote.start(argv[1:], files, cwd=cwd).result()
 
 
 def without_out(argv: list[str]) -> tuple[str, ...]:
@@ -71,9 +66,9 @@ def distinct_commands(advice: dict[str, Any]) -> list[list[str]]:
     return distinct
 
 
-def check_every_apply_command_runs(target: list[str], expected: str, tmp_path: Path) -> None:
+def check_every_apply_command_runs(target: list[str], expected: str, tmp_path: Path, zygote: Zygote) -> None:
     target = [str(REPO / t) if t.endswith(".py") else t for t in target]
-    advice = _advise(target, tmp_path)
+    advice = _advise(zygote, target, tmp_path)
     recs = advice["recommendations"]
     ids = [r["id"] for r in recs]
     assert len(ids) == len(set(ids))                                   # no duplicates
@@ -90,5 +85,7 @@ def check_every_apply_command_runs(target: list[str], expected: str, tmp_path: P
     for i, argv in enumerate(commands):
         assert argv[0] == "throughput" and argv[1] in ("profile", "train")
         out_dir = str(tmp_path / f"apply-{i}")
-        done = _run(with_options(argv, ["--max-steps", "4", "--out", out_dir, "--quiet"]), tmp_path)
+        # no PNGs: the command's options are what is checked, and the plots' drawing child is another interpreter
+        short = ["--max-steps", "4", "--out", out_dir, "--quiet"] + (["--no-plots"] if argv[1] == "profile" else [])
+        done = _run(zygote, with_options(argv, short), tmp_path / f"apply-{i}-output", tmp_path)
         assert done.returncode == 0, (argv, done.stderr[-2000:])

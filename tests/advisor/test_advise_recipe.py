@@ -9,6 +9,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from tests.zygote import Zygote
+
 RECIPE = textwrap.dedent("""
     import torch
     from torch import nn
@@ -42,13 +46,15 @@ RECIPE = textwrap.dedent("""
 """)
 
 
-def test_advise_recipe_writes_a_plan_the_loop_accepts(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_advise_recipe_writes_a_plan_the_loop_accepts(tmp_path: Path, zygote: Zygote) -> None:
     recipe = tmp_path / "recipe.py"
     recipe.write_text(RECIPE)
     plan = tmp_path / "plan.json"
-    out = subprocess.run([sys.executable, "-m", "throughput", "advise", "--recipe", str(recipe), "--time-budget", "0.001",
-                          "--probe-steps", "1", "--mtbf-hours", "24", "--plan-out", str(plan)], capture_output=True,
-                         text=True, timeout=300, cwd=tmp_path)
+    # advise and train forked from the warm zygote (advise's probes are fresh interpreters, as always)
+    outputs = tmp_path.with_name(tmp_path.name + "-output")
+    out = zygote.start(["advise", "--recipe", str(recipe), "--time-budget", "0.001", "--probe-steps", "1",
+                        "--mtbf-hours", "24", "--plan-out", str(plan)], outputs / "advise", cwd=tmp_path).result()
     assert out.returncode == 0, out.stderr
     # global batch = the recipe's 4 x 2 = 8 samples
     assert "global batch 8 samples" in out.stdout
@@ -61,9 +67,8 @@ def test_advise_recipe_writes_a_plan_the_loop_accepts(tmp_path: Path) -> None:
     raw = json.loads(plan.read_text())
     assert raw["model_fingerprint"] and "ckpt_every_steps" not in raw
     assert any(n.startswith("not in the plan: ckpt_every_steps=") for n in raw["notes"])
-    train = subprocess.run([sys.executable, "-m", "throughput", "train", str(recipe), "--plan", str(plan), "--set",
-                            "steps=1", "--set", "ckpt_every_steps=0", "--quiet", "--out", str(tmp_path / "run")],
-                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    train = zygote.start(["train", str(recipe), "--plan", str(plan), "--set", "steps=1", "--set", "ckpt_every_steps=0",
+                          "--quiet", "--out", str(tmp_path / "run")], outputs / "train", cwd=tmp_path).result()
     assert train.returncode == 0, train.stderr
 
 

@@ -10,6 +10,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
+from tests.zygote import Zygote
 from throughput.advisor.script import ScriptTarget
 
 TRAIN = textwrap.dedent("""
@@ -81,11 +84,14 @@ def test_advise_script_oom_at_batch_one_is_a_clear_error(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["oom.py"]
 
 
-def test_advise_script_end_to_end_writes_a_plan(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_advise_script_end_to_end_writes_a_plan(tmp_path: Path, zygote: Zygote) -> None:
     script = _write(tmp_path, "train.py", TRAIN)
-    out = subprocess.run([sys.executable, "-m", "throughput", "advise", "--time-budget", "1", "--probe-steps", "2",
-                          "--confirm-rounds", "2", "--confirm-window", "0.3", "--plan-out", str(tmp_path / "plan.json"),
-                          str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    # `advise` forked from the warm zygote (its probes are fresh interpreters, as always); its output
+    # files beside tmp_path, which must hold only what advise leaves
+    out = zygote.start(["advise", "--time-budget", "1", "--probe-steps", "2", "--confirm-rounds", "2",
+                        "--confirm-window", "0.3", "--plan-out", str(tmp_path / "plan.json"), str(script)],
+                       tmp_path.with_name(tmp_path.name + "-output") / "advise", cwd=tmp_path).result()
     assert out.returncode == 0, out.stderr
     assert "global batch 8 samples" in out.stdout      # the script's own batch, read by the baseline profile
     assert json.loads((tmp_path / "plan.json").read_text())["plan_version"] == 1

@@ -61,6 +61,7 @@ for _ in range(50):
 """
 
 
+@pytest.mark.slow
 def test_the_knob_applied_by_profile_reaches_the_script_and_stops_the_faults(tmp_path: Path) -> None:
     """``throughput profile --set malloc_threshold_bytes=N`` starts the script with glibc's tunables set
     (they are read once, at start): the child sees them and stops re-faulting its gradient each step."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.advisor.apply_examples import check_every_apply_command_runs, distinct_commands, without_out
+from tests.zygote import Zygote
 
 TARGETS = [
     (["examples/zerocode/unsharded_stream.py", "--steps", "60"], "data.worker_split"),
@@ -18,8 +19,8 @@ TARGETS = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target, expected", TARGETS, ids=["unsharded_stream", "tiny_cnn_recipe"])
-def test_every_apply_command_runs(target: list[str], expected: str, tmp_path: Path) -> None:
-    check_every_apply_command_runs(target, expected, tmp_path)
+def test_every_apply_command_runs(target: list[str], expected: str, tmp_path: Path, zygote: Zygote) -> None:
+    check_every_apply_command_runs(target, expected, tmp_path, zygote)
 
 
 def test_the_plan_apply_that_only_differs_by_out_is_run_once() -> None:

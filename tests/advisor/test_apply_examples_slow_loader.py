@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.advisor.apply_examples import check_every_apply_command_runs
+from tests.zygote import Zygote
 
 
 @pytest.mark.slow
-def test_every_apply_command_runs_for_slow_loader(tmp_path: Path) -> None:
+def test_every_apply_command_runs_for_slow_loader(tmp_path: Path, zygote: Zygote) -> None:
     check_every_apply_command_runs(["examples/zerocode/slow_loader.py", "--steps", "60"], "probe.num_workers",
-                                   tmp_path)
+                                   tmp_path, zygote)

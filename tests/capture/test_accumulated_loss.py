@@ -13,7 +13,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "data" / "zerocode" / "ga_prints_
 
 
 def test_step_loss_is_the_sum_of_the_micro_batch_losses_the_script_printed(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "throughput", "profile", "--quiet", "--no-telemetry", "--out",
+    out = subprocess.run([sys.executable, "-m", "throughput", "profile", "--quiet", "--no-plots", "--no-telemetry", "--out",
                           str(tmp_path), str(SCRIPT)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     printed = [float(line.split()[-1]) for line in out.stdout.splitlines() if line.startswith("update ")]

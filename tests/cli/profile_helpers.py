@@ -33,12 +33,18 @@ def run_plain(script: Path, args: Sequence[str] = (), cwd: Path | None = None,
 
 def run_profiled(script: Path | None, args: Sequence[str] = (), out: Path | None = None,
                  options: Sequence[str] = (), cwd: Path | None = None,
-                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "throughput", "profile", *options]
+                 timeout: float = 120, plots: bool = False) -> subprocess.CompletedProcess[str]:
+    """``throughput profile`` in a fresh interpreter; without the PNG plots unless ``plots`` (their
+    drawing child is a second interpreter, and only the tests that read the plots need it)."""
+    cmd = [sys.executable, "-m", "throughput", "profile", *_plots_option(plots), *options]
     if out is not None:
         cmd += ["--out", str(out)]
     cmd += ([str(script)] if script is not None else []) + list(args)
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=_env(), timeout=timeout)
+
+
+def _plots_option(plots: bool) -> list[str]:
+    return [] if plots else ["--no-plots"]
 
 
 def forked_plain(zygote: Zygote, script: Path, args: Sequence[str], files: Path,
@@ -48,9 +54,11 @@ def forked_plain(zygote: Zygote, script: Path, args: Sequence[str], files: Path,
 
 
 def forked_profiled(zygote: Zygote, script: Path | None, args: Sequence[str] = (), out: Path | None = None,
-                    options: Sequence[str] = (), cwd: Path | None = None, files: Path | None = None) -> Finished:
-    """``throughput profile [options] [--out out] script args`` forked from the zygote."""
-    argv = ["profile", *options] + (["--out", str(out)] if out is not None else [])
+                    options: Sequence[str] = (), cwd: Path | None = None, files: Path | None = None,
+                    plots: bool = False) -> Finished:
+    """``throughput profile [options] [--out out] script args`` forked from the zygote (plots as in
+    ``run_profiled``)."""
+    argv = ["profile", *_plots_option(plots), *options] + (["--out", str(out)] if out is not None else [])
     argv += ([str(script)] if script is not None else []) + list(args)
     where = files or (out.parent if out is not None else Path(cwd or ".")) / "profiled"
     return zygote.start(argv, where, cwd=cwd).result()

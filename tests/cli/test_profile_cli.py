@@ -49,6 +49,7 @@ def test_crash_on_line_one_keeps_traceback_and_status(tmp_path: Path) -> None:
     assert summary["end"] == "exception" and summary["partial"] and summary["steps"]["total"] == 0
 
 
+@pytest.mark.slow
 def test_exception_inside_hooked_backward_has_the_plain_traceback(tmp_path: Path) -> None:
     script = DATA / "crash_in_backward.py"
     plain, profiled = run_plain(script), run_profiled(script, out=tmp_path / "r")

@@ -44,8 +44,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory, zygote: Zygote) -> Callable[[
         if name not in cache:
             args, out, script = STYLES[name][0], root / name, str(EXAMPLES / f"{name}.py")
             plain = zygote.start([script, *args], root / f"{name}-plain", op="script", cwd=root)
-            profiled = zygote.start(["profile", "--out", str(out), script, *args], root / f"{name}-profiled",
-                                    cwd=root)
+            profiled = zygote.start(["profile", "--no-plots", "--out", str(out), script, *args],
+                                    root / f"{name}-profiled", cwd=root)
             cache[name] = (plain.result(), profiled.result(), out)
         return cache[name]
 

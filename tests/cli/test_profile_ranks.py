@@ -40,7 +40,7 @@ def test_nproc_per_node_launches_and_merges(tmp_path: Path) -> None:
 def test_user_started_torchrun_rank0_merges(tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           "-m", "throughput", "profile", "--out", str(out), "--no-telemetry", str(SCRIPT), "12"]
+           "-m", "throughput", "profile", "--no-plots", "--out", str(out), "--no-telemetry", str(SCRIPT), "12"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_merged(out)

@@ -11,7 +11,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.cli.profile_helpers import _env
+from tests.zygote import Finished, Zygote
 
 # Trains a tiny model for argv[1] seconds of wall time, then prints its last line. The loop runs on time,
 # not on a step count; no test asserts the duration. The progress line is first drawn one second after
@@ -54,6 +57,12 @@ def _profile_argv(script: Path, out: Path, *extra: str) -> list[str]:
             str(script)]
 
 
+def _forked(zygote: Zygote, script: Path, out: Path, seconds: str, *extra: str) -> Finished:
+    """``throughput profile --no-telemetry --out OUT [extra] script seconds`` forked from the zygote."""
+    argv = ["profile", "--no-telemetry", "--out", str(out), *extra, str(script), seconds]
+    return zygote.start(argv, out.parent / f"{out.name}-output").result()
+
+
 def _run_on_pty(argv: list[str]) -> tuple[int, str]:
     """Run with stderr on a pseudo-terminal (stdout on a pipe); return the exit status and stderr."""
     master, slave = pty.openpty()
@@ -73,24 +82,23 @@ def _run_on_pty(argv: list[str]) -> tuple[int, str]:
     return proc.returncode, b"".join(chunks).decode(errors="replace")
 
 
-def test_progress_line_on_a_terminal_and_not_on_a_pipe(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_progress_line_on_a_terminal_and_not_on_a_pipe(tmp_path: Path, zygote: Zygote) -> None:
     script = tmp_path / "train.py"
     script.write_text(TRAIN)
     code, tty_err = _run_on_pty(_profile_argv(script, tmp_path / "tty") + ["1.5"])
     assert code == 0, tty_err
     assert "throughput: step " in tty_err and "/step" in tty_err          # the status line was drawn
     assert f"writing report to {tmp_path / 'tty'}/" in tty_err and "report written in" in tty_err
-    piped = subprocess.run(_profile_argv(script, tmp_path / "pipe", "--no-plots") + ["1.5"], capture_output=True,
-                           text=True, env=_env(), timeout=120)
+    # The runs without a terminal are forked from the warm zygote (stderr to a file, which is no TTY either)
+    piped = _forked(zygote, script, tmp_path / "pipe", "1.5", "--no-plots")
     assert piped.returncode == 0, piped.stderr
     assert "throughput: step " not in piped.stderr                           # not on a pipe
     assert "writing report to" in piped.stderr
-    forced = subprocess.run(_profile_argv(script, tmp_path / "forced", "--progress", "--no-plots") + ["1.5"],
-                            capture_output=True, text=True, env=_env(), timeout=120)
+    forced = _forked(zygote, script, tmp_path / "forced", "1.5", "--progress", "--no-plots")
     assert "throughput: step " in forced.stderr                              # --progress forces it
     # --quiet wins over --progress; --no-plots (the advisor's probes) leaves out only the PNGs
-    quiet = subprocess.run(_profile_argv(script, tmp_path / "quiet", "--quiet", "--progress", "--no-plots") + ["0.2"],
-                           capture_output=True, text=True, env=_env(), timeout=120)
+    quiet = _forked(zygote, script, tmp_path / "quiet", "0.2", "--quiet", "--progress", "--no-plots")
     assert quiet.returncode == 0 and quiet.stderr == ""                      # --quiet: nothing of ours
     plotted = {p.name for p in (tmp_path / "tty").iterdir()}
     unplotted = {p.name for p in (tmp_path / "quiet").iterdir()}

@@ -19,7 +19,7 @@ ARGS = ("--steps", "12", "--width", "2048", "--batch", "64")
 @pytest.fixture(scope="module")
 def ops_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("ops") / "report"
-    proc = run_profiled(WORKLOAD, ARGS, out=out, options=("--ops", "3", "--tensorboard", str(out / "tb")))
+    proc = run_profiled(WORKLOAD, ARGS, out=out, options=("--ops", "3", "--tensorboard", str(out / "tb")), plots=True)
     assert proc.returncode == 0, proc.stderr
     return out, proc.stdout + proc.stderr
 

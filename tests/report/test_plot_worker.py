@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import make_steps
 from throughput.report.folder import plot_job
-from throughput.report.plot_worker import PlotJob, PlotProcess, draw
+from throughput.report.plot_worker import PlotJob, PlotProcess, draw, usable_cores
 from throughput.session import RunInfo, Session
 
 
@@ -43,11 +43,12 @@ def test_the_child_draws_the_files_drawing_here_would(tmp_path: Path) -> None:
 def test_a_child_that_cannot_run_falls_back_to_drawing_here(tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("matplotlib")
-    monkeypatch.setattr(sys, "executable", "/bin/false")   # starts, exits 1 without a reply
-    proc = PlotProcess(_job(tmp_path)).start()
-    if proc._child is None:
+    if usable_cores() < 2:
         pytest.skip("one usable core: plots are drawn in the process itself")
-    result = proc.finish()
+    monkeypatch.setattr(sys, "executable", "/bin/false")   # starts, exits 1 without a reply
+    # Whether the job's write already meets the closed pipe (start) or only the missing reply is seen
+    # (finish) depends on how fast /bin/false exits; either way the plots are drawn here.
+    result = PlotProcess(_job(tmp_path)).start().finish()
     assert result.missing is None
     assert [p.name for p in result.files] == ["step_breakdown.png", "throughput.png", "loss.png"]
     assert all(p.is_file() for p in result.files)

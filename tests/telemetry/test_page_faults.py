@@ -58,6 +58,7 @@ def _run(tmp_path: Path, extra_env: dict[str, str]) -> dict[str, object]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="host counters need Linux /proc")
 def test_sampler_sees_gradient_refaults_and_the_env_stops_them(tmp_path: Path) -> None:
     """The truth is the process's own fault counter around the measured steps (getrusage): a count,
