@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.profile_helpers import _env
-from tests.zygote import Finished, Zygote
+from tests.cli.profile_helpers import _env, forked_profiled
+from tests.zygote import Zygote
 
 # Trains a tiny model for argv[1] seconds of wall time, then prints its last line. The loop runs on time,
 # not on a step count; no test asserts the duration. The progress line is first drawn one second after
@@ -57,12 +57,6 @@ def _profile_argv(script: Path, out: Path, *extra: str) -> list[str]:
             str(script)]
 
 
-def _forked(zygote: Zygote, script: Path, out: Path, seconds: str, *extra: str) -> Finished:
-    """``throughput profile --no-telemetry --out OUT [extra] script seconds`` forked from the zygote."""
-    argv = ["profile", "--no-telemetry", "--out", str(out), *extra, str(script), seconds]
-    return zygote.start(argv, out.parent / f"{out.name}-output").result()
-
-
 def _run_on_pty(argv: list[str]) -> tuple[int, str]:
     """Run with stderr on a pseudo-terminal (stdout on a pipe); return the exit status and stderr."""
     master, slave = pty.openpty()
@@ -90,15 +84,19 @@ def test_progress_line_on_a_terminal_and_not_on_a_pipe(tmp_path: Path, zygote: Z
     assert code == 0, tty_err
     assert "throughput: step " in tty_err and "/step" in tty_err          # the status line was drawn
     assert f"writing report to {tmp_path / 'tty'}/" in tty_err and "report written in" in tty_err
-    # The runs without a terminal are forked from the warm zygote (stderr to a file, which is no TTY either)
-    piped = _forked(zygote, script, tmp_path / "pipe", "1.5", "--no-plots")
+    # The runs without a terminal are forked from the warm zygote (stderr to a file, which is no TTY
+    # either), with --no-plots (forked_profiled's default)
+    piped = forked_profiled(zygote, script, ["1.5"], tmp_path / "pipe", ["--no-telemetry"],
+                            files=tmp_path / "pipe-output")
     assert piped.returncode == 0, piped.stderr
     assert "throughput: step " not in piped.stderr                           # not on a pipe
     assert "writing report to" in piped.stderr
-    forced = _forked(zygote, script, tmp_path / "forced", "1.5", "--progress", "--no-plots")
+    forced = forked_profiled(zygote, script, ["1.5"], tmp_path / "forced", ["--no-telemetry", "--progress"],
+                             files=tmp_path / "forced-output")
     assert "throughput: step " in forced.stderr                              # --progress forces it
     # --quiet wins over --progress; --no-plots (the advisor's probes) leaves out only the PNGs
-    quiet = _forked(zygote, script, tmp_path / "quiet", "0.2", "--quiet", "--progress", "--no-plots")
+    quiet = forked_profiled(zygote, script, ["0.2"], tmp_path / "quiet", ["--no-telemetry", "--quiet", "--progress"],
+                            files=tmp_path / "quiet-output")
     assert quiet.returncode == 0 and quiet.stderr == ""                      # --quiet: nothing of ours
     plotted = {p.name for p in (tmp_path / "tty").iterdir()}
     unplotted = {p.name for p in (tmp_path / "quiet").iterdir()}
