@@ -35,13 +35,10 @@ def _unit(module: Path) -> str:
 
 
 @functools.cache
-def _all_units() -> tuple[str, ...]:
+def units() -> tuple[str, ...]:
+    """The package's units, sorted; the package is walked once per test process (the docs' table asks
+    for them once per row)."""
     return tuple(sorted({_unit(m) for m in PACKAGE.rglob("*.py")}))
-
-
-def units() -> list[str]:
-    """The package's units, walked once per test process (the checks below ask for them per import)."""
-    return list(_all_units())
 
 
 def documented_table(text: str | None = None) -> dict[str, frozenset[str]]:
@@ -141,12 +138,13 @@ def _files(entry: str) -> list[Path]:
 
 
 def test_the_docs_table_names_every_unit_of_the_package() -> None:
-    assert sorted(documented_table()) == units()
+    assert tuple(sorted(documented_table())) == units()
 
 
 @pytest.mark.parametrize("unit", units())
 def test_imports_follow_the_docs_table(unit: str) -> None:
     allowed = documented_table()[unit] | {unit} | (set(LEAVES) if unit not in LEAVES else set())
+    known = set(units())
     for module in PACKAGE.rglob("*.py"):
         if _unit(module) != unit:
             continue
@@ -156,7 +154,7 @@ def test_imports_follow_the_docs_table(unit: str) -> None:
                    for where, what in KNOWN_IMPORTS):
                 assert parts[1] not in allowed, f"{module} may import {name} now: drop it from KNOWN_IMPORTS"
                 continue
-            if parts[0] == "throughput" and len(parts) > 1 and parts[1] in set(units()):
+            if parts[0] == "throughput" and len(parts) > 1 and parts[1] in known:
                 assert parts[1] in allowed, f"{module.relative_to(ROOT)} imports {name}; docs/architecture.md " \
                                             f"lets {unit} import only {sorted(allowed - {unit}) or 'nothing'}"
 
