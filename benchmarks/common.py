@@ -57,6 +57,62 @@ def write_report(name: str, markdown: str, data: Mapping[str, Any]) -> Path:
     return REPORT_DIR / f"{name}.md"
 
 
+def cpu_kind(flags: str) -> str:
+    """The CPU kind that decides how fast torch and Python run here, from ``cpu_flags()``: the machines
+    these benchmarks run on are either AVX2-only or have AMX / AVX512-BF16 (bf16 autocast 2-5x faster)."""
+    names = set(flags.split())
+    if "amx_bf16" in names or "amx_tile" in names:
+        return "AMX + AVX512-BF16" if "avx512_bf16" in names else "AMX"
+    if "avx512_bf16" in names:
+        return "AVX512-BF16"
+    if "avx512f" in names:
+        return "AVX512"
+    return "AVX2 only" if "avx2" in names else flags
+
+
+def write_report_by_cpu_kind(name: str, markdown: str, data: Mapping[str, Any]) -> Path:
+    """Like ``write_report``, but the report keeps the latest run of each CPU kind (and of each size,
+    quick or full) side by side: a run replaces only its own kind's section. Targets that must hold on
+    every machine kind are read from one file. ``data`` must hold ``machine`` (``machine()``) and
+    ``quick``. An earlier single-run report is kept as its own kind's section."""
+    path = REPORT_DIR / f"{name}.json"
+    sections = _sections(path, REPORT_DIR / f"{name}.md")
+    sections[_section_key(data)] = {"markdown": markdown, "data": dict(data)}
+    ordered = dict(sorted(sections.items()))
+    title, _ = _split_title(markdown)
+    parts = [title, "", f"The latest run on each CPU kind ({len(ordered)}: {', '.join(ordered)}); each "
+             "section names its machine and date. Ratios compare runs of the same machine only.", ""]
+    for key, section in ordered.items():
+        parts += [f"## {key}", "", _split_title(section["markdown"])[1].strip("\n"), ""]
+    REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    (REPORT_DIR / f"{name}.md").write_text("\n".join(parts))
+    path.write_text(json.dumps({"by_cpu_kind": ordered}, indent=2) + "\n")
+    return REPORT_DIR / f"{name}.md"
+
+
+def _section_key(data: Mapping[str, Any]) -> str:
+    return f"{cpu_kind(data['machine']['cpu_flags'])}, {'quick' if data.get('quick') else 'full'} run"
+
+
+def _sections(json_path: Path, md_path: Path) -> dict[str, dict[str, Any]]:
+    """The sections already written: the per-kind format, or an earlier single run (its own section)."""
+    try:
+        old = json.loads(json_path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if "by_cpu_kind" in old:
+        return dict(old["by_cpu_kind"])
+    if "machine" not in old or not md_path.exists():
+        return {}
+    return {_section_key(old): {"markdown": md_path.read_text(), "data": old}}
+
+
+def _split_title(markdown: str) -> tuple[str, str]:
+    """(the first ``# `` line, the rest)."""
+    first, _, rest = markdown.partition("\n")
+    return (first, rest) if first.startswith("# ") else ("# Benchmark", markdown)
+
+
 def main(run: Callable[[bool], Any], doc: str | None) -> None:
     """``python -m benchmarks.<name> [--quick]``: the command line every benchmark module shares."""
     import argparse

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator
 import torch
 from tabulate import tabulate
 
-from benchmarks.common import machine, main, median, write_report
+from benchmarks.common import machine, main, median, write_report_by_cpu_kind
 import throughput
 from throughput.capture.recorder import DRAIN_EVERY_STEPS
 
@@ -259,7 +259,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     data = {"machine": machine(), "quick": quick, "load_average_end": load, "api_cost_per_step_s": api_cost,
             "api_cost_3_phases_step_s": api_cost_phases,
             "processes": processes, "results": results}
-    write_report("overhead", md, data)
+    write_report_by_cpu_kind("overhead", md, data)
     print(md)
     return data
 

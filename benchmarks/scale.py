@@ -30,7 +30,7 @@ from typing import Any
 from tabulate import tabulate
 
 from benchmarks._scale_workload import profiled_steps
-from benchmarks.common import machine, main, write_report
+from benchmarks.common import machine, main, write_report_by_cpu_kind
 
 REPO = Path(__file__).resolve().parent.parent
 WORKLOAD = REPO / "benchmarks" / "_scale_workload.py"
@@ -156,7 +156,7 @@ def run(quick: bool) -> dict[str, Any]:
     load = os.getloadavg()
     data = {"machine": machine(), "quick": quick, "load_average": load, "runs": results, "statistics": check,
             "targets": TARGETS}
-    write_report("scale", _markdown(data), data)
+    write_report_by_cpu_kind("scale", _markdown(data), data)
     return data
 
 

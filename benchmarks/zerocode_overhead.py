@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import machine, write_report
+from benchmarks.common import machine, write_report_by_cpu_kind
 from benchmarks.within_process import bootstrap_ci
 
 WORKLOAD = Path(__file__).resolve().parent / "_zerocode_workload.py"
@@ -159,7 +159,7 @@ def run(quick: bool) -> dict[str, Any]:
               f"{blocks_cost['profiled_step_s'] * 1e3:.3f} ms instrumented, ratio "
               f"{blocks_cost['profiled_step_s'] / blocks_cost['plain_step_s']:.4f} (target <= {TARGET_BLOCKS_RATIO}).",
               "", f"Load average during the run (1, 5, 15 min): {' '.join(data['loadavg'] or ['n/a'])}."]
-    write_report("zerocode_overhead", "\n".join(lines) + "\n", data)
+    write_report_by_cpu_kind("zerocode_overhead", "\n".join(lines) + "\n", data)
     return data
 
 
