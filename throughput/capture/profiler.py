@@ -18,7 +18,7 @@ from throughput.capture.batch import BatchDescriber, BatchStats
 from throughput.capture.device import device_name, resolve_device, torch_version
 from throughput.capture.environment import run_environment
 from throughput.capture.progress import ProgressLine, ProgressView, progress_enabled
-from throughput.capture.recorder import _NO_META, PhaseMisuseError, RecordedPhase, Recorder, _Frame
+from throughput.capture.recorder import _NO_META, CompiledPhase, PhaseMisuseError, RecordedPhase, Recorder, _Frame
 from throughput.capture.retention import EventStore, TelemetryStore
 from throughput.capture.steps import DeviceLosses, keep_loss, step_meta, to_float
 from throughput.session.records import Event, RunEnd, RunInfo, StepRule, TelemetrySample
@@ -161,7 +161,7 @@ class Profiler:
         # (recorder, owner thread) while running: the phase fast path (``open``/``close`` are looked up
         # on the recorder each time: an observer installed meanwhile shadows them)
         self._hot: tuple[Recorder, int] | None = None
-        self._fast_phases: dict[str, RecordedPhase] | None = None   # per name, while running on the host
+        self._fast_phases: dict[str, RecordedPhase | CompiledPhase] | None = None   # per name, while running on the host
         self._owner_thread = 0
         self._phase_contexts: dict[str, PhaseContext] = {}
         self._origin_s = 0.0
@@ -260,7 +260,7 @@ class Profiler:
         self.stop(*_run_end_from_exception(exc))
 
     # -- the API used in training loops ---------------------------------------------------------
-    def phase(self, name: str) -> "PhaseContext | RecordedPhase":
+    def phase(self, name: str) -> "PhaseContext | RecordedPhase | CompiledPhase":
         """Context manager and decorator that attributes the time inside to phase ``name``."""
         fast = self._fast_phases
         if fast is not None and get_ident() == self._owner_thread:   # running, host-timed, this thread

@@ -9,9 +9,11 @@ It works in two halves:
   phases cost 13 us when each boundary updated per-step dictionaries, and 3.6 us when it only appended
   to a list. Python frames cost too: ``with prof.phase(...)`` went through four frames per boundary
   (``__enter__``, ``Profiler._open``, ``open``; ``__exit__``, ``_close``, ``close``) and now through
-  one (``RecordedPhase``); a plain ``step()`` no longer builds a ``functools.partial``. On an empty
-  step (AVX2-only AMD EPYC, 2 cores, load ~6-11, thread CPU time): 3 phases + step 13.0 -> 8.1 us,
-  iter + 3 phases + step 19.7 -> 11.1 us, the drain included.
+  one (``RecordedPhase``), and through none where the C helper is built (``CompiledPhase``,
+  ``_fastphase.c``: the same work in C); a plain ``step()`` no longer builds a ``functools.partial``.
+  On an empty step (AVX2-only AMD EPYC, 2 cores, load ~6-11, thread CPU time): 3 phases + step 13.0 ->
+  8.1 us, iter + 3 phases + step 19.7 -> 11.1 us, the drain included; with the C helper, on a 2-core
+  Xeon with AMX (2026-12-01 22:47), 5.0 -> 3.9 us and 6.3 -> 5.3 us.
 - ``_drain`` turns the log into steps in bursts, with warm caches: every ``DRAIN_EVERY_STEPS`` steps,
   at least once a second of steps (the progress line reads the result), at every step on CUDA (device
   times are resolved as steps end), when the log grows long, and before any result is read. The common
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import os
 import threading
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
@@ -229,11 +232,12 @@ class Recorder:
         self.recording = False
         self.direct = False
 
-    def phase_context(self, name: str) -> RecordedPhase:
-        """A reusable one-frame context manager for phase ``name`` (host-timed recorders only)."""
+    def phase_context(self, name: str) -> "RecordedPhase | CompiledPhase":
+        """A reusable context manager (and decorator) for phase ``name`` (host-timed recorders only):
+        ``CompiledPhase`` when the C helper is built, else ``RecordedPhase``; both do the same."""
         if self._timer is not None:
             raise PhaseMisuseError("phase_context is for host-timed recorders; use open/close on CUDA")
-        return RecordedPhase(self, name)
+        return phase_context_type()(self, name)
 
     def iterate(self, iterable: Iterable[T], phase: str, note: Callable[[T], None]) -> Iterator[T]:
         """Yield from ``iterable``, timing each wait for the next item as ``phase`` and passing each item
@@ -644,6 +648,39 @@ class RecordedPhase:
                 return fn(*args, **kwargs)
 
         return wrapper
+
+
+try:
+    from throughput.capture import _fastphase
+except ImportError:   # not built (no C compiler when it was installed): RecordedPhase does the same
+    _fastphase = None  # type: ignore[assignment]
+
+if _fastphase is not None:
+    class CompiledPhase(_fastphase.Phase):
+        """``RecordedPhase`` with ``__enter__`` and ``__exit__`` in C (``_fastphase.c``): no Python frame
+        per boundary. Inside a training step, where the interpreter's code and data are out of the CPU
+        caches, a Python frame costs a few microseconds; this is what brings three phases and a step
+        toward the cost of their clock reads (reports/benchmarks/overhead.md)."""
+
+        __slots__ = ()
+
+        def __new__(cls, rec: "Recorder", name: str) -> "CompiledPhase":
+            return super().__new__(cls, rec, name, DRAIN_AT_LOG_ENTRIES, _misuse)
+
+        __call__ = RecordedPhase.__call__
+else:
+    CompiledPhase = None  # type: ignore[misc]
+
+#: Set to 1 to use the Python ``RecordedPhase`` even when the C helper is built (to compare, or debug).
+PURE_PYTHON_ENV = "THROUGHPUT_PURE_PYTHON"
+
+
+def phase_context_type() -> "type[RecordedPhase] | type[CompiledPhase]":
+    """The class ``Recorder.phase_context`` builds: the C helper's unless it is missing or
+    ``THROUGHPUT_PURE_PYTHON=1``."""
+    if CompiledPhase is None or os.environ.get(PURE_PYTHON_ENV) == "1":
+        return RecordedPhase
+    return CompiledPhase
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

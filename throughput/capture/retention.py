@@ -14,7 +14,7 @@ import heapq
 import math
 import threading
 from collections import deque
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -40,10 +40,22 @@ class Batch:
         return len(self.meta)
 
     def step(self, k: int) -> StepTuple:
-        times = self.span_times[k].tolist()
-        spans = tuple((name, times[2 * j], times[2 * j + 1], 0, None) for j, name in enumerate(self.span_names))
-        return (self.first_index + k, float(self.start[k]), float(self.end[k]), self.names,
-                tuple(self.values[k].tolist()), self.meta[k], self.losses[k], spans, None, None)
+        return self.steps([k])[0]
+
+    def steps(self, rows: Sequence[int]) -> list[StepTuple]:
+        """The tuples of ``rows`` (the same as ``step(k)`` for each), built with one numpy read per
+        column and no Python call per step or span: early in a run the thinning keeps every step, so
+        this runs for whole batches inside the training loop's drains."""
+        if not rows:
+            return []
+        rows = list(rows)
+        times, values = self.span_times[rows].tolist(), self.values[rows].tolist()
+        starts, ends = self.start[rows].tolist(), self.end[rows].tolist()
+        first, names, meta, losses, span_names = self.first_index, self.names, self.meta, self.losses, self.span_names
+        depths, devices = (0,) * len(span_names), (None,) * len(span_names)   # spans: (name, start, end, 0, None)
+        return [(first + k, start, end, names, tuple(v), meta[k], losses[k],
+                 tuple(zip(span_names, t[0::2], t[1::2], depths, devices)), None, None)
+                for k, t, v, start, end in zip(rows, times, values, starts, ends)]
 
 
 class StepRetention:
@@ -111,11 +123,12 @@ class StepRetention:
         if n - w > room and slowest:   # the rest only where they beat the fastest of the slowest so far
             for row in (np.flatnonzero(duration[room:] > slowest[0][0]) + room).tolist():
                 self._consider(float(duration[row]), first + w + row, lambda r=row: batch.step(w + r))
-        index = first + w
-        index += (-index) % self.stride
-        while index < first + n:            # the grid's points in this batch (the stride may double)
-            self._sample(index, batch.step(index - first))
-            index += (-index) % self.stride or self.stride
+        # The thinning grid's points in this batch, built at once, then thinned as ``_sample`` does one
+        # at a time: the stride that results is the same (the smallest that keeps at most the cap).
+        start = first + w
+        rows = range(start + (-start) % self.stride - first, n, self.stride)
+        self.sampled.update(zip(range(first + rows.start, first + n, rows.step), batch.steps(rows)))
+        self._thin()
 
     def count_span_columns(self, names: tuple[str, ...], seconds: np.ndarray) -> None:
         """Span totals of a batch: column j holds every step's span of phase ``names[j]`` (depth 0)."""
@@ -154,6 +167,10 @@ class StepRetention:
 
     def _sample(self, index: int, step: StepTuple) -> None:
         self.sampled[index] = step
+        self._thin()
+
+    def _thin(self) -> None:
+        """Double the stride (dropping every kept step off the new grid) until at most the cap is kept."""
         while len(self.sampled) > self.policy.sampled_steps:
             self.stride *= 2
             self.sampled = {i: s for i, s in self.sampled.items() if i % self.stride == 0}

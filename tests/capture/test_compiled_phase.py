@@ -1,0 +1,212 @@
+"""The C phase context manager (``CompiledPhase``, throughput/capture/_fastphase.c) does what the Python
+``RecordedPhase`` does: the same log, the same steps and spans, the same errors, the same paths while
+observed or stopped. Every scenario runs through both classes with a fake clock and the results are
+compared; expected numbers are derived by hand where a test states them."""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import sysconfig
+import weakref
+from typing import Any, Callable
+
+import pytest
+
+from throughput.capture import recorder as recorder_module
+from throughput.capture.recorder import (DRAIN_AT_LOG_ENTRIES, CompiledPhase, PhaseMisuseError, RecordedPhase,
+                                         Recorder, phase_context_type)
+from throughput.timing.clock import FakeClock
+
+needs_compiled = pytest.mark.skipif(CompiledPhase is None, reason="the C helper is not built here")
+PHASE_TYPES = [RecordedPhase, pytest.param(CompiledPhase, marks=needs_compiled, id="CompiledPhase")]
+
+
+def test_the_install_built_the_c_helper_where_a_compiler_exists() -> None:
+    """`pip install -e .` compiles it (optional=True: without a compiler the install still works)."""
+    if shutil.which(sysconfig.get_config_var("CC").split()[0] if sysconfig.get_config_var("CC") else "cc") is None:
+        pytest.skip("no C compiler on this machine: the Python RecordedPhase is used")
+    assert CompiledPhase is not None, "a C compiler exists but throughput/capture/_fastphase.c was not built"
+
+
+def test_the_environment_switch_selects_the_python_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(recorder_module.PURE_PYTHON_ENV, "1")
+    assert phase_context_type() is RecordedPhase
+    monkeypatch.delenv(recorder_module.PURE_PYTHON_ENV)
+    assert phase_context_type() is (CompiledPhase or RecordedPhase)
+
+
+def _run(phase_type: type, scenario: Callable[[Recorder, FakeClock, Callable[[str], Any]], None]) -> Any:
+    clock = FakeClock()
+    rec = Recorder(clock, warmup_steps=0)
+    contexts: dict[str, Any] = {}
+
+    def phase(name: str) -> Any:
+        if name not in contexts:
+            contexts[name] = phase_type(rec, name)
+        return contexts[name]
+
+    scenario(rec, clock, phase)
+    snap = rec.snapshot()
+    return [(s.index, s.start_s, s.end_s, s.phase_s) for s in snap.steps], \
+        [(s.phase, s.step, s.start_s, s.end_s, s.depth) for s in snap.spans]
+
+
+def _training(rec: Recorder, clock: FakeClock, phase: Callable[[str], Any]) -> None:
+    for _ in range(3):
+        with phase("forward"):
+            clock.advance(0.25)
+            with phase("attention"):                  # nested: forward's own time excludes it
+                clock.advance(0.5)
+        with phase("backward"):
+            clock.advance(1.0)
+        clock.advance(0.125)                          # uncovered: "other"
+        rec.end_step()
+
+
+@pytest.mark.parametrize("phase_type", PHASE_TYPES)
+def test_phases_and_steps_are_recorded_as_by_hand(phase_type: type) -> None:
+    steps, spans = _run(phase_type, _training)
+    # each step: forward 0.25 own + attention 0.5 + backward 1.0 + other 0.125 = 1.875 s
+    assert steps == [(i, i * 1.875, (i + 1) * 1.875, {"forward": 0.25, "attention": 0.5, "backward": 1.0})
+                     for i in range(3)]
+    assert spans[:3] == [("attention", 0, 0.25, 0.75, 1), ("forward", 0, 0.0, 0.75, 0), ("backward", 0, 0.75, 1.75, 0)]
+
+
+@needs_compiled
+def test_both_classes_record_the_same_steps_and_spans() -> None:
+    def scenario(rec: Recorder, clock: FakeClock, phase: Callable[[str], Any]) -> None:
+        _training(rec, clock, phase)
+        with phase("forward"):                        # the same context re-entered: nests in itself
+            clock.advance(0.0625)
+            with phase("forward"):
+                clock.advance(0.03125)
+        rec.end_step()
+
+    assert _run(CompiledPhase, scenario) == _run(RecordedPhase, scenario)
+
+
+@pytest.mark.parametrize("phase_type", PHASE_TYPES)
+def test_an_exception_in_the_body_closes_the_phase_and_propagates(phase_type: type) -> None:
+    def scenario(rec: Recorder, clock: FakeClock, phase: Callable[[str], Any]) -> None:
+        with pytest.raises(KeyError, match="boom"):
+            with phase("forward"):
+                clock.advance(2.0)
+                raise KeyError("boom")
+        assert rec.depth == 0
+        rec.end_step()
+
+    steps, _ = _run(phase_type, scenario)
+    assert steps == [(0, 0.0, 2.0, {"forward": 2.0})]
+
+
+@pytest.mark.parametrize("phase_type", PHASE_TYPES)
+def test_closing_out_of_order_raises_the_same_error(phase_type: type) -> None:
+    rec = Recorder(FakeClock())
+    outer, inner = phase_type(rec, "forward"), phase_type(rec, "attention")
+    outer.__enter__()
+    inner.__enter__()
+    with pytest.raises(PhaseMisuseError, match="'forward' closed while 'attention' is still open inside it"):
+        outer.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("phase_type", PHASE_TYPES)
+def test_exit_without_enter_records_nothing(phase_type: type) -> None:
+    rec = Recorder(FakeClock())
+    phase_type(rec, "forward").__exit__(None, None, None)
+    assert rec.snapshot().spans == () and rec.depth == 0
+
+
+@pytest.mark.parametrize("phase_type", PHASE_TYPES)
+def test_an_observer_sees_every_boundary(phase_type: type) -> None:
+    seen: list[tuple[str, str, float]] = []
+
+    class Observer:
+        def opened(self, phase: str, now_s: float) -> None:
+            seen.append(("opened", phase, now_s))
+
+        def closed(self, phase: str, now_s: float) -> None:
+            seen.append(("closed", phase, now_s))
+
+    clock = FakeClock()
+    rec = Recorder(clock)
+    ctx = phase_type(rec, "forward")
+    rec.observe(Observer())
+    with ctx:
+        clock.advance(0.5)
+    rec.observe(None)
+    with ctx:                                         # no longer observed
+        clock.advance(0.5)
+    rec.end_step()
+    assert seen == [("opened", "forward", 0.0), ("closed", "forward", 0.5)]
+    assert rec.snapshot().steps[0].phase_s == {"forward": 1.0}
+
+
+@pytest.mark.parametrize("phase_type", PHASE_TYPES)
+def test_after_stop_recording_nothing_is_recorded(phase_type: type) -> None:
+    clock = FakeClock()
+    rec = Recorder(clock)
+    ctx = phase_type(rec, "forward")
+    with ctx:
+        rec.stop_recording()                          # the run ends inside the phase
+        clock.advance(1.0)
+    with ctx:                                         # after the end: records nothing
+        clock.advance(1.0)
+    # the phase open at the end stays open for the profiler's stop, which closes it (at 2.0)
+    assert rec.close_all() == ("forward",)
+    assert [(s.phase, s.start_s, s.end_s) for s in rec.snapshot().spans] == [("forward", 0.0, 2.0)]
+
+
+@pytest.mark.parametrize("phase_type", PHASE_TYPES)
+def test_a_long_log_is_drained_without_a_step(phase_type: type) -> None:
+    clock = FakeClock()
+    rec = Recorder(clock)
+    ctx = phase_type(rec, "forward")
+    for _ in range(DRAIN_AT_LOG_ENTRIES):             # 2 entries each: the log passes the cap halfway
+        with ctx:
+            clock.advance(0.001)
+    assert len(rec._log) <= DRAIN_AT_LOG_ENTRIES + 1
+
+
+@pytest.mark.parametrize("phase_type", PHASE_TYPES)
+def test_decorator_form(phase_type: type) -> None:
+    clock = FakeClock()
+    rec = Recorder(clock)
+
+    @phase_type(rec, "forward")
+    def forward(x: int) -> int:
+        clock.advance(0.5)
+        return x + 1
+
+    assert forward(1) == 2 and forward(2) == 3 and forward.__name__ == "forward"
+    rec.end_step()
+    assert rec.snapshot().steps[0].phase_s == {"forward": 1.0}
+
+
+@needs_compiled
+def test_a_compiled_phase_does_not_keep_its_recorder_alive() -> None:
+    """It refers to the recorder and (through the recorder's dict of contexts, as a Profiler holds them)
+    may be referred to back: the garbage collector must see the cycle."""
+    rec = Recorder(FakeClock())
+    ctx = CompiledPhase(rec, "forward")
+    rec.__dict__["cycle"] = ctx
+    ref = weakref.ref(rec)
+    del rec, ctx
+    gc.collect()
+    assert ref() is None
+
+
+@needs_compiled
+def test_a_clock_that_raises_propagates_and_leaves_no_frame() -> None:
+    class Broken(Exception):
+        pass
+
+    class BrokenClock(FakeClock):
+        def now_s(self) -> float:
+            raise Broken("clock")
+
+    rec = Recorder(BrokenClock())
+    with pytest.raises(Broken):
+        with CompiledPhase(rec, "forward"):
+            pass
+    assert rec.depth == 0 and rec._log == []
