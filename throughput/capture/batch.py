@@ -50,8 +50,12 @@ def _collect_tensors(batch: Any, name: str, depth: int, out: list[tuple[str, Any
         for k, v in batch.items():
             _collect_tensors(v, k if type(k) is str else str(k), depth + 1, out)
     elif isinstance(batch, (list, tuple)):
+        tensor = _tensor_class   # set by the _is_tensor(batch) above
         for v in batch:   # list items have no name of their own ('input_ids' is only ever a key)
-            _collect_tensors(v, "", depth + 1, out)
+            if tensor and isinstance(v, tensor):   # the common (inputs, targets): no call per tensor
+                out.append(("", v))
+            else:
+                _collect_tensors(v, "", depth + 1, out)
     elif dataclasses.is_dataclass(batch) and not isinstance(batch, type):
         for f in dataclasses.fields(batch):
             _collect_tensors(getattr(batch, f.name), f.name, depth + 1, out)

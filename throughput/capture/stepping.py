@@ -154,7 +154,12 @@ def _scalar(loss: Any) -> Any:
 
 
 def _total(stats: list[BatchStats], name: str) -> int | None:
-    values = [getattr(s, name) for s in stats]
-    if not values or any(v is None for v in values):
-        return None
-    return int(sum(values))
+    """The sum of field ``name`` over the step's batches; None when there are none or one lacks it.
+    A plain loop: this runs three times a step inside the training loop (no generator frames)."""
+    total = 0
+    for s in stats:
+        value = getattr(s, name)
+        if value is None:
+            return None
+        total += value
+    return int(total) if stats else None
