@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -74,3 +75,13 @@ def test_describer_always_walks_nested_batches() -> None:
     second = {"inputs": {"input_ids": torch.ones(5, 7, dtype=torch.long)}}
     assert describe(first) == BatchStats(samples=2, tokens=8)
     assert describe(second) == BatchStats(samples=5, tokens=35)
+
+
+def test_tensors_are_found_down_to_the_depth_limit_and_not_below() -> None:
+    t = torch.zeros(3, 2)
+    at_limit: Any = t
+    for _ in range(4):                      # inside 4 lists: the tensor is at depth 4 (the limit)
+        at_limit = [at_limit]
+    assert describe_batch(at_limit).samples == 3
+    assert describe_batch([at_limit]).samples is None   # depth 5: not walked
+    assert describe_batch((t, [[[[t]]]])).samples == 3  # the flat shortcut and the recursion agree

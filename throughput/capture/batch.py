@@ -50,7 +50,7 @@ def _collect_tensors(batch: Any, name: str, depth: int, out: list[tuple[str, Any
         for k, v in batch.items():
             _collect_tensors(v, k if type(k) is str else str(k), depth + 1, out)
     elif isinstance(batch, (list, tuple)):
-        tensor = _tensor_class   # set by the _is_tensor(batch) above
+        tensor = _tensor_class if depth < _MAX_DEPTH else None   # set by _is_tensor(batch) above
         for v in batch:   # list items have no name of their own ('input_ids' is only ever a key)
             if tensor and isinstance(v, tensor):   # the common (inputs, targets): no call per tensor
                 out.append(("", v))

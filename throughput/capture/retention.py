@@ -184,7 +184,7 @@ class StepRetention:
                 break
             if isinstance(item[0], Batch):
                 batch, row = item
-                out += [batch.step(k) for k in range(len(batch) - 1, max(row, len(batch) - (want - len(out))) - 1, -1)]
+                out += batch.steps(range(len(batch) - 1, max(row, len(batch) - (want - len(out))) - 1, -1))
             else:
                 out.append(item)
         out.reverse()
