@@ -16,7 +16,7 @@ import torch
 from throughput.capture.batch import BatchStats, describe_batch
 from throughput.capture.gate import Gate
 from throughput.capture.profiler import Profiler
-from throughput.capture.steps import add_loss, keep_loss
+from throughput.capture.steps import add_loss, keep_loss, sum_field
 from throughput.session.records import StepRule
 
 
@@ -128,8 +128,8 @@ class StepTracker:
         if self._fetched:
             self._commit()
         stats = self._trained or ([self._closure] if self._closure else [])
-        self._prof.step(samples=_total(stats, "samples"), tokens=_total(stats, "tokens"),
-                        padding_tokens=_total(stats, "padding_tokens"), loss=self._loss,
+        self._prof.step(samples=sum_field(stats, "samples"), tokens=sum_field(stats, "tokens"),
+                        padding_tokens=sum_field(stats, "padding_tokens"), loss=self._loss,
                         micro_steps=max(1, self._micro))
         self.by_rule[rule] += 1
         self._trained, self._closure, self._micro, self._loss, self._held = [], None, 0, None, []
@@ -152,14 +152,3 @@ def _scalar(loss: Any) -> Any:
         return keep_loss(loss)  # CPU: read now; device: kept detached, read at the end (no sync here)
     return None
 
-
-def _total(stats: list[BatchStats], name: str) -> int | None:
-    """The sum of field ``name`` over the step's batches; None when there are none or one lacks it.
-    A plain loop: this runs three times a step inside the training loop (no generator frames)."""
-    total = 0
-    for s in stats:
-        value = getattr(s, name)
-        if value is None:
-            return None
-        total += value
-    return int(total) if stats else None
