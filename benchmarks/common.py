@@ -84,10 +84,7 @@ def write_report_by_cpu_kind(name: str, markdown: str, data: Mapping[str, Any]) 
              "section names its machine and date. Ratios compare runs of the same machine only.", ""]
     for key, section in ordered.items():
         parts += [f"## {key}", "", _split_title(section["markdown"])[1].strip("\n"), ""]
-    REPORT_DIR.mkdir(parents=True, exist_ok=True)
-    (REPORT_DIR / f"{name}.md").write_text("\n".join(parts))
-    path.write_text(json.dumps({"by_cpu_kind": ordered}, indent=2) + "\n")
-    return REPORT_DIR / f"{name}.md"
+    return write_report(name, "\n".join(parts), {"by_cpu_kind": ordered})
 
 
 def _section_key(data: Mapping[str, Any]) -> str:
