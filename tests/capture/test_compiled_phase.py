@@ -24,7 +24,7 @@ PHASE_TYPES = [RecordedPhase, pytest.param(CompiledPhase, marks=needs_compiled, 
 
 def test_the_install_built_the_c_helper_where_a_compiler_exists() -> None:
     """`pip install -e .` compiles it (optional=True: without a compiler the install still works)."""
-    if shutil.which(sysconfig.get_config_var("CC").split()[0] if sysconfig.get_config_var("CC") else "cc") is None:
+    if shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) is None:
         pytest.skip("no C compiler on this machine: the Python RecordedPhase is used")
     assert CompiledPhase is not None, "a C compiler exists but throughput/capture/_fastphase.c was not built"
 
