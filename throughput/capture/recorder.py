@@ -658,9 +658,7 @@ except ImportError:   # not built (no C compiler when it was installed): Recorde
 if _fastphase is not None:
     class CompiledPhase(_fastphase.Phase):
         """``RecordedPhase`` with ``__enter__`` and ``__exit__`` in C (``_fastphase.c``): no Python frame
-        per boundary. Inside a training step, where the interpreter's code and data are out of the CPU
-        caches, a Python frame costs a few microseconds; this is what brings three phases and a step
-        toward the cost of their clock reads (reports/benchmarks/overhead.md)."""
+        per boundary (3 phases + ``step()`` on an empty step: 5.2 -> 4.0 us; see the C file)."""
 
         __slots__ = ()
 
