@@ -50,6 +50,9 @@ def profile(out: str | Path | None = None, *, print_report: bool = True, **kwarg
     from throughput.capture.profiler import Profiler
     prof = Profiler(**kwargs)
     prof.start()
+    if out is not None:
+        from throughput.report import plot_server
+        plot_server.prestart()   # matplotlib imports while the block runs (report/plot_server.py)
     exc_info: BaseException | None = None
     try:
         yield prof
@@ -63,7 +66,10 @@ def profile(out: str | Path | None = None, *, print_report: bool = True, **kwarg
         summary = summarize(session)
         if out is not None:
             from throughput.report.folder import write_report
-            write_report(session, out, summary)
+            try:
+                write_report(session, out, summary)
+            finally:
+                plot_server.discard()   # not taken: no steps to plot
         if print_report:
             from throughput.report.console import render_table
             print(render_table(summary), file=sys.stderr, end="")

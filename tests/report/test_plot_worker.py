@@ -11,7 +11,8 @@ import pytest
 
 from tests.helpers import make_steps
 from throughput.report.folder import plot_job
-from throughput.report.plot_worker import PlotJob, PlotProcess, draw, usable_cores
+from throughput.report.plot_job import PlotJob, draw, usable_cores
+from throughput.report.plot_worker import PlotProcess
 from throughput.session import RunInfo, Session
 
 

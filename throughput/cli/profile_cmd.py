@@ -132,9 +132,15 @@ def run(args: argparse.Namespace) -> int:
                              telemetry=chain(_telemetry(opts, out), window), progress=progress,
                              **({} if opts.warmup_steps is None else {"warmup_steps": opts.warmup_steps}))
     prepare_exit_by_signal()
-    session, result = profile_target(target, options)
-    if not _report(session, out, opts.format, quiet, plots=not opts.no_plots):
-        return 130   # the report was aborted by a second Ctrl-C; what was written is kept
+    from throughput.report import plot_server
+    if not opts.no_plots:
+        plot_server.prestart()   # matplotlib imports while the script trains (report/plot_server.py)
+    try:
+        session, result = profile_target(target, options)
+        if not _report(session, out, opts.format, quiet, plots=not opts.no_plots):
+            return 130   # the report was aborted by a second Ctrl-C; what was written is kept
+    finally:
+        plot_server.discard()   # not taken: no steps to plot, or the report failed first
     after_report(session, opts, quiet)
     multirank.after_rank(base_out, quiet=opts.quiet)
     if result.signal is not None:

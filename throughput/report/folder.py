@@ -14,7 +14,8 @@ from throughput.analysis.summary import Summary, summarize
 from throughput.analysis.telemetry import telemetry_summary
 from throughput.report.jsonfmt import summary_to_dict
 from throughput.report.markdown import render_markdown
-from throughput.report.plot_worker import PlotJob, PlotProcess, PlotResult
+from throughput.report.plot_job import PlotJob, PlotResult
+from throughput.report.plot_worker import PlotProcess
 from throughput.report.telemetry import render_telemetry_md
 from throughput.report.exports import STEPS_NAME, write_steps_jsonl
 from throughput.report.trace import write_trace

@@ -1,100 +1,56 @@
-"""A report's plots, drawn in a child process while the parent writes the other files.
+"""A report's plots, drawn in another process while this one writes the other files.
 
 matplotlib's import (0.6-1.2 s on a 2-core VM) and the drawing (~0.4 s) were most of the post-run work,
 and they need nothing the JSON files need: with a second core free, ``PlotProcess`` hands the bounded
-series (a few thousand kept steps whatever the run's length) to ``python -m throughput.report.plot_worker``
-and collects the file names at the end, so the post-run time is the longer of the two instead of their
-sum. With one usable core, or when the child cannot be started, the same plots are drawn in this
-process (``draw``). The child runs in a session of its own, so a Ctrl-C on the terminal reaches only the
-parent, which decides (``throughput.cli.interrupts``) and kills the child when the report is aborted.
+series (a few thousand kept steps whatever the run's length) to another process and collects the file
+names at the end, so the post-run time is the longer of the two instead of their sum. That process is
+the plot server started with the run (``plot_server``: its imports are done by then) when there is one,
+else ``python -m throughput.report.plot_worker`` started now. With one usable core, or when neither can
+run, the same plots are drawn in this process (``plot_job.draw``). Both run in a session of their own, so
+a Ctrl-C on the terminal reaches only this process, which decides (``throughput.cli.interrupts``) and
+kills the drawing when the report is aborted.
 
-Protocol: the parent writes one pickled ``PlotJob`` to the child's stdin and closes it; the child
-prints one JSON line, ``{"files": [...]}`` or ``{"missing": "why"}`` (matplotlib absent), and exits 0.
+Protocol of the child started here: the parent writes one pickled ``PlotJob`` to its stdin and closes it;
+the child prints one JSON line, ``{"files": [...]}`` or ``{"missing": "why"}`` (matplotlib absent), and
+exits 0.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import pickle
 import subprocess
 import sys
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import replace
 
-from throughput.analysis.series import StepSeries
+from throughput.report import plot_server
+from throughput.report.plot_job import (PlotJob, PlotResult, child_env, draw, matplotlib_available, parse_reply,
+                                        remove_partial_images, reply_line, usable_cores)
+from throughput.report.plot_server import PlotServer
 
 CHILD_TIMEOUT_S = 120.0   # a child that draws longer than this is killed; the report says the plots are missing
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PlotJob:
-    """Everything the plots of one run need (bounded: the kept steps and the memory timeline)."""
-
-    series: StepSeries
-    memory: dict[str, list[tuple[float, float]]]
-    out: Path
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PlotResult:
-    files: tuple[Path, ...]
-    missing: str | None = None   # why no plots were drawn (matplotlib absent, the child timed out)
-
-
-def draw(job: PlotJob) -> PlotResult:
-    """Draw the plots in this process. matplotlib absent: no files and the hint."""
-    from throughput.report import plots
-
-    series = job.series
-    try:
-        files = [plots.plot_step_breakdown(series, job.out / "step_breakdown.png")]
-        if any(v is not None for v in series.tokens_per_s + series.samples_per_s):
-            unit = "tokens" if any(v is not None for v in series.tokens_per_s) else "samples"
-            files.append(plots.plot_throughput([("run", series)], job.out / "throughput.png", unit=unit))
-        if any(v is not None for v in series.loss):
-            files.append(plots.plot_loss([("run", series)], job.out / "loss.png"))
-        if job.memory:
-            from throughput.report.memory_plot import plot_memory_timeline
-            files.append(plot_memory_timeline(job.memory, job.out / "memory.png"))
-    except ImportError as e:
-        return PlotResult(files=(), missing=str(e))
-    return PlotResult(files=tuple(files))
-
-
-def matplotlib_available() -> bool:
-    """Without importing it (that is the cost the child saves). A module set to None in ``sys.modules``
-    counts as absent, as ``import`` treats it."""
-    if "matplotlib" in sys.modules:
-        return sys.modules["matplotlib"] is not None
-    return importlib.util.find_spec("matplotlib") is not None
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 class PlotProcess:
-    """``start`` the child now, ``finish`` later; falls back to ``draw`` here when the child cannot run."""
+    """``start`` the drawing now, ``finish`` later: in the plot server started with the run
+    (``plot_server``) when there is one, else in a child started now; drawn here when neither can run."""
 
     def __init__(self, job: PlotJob) -> None:
         self.job = job
         self._child: subprocess.Popen[bytes] | None = None
+        self._server: PlotServer | None = None   # the server started with the run, drawing this job
 
     def start(self) -> "PlotProcess":
         if usable_cores() < 2 or not matplotlib_available():
             return self
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p))
+        server = plot_server.take()
+        if server is not None and server.submit(self.job):
+            self._server = server
+            return self
         try:
             self._child = subprocess.Popen([sys.executable, "-m", "throughput.report.plot_worker"],
                                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                           stderr=subprocess.PIPE, env=env, start_new_session=True)
+                                           stderr=subprocess.PIPE, env=child_env(), start_new_session=True)
             assert self._child.stdin is not None
             self._child.stdin.write(pickle.dumps(self.job, protocol=pickle.HIGHEST_PROTOCOL))
             self._child.stdin.close()
@@ -105,6 +61,8 @@ class PlotProcess:
 
     def finish(self) -> PlotResult:
         """Wait for the child and return what it drew (or draw here if it never started)."""
+        if self._server is not None:
+            return self._finish_in_server()
         child = self._child
         if child is None:
             return draw(self.job)
@@ -112,45 +70,51 @@ class PlotProcess:
             out, _ = child.communicate(timeout=CHILD_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             self.kill()
-            return PlotResult(files=(), missing=f"the plot process took over {CHILD_TIMEOUT_S:.0f} s and was stopped")
+            return _timed_out()
         finally:
             self._child = None
-        reply = _parse(child.returncode, out)
+        reply = parse_reply(child.returncode, out)
         # A child that could not run (an interpreter that is not Python, a broken environment): drawn
         # here instead, as without a second core; at worst as slow as before, never fewer plots.
         return reply if reply is not None else draw(self.job)
 
+    def _finish_in_server(self) -> PlotResult:
+        server = self._server
+        assert server is not None
+        try:
+            reply = server.reply(CHILD_TIMEOUT_S)
+        except TimeoutError:
+            self.kill()
+            return _timed_out()
+        self._server = None
+        if reply is None:   # the server died (OOM-killed, a broken environment): drawn here
+            return draw(self.job)
+        # the server drew into the absolute folder; the files as this process names them
+        return replace(reply, files=tuple(self.job.out / f.name for f in reply.files))
+
     def kill(self) -> None:
-        """Stop the child (a report aborted by a second Ctrl-C) and remove the image it was writing."""
+        """Stop the drawing (a report aborted by a second Ctrl-C) and remove the image it was writing."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.kill()
         child, self._child = self._child, None
         if child is not None:
             child.kill()
             child.wait()
-            for tmp in self.job.out.glob(f".*.{child.pid}.tmp"):   # its image half-written (plots._save)
-                tmp.unlink(missing_ok=True)
+            remove_partial_images(self.job.out, child.pid)
 
 
-def _parse(returncode: int, out: bytes) -> PlotResult | None:
-    """The child's reply; None when it failed or said nothing readable."""
-    lines = out.decode(errors="replace").strip().splitlines()
-    try:
-        reply = json.loads(lines[-1]) if returncode == 0 and lines else None
-    except ValueError:
-        return None
-    if not isinstance(reply, dict):
-        return None
-    if reply.get("missing"):
-        return PlotResult(files=(), missing=str(reply["missing"]))
-    return PlotResult(files=tuple(Path(f) for f in reply.get("files", ())))
+def _timed_out() -> PlotResult:
+    return PlotResult(files=(), missing=f"the plot process took over {CHILD_TIMEOUT_S:.0f} s and was stopped")
 
 
 def main() -> int:
     job = pickle.loads(sys.stdin.buffer.read())
-    result = draw(job)
-    reply = {"missing": result.missing} if result.missing else {"files": [str(f) for f in result.files]}
-    print(json.dumps(reply), flush=True)
+    sys.stdout.buffer.write(reply_line(draw(job)))
+    sys.stdout.flush()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # os._exit: the reply is flushed and nothing else needs finalizing; skips matplotlib's teardown (~0.1 s)
+    os._exit(main())

@@ -30,6 +30,22 @@ def _pyplot() -> Any:
     return plt
 
 
+def warm_up() -> None:
+    """Import matplotlib and draw a small figure with text to memory: the first real plot then finds the
+    font, the Agg renderer and the PNG writer loaded (``plot_server`` calls this while the run trains)."""
+    import io
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1], [0, 1], label="warm-up")
+    ax.fill_between([0, 1], [0, 0], [1, 1], alpha=0.2)
+    ax.set(title="warm-up", xlabel="step")
+    ax.legend()
+    try:
+        fig.savefig(io.BytesIO(), dpi=100, format="png")
+    finally:
+        plt.close(fig)
+
+
 def plot_step_breakdown(series: StepSeries, path: Path, title: str = "Step time by phase") -> Path:
     """Readable at any length: above, the step time's rolling median with its p5..p95 band over the
     step index, the slowest kept steps as dots and the warm-up steps apart (grey crosses, drawn at the
