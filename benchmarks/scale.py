@@ -12,7 +12,8 @@ every step, and compares: counts, totals, means, shares, min, max and std must b
 within the sketch's bound (``throughput.session.sketch``).
 
 Targets (issue 14): RSS growth 10k -> 1M <= 32 MiB; post-run <= 3 s at any length; report folder
-<= 16 MiB at 1M; statistics identical / within bound; zero-code per-step cost not worse than ~47 us.
+<= 16 MiB at 1M; statistics identical / within bound. The zero-code hooks' cost per step ("not worse than
+~47 us") is measured apart, against the code the issue measured: benchmarks/zerocode_overhead.py.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from benchmarks.common import machine, main, write_report_by_cpu_kind
 
 REPO = Path(__file__).resolve().parent.parent
 WORKLOAD = REPO / "benchmarks" / "_scale_workload.py"
-TARGETS = {"rss_growth_mib": 32.0, "post_run_s": 3.0, "folder_mib_at_1m": 16.0, "zerocode_cost_us": 47.0}
+TARGETS = {"rss_growth_mib": 32.0, "post_run_s": 3.0, "folder_mib_at_1m": 16.0}
 
 
 def _run(argv: list[str]) -> dict[str, float]:
