@@ -223,3 +223,17 @@ def test_a_script_waiting_for_its_children_sees_the_same_under_the_profiler(tmp_
     assert plain.returncode == profiled.returncode == 0, profiled.stderr
     assert plain.stdout == profiled.stdout == "no child to wait for\n" * 2
     assert (tmp_path / "report" / "step_breakdown.png").is_file()
+
+
+def test_a_server_past_the_time_limit_is_stopped_and_the_report_says_so(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from throughput.report import plot_worker
+    monkeypatch.setattr(plot_worker, "CHILD_TIMEOUT_S", 0.0)   # no reply can be in time
+    plot_server.prestart()
+    proc = PlotProcess(_job(tmp_path)).start()
+    server = proc._server
+    assert server is not None
+    result = proc.finish()
+    assert result.files == () and result.missing == "the plot process took over 0 s and was stopped"
+    assert _gone(server.pid)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

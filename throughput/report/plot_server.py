@@ -32,9 +32,11 @@ from __future__ import annotations
 import os
 import pickle
 import select
+import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -115,7 +117,7 @@ class PlotServer:
     def kill(self) -> None:
         """Stop the server (a report aborted by a second Ctrl-C) and remove the image it was writing."""
         try:
-            os.kill(self.pid, 9)
+            os.kill(self.pid, signal.SIGKILL)
         except OSError:
             pass
         self._close()
@@ -165,7 +167,6 @@ def _read_pid(fd: int) -> int | None:
 
 def _read_line(fd: int, timeout_s: float) -> bytes:
     """Bytes up to the first newline or EOF. Raises TimeoutError."""
-    import time
     deadline = time.monotonic() + timeout_s
     data = b""
     while b"\n" not in data:
