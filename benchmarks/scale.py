@@ -183,7 +183,10 @@ def _markdown(d: dict[str, Any]) -> str:
         "the script's last line to the process's exit (plain's exit: the same for the plain run, i.e. python "
         "and torch shutting down, which the profiled runs pay too); cost/step is the profiled mean step minus "
         "plain's (both timed inside the script: on a busy machine this difference is noise, see "
-        "reports/benchmarks/overhead.md for paired measurements).", "",
+        "reports/benchmarks/overhead.md for paired measurements). The plot server (`throughput/report/plot_server.py`, "
+        "a process of its own started with the run so that matplotlib is imported by the report's time) is not in "
+        "the RSS column: it holds about 72 MiB for the run's length whatever the step count, and spends about 0.6 s of "
+        "CPU importing (measured apart on the AMX Xeon, 2026-12-02).", "",
         tabulate(rows, headers=["steps", "mode", "RSS over plain (MiB)", "post-run (s)", "plain's exit (s)",
                                 "report folder (MiB)", "cost / step (us)", "plain step (us)"], tablefmt="github", disable_numparse=True), "",
         f"- RSS growth from 10k to the longest run: zero-code {growth['zerocode']:+.1f} MiB, embedded "
