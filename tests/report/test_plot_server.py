@@ -110,28 +110,29 @@ def test_a_server_that_died_leaves_the_plots_to_another_process(tmp_path: Path) 
     assert result.missing is None and [p.name for p in result.files] == PLOTS
 
 
-def test_descriptors_the_script_closed_and_reused_never_receive_a_job(tmp_path: Path) -> None:
+def test_descriptors_the_script_closed_and_reused_are_neither_written_nor_closed(tmp_path: Path) -> None:
     server = _started()
-    job_fd, reply_fd = server._job_fd, server._reply_fd
-    os.close(job_fd)   # a script that closed every descriptor above 2, then opened a file
-    os.close(reply_fd)
+    assert server._sock is not None
+    number = server._sock.fileno()
     opened = os.open(tmp_path / "theirs.txt", os.O_WRONLY | os.O_CREAT, 0o644)
-    theirs = os.dup2(opened, job_fd)   # the file now has the number the job pipe had
+    os.close(number)   # a script that closed every descriptor above 2, then opened a file ...
+    theirs = os.dup2(opened, number)   # ... that got the number our socket had
     os.close(opened)
     try:
         assert server.submit(_job(tmp_path)) is False
-        os.fstat(theirs)   # still open: not closed by us either
+        os.fstat(theirs)   # still open: let go of, not closed
     finally:
         os.close(theirs)
     assert (tmp_path / "theirs.txt").read_bytes() == b""
-    os.kill(server.pid, signal.SIGKILL)
+    assert _gone(server.pid)   # its socket's other end closed: it exits
 
 
 def test_a_forked_child_drops_the_server_and_the_parent_keeps_it(tmp_path: Path) -> None:
     plot_server.prestart()
     server = plot_server._prestarted
     assert server is not None
-    fds = (server._job_fd, server._reply_fd)
+    assert server._sock is not None
+    fds = [server._sock.fileno()] + ([server._pidfd] if server._pidfd is not None else [])
     pid = os.fork()
     if pid == 0:   # a DataLoader worker, say: no server, and the pipe ends closed
         ok = plot_server.take() is None and all(_closed(fd) for fd in fds)
@@ -192,6 +193,55 @@ def test_no_server_where_several_ranks_share_the_node(variable: str, value: str,
     assert (server is not None) == starts
     if server is not None:
         server.close()
+
+
+_SIGPIPE_DEFAULT = """
+import os, signal, sys, time
+sys.path.insert(0, {repo!r})
+sys.path.insert(0, {tests!r})
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)   # as CLI tools do, to end quietly under `| head`
+from throughput.report import plot_server
+from throughput.report.plot_worker import PlotProcess
+from tests.report.test_plot_worker import _job
+plot_server.prestart()
+server = plot_server._prestarted
+os.kill(server.pid, signal.SIGKILL)
+while os.path.exists(f"/proc/{{server.pid}}") and open(f"/proc/{{server.pid}}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+    time.sleep(0.05)
+result = PlotProcess(_job(__import__("pathlib").Path({out!r}))).start().finish()
+print("alive", [p.name for p in result.files])
+"""
+
+
+def test_a_dead_server_cannot_raise_sigpipe_in_a_script_that_restored_its_default(tmp_path: Path) -> None:
+    code = _SIGPIPE_DEFAULT.format(repo=str(REPO), tests=str(REPO), out=str(tmp_path / "report"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    assert proc.stdout == f"alive {PLOTS}\n"
+
+
+_SUBREAPER = """
+import ctypes, os, sys
+sys.path.insert(0, {repo!r})
+PR_SET_CHILD_SUBREAPER = 36
+assert ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+from throughput.report import plot_server
+plot_server.prestart()
+try:
+    left = os.waitpid(-1, os.WNOHANG)
+except ChildProcessError:
+    left = None
+print(plot_server.take() is None, left)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="child subreapers are a Linux prctl")
+def test_a_process_that_would_adopt_the_server_gets_none_and_no_child_left() -> None:
+    """PID 1 in a container, or a subreaper: the orphaned server would come back as the script's child."""
+    proc = subprocess.run([sys.executable, "-c", _SUBREAPER.format(repo=str(REPO))], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "True None\n"
 
 
 _WAITS = """

@@ -9,13 +9,17 @@ It must not be seen by the run it waits for, so:
 
 - it is not a child of the profiled process. A short-lived launcher forks it and exits, and is reaped
   before the script starts: ``os.wait()``, ``waitpid(-1)`` and a SIGCHLD handler in the script see no
-  process of ours, and nothing is left for the script to reap or to wait for;
+  process of ours, and nothing is left for the script to reap or to wait for. Where the profiled process
+  would adopt it anyway (it is PID 1 in a container, or a child subreaper), it is stopped and reaped at
+  once and the plots are drawn as before;
 - it runs in a session of its own (a Ctrl-C on the terminal reaches only the script), with its stdout and
   stderr away from the script's, and imports in a thread of lowered priority, so that it takes a core
   from the script's start (its DataLoader workers) only when that core is idle;
-- the two pipe ends the profiled process holds are close-on-exec, closed again in any child forked from
-  it (DataLoader workers), and checked to still be the same pipes before a job is written (a script that
-  closed every descriptor gets the plots drawn the usual way, never a job written into its own file);
+- the profiled process holds two descriptors (one end of a socket pair, and a pidfd to signal the server
+  by): close-on-exec, closed again in any child forked from it (DataLoader workers), and checked to still
+  be ours before each use (a script that closed every descriptor gets the plots drawn the usual way,
+  never a job written into its own file, nor its file closed by us). The job is sent with MSG_NOSIGNAL:
+  a server that died cannot raise SIGPIPE in a script that restored SIGPIPE's default action;
 - it exits without drawing when the profiled process ends (a pidfd where the OS has one, otherwise a check
   each second), when its job pipe closes, or when told that there is no job.
 
@@ -23,8 +27,9 @@ Where a second core is missing, matplotlib is absent, or several ranks share the
 for the whole run would compete with the ranks for cores), nothing is started and the plots are drawn as
 before.
 
-Protocol: the parent writes an 8-byte big-endian length and a pickled ``PlotJob`` (length 0: no job);
-the server prints one JSON line (``plot_worker``'s reply) and exits.
+Protocol, over the socket pair (the server's stdin and stdout): the launcher writes the server's pid and a
+newline; the parent sends an 8-byte big-endian length and a pickled ``PlotJob`` (length 0: no job); the
+server writes one JSON line (``plot_job.reply_line``) and exits.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import os
 import pickle
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -44,6 +50,8 @@ from throughput.report.plot_job import (PlotJob, PlotResult, child_env, draw, ma
                                         remove_partial_images, reply_line, usable_cores)
 
 LAUNCH_TIMEOUT_S = 10.0   # the launcher prints the server's pid within milliseconds; past this, give up
+SEND_TIMEOUT_S = 30.0     # a server that takes no job for this long (stopped?) is passed over
+_NO_SIGPIPE = getattr(socket, "MSG_NOSIGNAL", 0)
 _HEADER_BYTES = 8
 # The launcher: fork the server (exec'd in the child), print its pid, exit. ``-I -S``: it imports nothing.
 _LAUNCHER = ("import os, sys\n"
@@ -57,55 +65,59 @@ _LAUNCHER = ("import os, sys\n"
 
 
 class PlotServer:
-    """The parent's handle: the server's pid and the two pipe ends it holds."""
+    """The parent's handle: the server's pid, a pidfd to signal it safely, and one end of a socket pair
+    (a socket, not pipes: sending with MSG_NOSIGNAL, a server that has died can never raise SIGPIPE in a
+    script that restored SIGPIPE's default action)."""
 
-    def __init__(self, pid: int, job_fd: int, reply_fd: int) -> None:
+    def __init__(self, pid: int, sock: socket.socket, pidfd: int | None) -> None:
         self.pid = pid
-        self._job_fd, self._reply_fd = job_fd, reply_fd
-        self._pipes = (_identity(job_fd), _identity(reply_fd))
+        self._sock: socket.socket | None = sock
+        self._pidfd = pidfd
+        self._identities = (_identity(sock.fileno()), _identity(pidfd))
         self.out: Path | None = None      # where the submitted job draws (absolute)
 
     @classmethod
     def spawn(cls) -> "PlotServer | None":
         """Start a server for this process; None when it cannot be started here."""
-        job_r, job_w = os.pipe()
-        reply_r, reply_w = os.pipe()
+        ours, theirs = socket.socketpair()   # both close-on-exec here; the server's end becomes its stdin/stdout
         argv = [sys.executable, "-I", "-S", "-c", _LAUNCHER,
                 sys.executable, "-m", "throughput.report.plot_server", str(os.getpid())]
         launcher: subprocess.Popen[bytes] | None = None
+        pid: int | None = None
         try:
-            launcher = subprocess.Popen(argv, stdin=job_r, stdout=reply_w, stderr=subprocess.DEVNULL,
-                                        env=child_env(), start_new_session=True)
-            os.close(job_r)
-            os.close(reply_w)
-            job_r = reply_w = -1
-            pid = _read_pid(reply_r)
+            launcher = subprocess.Popen(argv, stdin=theirs.fileno(), stdout=theirs.fileno(),
+                                        stderr=subprocess.DEVNULL, env=child_env(), start_new_session=True)
+            theirs.close()
+            pid = _read_pid(ours)
             launcher.wait(LAUNCH_TIMEOUT_S)
             launcher = None
         except (OSError, subprocess.SubprocessError, ValueError):
             pid = None
         finally:
-            for fd in (job_r, reply_w):
-                if fd >= 0:
-                    os.close(fd)
+            theirs.close()
             if launcher is not None:   # the launcher did not finish: no server is known to us
                 launcher.kill()
                 launcher.wait()
+        if pid is not None and _parent_of(pid) == os.getpid():
+            # This process adopted it: it is init (PID 1 in a container) or a child subreaper, so the
+            # server would be the script's child after all. Not used; reaped now, before the script runs.
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pid = None
         if pid is None:
-            os.close(job_w)
-            os.close(reply_r)
+            ours.close()
             return None
-        return cls(pid, job_w, reply_r)
+        return cls(pid, ours, _pidfd(pid))
 
     def submit(self, job: PlotJob) -> bool:
-        """Send the job; False when the server is gone or its pipe is no longer ours (draw another way)."""
+        """Send the job; False when the server is gone or its socket is no longer ours (draw another way)."""
         self.out = Path(os.path.abspath(job.out))   # the server's working directory is the run's start's
         payload = pickle.dumps(replace(job, out=self.out), protocol=pickle.HIGHEST_PROTOCOL)
         return self._send(len(payload).to_bytes(_HEADER_BYTES, "big") + payload)
 
     def reply(self, timeout_s: float) -> PlotResult | None:
         """The server's reply (None: it ended without a readable one). Raises TimeoutError."""
-        data = _read_line(self._reply_fd, timeout_s) if self._ours() else b""
+        data = _read_line(self._sock, timeout_s) if self._sock is not None and self._ours() else b""
         self._close()
         return parse_reply(0, data) if data else None
 
@@ -117,42 +129,55 @@ class PlotServer:
     def kill(self) -> None:
         """Stop the server (a report aborted by a second Ctrl-C) and remove the image it was writing."""
         try:
-            os.kill(self.pid, signal.SIGKILL)
+            if self._pidfd is None:   # no pidfd here (an old kernel): by pid
+                os.kill(self.pid, signal.SIGKILL)
+            elif self._ours():        # by pidfd: never another process that took the pid over
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
         except OSError:
             pass
         self._close()
         if self.out is not None:
             remove_partial_images(self.out, self.pid)
 
+    def forget(self) -> None:
+        """In a forked child: drop the parent's server, closing the copies of its descriptors."""
+        self._close()
+
     def _send(self, data: bytes) -> bool:
-        if not self._ours():
+        sock = self._sock
+        if sock is None or not self._ours():
             self._close()
             return False
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._job_fd, view):]
-        except OSError:   # EPIPE: the server has exited
+            sock.settimeout(SEND_TIMEOUT_S)
+            sock.sendall(data, _NO_SIGPIPE)
+        except OSError:   # EPIPE: the server has exited; or it stopped reading
             self._close()
             return False
         return True
 
     def _ours(self) -> bool:
-        return self._job_fd >= 0 and (_identity(self._job_fd), _identity(self._reply_fd)) == self._pipes
+        """Are the descriptors still the ones we opened? (A script may have closed them and reused the numbers.)"""
+        sock = self._sock
+        return sock is not None and (_identity(sock.fileno()), _identity(self._pidfd)) == self._identities
 
     def _close(self) -> None:
-        """Close this process's ends, once (a descriptor number may belong to the script by now)."""
-        if self._job_fd >= 0 and self._ours():
-            os.close(self._job_fd)
-            os.close(self._reply_fd)
-        self._job_fd = self._reply_fd = -1
+        """Close our descriptors once; ones that are no longer ours are let go without closing."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if _identity(sock.fileno()) == self._identities[0]:
+            sock.close()
+        else:
+            sock.detach()
+        if self._pidfd is not None and _identity(self._pidfd) == self._identities[1]:
+            os.close(self._pidfd)
+        self._pidfd = None
 
-    def forget(self) -> None:
-        """In a forked child: drop the parent's server, closing the copies of its pipe ends."""
-        self._close()
 
-
-def _identity(fd: int) -> tuple[int, int] | None:
+def _identity(fd: int | None) -> tuple[int, int] | None:
+    if fd is None:
+        return None
     try:
         st = os.fstat(fd)
     except OSError:
@@ -160,20 +185,29 @@ def _identity(fd: int) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _read_pid(fd: int) -> int | None:
-    line = _read_line(fd, LAUNCH_TIMEOUT_S)
+def _parent_of(pid: int) -> int | None:
+    """Process ``pid``'s parent, from /proc (None where there is no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _read_pid(sock: socket.socket) -> int | None:
+    line = _read_line(sock, LAUNCH_TIMEOUT_S)
     return int(line) if line.strip().isdigit() else None
 
 
-def _read_line(fd: int, timeout_s: float) -> bytes:
+def _read_line(sock: socket.socket, timeout_s: float) -> bytes:
     """Bytes up to the first newline or EOF. Raises TimeoutError."""
     deadline = time.monotonic() + timeout_s
     data = b""
     while b"\n" not in data:
         left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        if left <= 0 or not select.select([sock], [], [], left)[0]:
             raise TimeoutError(f"no reply within {timeout_s:.0f} s")
-        chunk = os.read(fd, 65536)
+        chunk = sock.recv(65536)
         if not chunk:
             break
         data += chunk
@@ -251,7 +285,7 @@ def _warm_up() -> None:
 
 
 def _wait_for_job(fd: int, parent_pid: int) -> bytes | None:
-    """The job's bytes; None for no job, a closed pipe, or a parent that has exited."""
+    """The job's bytes; None for no job, a closed socket, or a parent that has exited."""
     watch = _pidfd(parent_pid)
     header = _read_exact(fd, _HEADER_BYTES, parent_pid, watch)
     size = int.from_bytes(header, "big") if header else 0
