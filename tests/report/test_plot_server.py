@@ -162,6 +162,28 @@ def test_killing_the_drawing_removes_its_half_written_image(tmp_path: Path) -> N
     assert not stale.exists() and _gone(server.pid)
 
 
+def test_a_ctrl_c_while_waiting_for_the_plots_lets_the_abort_kill_the_server(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    plot_server.prestart()
+    proc = PlotProcess(_job(tmp_path)).start()
+    server = proc._server
+    assert server is not None
+    os.kill(server.pid, signal.SIGSTOP)   # it cannot finish the plots (or exit) on its own now
+
+    def interrupted(timeout_s: float) -> None:
+        raise KeyboardInterrupt   # the second Ctrl-C, while the report waits for the plots
+
+    monkeypatch.setattr(server, "reply", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            proc.finish()
+        proc.kill()   # what write_report does on the way out of an aborted report
+        assert _gone(server.pid, within_s=30)
+    finally:
+        if not _gone(server.pid, within_s=0):
+            os.kill(server.pid, signal.SIGKILL)
+
+
 _RUN = """
 import sys
 sys.path.insert(0, {repo!r})

@@ -61,8 +61,9 @@ class PlotProcess:
 
     def finish(self) -> PlotResult:
         """Wait for the child and return what it drew (or draw here if it never started)."""
-        if self._server is not None:
-            return self._finish_in_server()
+        server = self._server
+        if server is not None:
+            return self._finish_in(server)
         child = self._child
         if child is None:
             return draw(self.job)
@@ -78,10 +79,8 @@ class PlotProcess:
         # here instead, as without a second core; at worst as slow as before, never fewer plots.
         return reply if reply is not None else draw(self.job)
 
-    def _finish_in_server(self) -> PlotResult:
-        server = self._server
-        assert server is not None
-        try:
+    def _finish_in(self, server: PlotServer) -> PlotResult:
+        try:   # still ``self._server`` while waiting: a second Ctrl-C here must find it to kill it
             reply = server.reply(CHILD_TIMEOUT_S)
         except TimeoutError:
             self.kill()
