@@ -21,7 +21,7 @@ It must not be seen by the run it waits for, so:
   never a job written into its own file, nor its file closed by us). The job is sent with MSG_NOSIGNAL:
   a server that died cannot raise SIGPIPE in a script that restored SIGPIPE's default action;
 - it exits without drawing when the profiled process ends (a pidfd where the OS has one, otherwise a check
-  each second), when its job pipe closes, or when told that there is no job.
+  each second), when its socket closes, or when told that there is no job.
 
 Where a second core is missing, matplotlib is absent, or several ranks share the node (a process per rank
 for the whole run would compete with the ranks for cores), nothing is started and the plots are drawn as
