@@ -64,6 +64,12 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def draws_elsewhere() -> bool:
+    """Whether plots are drawn in another process here: a second usable core (else that process would
+    only take turns with this one) and matplotlib installed (else there is nothing to import early)."""
+    return usable_cores() >= 2 and matplotlib_available()
+
+
 def child_env() -> dict[str, str]:
     """The environment of a plot process: this one's, with this package importable."""
     package_root = str(Path(__file__).resolve().parents[2])

@@ -46,8 +46,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from throughput.report.plot_job import (PlotJob, PlotResult, child_env, draw, matplotlib_available, parse_reply,
-                                        remove_partial_images, reply_line, usable_cores)
+from throughput.report.plot_job import (PlotJob, PlotResult, child_env, draw, draws_elsewhere, parse_reply,
+                                        remove_partial_images, reply_line)
 
 LAUNCH_TIMEOUT_S = 10.0   # the launcher prints the server's pid within milliseconds; past this, give up
 SEND_TIMEOUT_S = 30.0     # a server that takes no job for this long (stopped?) is passed over
@@ -221,7 +221,7 @@ _prestarted: PlotServer | None = None
 def prestart() -> None:
     """Start a server for this run's report where one helps (see the module docstring); else nothing."""
     global _prestarted
-    if _prestarted is None and usable_cores() >= 2 and not _several_local_ranks() and matplotlib_available():
+    if _prestarted is None and not _several_local_ranks() and draws_elsewhere():
         _prestarted = PlotServer.spawn()
 
 

@@ -24,8 +24,8 @@ import sys
 from dataclasses import replace
 
 from throughput.report import plot_server
-from throughput.report.plot_job import (PlotJob, PlotResult, child_env, draw, matplotlib_available, parse_reply,
-                                        remove_partial_images, reply_line, usable_cores)
+from throughput.report.plot_job import (PlotJob, PlotResult, child_env, draw, draws_elsewhere, parse_reply,
+                                        remove_partial_images, reply_line)
 from throughput.report.plot_server import PlotServer
 
 CHILD_TIMEOUT_S = 120.0   # a child that draws longer than this is killed; the report says the plots are missing
@@ -41,7 +41,7 @@ class PlotProcess:
         self._server: PlotServer | None = None   # the server started with the run, drawing this job
 
     def start(self) -> "PlotProcess":
-        if usable_cores() < 2 or not matplotlib_available():
+        if not draws_elsewhere():
             return self
         server = plot_server.take()
         if server is not None and server.submit(self.job):
