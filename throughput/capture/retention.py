@@ -108,8 +108,7 @@ class StepRetention:
         self.seen += n
         self.losses.add_many(first, batch.losses)
         w = min(n, max(0, self.warmup_steps - first))      # rows that are warm-up steps
-        for k in range(w):
-            self.warm.append(batch.step(k))
+        self.warm.extend(batch.steps(range(w)))
         if w == n:
             return
         self.totals.add_block(StepBlock(batch.start[w:], batch.end[w:], batch.names, batch.values[w:],
