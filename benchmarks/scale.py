@@ -149,6 +149,37 @@ def check_statistics(steps: int) -> dict[str, Any]:
             "mismatches": {k: v for k, v in exact.items() if v[0] != v[1]}, "quantiles": within}
 
 
+def plot_server_footprint(settle_s: float = 0.5, limit_s: float = 120.0) -> dict[str, Any]:
+    """What a profiled run carries beside it whatever its length: the plot server
+    (``throughput/report/plot_server.py``) once its imports and warm-up figure are done, i.e. once its CPU
+    time has stopped growing for ``settle_s``. Its peak RSS (MiB) and CPU seconds; ``{"started": False}``
+    where no server starts here (one core, no matplotlib)."""
+    from throughput.report import plot_server
+    plot_server.prestart()
+    server = plot_server.take()
+    if server is None:
+        return {"started": False}
+    try:
+        cpu_s, last, settled_since = _cpu_s(server.pid), -1.0, time.monotonic()
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline and time.monotonic() - settled_since < settle_s:
+            time.sleep(0.05)
+            cpu_s = _cpu_s(server.pid)
+            if cpu_s != last:
+                last, settled_since = cpu_s, time.monotonic()
+        status = Path(f"/proc/{server.pid}/status").read_text()
+        peak_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+    finally:
+        server.close()
+    return {"started": True, "peak_rss_mib": peak_kib / 1024, "cpu_s": cpu_s,
+            "measured_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
+
+
 def run(quick: bool) -> dict[str, Any]:
     counts = (1_000, 10_000, 100_000) if quick else (1_000, 10_000, 100_000, 1_000_000)
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,7 +187,7 @@ def run(quick: bool) -> dict[str, Any]:
     check = check_statistics(100_000 if quick else 1_000_000)
     load = os.getloadavg()
     data = {"machine": machine(), "quick": quick, "load_average": load, "runs": results, "statistics": check,
-            "targets": TARGETS}
+            "plot_server": plot_server_footprint(), "targets": TARGETS}
     write_report_by_cpu_kind("scale", _markdown(data), data)
     return data
 
@@ -183,10 +214,7 @@ def _markdown(d: dict[str, Any]) -> str:
         "the script's last line to the process's exit (plain's exit: the same for the plain run, i.e. python "
         "and torch shutting down, which the profiled runs pay too); cost/step is the profiled mean step minus "
         "plain's (both timed inside the script: on a busy machine this difference is noise, see "
-        "reports/benchmarks/overhead.md for paired measurements). The plot server (`throughput/report/plot_server.py`, "
-        "a process of its own started with the run so that matplotlib is imported by the report's time) is not in "
-        "the RSS column: it holds about 72 MiB for the run's length whatever the step count, and spends about 0.6 s of "
-        "CPU importing (measured apart on the AMX Xeon, 2026-12-02).", "",
+        "reports/benchmarks/overhead.md for paired measurements)." + _plot_server_note(d.get("plot_server")), "",
         tabulate(rows, headers=["steps", "mode", "RSS over plain (MiB)", "post-run (s)", "plain's exit (s)",
                                 "report folder (MiB)", "cost / step (us)", "plain step (us)"], tablefmt="github", disable_numparse=True), "",
         f"- RSS growth from 10k to the longest run: zero-code {growth['zerocode']:+.1f} MiB, embedded "
@@ -199,6 +227,18 @@ def _markdown(d: dict[str, Any]) -> str:
                                         f"({'yes' if v['within_bound'] else 'NO'})" for k, v in s["quantiles"].items())
         + ".", "",
     ])
+
+
+def _plot_server_note(footprint: dict[str, Any] | None) -> str:
+    """The plot server is a process of its own: not in the RSS column, so said apart (when measured)."""
+    if not footprint:
+        return ""
+    if not footprint["started"]:
+        return " No plot server starts on this machine (one usable core or no matplotlib)."
+    return (" The plot server (`throughput/report/plot_server.py`, a process of its own started with the run so "
+            "that matplotlib is imported by the report's time) is not in the RSS column: measured apart "
+            f"({footprint['measured_utc']}), it holds {footprint['peak_rss_mib']:.0f} MiB at its peak and spent "
+            f"{footprint['cpu_s']:.2f} s of CPU on its imports, the same whatever the step count.")
 
 
 if __name__ == "__main__":
