@@ -210,3 +210,77 @@ def test_a_clock_that_raises_propagates_and_leaves_no_frame() -> None:
         with CompiledPhase(rec, "forward"):
             pass
     assert rec.depth == 0 and rec._log == []
+
+
+# -- the drain's split of the log (recorder.split_log; _fastphase.split_log in C) ---------------------
+END = recorder_module._STEP_END
+META = (None, None, None, 1, None, None)
+SPLITTERS = [recorder_module.split_log,
+             pytest.param(getattr(recorder_module._fastphase, "split_log", None), marks=needs_compiled, id="C")]
+
+
+def _steps_log(*steps: tuple[str, ...], t0: float = 0.0) -> list[tuple[Any, ...]]:
+    """Whole steps as the hot path logs them, each boundary 0.5 s after the previous one."""
+    log: list[tuple[Any, ...]] = []
+    t = t0
+    for k, phases in enumerate(steps):
+        for name in phases:
+            log += [(name, t), (None, t + 0.5)]
+            t += 1.0
+        log.append((END, t, META, float(k)))
+        t += 0.5
+    return log
+
+
+@pytest.mark.parametrize("split", SPLITTERS)
+def test_split_log_gives_the_columns_of_uniform_steps(split: Callable[..., Any]) -> None:
+    import numpy as np
+    log = _steps_log(("forward", "backward"), ("forward", "backward"))
+    names, times, metas, losses = split(log, END)
+    assert names == ("forward", "backward")
+    # step 0: forward 0-0.5, backward 1-1.5, end 2; step 1 starts at 2.5
+    assert np.frombuffer(times, dtype=np.float64).tolist() == [0.0, 0.5, 1.0, 1.5, 2.0,
+                                                               2.5, 3.0, 3.5, 4.0, 4.5]
+    assert metas == [META, META] and losses == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("split", SPLITTERS)
+@pytest.mark.parametrize("log", [
+    [],
+    _steps_log(("forward",), ("backward",)),                              # different phases
+    _steps_log(("forward", "backward"), ("forward",)),                    # different counts
+    _steps_log(("forward",))[:-1],                                        # no step end
+    _steps_log(("forward",)) + [("forward", 9.0)],                        # a phase still open
+    [("forward", 0.0), ("inner", 0.1), (None, 0.2), (None, 0.3), (END, 0.4, META, None)],   # nesting
+    [("forward", 0.0), (END, 0.4, META, None)],                           # an open phase at the end
+    [(None, 0.0), ("forward", 0.1), (END, 0.4, META, None)],              # close before open
+], ids=["empty", "other-phases", "other-count", "no-end", "open-tail", "nested", "unclosed", "close-first"])
+def test_split_log_refuses_any_other_log(split: Callable[..., Any], log: list[tuple[Any, ...]]) -> None:
+    assert split(log, END) is None
+
+
+@pytest.mark.parametrize("split", SPLITTERS)
+def test_split_log_of_steps_without_phases_and_of_equal_names(split: Callable[..., Any]) -> None:
+    import numpy as np
+    names, times, _, losses = split([(END, 1.0, META, None), (END, 2, META, None)], END)   # an int time
+    assert names == () and np.frombuffer(times).tolist() == [1.0, 2.0] and losses == [None, None]
+    # equal names that are different objects (a name built at run time) still match
+    assert split(_steps_log(("forward",)) + _steps_log(("".join(["for", "ward"]),), t0=9.0), END)[0] == ("forward",)
+
+
+@needs_compiled
+@pytest.mark.parametrize("log", [
+    _steps_log(("forward", "backward", "optimizer"), ("forward", "backward", "optimizer"), ("forward", "backward", "optimizer")),
+    _steps_log(("data", "forward", "data"), ("data", "forward", "data")),   # a phase twice a step
+    _steps_log(("forward",), ("forward",)) + [("backward", 1e9)],
+])
+def test_both_splitters_agree(log: list[tuple[Any, ...]]) -> None:
+    assert recorder_module._fastphase.split_log(log, END) == recorder_module.split_log(log, END)
+
+
+def test_the_environment_switch_selects_the_python_splitter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(recorder_module.PURE_PYTHON_ENV, "1")
+    assert recorder_module.log_splitter() is recorder_module.split_log
+    monkeypatch.delenv(recorder_module.PURE_PYTHON_ENV)
+    compiled = getattr(recorder_module._fastphase, "split_log", None)
+    assert recorder_module.log_splitter() is (compiled or recorder_module.split_log)

@@ -20,7 +20,8 @@ It works in two halves:
   log, whole steps that open and close the same phases one after the other, is replayed by numpy as
   one columnar ``Batch`` (``_fast_batch``: 0.3-1 us a step, against 5-8 us for the entry-by-entry
   ``_replay``, which handles nesting and CUDA). 128 steps a drain rather than 32: numpy's per-call
-  cost is then spread thinner.
+  cost is then spread thinner. The log's columns come from ``split_log`` (in C where the helper is
+  built: one pass instead of two ``map`` passes, a list comparison and a list-to-array conversion).
 - What is kept (``StepRetention``): the warm-up, the last steps, the slowest and an even thinning, in
   full; every step in exact totals and quantile sketches. Memory does not grow with the run: 1M
   fake-clock steps hold no more than 200k do (tests/capture/test_retention.py).
@@ -153,6 +154,7 @@ class Recorder:
         self._span_device: dict[int, tuple[int, str, int, int]] = {}  # id -> step, phase, parent, span idx
         self._child_device_s: dict[int, float] = {}
         self._read_loss = read_loss or _plain_float
+        self._split_log = log_splitter()
         self._device_losses = device_losses
         self.retention = StepRetention(policy, warmup_steps)
         self.drained_at_s = 0.0            # clock reading of the last drain (for the progress line)
@@ -497,13 +499,14 @@ class Recorder:
         a phase's time is its close minus its open, summed per name in the order ``_replay`` adds."""
         if self._timer is not None or self._draft is not None or self._open_phases or not entries:
             return False
-        span_names = _uniform_steps(list(map(_HEAD, entries)))
-        if span_names is None or len(span_names) > self.policy.spans_per_step:
+        split = self._split_log(entries, _STEP_END)
+        if split is None or len(split[0]) > self.policy.spans_per_step:
             return False
+        span_names, raw_times, metas, losses = split
         phases = len(span_names)
         size = 2 * phases + 1
         steps = len(entries) // size
-        times = np.array(list(map(_TIME, entries)), dtype=np.float64).reshape(steps, size)
+        times = np.frombuffer(raw_times, dtype=np.float64).reshape(steps, size)
         span_times = times[:, :size - 1]
         seconds = span_times[:, 1::2] - span_times[:, 0::2]
         end = times[:, size - 1].copy()
@@ -518,14 +521,11 @@ class Recorder:
             for j, name in enumerate(span_names):
                 slot = names.index(name)
                 values[:, slot] = values[:, slot] + seconds[:, j]
-        ends = entries[size - 1::size]
         first = self._next_index
         retention = self.retention
         retention.count_span_columns(span_names, seconds)
         self._last_end_s = float(end[-1])
         self._next_index = first + steps
-        metas = list(map(_META, ends))
-        losses = list(map(_LOSS, ends))
         if metas.count(_NO_META) != steps:
             metas = [_meta_of(m) for m in metas]
         if losses.count(None) != steps:
@@ -681,6 +681,14 @@ def phase_context_type() -> "type[RecordedPhase] | type[CompiledPhase]":
     return CompiledPhase
 
 
+def log_splitter() -> Callable[[list[tuple[Any, ...]], Any], Any]:
+    """The ``split_log`` a recorder's drain uses: the C helper's unless it is missing or
+    ``THROUGHPUT_PURE_PYTHON=1``."""
+    if _fastphase is None or os.environ.get(PURE_PYTHON_ENV) == "1":
+        return split_log
+    return _fastphase.split_log
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Snapshot:
     """What a recorder holds at one moment (see ``Recorder.snapshot``)."""
@@ -728,18 +736,27 @@ def _plain_float(value: Any) -> float | None:
         return None
 
 
-def _uniform_steps(heads: list[Any]) -> tuple[str, ...] | None:
-    """The phases of every step of a log made of whole steps that each open and close the same phases,
-    one after the other (open a, close, open b, close, ..., step end); None for any other log."""
-    if not heads or heads[-1] is not _STEP_END:
+def split_log(entries: list[tuple[Any, ...]], step_end: Any) -> \
+        tuple[tuple[str, ...], bytearray, list[Any], list[Any]] | None:
+    """The columns ``_fast_batch`` needs of a log made of whole steps that each open and close the same
+    phases one after the other (open a, close, open b, close, ..., step end): the phases of a step,
+    every entry's time as float64 bytes in log order, and the step ends' meta and loss fields; None for
+    any other log. ``_fastphase.split_log`` does the same in one C pass where the helper is built
+    (tests/capture/test_compiled_phase.py compares them); entries are as the hot path writes them."""
+    if not entries:
         return None
-    size = heads.index(_STEP_END) + 1
+    heads = list(map(_HEAD, entries))
+    if heads[-1] is not step_end:
+        return None
+    size = heads.index(step_end) + 1
     pattern = heads[:size]
     phases = size // 2
     if len(heads) % size or size % 2 == 0 or heads != pattern * (len(heads) // size) \
             or pattern[1:size - 1:2] != [None] * phases or None in pattern[0:size - 1:2]:
         return None
-    return tuple(pattern[0:size - 1:2])
+    ends = entries[size - 1::size]
+    times = bytearray(np.array(list(map(_TIME, entries)), dtype=np.float64).tobytes())
+    return tuple(pattern[0:size - 1:2]), times, list(map(_META, ends)), list(map(_LOSS, ends))
 
 
 def _meta_of(meta: Any) -> tuple[Any, ...]:

@@ -292,7 +292,7 @@ class LossAccumulator:
 
     def add_many(self, first_step: int, losses: list[float | None]) -> None:
         """``add`` for consecutive steps from ``first_step`` (None: the step had no loss)."""
-        if not losses:
+        if not losses or (losses[0] is None and losses.count(None) == len(losses)):   # none given (plain step())
             return
         values = np.asarray([math.nan if v is None else v for v in losses], dtype=np.float64) \
             if None in losses else np.asarray(losses, dtype=np.float64)
