@@ -3,17 +3,21 @@ signals sent to real subprocesses. Nothing here asserts how long anything takes.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pty
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from tests.cli.profile_helpers import _env, forked_profiled
+from tests.terminal_screen import Screen
 from tests.zygote import Zygote
 
 # Trains a tiny model for argv[1] seconds of wall time, then prints its last line. The loop runs on time,
@@ -57,10 +61,15 @@ def _profile_argv(script: Path, out: Path, *extra: str) -> list[str]:
             str(script)]
 
 
-def _run_on_pty(argv: list[str]) -> tuple[int, str]:
-    """Run with stderr on a pseudo-terminal (stdout on a pipe); return the exit status and stderr."""
+def _run_on_pty(argv: list[str], size: tuple[int, int] | None = None) -> tuple[int, str]:
+    """Run with stderr on a pseudo-terminal (stdout on a pipe; on the terminal too when it has a
+    ``size``, rows x columns); return the exit status and what the terminal received."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=slave, env=_env(), text=True)
+    if size is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+    env = {**_env(), "TERM": "xterm-256color"}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE if size is None else slave, stderr=slave, env=env,
+                            text=True)
     os.close(slave)
     chunks = []
     while True:
@@ -103,6 +112,35 @@ def test_progress_line_on_a_terminal_and_not_on_a_pipe(tmp_path: Path, zygote: Z
     assert "step_breakdown.png" in plotted and {"session.json", "report.md", "trace.json"} <= unplotted
     assert not [n for n in unplotted if n.endswith(".png")]
     assert "Plots" not in (tmp_path / "quiet" / "report.md").read_text()
+
+
+# Prints a numbered line every 50 steps while it trains for argv[1] seconds (the line is drawn meanwhile).
+PRINTING = TRAIN.replace("    time.sleep(0.002)\n", "    time.sleep(0.002)\n"
+                         "    printed = globals().get('printed', 0)\n"
+                         "    if printed % 50 == 0: print(f'script line {printed // 50}', flush=True)\n"
+                         "    globals()['printed'] = printed + 1\n")
+assert PRINTING != TRAIN
+
+
+@pytest.mark.slow
+def test_on_a_sized_terminal_the_scripts_output_stays_intact(tmp_path: Path) -> None:
+    """stdout and stderr on one terminal of 12 x 70: the line keeps the bottom row while the script's
+    lines scroll above it, and the terminal is given back whole (what it shows is worked out from the
+    bytes it received)."""
+    script = tmp_path / "train.py"
+    script.write_text(PRINTING)
+    rows, columns = 12, 70
+    code, received = _run_on_pty(_profile_argv(script, tmp_path / "out", "--no-plots") + ["1.5"], (rows, columns))
+    assert code == 0, received
+    assert "\x1b[1;11r" in received and "throughput: step " in received         # the line had its row
+    screen = Screen(rows, columns)
+    screen.feed(received)
+    lines = screen.scrolled_off + screen.visible()
+    printed = [line for line in lines if line.startswith("script line ")]
+    assert printed == [f"script line {k}" for k in range(len(printed))] and len(printed) >= 2   # whole, in order
+    assert not [line for line in lines if "script" in line and "throughput:" in line]           # never mixed
+    assert (screen.top, screen.bottom) == (0, rows - 1)                       # the region is reset
+    assert "script done" in lines and any("report written in" in line for line in lines)
 
 
 def test_first_ctrl_c_during_the_report_is_announced_and_the_report_finished(tmp_path: Path) -> None:

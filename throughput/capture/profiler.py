@@ -126,7 +126,7 @@ class Profiler:
         retention: the caps of what is kept in full (``throughput.session.retention.RetentionPolicy``):
             the warm-up, the recent steps, the slowest, an even thinning of the rest; every step goes
             into exact totals and quantile sketches whatever is kept, so memory does not grow with steps.
-        progress: the live status line on stderr: None shows it when stderr is a terminal, True always,
+        progress: the live status line on stderr: None shows it when stderr is a terminal (rank 0 only), True always,
             False never.
         telemetry: started with the profiler and stopped (threads joined) by ``stop()``, e.g. a
             ``throughput.telemetry.TelemetryController``.
@@ -216,7 +216,7 @@ class Profiler:
         self._fast_phases = {} if timer is None else None
         if self._telemetry_hook is not None:
             self._telemetry_hook.start(self)
-        if progress_enabled(self.progress, sys.stderr):
+        if progress_enabled(self.progress, sys.stderr, self._rank):
             rec = self._recorder
             self._progress_line = ProgressLine(lambda: ProgressView(steps_done=rec.steps_done,
                                                                     recent=rec.recent_steps()))

@@ -1,19 +1,34 @@
 """The live progress line: one status line on stderr, redrawn at most once a second.
 
 In the habits of tqdm: shown when stderr is a terminal, off when it is not (a pipe, a file, CI) or
-with ``--quiet``, forced with ``--progress``. It costs the step path nothing: a daemon thread wakes
-once a second and reads the recorder's ring of recent steps (which the training thread fills at its
-drains, at least once a second of steps) under the drain lock; the training thread never waits for it
-beyond that lock. A hand-written line: tqdm would need a callback per step (its ``update``) and is not
-a dependency; this needs neither.
+with ``--quiet``, forced with ``--progress``; under several ranks only rank 0 shows it unless forced
+(one line per rank on one terminal would overwrite each other). It costs the step path nothing: a daemon
+thread wakes once a second and reads the recorder's ring of recent steps (which the training thread
+fills at its drains, at least once a second of steps) under the drain lock; the training thread never
+waits for it beyond that lock. A hand-written line: tqdm would need a callback per step (its
+``update``) and is not a dependency; this needs neither.
+
+Where it is drawn. The script writes to the same terminal (its prints, its logging, its own tqdm bars),
+and a line redrawn with ``\r`` in the middle of that output glues itself to the script's next line.
+On a terminal whose size is known the line therefore gets the bottom row to itself (``BottomRow``):
+the rows above it become the scroll region (DECSTBM), where the script's output scrolls as before,
+and each draw saves the cursor, writes the bottom row and restores the cursor, in one ``write`` to the
+terminal, so the script's output continues exactly where it was. The region is reset and the row
+cleared when the line stops (also at interpreter exit, for an embedded profiler never stopped). What
+cannot be undone: a process killed outright (SIGKILL, the OOM killer) or suspended (Ctrl-Z) leaves
+the region set until the terminal is reset (``reset``, or ``tput csr 0 $(($(tput lines) - 1))``).
+Elsewhere (a pipe or file with ``--progress``, ``TERM=dumb``, a terminal that reports no size) the
+line is redrawn in place with ``\r`` (``SameLine``), as tqdm does.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Callable, Protocol, Sequence, TextIO
 
 from throughput.session.records import exclusive_times
 
@@ -28,10 +43,15 @@ class ProgressView:
     recent: Sequence[tuple[Any, ...]]       # recorder StepTuples, oldest first
 
 
-def progress_enabled(setting: bool | None, stream: TextIO) -> bool:
-    """``setting`` when given (--progress / --quiet), else whether ``stream`` is a terminal."""
+def progress_enabled(setting: bool | None, stream: TextIO, rank: int = 0) -> bool:
+    """``setting`` when given (--progress / --quiet), else whether ``stream`` is a terminal and this
+    is rank 0 (the other ranks of a ``torchrun`` share rank 0's terminal)."""
     if setting is not None:
         return setting
+    return rank == 0 and _is_terminal(stream)
+
+
+def _is_terminal(stream: TextIO) -> bool:
     try:
         return stream.isatty()
     except (AttributeError, ValueError):
@@ -62,41 +82,162 @@ def status_line(view: ProgressView) -> str:
     return " | ".join(parts)
 
 
+class Display(Protocol):
+    """Where the line goes: ``show`` draws a new text over the previous one; ``close`` takes the line
+    away and leaves ``final`` (if given) as a line of its own."""
+
+    def show(self, text: str) -> None: ...
+
+    def close(self, final: str | None) -> None: ...
+
+
+class SameLine:
+    """The line redrawn in place: ``\r``, the text, erase to the end of the line (tqdm's way)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def show(self, text: str) -> None:
+        self._stream.write("\r" + text + "\x1b[K")
+        self._stream.flush()
+
+    def close(self, final: str | None) -> None:
+        if final is not None:
+            self.show(final + "\n")
+
+
+# Escape sequences (VT100/xterm; every terminal emulator in use has them): save and restore the cursor
+# (with its attributes), reset the scroll region (setting one also homes the cursor: hence always inside
+# save/restore), erase the line, index (down one row, scrolling at the region's bottom: unlike "\n",
+# it keeps the column), cursor up one row.
+SAVE, RESTORE, RESET_REGION, ERASE_LINE, INDEX, UP = "\x1b7", "\x1b8", "\x1b[r", "\x1b[2K", "\x1bD", "\x1b[1A"
+MIN_ROWS, MIN_COLUMNS = 4, 20
+
+
+def _region(rows: int) -> str:
+    return f"\x1b[1;{rows - 1}r"
+
+
+def _row(row: int) -> str:
+    return f"\x1b[{row};1H"
+
+
+class BottomRow:
+    """The line on the terminal's last row, the rows above it the scroll region (module docstring).
+    Everything goes straight to the terminal's file descriptor, one ``os.write`` per draw.
+
+    ``size`` returns (columns, rows); it is read at every draw, so a resized terminal gets its region
+    set again for its new height."""
+
+    def __init__(self, fd: int, size: Callable[[], tuple[int, int]]) -> None:
+        self._fd = fd
+        self._size = size
+        self._rows = 0          # the height the region was set for (0: not set)
+
+    def show(self, text: str) -> None:
+        columns, rows = self._size()
+        out = ""
+        if rows != self._rows:
+            # Make room at the bottom if the cursor is there (index scrolls the screen up one row when
+            # it is on the last row), reserve the last row, and put the cursor back on its own row.
+            out += INDEX + SAVE + _region(rows) + RESTORE + UP
+            self._rows = rows
+        # One row, never wrapping: a wrap on the last row would scroll the whole screen.
+        out += SAVE + _row(rows) + text[:columns - 1] + "\x1b[K" + RESTORE
+        self._write(out)
+
+    def close(self, final: str | None) -> None:
+        if self._rows:
+            self._write(SAVE + RESET_REGION + RESTORE + SAVE + _row(self._rows) + ERASE_LINE + RESTORE)
+            self._rows = 0
+        if final is not None:
+            self._write("\r" + final + "\x1b[K\n")
+
+    def _write(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        while data:
+            data = data[os.write(self._fd, data):]
+
+
+def display_for(stream: TextIO) -> Display:
+    """``BottomRow`` on a terminal of known size that understands escape sequences, else ``SameLine``."""
+    if not _is_terminal(stream) or os.environ.get("TERM", "") in ("", "dumb"):
+        return SameLine(stream)
+    try:
+        fd = stream.fileno()
+        columns, rows = os.get_terminal_size(fd)
+    except (AttributeError, ValueError, OSError):
+        return SameLine(stream)
+    if rows < MIN_ROWS or columns < MIN_COLUMNS:
+        return SameLine(stream)
+
+    def size() -> tuple[int, int]:
+        try:
+            c, r = os.get_terminal_size(fd)
+        except OSError:
+            return columns, rows
+        return (c, r) if r >= MIN_ROWS and c >= MIN_COLUMNS else (columns, rows)
+
+    return BottomRow(fd, size)
+
+
 class ProgressLine:
     """Redraws ``status_line(read())`` on ``stream`` every ``interval_s`` from a daemon thread."""
 
     def __init__(self, read: Callable[[], ProgressView], stream: TextIO | None = None,
-                 interval_s: float = INTERVAL_S) -> None:
+                 interval_s: float = INTERVAL_S, display: Display | None = None) -> None:
         self._read = read
         self._stream = stream if stream is not None else sys.stderr
+        self._display = display
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="throughput-progress", daemon=True)
         self._drawn = False
+        self._lock = threading.Lock()   # a draw and the final close never overlap
+        self._closed = False
+        self._pid = os.getpid()         # a forked child that exits through atexit leaves the line alone
 
     def start(self) -> None:
+        self._pid = os.getpid()
+        if self._display is None:
+            self._display = display_for(self._stream)
+        atexit.register(self.stop)   # an embedded profiler never stopped still gives the terminal back
         self._thread.start()
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval_s):
             self._draw()
 
-    def _draw(self, end: str = "") -> None:
-        try:
-            line = status_line(self._read())
-            self._stream.write("\r" + line + "\x1b[K" + end)
-            self._stream.flush()
-            self._drawn = True
-        except Exception:   # a closed or broken stderr, or a bug here: never break the run, stop drawing
-            self._stop.set()
+    def _draw(self) -> None:
+        with self._lock:
+            if self._closed or self._display is None:
+                return
+            try:
+                self._display.show(status_line(self._read()))
+                self._drawn = True
+            except Exception:   # a closed or broken stderr, or a bug here: never break the run, stop drawing
+                self._stop.set()
 
     def stop(self) -> None:
-        """Stop the thread and leave the final line (with a newline) if one was drawn."""
+        """Stop the thread, take the line away and leave the final status as a line of its own (if a
+        line was drawn). Idempotent; does nothing in a forked child."""
         self._stop.set()
-        if self._thread.is_alive():
+        if os.getpid() != self._pid:
+            return
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(2 * self._interval_s)
-        if self._drawn:
-            self._draw(end="\n")
+        atexit.unregister(self.stop)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._display is None or not self._drawn:
+                return
+            try:
+                self._stream.flush()   # the script's buffered text first: the final line comes after it
+                self._display.close(status_line(self._read()))
+            except Exception:   # as in _draw: the run's outcome never depends on the line
+                pass
 
 
 def _seconds(s: float) -> str:
