@@ -166,3 +166,20 @@ def test_only_rank_0_shows_the_line_unless_forced(terminal: Terminal) -> None:
     assert progress_enabled(True, terminal.out, rank=1)
     assert not progress_enabled(False, terminal.out, rank=0)
     assert not progress_enabled(None, io.StringIO(), rank=0)
+
+
+def test_a_second_line_in_the_same_process_does_not_draw(terminal: Terminal) -> None:
+    """A script's own Profiler under `throughput profile`: the first line keeps the terminal."""
+    first = ProgressLine(lambda: ProgressView(steps_done=1, recent=()), stream=terminal.out, interval_s=0.01)
+    second = ProgressLine(lambda: ProgressView(steps_done=99, recent=()), stream=terminal.out, interval_s=0.01)
+    first.start()
+    second.start()
+    _wait_for_status(terminal)
+    second.stop()
+    assert terminal.read().bottom == ROWS - 2                              # the first one's region stays
+    first.stop()
+    assert "step 99" not in "\n".join(terminal.read().scrolled_off + terminal.read().visible())
+    third = ProgressLine(lambda: ProgressView(steps_done=3, recent=()), stream=terminal.out, interval_s=0.01)
+    third.start()                                                          # after the first stopped: draws
+    _wait_for_status(terminal)
+    third.stop()

@@ -27,6 +27,7 @@ import atexit
 import os
 import sys
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence, TextIO
 
@@ -181,6 +182,10 @@ def display_for(stream: TextIO) -> Display:
     return BottomRow(fd, size)
 
 
+_drawing: "weakref.ref[ProgressLine] | None" = None   # the line that draws in this process, if any
+_start_lock = threading.Lock()
+
+
 class ProgressLine:
     """Redraws ``status_line(read())`` on ``stream`` every ``interval_s`` from a daemon thread."""
 
@@ -198,6 +203,14 @@ class ProgressLine:
         self._pid = os.getpid()         # a forked child that exits through atexit leaves the line alone
 
     def start(self) -> None:
+        """Start drawing, unless another line already draws in this process (a script's own Profiler
+        under ``throughput profile``): one line per terminal, the first one's."""
+        global _drawing
+        with _start_lock:
+            if _drawing is not None and _drawing() is not None:
+                self._closed = True
+                return
+            _drawing = weakref.ref(self)
         self._pid = os.getpid()
         if self._display is None:
             self._display = display_for(self._stream)
@@ -221,9 +234,13 @@ class ProgressLine:
     def stop(self) -> None:
         """Stop the thread, take the line away and leave the final status as a line of its own (if a
         line was drawn). Idempotent; does nothing in a forked child."""
+        global _drawing
         self._stop.set()
         if os.getpid() != self._pid:
             return
+        with _start_lock:
+            if _drawing is not None and _drawing() is self:
+                _drawing = None
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(2 * self._interval_s)
         atexit.unregister(self.stop)
