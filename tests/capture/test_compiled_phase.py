@@ -236,36 +236,50 @@ def _steps_log(*steps: tuple[str, ...], t0: float = 0.0) -> list[tuple[Any, ...]
 def test_split_log_gives_the_columns_of_uniform_steps(split: Callable[..., Any]) -> None:
     import numpy as np
     log = _steps_log(("forward", "backward"), ("forward", "backward"))
-    names, times, metas, losses = split(log, END)
-    assert names == ("forward", "backward")
+    names, times, metas, losses, stop = split(log, END, 0)
+    assert names == ("forward", "backward") and stop == 10
     # step 0: forward 0-0.5, backward 1-1.5, end 2; step 1 starts at 2.5
     assert np.frombuffer(times, dtype=np.float64).tolist() == [0.0, 0.5, 1.0, 1.5, 2.0,
                                                                2.5, 3.0, 3.5, 4.0, 4.5]
     assert metas == [META, META] and losses == [0.0, 1.0]
 
 
+NESTED = [("forward", 0.0), ("inner", 0.1), (None, 0.2), (None, 0.3), (END, 0.4, META, None)]
+
+
 @pytest.mark.parametrize("split", SPLITTERS)
-@pytest.mark.parametrize("log", [
-    [],
-    _steps_log(("forward",), ("backward",)),                              # different phases
-    _steps_log(("forward", "backward"), ("forward",)),                    # different counts
-    _steps_log(("forward",))[:-1],                                        # no step end
-    _steps_log(("forward",)) + [("forward", 9.0)],                        # a phase still open
-    [("forward", 0.0), ("inner", 0.1), (None, 0.2), (None, 0.3), (END, 0.4, META, None)],   # nesting
-    [("forward", 0.0), (END, 0.4, META, None)],                           # an open phase at the end
-    [(None, 0.0), ("forward", 0.1), (END, 0.4, META, None)],              # close before open
-], ids=["empty", "other-phases", "other-count", "no-end", "open-tail", "nested", "unclosed", "close-first"])
-def test_split_log_refuses_any_other_log(split: Callable[..., Any], log: list[tuple[Any, ...]]) -> None:
-    assert split(log, END) is None
+def test_split_log_stops_the_run_where_the_steps_change(split: Callable[..., Any]) -> None:
+    a, b = _steps_log(("forward", "backward"), ("forward", "backward")), _steps_log(("data", "data"))
+    log = a + b + a                                  # 2 steps, 1 of other phases, 2 steps
+    assert split(log, END, 0)[1:] == split(a, END, 0)[1:]   # the first two only (stop 10)
+    names, _, _, losses, stop = split(log, END, 10)
+    assert (names, losses, stop) == (("data", "data"), [0.0], 15)
+    assert split(log, END, 15)[4] == 25
+    assert split(a + NESTED + a, END, 10) == 15      # a nested step: replayed alone (up to its end)
+    assert split(a + a[:4], END, 10) == 14           # a step not ended yet: the rest of the log
+    assert split(a[:3] + [(END, 9.0, META, None)], END, 0) == 4   # a phase open at the step's end
+
+
+@pytest.mark.parametrize("split", SPLITTERS)
+@pytest.mark.parametrize("log, stop", [
+    (_steps_log(("forward",))[:-1], 2),                                      # no step end
+    (NESTED, 5),                                                             # nesting
+    ([("forward", 0.0), (END, 0.4, META, None)], 2),                         # an open phase at the end
+    ([(None, 0.0), ("forward", 0.1), (END, 0.4, META, None)], 3),            # close before open
+], ids=["no-end", "nested", "unclosed", "close-first"])
+def test_split_log_sends_any_other_step_to_the_replay(split: Callable[..., Any], log: list[tuple[Any, ...]],
+                                                      stop: int) -> None:
+    assert split(log, END, 0) == stop
 
 
 @pytest.mark.parametrize("split", SPLITTERS)
 def test_split_log_of_steps_without_phases_and_of_equal_names(split: Callable[..., Any]) -> None:
     import numpy as np
-    names, times, _, losses = split([(END, 1.0, META, None), (END, 2, META, None)], END)   # an int time
-    assert names == () and np.frombuffer(times).tolist() == [1.0, 2.0] and losses == [None, None]
+    names, times, _, losses, stop = split([(END, 1.0, META, None), (END, 2, META, None)], END, 0)   # an int time
+    assert names == () and np.frombuffer(times).tolist() == [1.0, 2.0] and losses == [None, None] and stop == 2
     # equal names that are different objects (a name built at run time) still match
-    assert split(_steps_log(("forward",)) + _steps_log(("".join(["for", "ward"]),), t0=9.0), END)[0] == ("forward",)
+    log = _steps_log(("forward",)) + _steps_log(("".join(["for", "ward"]),), t0=9.0)
+    assert split(log, END, 0)[0::4] == (("forward",), 6)
 
 
 @needs_compiled
@@ -273,9 +287,11 @@ def test_split_log_of_steps_without_phases_and_of_equal_names(split: Callable[..
     _steps_log(("forward", "backward", "optimizer"), ("forward", "backward", "optimizer"), ("forward", "backward", "optimizer")),
     _steps_log(("data", "forward", "data"), ("data", "forward", "data")),   # a phase twice a step
     _steps_log(("forward",), ("forward",)) + [("backward", 1e9)],
+    _steps_log(("forward",), ("forward",), ("data", "forward"), ("forward",)) + NESTED + _steps_log(("forward",)),
 ])
 def test_both_splitters_agree(log: list[tuple[Any, ...]]) -> None:
-    assert recorder_module._fastphase.split_log(log, END) == recorder_module.split_log(log, END)
+    for start in range(len(log)):
+        assert recorder_module._fastphase.split_log(log, END, start) == recorder_module.split_log(log, END, start)
 
 
 def test_the_environment_switch_selects_the_python_splitter(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from throughput.analysis.measured import measure_steps, steady_state
 from throughput.analysis.summary import summarize
+from throughput.capture import recorder as recorder_module
 from throughput.capture.recorder import Recorder, StepMeta
 from throughput.session.records import RunInfo
 from throughput.session.retention import Retention, RetentionPolicy
@@ -79,7 +80,7 @@ def test_the_fast_drain_gives_the_numbers_of_the_replay(program: list[str], leng
         rec = Recorder(clock, warmup_steps=warmup, retention=RetentionPolicy(recent_steps=16, slowest_steps=4,
                                                                              sampled_steps=8))
         if not fast:
-            rec._fast_batch = lambda entries: False  # type: ignore[method-assign]
+            rec._split_log = lambda entries, end, start: len(entries)   # every entry replayed
         for i, length in enumerate(lengths):
             for name in program:
                 f = rec.open(name)
@@ -93,6 +94,62 @@ def test_the_fast_drain_gives_the_numbers_of_the_replay(program: list[str], leng
     assert fast.steps == slow.steps and fast.spans == slow.spans
     assert fast.retention is not None and slow.retention is not None
     assert fast.retention.measured == slow.retention.measured and fast.retention.loss == slow.retention.loss
+
+
+# Steps of a run whose steps differ now and then: the usual one, one with an extra fetch (an epoch's
+# end), one with a nested phase, one without phases. "|" drains the log there (a result read mid-step).
+USUAL = ["data", "forward", "backward"]
+STEP_KINDS = {"usual": USUAL, "extra": ["data"] + USUAL, "nested": ["forward>inner", "backward"], "empty": []}
+
+
+@st.composite
+def _mixed_runs(draw: st.DrawFn) -> tuple[list[str], set[int]]:
+    kinds = draw(st.lists(st.sampled_from(["usual"] * 6 + ["extra", "nested", "empty"]), min_size=1, max_size=300))
+    drains = draw(st.sets(st.integers(-len(kinds), len(kinds) - 1), max_size=8))
+    return kinds, drains
+
+
+@settings(max_examples=60, deadline=None)
+@given(run=_mixed_runs(), lengths=st.lists(st.integers(0, 64), min_size=1), python_split=st.booleans())
+def test_mixed_logs_give_the_numbers_of_the_replay(run: tuple[list[str], set[int]], lengths: list[int],
+                                                   python_split: bool) -> None:
+    """Runs of uniform steps go through the fast drain, the odd steps between them through the replay;
+    with drains inside a phase (step i in ``drains``) and between two phases (-i - 1 in ``drains``), the
+    result equals replaying every entry one by one."""
+    kinds, drains = run
+
+    def record(fast: bool) -> Session:
+        clock = FakeClock()
+        rec = Recorder(clock, warmup_steps=1, retention=RetentionPolicy(recent_steps=16, slowest_steps=4,
+                                                                        sampled_steps=8))
+        if not fast:
+            rec._split_log = lambda entries, end, start: len(entries)   # every entry replayed
+        elif python_split:
+            rec._split_log = recorder_module.split_log
+        for i, kind in enumerate(kinds):
+            tick = lengths[i % len(lengths)] * 2.0 ** -12 + 0.125
+            for name in STEP_KINDS[kind]:
+                outer, _, inner = name.partition(">")
+                f = rec.open(outer)
+                clock.advance(tick)
+                if i in drains:
+                    rec._drain()                   # mid-phase, as a reader of results would
+                if inner:
+                    g = rec.open(inner)
+                    clock.advance(tick)
+                    rec.close(g)
+                rec.close(f)
+                if -i - 1 in drains:
+                    rec._drain()                   # between two phases of a step
+            clock.advance(2.0 ** -11)
+            rec.end_step(StepMeta(samples=i % 3), loss=float(i))
+        return _session(rec, 1)
+
+    fast, slow = record(True), record(False)
+    assert fast.steps == slow.steps and fast.spans == slow.spans
+    assert fast.retention is not None and slow.retention is not None
+    assert fast.retention.measured == slow.retention.measured and fast.retention.loss == slow.retention.loss
+    assert fast.retention.span_totals == slow.retention.span_totals
 
 
 def test_kept_steps_include_the_slowest_and_the_last_window() -> None:

@@ -268,25 +268,62 @@ static PyTypeObject PhaseType = {
     .tp_members = Phase_members,
 };
 
-/* split_log(entries, step_end) -> (span_names, times, metas, losses) or None.
+/* split_log(entries, step_end, start) -> (span_names, times, metas, losses, stop) or stop.
  *
- * ``recorder.split_log`` is the contract (this is its body in C, for the drain of the common log): when
- * ``entries`` is made of whole steps that each open and close the same phases one after the other
- * (open a, close, open b, close, ..., step end), the phases of a step, every entry's time as float64
- * bytes (a bytearray, in log order), and the step ends' meta and loss fields; None for any other log.
- * One pass over the log instead of two ``map`` passes, a list comparison and numpy's conversion of a
- * list of floats: on a 2-core Xeon with AMX, ~0.4 us a step of 3 phases in Python. */
+ * ``recorder.split_log`` is the contract (this is its body in C, for the drain): from ``start``, the
+ * longest run of whole steps that each open and close the same phases one after the other (open a,
+ * close, open b, close, ..., step end) as columns: the phases of a step, every entry's time as float64
+ * bytes (a bytearray, in log order), the step ends' meta and loss fields, and the index after the run.
+ * When the step at ``start`` is not of that kind (nested phases, a phase left open at its end), the
+ * index after its end (or the log's length, for a step not ended yet): those entries are replayed one
+ * by one. One pass instead of two ``map`` passes, a list comparison and numpy's conversion of a list of
+ * floats: on a 2-core Xeon with AMX, ~0.4 us a step of 3 phases in Python. */
 static int
 entry_ok(PyObject *entry, Py_ssize_t min_size)
 {
     return PyTuple_Check(entry) && PyTuple_GET_SIZE(entry) >= min_size;
 }
 
+/* The index after the first step end at or after ``i`` (the log's length if none). */
+static Py_ssize_t
+after_step_end(PyObject *entries, Py_ssize_t i, PyObject *step_end)
+{
+    Py_ssize_t n = PyList_GET_SIZE(entries);
+    for (; i < n; i++) {
+        PyObject *entry = PyList_GET_ITEM(entries, i);
+        if (entry_ok(entry, 1) && PyTuple_GET_ITEM(entry, 0) == step_end)
+            return i + 1;
+    }
+    return n;
+}
+
+/* 1 when the step of ``size`` entries at ``at`` has the heads of the one at ``first``, 0 when not,
+ * -1 on an error (a comparison that raised). */
+static int
+same_step(PyObject *entries, Py_ssize_t first, Py_ssize_t at, Py_ssize_t size, PyObject *step_end)
+{
+    for (Py_ssize_t j = 0; j < size; j++) {
+        PyObject *entry = PyList_GET_ITEM(entries, at + j);
+        if (!entry_ok(entry, j == size - 1 ? 4 : 2))
+            return 0;
+        PyObject *head = PyTuple_GET_ITEM(entry, 0);
+        PyObject *want = PyTuple_GET_ITEM(PyList_GET_ITEM(entries, first + j), 0);
+        if (head == want)
+            continue;
+        if (want == Py_None || want == step_end || head == Py_None || head == step_end)
+            return 0;
+        int same = PyObject_RichCompareBool(head, want, Py_EQ);
+        if (same <= 0)
+            return same;
+    }
+    return 1;
+}
+
 static PyObject *
 split_log(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "split_log(entries, step_end) takes 2 arguments");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "split_log(entries, step_end, start) takes 3 arguments");
         return NULL;
     }
     PyObject *entries = args[0], *step_end = args[1];
@@ -294,65 +331,68 @@ split_log(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "split_log: entries must be a list");
         return NULL;
     }
+    Py_ssize_t start = PyLong_AsSsize_t(args[2]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
     Py_ssize_t n = PyList_GET_SIZE(entries), size = -1;
-    for (Py_ssize_t i = 0; i < n; i++) {   /* the first step's entries: the pattern */
+    if (start < 0 || start > n) {
+        PyErr_SetString(PyExc_ValueError, "split_log: start outside the log");
+        return NULL;
+    }
+    for (Py_ssize_t i = start; i < n; i++) {   /* the first step's entries: the pattern */
         PyObject *entry = PyList_GET_ITEM(entries, i);
         if (!entry_ok(entry, 2))
-            Py_RETURN_NONE;
+            return PyLong_FromSsize_t(after_step_end(entries, i, step_end));
         PyObject *head = PyTuple_GET_ITEM(entry, 0);
+        Py_ssize_t offset = i - start;
         if (head == step_end) {
-            size = i + 1;
+            if (offset % 2 == 1 || !entry_ok(entry, 4))   /* a phase still open at the step's end */
+                return PyLong_FromSsize_t(i + 1);
+            size = offset + 1;
             break;
         }
-        if ((head == Py_None) != (i % 2 == 1))   /* opens (not None) at even places, closes (None) at odd */
-            Py_RETURN_NONE;
+        if ((head == Py_None) != (offset % 2 == 1))   /* opens (not None) at even places, closes at odd */
+            return PyLong_FromSsize_t(after_step_end(entries, i, step_end));
     }
-    if (size < 0 || size % 2 == 0 || n % size != 0)
-        Py_RETURN_NONE;
-    Py_ssize_t steps = n / size, phases = size / 2;
-    for (Py_ssize_t i = size; i < n; i++) {   /* every later step repeats it (names compared by ==) */
-        PyObject *entry = PyList_GET_ITEM(entries, i);
-        if (!entry_ok(entry, 2))
-            Py_RETURN_NONE;
-        PyObject *head = PyTuple_GET_ITEM(entry, 0);
-        PyObject *want = PyTuple_GET_ITEM(PyList_GET_ITEM(entries, i % size), 0);
-        if (head != want) {
-            if (want == Py_None || want == step_end || head == Py_None || head == step_end)
-                Py_RETURN_NONE;
-            int same = PyObject_RichCompareBool(head, want, Py_EQ);
-            if (same < 0)
-                return NULL;
-            if (!same)
-                Py_RETURN_NONE;
-        }
+    if (size < 0)   /* no step end: a step still running */
+        return PyLong_FromSsize_t(n);
+    Py_ssize_t steps = 1;
+    while (start + (steps + 1) * size <= n) {
+        int same = same_step(entries, start, start + steps * size, size, step_end);
+        if (same < 0)
+            return NULL;
+        if (!same)
+            break;
+        steps++;
     }
-    for (Py_ssize_t k = size - 1; k < n; k += size) {
-        if (!entry_ok(PyList_GET_ITEM(entries, k), 4))
-            Py_RETURN_NONE;
-    }
+    Py_ssize_t phases = size / 2, count = steps * size, stop = start + count;
     PyObject *names = PyTuple_New(phases);
-    PyObject *times = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(double));
+    PyObject *times = PyByteArray_FromStringAndSize(NULL, count * (Py_ssize_t)sizeof(double));
     PyObject *metas = PyList_New(steps);
     PyObject *losses = PyList_New(steps);
     if (names == NULL || times == NULL || metas == NULL || losses == NULL)
         goto fail;
     for (Py_ssize_t j = 0; j < phases; j++) {
-        PyObject *name = PyTuple_GET_ITEM(PyList_GET_ITEM(entries, 2 * j), 0);
+        PyObject *name = PyTuple_GET_ITEM(PyList_GET_ITEM(entries, start + 2 * j), 0);
         PyTuple_SET_ITEM(names, j, Py_NewRef(name));
     }
     double *out = (double *)PyByteArray_AS_STRING(times);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double t = PyFloat_AsDouble(PyTuple_GET_ITEM(PyList_GET_ITEM(entries, i), 1));
+    for (Py_ssize_t i = 0; i < count; i++) {
+        double t = PyFloat_AsDouble(PyTuple_GET_ITEM(PyList_GET_ITEM(entries, start + i), 1));
         if (t == -1.0 && PyErr_Occurred())
             goto fail;
         out[i] = t;
     }
     for (Py_ssize_t k = 0; k < steps; k++) {
-        PyObject *end = PyList_GET_ITEM(entries, k * size + size - 1);
+        PyObject *end = PyList_GET_ITEM(entries, start + k * size + size - 1);
         PyList_SET_ITEM(metas, k, Py_NewRef(PyTuple_GET_ITEM(end, 2)));
         PyList_SET_ITEM(losses, k, Py_NewRef(PyTuple_GET_ITEM(end, 3)));
     }
-    PyObject *result = PyTuple_Pack(4, names, times, metas, losses);
+    PyObject *stop_obj = PyLong_FromSsize_t(stop);
+    if (stop_obj == NULL)
+        goto fail;
+    PyObject *result = PyTuple_Pack(5, names, times, metas, losses, stop_obj);
+    Py_DECREF(stop_obj);
     Py_DECREF(names);
     Py_DECREF(times);
     Py_DECREF(metas);
@@ -368,8 +408,8 @@ fail:
 
 static PyMethodDef module_methods[] = {
     {"split_log", (PyCFunction)(void (*)(void))split_log, METH_FASTCALL,
-     "split_log(entries, step_end, /)\n--\n\nThe drain's columns of a log of uniform steps, or None "
-     "(see recorder.split_log)."},
+     "split_log(entries, step_end, start, /)\n--\n\nFrom start, the columns of a run of uniform steps, "
+     "or where the entries to replay one by one end (see recorder.split_log)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,5 +11,7 @@ class Phase:
     def __enter__(self) -> Any: ...
     def __exit__(self, *exc: object) -> None: ...
 
-def split_log(entries: list[tuple[Any, ...]], step_end: Any, /) -> tuple[tuple[str, ...], bytearray, list[Any], list[Any]] | None:
-    """See recorder.split_log: the drain's columns of a log of uniform steps, in one C pass."""
+def split_log(entries: list[tuple[Any, ...]], step_end: Any, start: int, /) -> \
+        tuple[tuple[str, ...], bytearray, list[Any], list[Any], int] | int:
+    """See recorder.split_log: from start, a run of uniform steps as columns (one C pass), or where
+    the entries to replay one by one end."""

@@ -423,8 +423,10 @@ class Recorder:
             entries = log[:count]
             del log[:count]
             self._steps_since_drain = 0
-            if not self._fast_batch(entries):
+            if self._timer is not None:
                 self._replay(entries)
+            else:
+                self._apply_host(entries)
             if self._timer is not None:
                 self._timer.poll()
                 self._absorb_device_times()
@@ -491,21 +493,38 @@ class Recorder:
                 children.append(0.0)
         self._draft = draft
 
-    def _fast_batch(self, entries: list[tuple[Any, ...]]) -> bool:
-        """The common case at a fraction of ``_replay``'s cost: on the host, whole steps that all open
-        and close the same phases one after the other (no nesting) are attributed with numpy, as one
-        ``Batch``; per-step tuples are built only for the steps that are kept. Returns False (nothing
-        done) for anything else, which ``_replay`` handles. The numbers are the same to the bit:
-        a phase's time is its close minus its open, summed per name in the order ``_replay`` adds."""
-        if self._timer is not None or self._draft is not None or self._open_phases or not entries:
-            return False
-        split = self._split_log(entries, _STEP_END)
-        if split is None or len(split[0]) > self.policy.spans_per_step:
-            return False
-        span_names, raw_times, metas, losses = split
+    def _apply_host(self, entries: list[tuple[Any, ...]]) -> None:
+        """Host-timed entries, in order: runs of whole steps with the same flat phases through
+        ``_fast_batch`` (numpy, a fraction of ``_replay``'s cost), every other step entry by entry
+        (``_replay``). One odd step (an epoch's last fetch, an evaluation, a nested phase) costs its own
+        replay, not the drain's. A step begun in an earlier drain is finished entry by entry first."""
+        pos, n = 0, len(entries)
+        split = self._split_log
+        while pos < n:
+            if self._draft is not None or self._open_phases:
+                stop = pos
+                while stop < n and entries[stop][0] is not _STEP_END:
+                    stop += 1
+                stop = min(stop + 1, n)
+            else:
+                part = split(entries, _STEP_END, pos)
+                if part.__class__ is not int and len(part[0]) <= self.policy.spans_per_step:
+                    self._fast_batch(part)
+                    pos = part[4]
+                    continue
+                stop = part if part.__class__ is int else part[4]
+            self._replay(entries[pos:stop] if pos or stop < n else entries)
+            pos = stop
+
+    def _fast_batch(self, split: tuple[tuple[str, ...], bytearray, list[Any], list[Any], int]) -> None:
+        """Whole steps that all open and close the same phases one after the other (no nesting), as
+        ``split_log`` gives them, attributed with numpy as one ``Batch``; per-step tuples are built only
+        for the steps that are kept. The numbers are the same to the bit as ``_replay``'s: a phase's
+        time is its close minus its open, summed per name in the order ``_replay`` adds."""
+        span_names, raw_times, metas, losses, _ = split
         phases = len(span_names)
         size = 2 * phases + 1
-        steps = len(entries) // size
+        steps = len(metas)
         times = np.frombuffer(raw_times, dtype=np.float64).reshape(steps, size)
         span_times = times[:, :size - 1]
         seconds = span_times[:, 1::2] - span_times[:, 0::2]
@@ -531,7 +550,6 @@ class Recorder:
         if losses.count(None) != steps:
             losses = [self._loss_of(first + k, v) for k, v in enumerate(losses)]
         retention.add_batch(Batch(first, start, end, names, values, metas, losses, span_names, span_times))
-        return True
 
     def _loss_of(self, index: int, loss: Any) -> float | None:
         if loss is None or loss.__class__ is float:
@@ -681,7 +699,7 @@ def phase_context_type() -> "type[RecordedPhase] | type[CompiledPhase]":
     return CompiledPhase
 
 
-def log_splitter() -> Callable[[list[tuple[Any, ...]], Any], Any]:
+def log_splitter() -> Callable[[list[tuple[Any, ...]], Any, int], Any]:
     """The ``split_log`` a recorder's drain uses: the C helper's unless it is missing or
     ``THROUGHPUT_PURE_PYTHON=1``."""
     if _fastphase is None or os.environ.get(PURE_PYTHON_ENV) == "1":
@@ -736,27 +754,32 @@ def _plain_float(value: Any) -> float | None:
         return None
 
 
-def split_log(entries: list[tuple[Any, ...]], step_end: Any) -> \
-        tuple[tuple[str, ...], bytearray, list[Any], list[Any]] | None:
-    """The columns ``_fast_batch`` needs of a log made of whole steps that each open and close the same
-    phases one after the other (open a, close, open b, close, ..., step end): the phases of a step,
-    every entry's time as float64 bytes in log order, and the step ends' meta and loss fields; None for
-    any other log. ``_fastphase.split_log`` does the same in one C pass where the helper is built
+def split_log(entries: list[tuple[Any, ...]], step_end: Any, start: int) -> \
+        tuple[tuple[str, ...], bytearray, list[Any], list[Any], int] | int:
+    """How the drain takes ``entries`` from ``start``. The longest run of whole steps there that each
+    open and close the same phases one after the other (open a, close, open b, close, ..., step end),
+    as the columns ``_fast_batch`` needs: the phases of a step, every entry's time as float64 bytes in
+    log order, the step ends' meta and loss fields, and the index after the run. When the step at
+    ``start`` is not of that kind (nested phases, a phase open at its end), the index after its end, or
+    the log's length for a step not ended yet: those entries are replayed one by one.
+    ``_fastphase.split_log`` does the same in one C pass where the helper is built
     (tests/capture/test_compiled_phase.py compares them); entries are as the hot path writes them."""
-    if not entries:
-        return None
-    heads = list(map(_HEAD, entries))
-    if heads[-1] is not step_end:
-        return None
-    size = heads.index(step_end) + 1
+    heads = list(map(_HEAD, entries[start:]))
+    try:
+        size = heads.index(step_end) + 1
+    except ValueError:
+        return len(entries)
     pattern = heads[:size]
-    phases = size // 2
-    if len(heads) % size or size % 2 == 0 or heads != pattern * (len(heads) // size) \
-            or pattern[1:size - 1:2] != [None] * phases or None in pattern[0:size - 1:2]:
-        return None
-    ends = entries[size - 1::size]
-    times = bytearray(np.array(list(map(_TIME, entries)), dtype=np.float64).tobytes())
-    return tuple(pattern[0:size - 1:2]), times, list(map(_META, ends)), list(map(_LOSS, ends))
+    if size % 2 == 0 or pattern[1:size - 1:2] != [None] * (size // 2) or None in pattern[0:size - 1:2]:
+        return start + size
+    whole = len(heads) // size
+    steps = whole if heads[:whole * size] == pattern * whole else 1
+    while steps < whole and heads[steps * size:(steps + 1) * size] == pattern:
+        steps += 1
+    stop = start + steps * size
+    ends = entries[start + size - 1:stop:size]
+    times = bytearray(np.array(list(map(_TIME, entries[start:stop])), dtype=np.float64).tobytes())
+    return tuple(pattern[0:size - 1:2]), times, list(map(_META, ends)), list(map(_LOSS, ends)), stop
 
 
 def _meta_of(meta: Any) -> tuple[Any, ...]:
