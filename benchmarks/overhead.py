@@ -14,6 +14,7 @@ on wall time. The direct per-step cost of the API on an empty step is reported t
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import statistics
@@ -48,6 +49,18 @@ class Workload:
         self.batches = [(torch.randn(batch, width), torch.randn(batch, 1)) for _ in range(8)]
 
     def plain(self, n: int) -> tuple[float, float]:
+        wall0, cpu0 = time.perf_counter(), time.thread_time()
+        for i in range(n):
+            x, y = self.batches[i % 8]
+            loss = torch.nn.functional.mse_loss(self.model(x), y)
+            loss.backward()
+            self.opt.step()
+            self.opt.zero_grad()
+        return time.perf_counter() - wall0, time.thread_time() - cpu0
+
+    def plain_copy(self, n: int) -> tuple[float, float]:
+        """``plain`` again, as a code object of its own: the A/A control. Its difference from ``plain``
+        is what this host, this process and this design cannot tell apart from zero."""
         wall0, cpu0 = time.perf_counter(), time.thread_time()
         for i in range(n):
             x, y = self.batches[i % 8]
@@ -122,11 +135,13 @@ def _warm(w: Workload, seconds: float = 0.3) -> None:
 
 
 def paired(variants: dict[str, Block], rounds: int, steps: int) -> dict[str, list[tuple[float, float]]]:
-    """Per round, one block of ``steps`` steps of each variant (order alternating); per block its mean
-    step time (wall, cpu)."""
+    """Per round, one block of ``steps`` steps of each variant, the rounds cycling through every order
+    of the variants (each variant as often first as last, after each other one as often as before it);
+    per block its mean step time (wall, cpu)."""
     out: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    orders = list(itertools.permutations(variants))
     for r in range(rounds):
-        for name in (list(variants) if r % 2 == 0 else list(reversed(variants))):
+        for name in orders[r % len(orders)]:
             wall, cpu = variants[name](steps)
             out[name].append((wall / steps, cpu / steps))
     return out
@@ -173,13 +188,14 @@ def measure(width: int, target: float, seconds: float) -> dict[str, float]:
     # About the same time per target: shorter blocks and fewer rounds for longer steps.
     block = BLOCK_STEPS if target < 10e-3 else LONG_BLOCK_STEPS
     n_rounds = max(6, int(seconds / (block * target)))
-    ours = paired({"plain": w.plain, "throughput": w.profiled(prof)}, n_rounds, block)
+    ours = paired({"plain": w.plain, "throughput": w.profiled(prof), "plain copy": w.plain_copy}, n_rounds, block)
     # torch.profiler leaves the process slower for a while after it stops, so a block that follows it
     # would be penalised: it is compared with plain in its own interleaving.
     theirs = paired({"plain": w.plain, "torch.profiler": w.torch_profiled}, max(4, n_rounds // 3), block)
     prof.stop()
     return {"plain_s": median([b[0] for b in ours["plain"]]), "wall": overhead(ours, "throughput", 0),
             "cpu": overhead(ours, "throughput", 1), "torch_wall": overhead(theirs, "torch.profiler", 0),
+            "aa_wall": overhead(ours, "plain copy", 0),
             "rounds": n_rounds, "block_steps": block}
 
 
@@ -222,17 +238,22 @@ def run(quick: bool = False) -> dict[str, Any]:
         plain_s = median([r["plain_s"] for r in runs])
         wall, cpu = median([r["wall"] for r in runs]), median([r["cpu"] for r in runs])
         torch_wall = median([r["torch_wall"] for r in runs])
+        aa = median([r["aa_wall"] for r in runs])
+        aa_runs = " ".join(f"{r['aa_wall'] * 100:+.1f}" for r in runs)
         results.append({"target_step_s": target, "width": widths[k], "plain_median_s": plain_s,
                         "throughput_overhead": wall, "throughput_overhead_cpu": cpu,
                         "per_process_wall": [r["wall"] for r in runs], "per_process_cpu": [r["cpu"] for r in runs],
+                        "aa_control": aa, "per_process_aa": [r["aa_wall"] for r in runs],
                         "torch_profiler_overhead": torch_wall, "api_cost_fraction": api_cost / plain_s,
                         "limit": limit, "pass": wall <= limit, "rounds_per_process": runs[0]["rounds"],
                         "block_steps": runs[0]["block_steps"]})
         rows.append([f"{plain_s * 1e3:.1f} ms", widths[k], f"{wall:+.2%}",
-                     " ".join(f"{r['wall'] * 100:+.1f}" for r in runs), f"{cpu:+.2%}", f"{api_cost / plain_s:.3%}",
+                     " ".join(f"{r['wall'] * 100:+.1f}" for r in runs), f"{cpu:+.2%}",
+                     f"{aa:+.2%} ({aa_runs})",
+                     f"{api_cost / plain_s:.3%}",
                      f"{torch_wall:+.2%}", f"<= {limit:.0%}", "pass" if wall <= limit else "FAIL"])
     head = ["plain step (median)", "MLP width", "throughput overhead (wall)", "per process (%)",
-            "(thread CPU)", "API cost / step", "torch.profiler overhead (wall)", "target", "result"]
+            "(thread CPU)", "A/A control (per process)", "API cost / step", "torch.profiler overhead (wall)", "target", "result"]
     load = os.getloadavg()[0]
     md = "\n".join([
         "# Profiler overhead", "",
@@ -246,6 +267,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         f"the recorder's log; {LONG_BLOCK_STEPS} from 10 ms). A process's overhead = median over rounds of "
         "(profiled block mean / plain block mean of the same round) - 1, by the wall clock (the target) and "
         "by the training thread's CPU clock (leaves out time the thread was descheduled by other tenants). "
+        "A third variant in the same rounds, the plain loop again as a function of its own, is the A/A "
+        "control: its 'overhead' is what this design, on this host, measures for no difference at all "
+        "(the rounds cycle through every order of the three). "
         f"The measurement is repeated in {processes} fresh processes (glibc's trim and mmap thresholds fixed, "
         "so the model's buffers stay in the heap instead of being faulted in again every step, which made "
         "step times noisy on this VM; plain and profiled alike) and the median is shown: one process's "
