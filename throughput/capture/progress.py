@@ -99,12 +99,13 @@ class SameLine:
         self._stream = stream
 
     def show(self, text: str) -> None:
-        self._stream.write("\r" + text + "\x1b[K")
+        self._stream.write(_in_place(text))
         self._stream.flush()
 
     def close(self, final: str | None) -> None:
         if final is not None:
-            self.show(final + "\n")
+            self._stream.write(_in_place(final) + "\n")
+            self._stream.flush()
 
 
 # Escape sequences (VT100/xterm; every terminal emulator in use has them): save and restore the cursor
@@ -112,7 +113,13 @@ class SameLine:
 # save/restore), erase the line, index (down one row, scrolling at the region's bottom: unlike "\n",
 # it keeps the column), cursor up one row.
 SAVE, RESTORE, RESET_REGION, ERASE_LINE, INDEX, UP = "\x1b7", "\x1b8", "\x1b[r", "\x1b[2K", "\x1bD", "\x1b[1A"
+ERASE_TO_END = "\x1b[K"
 MIN_ROWS, MIN_COLUMNS = 4, 20
+
+
+def _in_place(text: str) -> str:
+    """``text`` over the current line: back to its start, the text, the rest of the old line erased."""
+    return "\r" + text + ERASE_TO_END
 
 
 def _region(rows: int) -> str:
@@ -144,7 +151,7 @@ class BottomRow:
             out += INDEX + SAVE + _region(rows) + RESTORE + UP
             self._rows = rows
         # One row, never wrapping: a wrap on the last row would scroll the whole screen.
-        out += SAVE + _row(rows) + text[:columns - 1] + "\x1b[K" + RESTORE
+        out += SAVE + _row(rows) + text[:columns - 1] + ERASE_TO_END + RESTORE
         self._write(out)
 
     def close(self, final: str | None) -> None:
@@ -152,7 +159,7 @@ class BottomRow:
             self._write(SAVE + RESET_REGION + RESTORE + SAVE + _row(self._rows) + ERASE_LINE + RESTORE)
             self._rows = 0
         if final is not None:
-            self._write("\r" + final + "\x1b[K\n")
+            self._write(_in_place(final) + "\n")
 
     def _write(self, text: str) -> None:
         data = text.encode("utf-8", "replace")
@@ -166,20 +173,28 @@ def display_for(stream: TextIO) -> Display:
         return SameLine(stream)
     try:
         fd = stream.fileno()
-        columns, rows = os.get_terminal_size(fd)
-    except (AttributeError, ValueError, OSError):
+    except (AttributeError, ValueError):
         return SameLine(stream)
-    if rows < MIN_ROWS or columns < MIN_COLUMNS:
+    first = _usable_size(fd)
+    if first is None:
         return SameLine(stream)
+    last = first
 
-    def size() -> tuple[int, int]:
-        try:
-            c, r = os.get_terminal_size(fd)
-        except OSError:
-            return columns, rows
-        return (c, r) if r >= MIN_ROWS and c >= MIN_COLUMNS else (columns, rows)
+    def size() -> tuple[int, int]:   # the last usable size while the terminal reports none
+        nonlocal last
+        last = _usable_size(fd) or last
+        return last
 
     return BottomRow(fd, size)
+
+
+def _usable_size(fd: int) -> tuple[int, int] | None:
+    """(columns, rows) of the terminal on ``fd``; None when it reports none, or one too small to keep a row."""
+    try:
+        columns, rows = os.get_terminal_size(fd)
+    except OSError:
+        return None
+    return (columns, rows) if rows >= MIN_ROWS and columns >= MIN_COLUMNS else None
 
 
 _drawing: "weakref.ref[ProgressLine] | None" = None   # the line that draws in this process, if any
@@ -211,7 +226,6 @@ class ProgressLine:
                 self._closed = True
                 return
             _drawing = weakref.ref(self)
-        self._pid = os.getpid()
         if self._display is None:
             self._display = display_for(self._stream)
         atexit.register(self.stop)   # an embedded profiler never stopped still gives the terminal back
