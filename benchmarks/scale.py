@@ -32,6 +32,7 @@ from tabulate import tabulate
 
 from benchmarks._scale_workload import profiled_steps
 from benchmarks.common import machine, main, write_report_by_cpu_kind
+from throughput.telemetry.host import read_cpu_ticks
 
 REPO = Path(__file__).resolve().parent.parent
 WORKLOAD = REPO / "benchmarks" / "_scale_workload.py"
@@ -176,8 +177,7 @@ def plot_server_footprint(settle_s: float = 0.5, limit_s: float = 120.0) -> dict
 
 
 def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")   # utime + stime
+    return (read_cpu_ticks(pid) or 0) / os.sysconf("SC_CLK_TCK")
 
 
 def run(quick: bool) -> dict[str, Any]:
