@@ -11,6 +11,7 @@ import sysconfig
 import weakref
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 
 from throughput.capture import recorder as recorder_module
@@ -234,7 +235,6 @@ def _steps_log(*steps: tuple[str, ...], t0: float = 0.0) -> list[tuple[Any, ...]
 
 @pytest.mark.parametrize("split", SPLITTERS)
 def test_split_log_gives_the_columns_of_uniform_steps(split: Callable[..., Any]) -> None:
-    import numpy as np
     log = _steps_log(("forward", "backward"), ("forward", "backward"))
     names, times, metas, losses, stop = split(log, END, 0)
     assert names == ("forward", "backward") and stop == 10
@@ -274,7 +274,6 @@ def test_split_log_sends_any_other_step_to_the_replay(split: Callable[..., Any],
 
 @pytest.mark.parametrize("split", SPLITTERS)
 def test_split_log_of_steps_without_phases_and_of_equal_names(split: Callable[..., Any]) -> None:
-    import numpy as np
     names, times, _, losses, stop = split([(END, 1.0, META, None), (END, 2, META, None)], END, 0)   # an int time
     assert names == () and np.frombuffer(times).tolist() == [1.0, 2.0] and losses == [None, None] and stop == 2
     # equal names that are different objects (a name built at run time) still match
