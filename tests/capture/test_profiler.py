@@ -210,3 +210,34 @@ def test_a_step_without_batches_does_not_take_the_next_steps_batches() -> None:
         pass
     prof.step()
     assert [s.samples for s in prof.stop().steps] == [None, 5]
+
+
+@pytest.mark.parametrize(("loss", "kept"), [
+    (torch.tensor(2.5, requires_grad=True) * 1, 2.5),     # the usual: a scalar with a graph
+    (torch.tensor([1.5]), 1.5),                            # one element, rank 1
+    (torch.tensor(3), 3.0),                                # an integer loss reads as a float
+    (torch.tensor([1.0, 2.0]), None),                      # more than one element: no loss value
+    (torch.tensor(1 + 2j), None),                          # no float value: none, and no error
+    (torch.nn.Parameter(torch.tensor(0.25)), 0.25),        # a Tensor subclass takes the general path
+    (0.75, 0.75),                                          # a number as given
+])
+def test_every_kind_of_loss_is_kept_without_disturbing_the_step(loss: object, kept: float | None) -> None:
+    prof = throughput.Profiler(warmup_steps=0)
+    prof.step(loss=loss)
+    (step,) = prof.stop().steps
+    assert step.loss == kept
+
+
+def test_with_the_progress_line_on_steps_are_drained_each_second(capsys: pytest.CaptureFixture[str]) -> None:
+    clock = FakeClock()
+    shown = throughput.Profiler(warmup_steps=0, clock=clock, progress=True)
+    hidden = throughput.Profiler(warmup_steps=0, clock=clock, progress=False)
+    for prof in (shown, hidden):
+        prof.start()
+        for _ in range(3):                                 # 3 steps of 2 s: with the line on, each
+            with prof.phase("forward"):                    # ends a second or more after the last drain
+                clock.advance(2.0)
+            prof.step()
+        recent = len(prof._recorder.recent_steps())        # what the progress line reads
+        prof.stop()
+        assert recent == (3 if prof is shown else 0)       # without the line: drained at 128 steps

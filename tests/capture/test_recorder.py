@@ -156,6 +156,32 @@ def test_a_run_without_steps_does_not_grow_the_log_without_bound() -> None:
     assert rec.spans_kept == 10 and rec.spans_dropped == 4990
 
 
+def test_slow_steps_stay_in_the_log_until_128_steps_without_a_live_reader() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock)
+    for _ in range(127):                                      # 127 steps of 2 s: no drain yet
+        f = rec.open("forward"); clock.advance(2.0); rec.close(f); rec.end_step()
+    assert len(rec._log) == 127 * 3                           # open, close, step end per step
+    f = rec.open("forward"); clock.advance(2.0); rec.close(f); rec.end_step()
+    assert rec._log == []                                     # the 128th step drains (DRAIN_EVERY_STEPS)
+
+
+def test_a_live_reader_sees_steps_at_most_a_second_old() -> None:
+    clock = FakeClock()
+    rec = Recorder(clock)
+    f = rec.open("forward"); clock.advance(0.3); rec.close(f); rec.end_step()   # step 0 ends at 0.3
+    rec.keep_fresh(1.0)
+    f = rec.open("forward"); clock.advance(0.3); rec.close(f); rec.end_step()   # step 1 at 0.6: drains,
+    assert rec._log == [] and len(rec.recent_steps()) == 2                     # next due at 1.6
+    for _ in range(3):                                                         # steps 2-4 end at 0.9,
+        f = rec.open("forward"); clock.advance(0.3); rec.close(f); rec.end_step()   # 1.2, 1.5
+    assert len(rec._log) == 9 and len(rec.recent_steps()) == 2
+    f = rec.open("forward"); clock.advance(0.3); rec.close(f); rec.end_step()   # step 5 at 1.8 >= 1.6
+    assert rec._log == [] and len(rec.recent_steps()) == 6
+    with pytest.raises(ValueError, match="every_s"):
+        rec.keep_fresh(0.0)
+
+
 def test_finished_steps_are_not_tracked_by_the_garbage_collector() -> None:
     # A full collection with torch loaded takes hundreds of ms; records that stay tracked bring it sooner.
     import gc

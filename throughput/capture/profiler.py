@@ -218,6 +218,7 @@ class Profiler:
             self._telemetry_hook.start(self)
         if progress_enabled(self.progress, sys.stderr, self._rank):
             rec = self._recorder
+            rec.keep_fresh()
             self._progress_line = ProgressLine(lambda: ProgressView(steps_done=rec.steps_done,
                                                                     recent=rec.recent_steps()))
             self._progress_line.start()

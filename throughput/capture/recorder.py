@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import itertools
 import operator
+import math
 import os
 import threading
 from dataclasses import dataclass, replace
@@ -49,7 +50,7 @@ from throughput.timing.clock import Clock, time_reader
 from throughput.timing.cuda import DeviceTimer
 
 DRAIN_EVERY_STEPS = 128
-DRAIN_EVERY_S = 1.0           # and at least once a second of steps, for the live progress line
+DRAIN_EVERY_S = 1.0           # and, while a live reader wants fresh steps, at least once a second
 DRAIN_AT_LOG_ENTRIES = 4096   # bounds the log of a run that opens phases but never ends a step
 
 
@@ -140,7 +141,8 @@ class Recorder:
         self._next_span_id = 0
         self._steps_ended = 0
         self._steps_since_drain = 0
-        self._drain_due_s = 0.0
+        self._fresh_every_s = math.inf   # see keep_fresh
+        self._drain_due_s = math.inf
         # drained state: open phases (their opening log entries), the step being
         # built, steps waiting for device times (CUDA), and what is kept (``StepRetention``).
         # Re-entrant: Ctrl-C can land between a `with` acquiring it and its body, leaving it held by the
@@ -216,12 +218,24 @@ class Recorder:
         index = self._steps_ended
         self._steps_ended = index + 1
         self._steps_since_drain += 1
-        # Drain every DRAIN_EVERY_STEPS steps, or once a second of slow steps (so the progress line and
-        # mid-run readers see recent steps), or every step on CUDA (device times resolve as steps end).
+        # Drain every DRAIN_EVERY_STEPS steps, or every step on CUDA (device times resolve as steps end),
+        # or, while a live reader asked for it (keep_fresh), once a second of slow steps.
         if self._timer is not None or self._steps_since_drain >= DRAIN_EVERY_STEPS or now >= self._drain_due_s:
             self._drain()
-            self._drain_due_s = now + DRAIN_EVERY_S
+            self._drain_due_s = now + self._fresh_every_s
         return index
+
+    def keep_fresh(self, every_s: float = DRAIN_EVERY_S) -> None:
+        """From the next step on, drain at least every ``every_s`` seconds of steps as well, so that a
+        reader of ``recent_steps`` (the live progress line) sees steps at most that old.
+
+        Off by default: a drain inside the training loop costs ~0.5-1.5 ms whatever its size (cold caches),
+        so without a live reader the log is drained every ``DRAIN_EVERY_STEPS`` steps only (and by every
+        reader of results, which drain first)."""
+        if not every_s > 0:
+            raise ValueError(f"every_s must be > 0, got {every_s}")
+        self._fresh_every_s = every_s
+        self._drain_due_s = 0.0
 
     def hold_in_full(self, steps: int) -> bool:
         """Steps ``0 .. steps - 1`` are kept in full and left out of the running totals (as warm-up
