@@ -223,7 +223,9 @@ def in_fresh_process(*args: str) -> Any:
 
 def run(quick: bool = False) -> dict[str, Any]:
     torch.set_num_threads(1)   # a fixed thread count: the other core absorbs machine noise
-    processes, seconds = (3, 2.0) if quick else (5, 6.0)
+    # Processes, not rounds, are what the median needs: a process's memory and code layout biases it by
+    # up to a point either way (the A/A control's spread), more than its rounds' noise (~0.2%).
+    processes, seconds = (3, 2.0) if quick else (9, 4.0)
     api_cost = api_cost_per_step_s(5000 if quick else 20000)
     api_cost_phases = api_cost_per_step_s(5000 if quick else 20000, use_iter=False)
     print("calibrating", flush=True)

@@ -299,3 +299,169 @@ def test_the_environment_switch_selects_the_python_splitter(monkeypatch: pytest.
     monkeypatch.delenv(recorder_module.PURE_PYTHON_ENV)
     compiled = getattr(recorder_module._fastphase, "split_log", None)
     assert recorder_module.log_splitter() is (compiled or recorder_module.split_log)
+
+
+# -- the timed iterator (Recorder.iterate_py; _fastphase.Timed in C) ---------------------------------
+def _py_timed(rec: Recorder, iterable: Any, phase: str, note: Callable[[Any], None]) -> Any:
+    return rec.iterate_py(iterable, phase, note)
+
+
+def _c_timed(rec: Recorder, iterable: Any, phase: str, note: Callable[[Any], None]) -> Any:
+    return recorder_module._fastphase.Timed(rec, iterable, phase, note, DRAIN_AT_LOG_ENTRIES)
+
+
+TIMED = [_py_timed, pytest.param(_c_timed, marks=needs_compiled, id="C")]
+
+
+class SlowItems:
+    """An iterator whose every item takes ``wait_s`` of the fake clock to arrive; raises ``error``
+    instead of the item at ``fail_at``."""
+
+    def __init__(self, clock: FakeClock, n: int, wait_s: float, fail_at: int | None = None,
+                 error: BaseException | None = None) -> None:
+        self.clock, self.n, self.wait_s, self.fail_at, self.error, self.i = clock, n, wait_s, fail_at, error, 0
+
+    def __iter__(self) -> "SlowItems":
+        return self
+
+    def __next__(self) -> int:
+        self.clock.advance(self.wait_s)
+        if self.i == self.fail_at:
+            assert self.error is not None
+            raise self.error
+        if self.i == self.n:
+            raise StopIteration
+        self.i += 1
+        return self.i - 1
+
+
+@pytest.mark.parametrize("timed", TIMED)
+def test_each_wait_for_an_item_is_its_phase_and_every_item_is_noted(timed: Callable[..., Any]) -> None:
+    clock = FakeClock()
+    rec = Recorder(clock, warmup_steps=0)
+    noted: list[int] = []
+    got = []
+    for item in timed(rec, SlowItems(clock, 3, 0.25), "data", noted.append):
+        got.append(item)
+        with RecordedPhase(rec, "forward"):
+            clock.advance(1.0)
+        rec.end_step()
+    assert got == noted == [0, 1, 2]
+    assert rec.depth == 0 and rec._log[-2:] == [("data", 3.75), (None, 4.0)]   # 3 x 1.25, then the end's wait
+    # that 4th wait is the start of a 4th step, still open: not among the steps
+    assert [s.phase_s for s in rec.snapshot().steps] == [{"data": 0.25, "forward": 1.0}] * 3
+
+
+@pytest.mark.parametrize("timed", TIMED)
+def test_iter_is_called_at_the_first_next_and_the_end_is_final(timed: Callable[..., Any]) -> None:
+    made: list[str] = []
+
+    class Lazy:
+        def __iter__(self) -> Any:
+            made.append("iter")
+            return iter([7])
+
+    rec = Recorder(FakeClock(), warmup_steps=0)
+    it = timed(rec, Lazy(), "data", lambda item: None)
+    assert made == []                                 # as a generator: nothing runs before next()
+    assert iter(it) is it and next(it) == 7 and made == ["iter"]
+    for _ in range(2):                                # ended: stays ended
+        with pytest.raises(StopIteration):
+            next(it)
+
+
+@pytest.mark.parametrize("timed", TIMED)
+def test_an_error_of_the_wrapped_iterator_propagates_closes_the_wait_and_ends(timed: Callable[..., Any]) -> None:
+    class Broken(Exception):
+        pass
+
+    clock = FakeClock()
+    rec = Recorder(clock, warmup_steps=0)
+    it = timed(rec, SlowItems(clock, 5, 0.5, fail_at=1, error=Broken("worker died")), "data", lambda item: None)
+    assert next(it) == 0
+    rec.end_step()
+    with pytest.raises(Broken, match="worker died"):
+        next(it)
+    assert rec.depth == 0 and rec._log[-2:] == [("data", 0.5), (None, 1.0)]   # the failed wait, closed
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+@pytest.mark.parametrize("timed", TIMED)
+def test_an_error_of_note_propagates_and_ends_the_iterator(timed: Callable[..., Any]) -> None:
+    def note(item: int) -> None:
+        raise ValueError(f"bad batch {item}")
+
+    rec = Recorder(FakeClock(), warmup_steps=0)
+    it = timed(rec, iter([1, 2]), "data", note)
+    with pytest.raises(ValueError, match="bad batch 1"):
+        next(it)
+    assert rec.depth == 0
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+@pytest.mark.parametrize("timed", TIMED)
+def test_an_observed_wait_goes_through_open_and_close(timed: Callable[..., Any]) -> None:
+    seen: list[tuple[str, str, float]] = []
+
+    class Observer:
+        def opened(self, phase: str, now_s: float) -> None:
+            seen.append(("opened", phase, now_s))
+
+        def closed(self, phase: str, now_s: float) -> None:
+            seen.append(("closed", phase, now_s))
+
+    clock = FakeClock()
+    rec = Recorder(clock, warmup_steps=0)
+    it = timed(rec, SlowItems(clock, 2, 0.5), "data", lambda item: None)
+    rec.observe(Observer())
+    next(it)
+    rec.end_step()
+    rec.observe(None)
+    next(it)                                          # no longer observed
+    rec.end_step()
+    assert seen == [("opened", "data", 0.0), ("closed", "data", 0.5)]
+    assert [s.phase_s for s in rec.snapshot().steps] == [{"data": 0.5}] * 2
+
+
+@pytest.mark.parametrize("timed", TIMED)
+def test_after_stop_recording_items_pass_through_untimed(timed: Callable[..., Any]) -> None:
+    clock = FakeClock()
+    rec = Recorder(clock, warmup_steps=0)
+    noted: list[int] = []
+    it = timed(rec, SlowItems(clock, 3, 0.5), "data", noted.append)
+    assert next(it) == 0
+    rec.end_step()
+    rec.stop_recording()
+    assert list(it) == [1, 2] and noted == [0]        # neither timed nor noted once the run ended
+    assert rec.depth == 0 and rec._log == [("data", 0.0), (None, 0.5), (recorder_module._STEP_END, 0.5, rec._log[2][2], None)]
+
+
+@pytest.mark.parametrize("timed", TIMED)
+def test_a_long_log_of_waits_is_drained_without_a_step(timed: Callable[..., Any]) -> None:
+    clock = FakeClock()
+    rec = Recorder(clock, warmup_steps=0)
+    for _ in timed(rec, SlowItems(clock, DRAIN_AT_LOG_ENTRIES, 0.001), "data", lambda item: None):
+        pass                                          # 2 entries a wait: the log passes the cap halfway
+    assert len(rec._log) <= DRAIN_AT_LOG_ENTRIES + 2
+
+
+@needs_compiled
+def test_a_timed_iterator_does_not_keep_its_recorder_alive() -> None:
+    rec = Recorder(FakeClock())
+    it = _c_timed(rec, iter([1]), "data", lambda item: None)
+    rec.__dict__["cycle"] = it
+    ref = weakref.ref(rec)
+    del rec, it
+    gc.collect()
+    assert ref() is None
+
+
+def test_the_environment_switch_selects_the_python_iterator(monkeypatch: pytest.MonkeyPatch) -> None:
+    rec = Recorder(FakeClock())
+    monkeypatch.setenv(recorder_module.PURE_PYTHON_ENV, "1")
+    assert type(rec.iterate([], "data", print)).__name__ == "generator"
+    monkeypatch.delenv(recorder_module.PURE_PYTHON_ENV)
+    expected = "Timed" if recorder_module._fastphase is not None else "generator"
+    assert type(rec.iterate([], "data", print)).__name__ == expected

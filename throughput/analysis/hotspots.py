@@ -28,7 +28,8 @@ _LOOP_FILES = ("throughput/capture/forward.py", "throughput/capture/backward.py"
                "throughput/capture/loaders.py", "throughput/capture/wrappers.py", "torch/optim/optimizer.py")
 _LOOP_FUNCTIONS = {("throughput/capture/profiler.py", "Profiler.iter"),
                    ("throughput/capture/profiler.py", "Profiler._iter"),
-                   ("throughput/capture/recorder.py", "Recorder.iterate")}   # Profiler.iter's host path
+                   ("throughput/capture/recorder.py", "Recorder.iterate_py"),   # Profiler.iter's host path
+                   ("throughput/capture/recorder.py", "Recorder.iterate")}      # (its name in older profiles)
 _IDLE_FILES = ("threading.py", "queue.py", "multiprocessing/connection.py", "multiprocessing/queues.py",
                "multiprocessing/synchronize.py", "selectors.py", "socket.py", "subprocess.py")
 _IDLE_NAMES = frozenset({"wait", "get", "poll", "_poll", "select", "recv", "_recv", "recv_bytes", "_recv_bytes",

@@ -268,6 +268,234 @@ static PyTypeObject PhaseType = {
     .tp_members = Phase_members,
 };
 
+/* Timed(rec, iterable, phase, note, drain_at): ``Recorder.iterate_py`` (the contract) as an iterator
+ * without a generator frame. Each ``next``: the wait for the next item of ``iter(iterable)`` (called at
+ * the first ``next``, as the generator's body would) is logged as ``phase``, then ``note(item)`` is
+ * called and the item returned. While the recorder is not ``direct`` the frame goes through its
+ * ``open``/``close`` methods; once it stops recording, items pass through untimed. The frame is closed
+ * when the wrapped iterator ends or raises; an error ends this iterator too, as it ends a generator. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *rec;
+    PyObject *iterable;   /* until the first next */
+    PyObject *iterator;   /* from the first next until the end (NULL after it) */
+    PyObject *phase;
+    PyObject *note;
+    PyObject *log;
+    PyObject *stack;
+    PyObject *now;
+    Py_ssize_t drain_at;
+} Timed;
+
+static PyObject *
+Timed_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *rec, *iterable, *phase, *note;
+    Py_ssize_t drain_at;
+    static char *kwlist[] = {"rec", "iterable", "phase", "note", "drain_at", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOUOn:Timed", kwlist, &rec, &iterable, &phase, &note, &drain_at))
+        return NULL;
+    Timed *self = (Timed *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->log = PyObject_GetAttr(rec, str_log);
+    self->stack = self->log ? PyObject_GetAttr(rec, str_stack) : NULL;
+    self->now = self->stack ? PyObject_GetAttr(rec, str_now) : NULL;
+    if (self->now == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    if (!PyList_Check(self->log) || !PyList_Check(self->stack)) {
+        PyErr_SetString(PyExc_TypeError, "the recorder's _log and _stack must be lists");
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->rec = Py_NewRef(rec);
+    self->iterable = Py_NewRef(iterable);
+    self->phase = Py_NewRef(phase);
+    self->note = Py_NewRef(note);
+    self->drain_at = drain_at;
+    return (PyObject *)self;
+}
+
+static int
+Timed_traverse(Timed *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->rec);
+    Py_VISIT(self->iterable);
+    Py_VISIT(self->iterator);
+    Py_VISIT(self->phase);
+    Py_VISIT(self->note);
+    Py_VISIT(self->log);
+    Py_VISIT(self->stack);
+    Py_VISIT(self->now);
+    return 0;
+}
+
+static int
+Timed_clear(Timed *self)
+{
+    Py_CLEAR(self->rec);
+    Py_CLEAR(self->iterable);
+    Py_CLEAR(self->iterator);
+    Py_CLEAR(self->phase);
+    Py_CLEAR(self->note);
+    Py_CLEAR(self->log);
+    Py_CLEAR(self->stack);
+    Py_CLEAR(self->now);
+    return 0;
+}
+
+static void
+Timed_dealloc(Timed *self)
+{
+    PyObject_GC_UnTrack(self);
+    Timed_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* 1 when ``frame`` is the innermost open phase of the recorder's stack. */
+static int
+on_top(PyObject *stack, PyObject *frame)
+{
+    Py_ssize_t depth = PyList_GET_SIZE(stack);
+    return depth > 0 && PyList_GET_ITEM(stack, depth - 1) == frame;
+}
+
+/* ``rec.close(frame)`` if the frame is still the innermost open phase (the recorder's ``_close_wait``);
+ * an exception already set is kept unless closing raises (then that one is raised instead). */
+static int
+close_wait(Timed *self, PyObject *frame)
+{
+    if (!on_top(self->stack, frame))
+        return 0;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *r = PyObject_CallMethodOneArg(self->rec, str_close, frame);
+    if (r == NULL) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return -1;
+    }
+    Py_DECREF(r);
+    PyErr_Restore(type, value, tb);
+    return 0;
+}
+
+/* The end of this iterator: nothing more is yielded (an error already set propagates). */
+static PyObject *
+Timed_finish(Timed *self)
+{
+    Py_CLEAR(self->iterator);
+    Py_CLEAR(self->iterable);
+    return NULL;
+}
+
+static PyObject *
+Timed_next(Timed *self)
+{
+    if (self->iterator == NULL) {
+        if (self->iterable == NULL)   /* ended */
+            return NULL;
+        self->iterator = PyObject_GetIter(self->iterable);
+        Py_CLEAR(self->iterable);
+        if (self->iterator == NULL)
+            return NULL;
+    }
+    int recording = rec_flag(self->rec, str_recording);
+    if (recording < 0)
+        return NULL;
+    if (!recording) {   /* the run ended: items pass through */
+        PyObject *item = PyIter_Next(self->iterator);
+        return item != NULL ? item : Timed_finish(self);
+    }
+    int direct = rec_flag(self->rec, str_direct);
+    if (direct < 0)
+        return NULL;
+    PyObject *frame;
+    if (direct) {
+        PyObject *t = PyObject_CallNoArgs(self->now);
+        if (t == NULL)
+            return NULL;
+        frame = PyTuple_Pack(2, self->phase, t);
+        Py_DECREF(t);
+        if (frame == NULL)
+            return NULL;
+        if (PyList_Append(self->log, frame) < 0 || PyList_Append(self->stack, frame) < 0) {
+            Py_DECREF(frame);
+            return NULL;
+        }
+    }
+    else {
+        frame = PyObject_CallMethodOneArg(self->rec, str_open, self->phase);
+        if (frame == NULL)
+            return NULL;
+    }
+    PyObject *item = PyIter_Next(self->iterator);
+    if (item == NULL) {   /* the end, or an error: the wait ends here all the same */
+        close_wait(self, frame);
+        Py_DECREF(frame);
+        return Timed_finish(self);
+    }
+    if (direct) {
+        PyObject *t = PyObject_CallNoArgs(self->now);
+        if (t == NULL)
+            goto fail;
+        if (on_top(self->stack, frame)) {
+            Py_ssize_t depth = PyList_GET_SIZE(self->stack);
+            if (PyList_SetSlice(self->stack, depth - 1, depth, NULL) < 0) {
+                Py_DECREF(t);
+                goto fail;
+            }
+            PyObject *closing = PyTuple_Pack(2, Py_None, t);
+            int err = closing == NULL ? -1 : PyList_Append(self->log, closing);
+            Py_XDECREF(closing);
+            if (err < 0) {
+                Py_DECREF(t);
+                goto fail;
+            }
+        }
+        Py_DECREF(t);
+        if (PyList_GET_SIZE(self->log) > self->drain_at) {
+            PyObject *r = PyObject_CallMethodNoArgs(self->rec, str_drain);
+            if (r == NULL)
+                goto fail;
+            Py_DECREF(r);
+        }
+    }
+    else if (close_wait(self, frame) < 0) {
+        goto fail;
+    }
+    Py_DECREF(frame);
+    PyObject *r = PyObject_CallOneArg(self->note, item);
+    if (r == NULL) {
+        Py_DECREF(item);
+        return Timed_finish(self);
+    }
+    Py_DECREF(r);
+    return item;
+fail:
+    Py_DECREF(frame);
+    Py_DECREF(item);
+    return Timed_finish(self);
+}
+
+static PyTypeObject TimedType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "throughput.capture._fastphase.Timed",
+    .tp_doc = PyDoc_STR("Timed(rec, iterable, phase, note, drain_at): the items of iterable, each wait for "
+                        "one logged as phase (Recorder.iterate without a generator frame)."),
+    .tp_basicsize = sizeof(Timed),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = Timed_new,
+    .tp_dealloc = (destructor)Timed_dealloc,
+    .tp_traverse = (traverseproc)Timed_traverse,
+    .tp_clear = (inquiry)Timed_clear,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)Timed_next,
+};
+
 /* split_log(entries, step_end, start) -> (span_names, times, metas, losses, stop) or stop.
  *
  * ``recorder.split_log`` is the contract (this is its body in C, for the drain): from ``start``, the
@@ -434,12 +662,13 @@ PyInit__fastphase(void)
     INTERN(str_log, "_log");
     INTERN(str_stack, "_stack");
     INTERN(str_now, "_now");
-    if (PyType_Ready(&PhaseType) < 0)
+    if (PyType_Ready(&PhaseType) < 0 || PyType_Ready(&TimedType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&fastphase_module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Phase", (PyObject *)&PhaseType) < 0) {
+    if (PyModule_AddObjectRef(m, "Phase", (PyObject *)&PhaseType) < 0
+            || PyModule_AddObjectRef(m, "Timed", (PyObject *)&TimedType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

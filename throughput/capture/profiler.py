@@ -280,7 +280,10 @@ class Profiler:
         """Yield from ``iterable``, timing each wait for the next item as ``phase``."""
         rec = self._ensure_started() if not self.running and not self.stopped else self._recorder
         if self._fast_phases is not None and rec is not None and get_ident() == self._owner_thread:
-            return rec.iterate(iterable, phase, self.note_batch)   # host-timed, this thread: inlined
+            # host-timed, this thread: inlined (a Python frame while py-spy looks for the loop)
+            if getattr(self._telemetry_hook, "samples_stacks", False):
+                return rec.iterate_py(iterable, phase, self.note_batch)
+            return rec.iterate(iterable, phase, self.note_batch)
         return self._iter(iterable, phase)
 
     def _iter(self, iterable: Iterable[T], phase: str) -> Iterator[T]:

@@ -258,8 +258,19 @@ class Recorder:
 
     def iterate(self, iterable: Iterable[T], phase: str, note: Callable[[T], None]) -> Iterator[T]:
         """Yield from ``iterable``, timing each wait for the next item as ``phase`` and passing each item
-        to ``note`` (host-timed recorders; the bodies of ``open``/``close`` inlined, as in
-        ``RecordedPhase``: two frames a step saved). After ``stop_recording`` it only yields."""
+        to ``note`` (host-timed recorders). After ``stop_recording`` it only yields.
+
+        ``iterate_py`` is the contract; the C helper's ``Timed`` iterator does the same without a
+        generator frame (unless ``THROUGHPUT_PURE_PYTHON=1``): inside a 10 ms training step, where the
+        interpreter's state is out of the CPU caches, resuming a generator and its bytecode cost several
+        microseconds a batch."""
+        if _fastphase is None or os.environ.get(PURE_PYTHON_ENV) == "1":
+            return self.iterate_py(iterable, phase, note)
+        return _fastphase.Timed(self, iterable, phase, note, DRAIN_AT_LOG_ENTRIES)
+
+    def iterate_py(self, iterable: Iterable[T], phase: str, note: Callable[[T], None]) -> Iterator[T]:
+        """``iterate`` as a generator (the bodies of ``open``/``close`` inlined, as in ``RecordedPhase``:
+        two frames a step saved); the fallback and the reference for the C helper's ``Timed``."""
         iterator = iter(iterable)
         log, stack, now = self._log, self._stack, self._now
         while self.recording:

@@ -121,6 +121,13 @@ class TelemetryController:
             from throughput.telemetry.flops import StepFlopCounter
             self._flops = StepFlopCounter(count_flops_at_step, dtype)
 
+    @property
+    def samples_stacks(self) -> bool:
+        """True when py-spy samples this process's Python stacks: the profiler then keeps a Python frame
+        on the stack while it waits for a batch (``Recorder.iterate_py``), by which the samples of the
+        training loop are told from those before and after it."""
+        return self._py_spy_dir is not None
+
     def on_step(self, prof: Any, index: int) -> None:
         """Called by ``Profiler.step`` after each step closes."""
         if self._flops is not None:
