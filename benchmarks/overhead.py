@@ -106,23 +106,31 @@ def quiet_stderr() -> Iterator[None]:
 
 
 def calibrate(target_s: float) -> int:
-    """The smallest MLP width whose plain step takes at least ``target_s`` (measured here, now); from 10 ms
-    on, at least 1.1x, so that steps judged by the ">= 10 ms" rule land above 10 ms even on a faster moment.
+    """The smallest MLP width (a multiple of 32) whose plain step takes at least ``target_s`` (measured
+    here, now); from 10 ms on, at least 1.1x, so that steps judged by the ">= 10 ms" rule land above
+    10 ms even on a faster moment.
 
-    Widths grow by ~15%; each is measured as the measurement will see it: the median over five blocks
-    of the mean CPU time of a step in a block of ``BLOCK_STEPS // 8`` steps, after three warm steps (the
-    first steps of a new size fault in memory). Single steps, measured alone, ran ~30% slower than steps
-    inside a block (cold caches), which put the "2 ms" model at 1.5 ms."""
+    Widths grow by ~15% until one is slow enough, then the widths between the last two are tried by 32
+    (a step's time grows with the width squared: 15% steps alone put the "10 ms" model anywhere from 11
+    to 15 ms, and the overhead is smaller at 15). Each width is measured as the measurement will see it:
+    the median over five blocks of the mean CPU time of a step in a block of ``BLOCK_STEPS // 8`` steps,
+    after three warm steps (the first steps of a new size fault in memory). Single steps, measured
+    alone, ran ~30% slower than steps inside a block (cold caches), which put the "2 ms" model at 1.5 ms."""
     margin = 1.1 if target_s >= 10e-3 else 1.0
-    width = 64
     block = max(2, BLOCK_STEPS // 8) if target_s < 10e-3 else 2
-    while width < 4096:
+
+    def slow_enough(width: int) -> bool:
         w = Workload(width)
         _warm(w)
         per_step = median([w.plain(block)[1] / block for _ in range(5)])   # CPU time: not fooled by a neighbour
-        if per_step >= margin * target_s:
-            return width
-        width = max(width + 32, int(width * 1.15) // 32 * 32)
+        return per_step >= margin * target_s
+
+    below, width = 32, 64
+    while width < 4096 and not slow_enough(width):
+        below, width = width, max(width + 32, int(width * 1.15) // 32 * 32)
+    for finer in range(below + 32, width, 32):
+        if slow_enough(finer):
+            return finer
     return width
 
 
