@@ -37,6 +37,19 @@ def test_the_environment_switch_selects_the_python_class(monkeypatch: pytest.Mon
     assert phase_context_type() is (CompiledPhase or RecordedPhase)
 
 
+class BoundaryLog:
+    """A recorder observer (``Recorder.observe``) that lists the boundaries it is told of."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, float]] = []
+
+    def opened(self, phase: str, now_s: float) -> None:
+        self.seen.append(("opened", phase, now_s))
+
+    def closed(self, phase: str, now_s: float) -> None:
+        self.seen.append(("closed", phase, now_s))
+
+
 def _run(phase_type: type, scenario: Callable[[Recorder, FakeClock, Callable[[str], Any]], None]) -> Any:
     clock = FakeClock()
     rec = Recorder(clock, warmup_steps=0)
@@ -120,26 +133,18 @@ def test_exit_without_enter_records_nothing(phase_type: type) -> None:
 
 @pytest.mark.parametrize("phase_type", PHASE_TYPES)
 def test_an_observer_sees_every_boundary(phase_type: type) -> None:
-    seen: list[tuple[str, str, float]] = []
-
-    class Observer:
-        def opened(self, phase: str, now_s: float) -> None:
-            seen.append(("opened", phase, now_s))
-
-        def closed(self, phase: str, now_s: float) -> None:
-            seen.append(("closed", phase, now_s))
-
+    observer = BoundaryLog()
     clock = FakeClock()
     rec = Recorder(clock)
     ctx = phase_type(rec, "forward")
-    rec.observe(Observer())
+    rec.observe(observer)
     with ctx:
         clock.advance(0.5)
     rec.observe(None)
     with ctx:                                         # no longer observed
         clock.advance(0.5)
     rec.end_step()
-    assert seen == [("opened", "forward", 0.0), ("closed", "forward", 0.5)]
+    assert observer.seen == [("opened", "forward", 0.0), ("closed", "forward", 0.5)]
     assert rec.snapshot().steps[0].phase_s == {"forward": 1.0}
 
 
@@ -403,25 +408,17 @@ def test_an_error_of_note_propagates_and_ends_the_iterator(timed: Callable[..., 
 
 @pytest.mark.parametrize("timed", TIMED)
 def test_an_observed_wait_goes_through_open_and_close(timed: Callable[..., Any]) -> None:
-    seen: list[tuple[str, str, float]] = []
-
-    class Observer:
-        def opened(self, phase: str, now_s: float) -> None:
-            seen.append(("opened", phase, now_s))
-
-        def closed(self, phase: str, now_s: float) -> None:
-            seen.append(("closed", phase, now_s))
-
+    observer = BoundaryLog()
     clock = FakeClock()
     rec = Recorder(clock, warmup_steps=0)
     it = timed(rec, SlowItems(clock, 2, 0.5), "data", lambda item: None)
-    rec.observe(Observer())
+    rec.observe(observer)
     next(it)
     rec.end_step()
     rec.observe(None)
     next(it)                                          # no longer observed
     rec.end_step()
-    assert seen == [("opened", "data", 0.0), ("closed", "data", 0.5)]
+    assert observer.seen == [("opened", "data", 0.0), ("closed", "data", 0.5)]
     assert [s.phase_s for s in rec.snapshot().steps] == [{"data": 0.5}] * 2
 
 
@@ -465,3 +462,23 @@ def test_the_environment_switch_selects_the_python_iterator(monkeypatch: pytest.
     monkeypatch.delenv(recorder_module.PURE_PYTHON_ENV)
     expected = "Timed" if recorder_module._fastphase is not None else "generator"
     assert type(rec.iterate([], "data", print)).__name__ == expected
+
+
+@needs_compiled
+def test_the_c_types_refuse_a_recorder_without_its_hot_path_lists() -> None:
+    fastphase = recorder_module._fastphase
+
+    class TupleLog:
+        _log: Any = ()
+        _stack: list[Any] = []
+        _now = staticmethod(lambda: 0.0)
+
+    class NoClock:
+        _log: list[Any] = []
+        _stack: list[Any] = []
+
+    for rec, error in ((TupleLog(), TypeError), (NoClock(), AttributeError)):
+        with pytest.raises(error):
+            fastphase.Phase(rec, "forward", DRAIN_AT_LOG_ENTRIES, recorder_module._misuse)
+        with pytest.raises(error):
+            fastphase.Timed(rec, [], "data", print, DRAIN_AT_LOG_ENTRIES)

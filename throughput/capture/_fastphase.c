@@ -45,6 +45,25 @@ rec_flag(PyObject *rec, PyObject *attr)
     return truth;
 }
 
+/* The recorder's hot-path objects, as new references: ``_log`` and ``_stack`` (lists) and ``_now`` (the
+ * clock). -1 with an exception set (and none fetched) when one is missing or of the wrong kind. */
+static int
+fetch_hot(PyObject *rec, PyObject **log, PyObject **stack, PyObject **now)
+{
+    *log = PyObject_GetAttr(rec, str_log);
+    *stack = *log ? PyObject_GetAttr(rec, str_stack) : NULL;
+    *now = *stack ? PyObject_GetAttr(rec, str_now) : NULL;
+    if (*now != NULL && (!PyList_Check(*log) || !PyList_Check(*stack)))
+        PyErr_SetString(PyExc_TypeError, "the recorder's _log and _stack must be lists");
+    if (PyErr_Occurred()) {
+        Py_CLEAR(*log);
+        Py_CLEAR(*stack);
+        Py_CLEAR(*now);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 Phase_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -57,15 +76,7 @@ Phase_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL)
         return NULL;
     self->frames = PyList_New(0);
-    self->log = PyObject_GetAttr(rec, str_log);
-    self->stack = self->log ? PyObject_GetAttr(rec, str_stack) : NULL;
-    self->now = self->stack ? PyObject_GetAttr(rec, str_now) : NULL;
-    if (self->frames == NULL || self->now == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
-    if (!PyList_Check(self->log) || !PyList_Check(self->stack)) {
-        PyErr_SetString(PyExc_TypeError, "the recorder's _log and _stack must be lists");
+    if (self->frames == NULL || fetch_hot(rec, &self->log, &self->stack, &self->now) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -298,15 +309,7 @@ Timed_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     Timed *self = (Timed *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    self->log = PyObject_GetAttr(rec, str_log);
-    self->stack = self->log ? PyObject_GetAttr(rec, str_stack) : NULL;
-    self->now = self->stack ? PyObject_GetAttr(rec, str_now) : NULL;
-    if (self->now == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
-    if (!PyList_Check(self->log) || !PyList_Check(self->stack)) {
-        PyErr_SetString(PyExc_TypeError, "the recorder's _log and _stack must be lists");
+    if (fetch_hot(rec, &self->log, &self->stack, &self->now) < 0) {
         Py_DECREF(self);
         return NULL;
     }
