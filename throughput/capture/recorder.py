@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import functools
 import itertools
-import operator
 import math
+import operator
 import os
 import threading
 from dataclasses import dataclass, replace
@@ -229,9 +229,9 @@ class Recorder:
         """From the next step on, drain at least every ``every_s`` seconds of steps as well, so that a
         reader of ``recent_steps`` (the live progress line) sees steps at most that old.
 
-        Off by default: a drain inside the training loop costs ~0.5-1.5 ms whatever its size (cold caches),
-        so without a live reader the log is drained every ``DRAIN_EVERY_STEPS`` steps only (and by every
-        reader of results, which drain first)."""
+        Off by default: inside a training loop a drain costs 0.5-1.5 ms even for a few dozen steps (cold
+        caches), so without a live reader the log is drained every ``DRAIN_EVERY_STEPS`` steps only (and
+        by every reader of results, which drain first)."""
         if not every_s > 0:
             raise ValueError(f"every_s must be > 0, got {every_s}")
         self._fresh_every_s = every_s
