@@ -1,7 +1,8 @@
-"""The C phase context manager (``CompiledPhase``, throughput/capture/_fastphase.c) does what the Python
-``RecordedPhase`` does: the same log, the same steps and spans, the same errors, the same paths while
-observed or stopped. Every scenario runs through both classes with a fake clock and the results are
-compared; expected numbers are derived by hand where a test states them."""
+"""The C helper (throughput/capture/_fastphase.c) does what its Python references do: the phase context
+manager (``CompiledPhase`` / ``RecordedPhase``), the drain's split of the log (``split_log``) and the
+timed iterator (``Timed`` / ``Recorder.iterate_py``): the same log, the same steps and spans, the same
+errors, the same paths while observed or stopped. Every scenario runs through both with a fake clock;
+expected numbers are derived by hand where a test states them."""
 
 from __future__ import annotations
 
