@@ -375,3 +375,32 @@ def test_keyword_only_batches_are_read_from_the_forward_call() -> None:
         session = finish(inst)
     (step,) = session.steps
     assert (step.samples, step.tokens) == (3, 3 * 5)
+
+
+class PaddedSequences(Dataset[dict[str, torch.Tensor]]):
+    """Sequence i: 6 positions, the first 2 + i % 3 real (ids 1..), the rest padding (id 0, mask 0)."""
+
+    def __len__(self) -> int:
+        return 7
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        real = 2 + i % 3
+        ids = torch.zeros(6, dtype=torch.long)
+        ids[:real] = torch.arange(1, real + 1)
+        return {"input_ids": ids, "attention_mask": (ids != 0).long()}
+
+
+def test_loader_batches_give_samples_tokens_and_padding_every_step() -> None:
+    """Batches of 3, 3, 1 sequences: the counts of each, the smaller last batch included, read where
+    the first batch showed them (real tokens per sequence 2, 3, 4, 2, 3, 4, 2 -> padding 4, 3, 2, ...)."""
+    inst = instrumented(FakeClock())
+    try:
+        emb = nn.Embedding(8, 2)
+        opt = torch.optim.SGD(emb.parameters(), lr=0.1)
+        for batch in DataLoader(PaddedSequences(), batch_size=3):
+            (emb(batch["input_ids"]) * batch["attention_mask"].unsqueeze(-1)).sum().backward()
+            opt.step()
+    finally:
+        session = finish(inst)
+    assert [(s.samples, s.tokens, s.padding_tokens) for s in session.steps] == [
+        (3, 18, 4 + 3 + 2), (3, 18, 4 + 3 + 2), (1, 6, 4)]

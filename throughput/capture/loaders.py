@@ -17,7 +17,7 @@ import torch
 import torch.utils.data.dataloader as _dl
 
 from throughput.capture.apply import RunChanges
-from throughput.capture.batch import collect_tensors, describe_batch
+from throughput.capture.batch import BatchDescriber
 from throughput.capture.digests import DigestRecorder, digests_wanted
 from throughput.capture.compiler import hide_calls, is_compiling
 from throughput.capture.gate import Gate
@@ -36,6 +36,10 @@ class LoaderCalls:
     def __init__(self, prof: Profiler, gate: Gate, steps: StepTracker, changes: RunChanges) -> None:
         self._prof, self._gate, self._steps, self._changes = prof, gate, steps, changes
         self._recorded: set[int] = set()
+        # Remembers where a loader's batches keep their counts: the usual batch is read at those places
+        # instead of walked twice (once for the device, once for the counts). Padding is counted only
+        # when the token ids are on the CPU (reading a CUDA tensor would sync).
+        self._describe = BatchDescriber()
         n = digests_wanted()   # the advisor's worker-split check only (capture/digests.py); off in a user's run
         self.digests = DigestRecorder(n, lambda **d: prof.event("context", "batch digests", **d)) if n else None
 
@@ -101,7 +105,7 @@ class LoaderCalls:
         prof.close_phase(frame)
         if not training:
             return
-        self._steps.fetched(describe_batch(batch, prof.pad_id, count_padding=_on_cpu(batch)))
+        self._steps.fetched(self._describe(batch, prof.pad_id))
         if self.digests is not None:
             self.digests.add(batch)
         ctx = it.__dict__.pop(_CTX, None)
@@ -123,8 +127,3 @@ def loader_settings(loader: Any) -> dict[str, int | bool | str]:
     }
     return {k: v for k, v in values.items() if v is not None}
 
-
-def _on_cpu(batch: Any) -> bool:
-    tensors: list[tuple[str, Any]] = []
-    collect_tensors(batch, "", 0, tensors)
-    return bool(getattr(tensors[0][1], "is_cpu", True)) if tensors else True
