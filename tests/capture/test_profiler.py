@@ -241,3 +241,15 @@ def test_with_the_progress_line_on_steps_are_drained_each_second(capsys: pytest.
         recent = len(prof._recorder.recent_steps())        # what the progress line reads
         prof.stop()
         assert recent == (3 if prof is shown else 0)       # without the line: drained at 128 steps
+
+
+def test_counts_given_to_step_are_kept_with_or_without_iterated_batches() -> None:
+    prof = throughput.Profiler(warmup_steps=0)
+    prof.step(samples=8, tokens=64, padding_tokens=5, micro_steps=2, grad_norm=0.5)   # nothing iterated
+    prof.step(tokens=32)                                   # the rest unknown, one micro-step
+    for _ in prof.iter([torch.zeros(4, 2), torch.zeros(3, 2)]):
+        pass                                               # two batches of 4 and 3 samples ...
+    prof.step(tokens=70)                                   # ... summed where not given
+    steps = prof.stop().steps
+    assert [(s.samples, s.tokens, s.padding_tokens, s.micro_steps, s.grad_norm) for s in steps] == [
+        (8, 64, 5, 2, 0.5), (None, 32, None, 1, None), (7, 70, None, 2, None)]

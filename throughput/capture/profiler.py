@@ -320,6 +320,8 @@ class Profiler:
             # The usual step: nothing said, at most one batch. Its fields as the tuple the recorder keeps.
             b = batches[0] if batches else None
             meta = _NO_META if b is None else (b.samples, b.tokens, b.padding_tokens, 1, None, None)
+        elif not batches:   # counts given, no batch iterated (the zero-code step tracker): nothing to sum
+            meta = (samples, tokens, padding_tokens, 1 if micro_steps is None else micro_steps, grad_norm, None)
         else:   # built when the recorder drains its log, not here in the training loop
             meta = functools.partial(step_meta, batches, samples, tokens, padding_tokens, micro_steps, grad_norm)
         index = rec.end_step(meta, keep_loss(loss) if loss is not None else None)  # type: ignore[union-attr]  # idem (hot path: no assert)
