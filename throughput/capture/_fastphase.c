@@ -147,6 +147,64 @@ enter_indirect(Phase *self)
     return Py_NewRef((PyObject *)self);
 }
 
+/* The hot path's boundaries, shared by the phase and the timed iterator (the recorder's ``open`` and
+ * ``close`` bodies, as RecordedPhase inlines them). */
+
+/* Open ``name`` now: the frame ``(name, now())`` appended to the log and the stack (a new reference). */
+static PyObject *
+open_direct(PyObject *now, PyObject *name, PyObject *log, PyObject *stack)
+{
+    PyObject *t = PyObject_CallNoArgs(now);
+    if (t == NULL)
+        return NULL;
+    PyObject *frame = PyTuple_Pack(2, name, t);
+    Py_DECREF(t);
+    if (frame == NULL)
+        return NULL;
+    if (PyList_Append(log, frame) < 0 || PyList_Append(stack, frame) < 0) {
+        Py_DECREF(frame);
+        return NULL;
+    }
+    return frame;
+}
+
+/* 1 when ``frame`` is the innermost open phase of the recorder's stack. */
+static int
+on_top(PyObject *stack, PyObject *frame)
+{
+    Py_ssize_t depth = PyList_GET_SIZE(stack);
+    return depth > 0 && PyList_GET_ITEM(stack, depth - 1) == frame;
+}
+
+/* Close the innermost open phase at ``t`` (the caller checked ``on_top``): popped from the stack,
+ * ``(None, t)`` appended to the log. */
+static int
+close_top(PyObject *stack, PyObject *log, PyObject *t)
+{
+    Py_ssize_t depth = PyList_GET_SIZE(stack);
+    if (PyList_SetSlice(stack, depth - 1, depth, NULL) < 0)
+        return -1;
+    PyObject *closing = PyTuple_Pack(2, Py_None, t);
+    if (closing == NULL)
+        return -1;
+    int err = PyList_Append(log, closing);
+    Py_DECREF(closing);
+    return err;
+}
+
+/* ``rec._drain()`` once the log holds more than ``drain_at`` entries. */
+static int
+drain_if_long(PyObject *rec, PyObject *log, Py_ssize_t drain_at)
+{
+    if (PyList_GET_SIZE(log) <= drain_at)
+        return 0;
+    PyObject *r = PyObject_CallMethodNoArgs(rec, str_drain);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 static PyObject *
 Phase_enter(Phase *self, PyObject *Py_UNUSED(ignored))
 {
@@ -155,25 +213,13 @@ Phase_enter(Phase *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     if (!direct)
         return enter_indirect(self);
-    PyObject *t = PyObject_CallNoArgs(self->now);
-    if (t == NULL)
-        return NULL;
-    PyObject *frame = PyTuple_Pack(2, self->name, t);
-    Py_DECREF(t);
+    PyObject *frame = open_direct(self->now, self->name, self->log, self->stack);
     if (frame == NULL)
         return NULL;
-    if (PyList_Append(self->log, frame) < 0 || PyList_Append(self->stack, frame) < 0
-            || PyList_Append(self->frames, frame) < 0) {
-        Py_DECREF(frame);
-        return NULL;
-    }
+    int err = PyList_Append(self->frames, frame);
     Py_DECREF(frame);
-    if (PyList_GET_SIZE(self->log) > self->drain_at) {
-        PyObject *r = PyObject_CallMethodNoArgs(self->rec, str_drain);
-        if (r == NULL)
-            return NULL;
-        Py_DECREF(r);
-    }
+    if (err < 0 || drain_if_long(self->rec, self->log, self->drain_at) < 0)
+        return NULL;
     return Py_NewRef((PyObject *)self);
 }
 
@@ -222,16 +268,8 @@ Phase_exit(Phase *self, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(n
         result = Py_NewRef(Py_None);
         goto done;
     }
-    Py_ssize_t depth = PyList_GET_SIZE(self->stack);
-    if (depth > 0 && PyList_GET_ITEM(self->stack, depth - 1) == frame) {
-        if (PyList_SetSlice(self->stack, depth - 1, depth, NULL) < 0)
-            goto done;
-        PyObject *closing = PyTuple_Pack(2, Py_None, t);
-        if (closing == NULL)
-            goto done;
-        int err = PyList_Append(self->log, closing);
-        Py_DECREF(closing);
-        if (err < 0)
+    if (on_top(self->stack, frame)) {
+        if (close_top(self->stack, self->log, t) < 0)
             goto done;
         result = Py_NewRef(Py_None);
     }
@@ -357,14 +395,6 @@ Timed_dealloc(Timed *self)
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* 1 when ``frame`` is the innermost open phase of the recorder's stack. */
-static int
-on_top(PyObject *stack, PyObject *frame)
-{
-    Py_ssize_t depth = PyList_GET_SIZE(stack);
-    return depth > 0 && PyList_GET_ITEM(stack, depth - 1) == frame;
-}
-
 /* ``rec.close(frame)`` if the frame is still the innermost open phase (the recorder's ``_close_wait``);
  * an exception already set is kept unless closing raises (then that one is raised instead). */
 static int
@@ -418,17 +448,9 @@ Timed_next(Timed *self)
         return NULL;
     PyObject *frame;
     if (direct) {
-        PyObject *t = PyObject_CallNoArgs(self->now);
-        if (t == NULL)
-            return NULL;
-        frame = PyTuple_Pack(2, self->phase, t);
-        Py_DECREF(t);
+        frame = open_direct(self->now, self->phase, self->log, self->stack);
         if (frame == NULL)
             return NULL;
-        if (PyList_Append(self->log, frame) < 0 || PyList_Append(self->stack, frame) < 0) {
-            Py_DECREF(frame);
-            return NULL;
-        }
     }
     else {
         frame = PyObject_CallMethodOneArg(self->rec, str_open, self->phase);
@@ -445,27 +467,10 @@ Timed_next(Timed *self)
         PyObject *t = PyObject_CallNoArgs(self->now);
         if (t == NULL)
             goto fail;
-        if (on_top(self->stack, frame)) {
-            Py_ssize_t depth = PyList_GET_SIZE(self->stack);
-            if (PyList_SetSlice(self->stack, depth - 1, depth, NULL) < 0) {
-                Py_DECREF(t);
-                goto fail;
-            }
-            PyObject *closing = PyTuple_Pack(2, Py_None, t);
-            int err = closing == NULL ? -1 : PyList_Append(self->log, closing);
-            Py_XDECREF(closing);
-            if (err < 0) {
-                Py_DECREF(t);
-                goto fail;
-            }
-        }
+        int err = on_top(self->stack, frame) ? close_top(self->stack, self->log, t) : 0;
         Py_DECREF(t);
-        if (PyList_GET_SIZE(self->log) > self->drain_at) {
-            PyObject *r = PyObject_CallMethodNoArgs(self->rec, str_drain);
-            if (r == NULL)
-                goto fail;
-            Py_DECREF(r);
-        }
+        if (err < 0 || drain_if_long(self->rec, self->log, self->drain_at) < 0)
+            goto fail;
     }
     else if (close_wait(self, frame) < 0) {
         goto fail;
