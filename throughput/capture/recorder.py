@@ -265,7 +265,7 @@ class Recorder:
         generator frame (unless ``THROUGHPUT_PURE_PYTHON=1``): inside a 10 ms training step, where the
         interpreter's state is out of the CPU caches, resuming a generator and its bytecode cost several
         microseconds a batch."""
-        if _fastphase is None or os.environ.get(PURE_PYTHON_ENV) == "1":
+        if not compiled_helper():
             return self.iterate_py(iterable, phase, note)
         return _fastphase.Timed(self, iterable, phase, note, DRAIN_AT_LOG_ENTRIES)
 
@@ -718,20 +718,20 @@ else:
 PURE_PYTHON_ENV = "THROUGHPUT_PURE_PYTHON"
 
 
+def compiled_helper() -> bool:
+    """Whether the C helper's versions run: it is built and ``THROUGHPUT_PURE_PYTHON`` is not 1 (read
+    when a recorder, phase context or timed iterator is made, so tests can switch it)."""
+    return _fastphase is not None and os.environ.get(PURE_PYTHON_ENV) != "1"
+
+
 def phase_context_type() -> "type[RecordedPhase] | type[CompiledPhase]":
-    """The class ``Recorder.phase_context`` builds: the C helper's unless it is missing or
-    ``THROUGHPUT_PURE_PYTHON=1``."""
-    if CompiledPhase is None or os.environ.get(PURE_PYTHON_ENV) == "1":
-        return RecordedPhase
-    return CompiledPhase
+    """The class ``Recorder.phase_context`` builds (see ``compiled_helper``)."""
+    return CompiledPhase if compiled_helper() else RecordedPhase
 
 
 def log_splitter() -> Callable[[list[tuple[Any, ...]], Any, int], Any]:
-    """The ``split_log`` a recorder's drain uses: the C helper's unless it is missing or
-    ``THROUGHPUT_PURE_PYTHON=1``."""
-    if _fastphase is None or os.environ.get(PURE_PYTHON_ENV) == "1":
-        return split_log
-    return _fastphase.split_log
+    """The ``split_log`` a recorder's drain uses (see ``compiled_helper``)."""
+    return _fastphase.split_log if compiled_helper() else split_log
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
