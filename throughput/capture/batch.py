@@ -29,12 +29,19 @@ class BatchStats:
 _tensor_class: Any = None
 
 
-def _is_tensor(x: Any) -> bool:
+def tensor_class() -> Any:
+    """``torch.Tensor`` once torch is imported, else None. Never imports torch (this module must stay
+    cheap to import); hot paths read the module's ``_tensor_class`` first and call this while it is unset."""
     global _tensor_class
     if _tensor_class is None:
-        torch = sys.modules.get("torch")   # never import torch here: this module must stay cheap to import
-        _tensor_class = torch.Tensor if torch is not None else False
-    if _tensor_class and isinstance(x, _tensor_class):   # hot path: one isinstance per torch tensor
+        torch = sys.modules.get("torch")
+        _tensor_class = torch.Tensor if torch is not None else None
+    return _tensor_class
+
+
+def _is_tensor(x: Any) -> bool:
+    cls = _tensor_class or tensor_class()
+    if cls is not None and isinstance(x, cls):   # hot path: one isinstance per torch tensor
         return True
     return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "numel")
 

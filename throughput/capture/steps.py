@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
+from throughput.capture import batch as _batch
 from throughput.capture.batch import BatchStats
 from throughput.capture.recorder import StepMeta
 
@@ -18,42 +18,24 @@ def keep_loss(loss: Any) -> Any:
     Hot path (once a step, inside the training loop, where the CPU caches hold the model's tensors, not
     the interpreter's): a loss of exactly ``torch.Tensor`` costs two binding calls (``is_cpu``,
     ``item``); each costs microseconds there."""
-    if type(loss) is (_tensor_class or _tensor_type()):
-        if loss.is_cpu:
-            try:
-                value = loss.item()   # raises for more than one element
-            except RuntimeError:
-                return loss.detach()
-            return value if type(value) is float else _as_float(value, loss)
-        return loss.detach()
-    if loss is None or not hasattr(loss, "detach"):
+    if type(loss) is (_batch._tensor_class or _batch.tensor_class()):
+        readable = loss.is_cpu   # one element is checked by item() itself
+    elif loss is None or not hasattr(loss, "detach"):
         return loss
-    if getattr(loss, "is_cpu", False) and loss.numel() == 1:
-        return _as_float(loss.item(), loss)
-    return loss.detach()
-
-
-def _as_float(value: Any, loss: Any) -> Any:
-    """An integer or boolean loss as a float; one that has no float value (complex) kept detached."""
+    else:   # a tensor subclass or a tensor-like object
+        readable = getattr(loss, "is_cpu", False) and loss.numel() == 1
+    if not readable:
+        return loss.detach()
     try:
+        value = loss.item()   # raises for more than one element
+    except RuntimeError:
+        return loss.detach()
+    if type(value) is float:
+        return value
+    try:   # an integer or boolean loss reads as a float; one with no float value (complex) is kept detached
         return float(value)
     except (TypeError, ValueError):
         return loss.detach()
-
-
-_tensor_class: Any = None
-
-
-def _tensor_type() -> Any:
-    """``torch.Tensor`` once torch is imported (None before: no loss can be a tensor then). Looked up
-    lazily so that importing this module never imports torch."""
-    global _tensor_class
-    if _tensor_class is None:
-        torch = sys.modules.get("torch")
-        if torch is None:
-            return None
-        _tensor_class = torch.Tensor
-    return _tensor_class
 
 
 def add_loss(total: Any, loss: Any) -> Any:
