@@ -473,12 +473,20 @@ def test_the_c_types_refuse_a_recorder_without_its_hot_path_lists() -> None:
         _log: Any = ()
         _stack: list[Any] = []
         _now = staticmethod(lambda: 0.0)
+        mode = fastphase.Mode()
 
     class NoClock:
         _log: list[Any] = []
         _stack: list[Any] = []
+        mode = fastphase.Mode()
 
-    for rec, error in ((TupleLog(), TypeError), (NoClock(), AttributeError)):
+    class PythonMode:   # the fallback's switches: the C types read a Mode's fields, not attributes
+        _log: list[Any] = []
+        _stack: list[Any] = []
+        _now = staticmethod(lambda: 0.0)
+        mode = recorder_module._Mode()
+
+    for rec, error in ((TupleLog(), TypeError), (NoClock(), AttributeError), (PythonMode(), TypeError)):
         with pytest.raises(error):
             fastphase.Phase(rec, "forward", DRAIN_AT_LOG_ENTRIES, recorder_module._misuse)
         with pytest.raises(error):

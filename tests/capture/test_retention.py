@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from throughput.analysis.measured import measure_steps, steady_state
 from throughput.analysis.summary import summarize
 from throughput.capture import recorder as recorder_module
+from throughput.capture import retention as retention_module
 from throughput.capture.recorder import Recorder, StepMeta
 from throughput.session.records import RunInfo
 from throughput.session.retention import Retention, RetentionPolicy
@@ -168,6 +169,35 @@ def test_kept_steps_include_the_slowest_and_the_last_window() -> None:
     assert {0, 1} <= set(kept)                                   # the warm-up
     stride = rec.retention.stride                                # 10,000 steps on <= 64 grid points
     assert stride == 256 and {i for i in kept if i % stride == 0} == set(range(0, 10_000, 256))
+
+
+def test_grid_steps_left_in_their_batches_read_as_the_built_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to LAZY_MAX_STRIDE the thinning grid's steps stay rows of their fast-drain batches and are
+    built when read; past it they are built as they come. Kept steps, lookups and the stride are those
+    of a run that builds every grid step at once (LAZY_MAX_STRIDE 0), before and after the switch."""
+    def run(lazy_max_stride: int) -> tuple[list[object], list[int]]:
+        monkeypatch.setattr(retention_module, "LAZY_MAX_STRIDE", lazy_max_stride)
+        clock = FakeClock()
+        rec = Recorder(clock, warmup_steps=2, retention=RetentionPolicy(recent_steps=8, slowest_steps=4,
+                                                                        sampled_steps=16))
+        seen: list[object] = []
+        lazy_rows: list[int] = []
+        for i in range(600):
+            for name, k in (("data", 1 + i % 3), ("forward", 2 + (i * 5) % 7)):
+                f = rec.open(name)
+                clock.advance(k * FAST)
+                rec.close(f)
+            rec.end_step(StepMeta(samples=i % 4), loss=float(i))
+            if i in (20, 45, 70, 599):   # strides 2, 4, 8 (the switch) and 64 after these steps
+                snap = rec.snapshot()
+                seen += [snap.stride, snap.steps, [rec.retention.find(j) for j in range(i + 1)]]
+                lazy_rows.append(rec.retention.lazy_count)
+        return seen, lazy_rows
+
+    (lazy, lazy_rows), (built, built_rows) = run(retention_module.LAZY_MAX_STRIDE), run(0)
+    assert lazy == built
+    assert lazy[0::3] == [2, 4, 8, 64]
+    assert lazy_rows[:2] == [10, 11] and lazy_rows[2:] == [0, 0] and built_rows == [0, 0, 0, 0]
 
 
 def test_totals_equal_the_full_records_and_quantiles_stay_within_the_bound() -> None:

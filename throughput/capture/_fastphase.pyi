@@ -1,5 +1,11 @@
 from typing import Any, Callable
 
+class Mode:
+    """See _fastphase.c: a recorder's two switches as C fields (both True at first)."""
+
+    recording: bool
+    direct: bool
+
 class Phase:
     """See _fastphase.c: RecordedPhase's __enter__/__exit__ in C."""
 

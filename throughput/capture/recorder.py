@@ -161,8 +161,9 @@ class Recorder:
         self._device_losses = device_losses
         self.retention = StepRetention(policy, warmup_steps)
         self.drained_at_s = 0.0            # clock reading of the last drain (for the progress line)
-        self.recording = True              # False after stop_recording: RecordedPhase records nothing
-        self.direct = True                 # recording and no observer: the inlined hot paths may run
+        # recording (False after stop_recording: the phases record nothing) and direct (recording and no
+        # observer: the inlined hot paths may run); one object for the recorder's life, fields switched
+        self.mode: Any = _fastphase.Mode() if _fastphase is not None else _Mode()
         if device_timer is not None:
             self.open = self._open_timed  # type: ignore[method-assign]  # CUDA frames carry an event key
 
@@ -247,8 +248,8 @@ class Recorder:
 
     def stop_recording(self) -> None:
         """Phases entered through ``RecordedPhase`` record nothing from now on (the run ended)."""
-        self.recording = False
-        self.direct = False
+        self.mode.recording = False
+        self.mode.direct = False
 
     def phase_context(self, name: str) -> "RecordedPhase | CompiledPhase":
         """A reusable context manager (and decorator) for phase ``name`` (host-timed recorders only):
@@ -274,8 +275,9 @@ class Recorder:
         two frames a step saved); the fallback and the reference for the C helper's ``Timed``."""
         iterator = iter(iterable)
         log, stack, now = self._log, self._stack, self._now
-        while self.recording:
-            direct = self.direct               # False while observed: through the observing open/close
+        mode = self.mode
+        while mode.recording:
+            direct = mode.direct               # False while observed: through the observing open/close
             if direct:
                 frame = (phase, now())
                 log.append(frame)
@@ -323,7 +325,7 @@ class Recorder:
                 self.open = timed_open  # type: ignore[method-assign]  # CUDA frames carry an event key
             else:
                 self.__dict__.pop("open", None)
-            self.direct = self.recording
+            self.mode.direct = self.mode.recording
             return
         log = self._log
         plain_open: Callable[[str], _Frame] = timed_open or (lambda phase: Recorder.open(self, phase))
@@ -339,7 +341,7 @@ class Recorder:
             observer.closed(frame[0], log[-1][1] if log else self._now())
 
         self.__dict__["open"], self.__dict__["close"] = open, close
-        self.direct = False
+        self.mode.direct = False
 
 
     def close_through(self, frame: _Frame) -> tuple[str, ...]:
@@ -648,17 +650,17 @@ class RecordedPhase:
     training step); CUDA recorders go through ``open``/``close``, and so does an observed recorder
     (``Recorder.observe``). After ``Recorder.stop_recording`` it records nothing."""
 
-    __slots__ = ("_rec", "_name", "_frames", "_log", "_stack", "_now")
+    __slots__ = ("_rec", "_name", "_frames", "_log", "_stack", "_now", "_mode")
 
     def __init__(self, rec: "Recorder", name: str) -> None:
         self._rec, self._name = rec, name
         self._frames: list[_Frame | None] = []
-        self._log, self._stack, self._now = rec._log, rec._stack, rec._now
+        self._log, self._stack, self._now, self._mode = rec._log, rec._stack, rec._now, rec.mode
 
     def __enter__(self) -> "RecordedPhase":
-        rec = self._rec
-        if not rec.direct:   # stopped (records nothing), or observed (the observing open sees it)
-            self._frames.append(rec.open(self._name) if rec.recording else None)
+        mode = self._mode
+        if not mode.direct:   # stopped (records nothing), or observed (the observing open sees it)
+            self._frames.append(self._rec.open(self._name) if mode.recording else None)
             return self
         frame = (self._name, self._now())
         log = self._log
@@ -673,10 +675,10 @@ class RecordedPhase:
         now = self._now()
         frame = self._frames.pop() if self._frames else None
         stack = self._stack
-        rec = self._rec
-        if not rec.direct:
-            if frame is not None and rec.recording:
-                rec.close(frame)
+        mode = self._mode
+        if not mode.direct:
+            if frame is not None and mode.recording:
+                self._rec.close(frame)
         elif stack and stack[-1] is frame:
             stack.pop()
             self._log.append((None, now))
@@ -713,6 +715,17 @@ if _fastphase is not None:
         __call__ = RecordedPhase.__call__
 else:
     CompiledPhase = None  # type: ignore[misc]
+
+class _Mode:
+    """``Recorder.mode`` when the C helper is not built (its ``Mode`` otherwise: the C boundaries read
+    its fields directly)."""
+
+    __slots__ = ("recording", "direct")
+
+    def __init__(self) -> None:
+        self.recording = True
+        self.direct = True
+
 
 #: Set to 1 to use the Python ``RecordedPhase`` even when the C helper is built (to compare, or debug).
 PURE_PYTHON_ENV = "THROUGHPUT_PURE_PYTHON"

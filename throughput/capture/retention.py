@@ -23,6 +23,12 @@ from throughput.session.records import Event, TelemetrySample
 from throughput.session.retention import (MAX_DISTINCT, LossTotals, MetricTotals, RetentionPolicy, SpanTotals,
                                           StepTotals)
 
+#: The thinning grid's steps from fast drains stay rows of their ``Batch`` while the stride is at most
+#: this, and are built when read; past it they are built as they come (a row then pins more of its batch
+#: than its tuple would hold: at stride 4, ~1 KB of columns for ~0.8 KB built, 3 phases).
+LAZY_MAX_STRIDE = 4
+
+
 class Batch:
     """Consecutive steps of one fast drain, as columns (see ``Recorder._fast_batch``): every step has
     the same phases, opened and closed one after the other (no nesting). ``step(k)`` builds the k-th
@@ -69,7 +75,9 @@ class StepRetention:
         self.recent: deque[Any] = deque()       # step tuples and (Batch, first row) pairs, oldest first
         self.recent_count = 0
         self.slowest: list[tuple[float, int, StepTuple]] = []
-        self.sampled: dict[int, StepTuple] = {}
+        self.sampled: dict[int, StepTuple] = {}   # built steps on the thinning grid
+        self.lazy: deque[tuple[Batch, range]] = deque()   # more grid steps: (batch, its rows on the grid)
+        self.lazy_count = 0                              # rows in ``lazy``
         self.stride = 1
         self.totals = StepAccumulator(warmup_steps)
         self.losses = LossAccumulator()
@@ -99,7 +107,7 @@ class StepRetention:
             return
         self.totals.add(step)
         self._to_recent(step, 1)
-        self._consider(step[2] - step[1], index, lambda: step)
+        self._consider(step[2] - step[1], index, step)
         if index % self.stride == 0:
             self._sample(index, step)
 
@@ -114,20 +122,49 @@ class StepRetention:
         self.totals.add_block(StepBlock(batch.start[w:], batch.end[w:], batch.names, batch.values[w:],
                                         batch.meta[w:]))
         self._to_recent((batch, w), n - w)
-        duration = batch.end[w:] - batch.start[w:]
-        slowest = self.slowest
-        room = max(0, self.policy.slowest_steps - len(slowest))
-        for row in range(min(room, n - w)):
-            self._consider(float(duration[row]), first + w + row, lambda r=row: batch.step(w + r))
-        if n - w > room and slowest:   # the rest only where they beat the fastest of the slowest so far
-            for row in (np.flatnonzero(duration[room:] > slowest[0][0]) + room).tolist():
-                self._consider(float(duration[row]), first + w + row, lambda r=row: batch.step(w + r))
-        # The thinning grid's points in this batch, built at once, then thinned as ``_sample`` does one
-        # at a time: the stride that results is the same (the smallest that keeps at most the cap).
+        self._consider_batch(batch, w)
+        # The thinning grid's points in this batch. While the stride is small they stay rows of the batch
+        # (built when read): early in a run every step is on the grid, and building each one's tuple in
+        # the drain cost ~4 us a step inside a training loop (1.5 ms MLP steps, 2-core Xeon).
         start = first + w
         rows = range(start + (-start) % self.stride - first, n, self.stride)
-        self.sampled.update(zip(range(first + rows.start, first + n, rows.step), batch.steps(rows)))
+        if self.stride <= LAZY_MAX_STRIDE:
+            if rows:
+                self.lazy.append((batch, rows))
+                self.lazy_count += len(rows)
+        else:
+            self.sampled.update(zip(range(first + rows.start, first + n, rows.step), batch.steps(rows)))
         self._thin()
+
+    def _consider_batch(self, batch: Batch, w: int) -> None:
+        """The slowest-steps heap, fed rows ``w ..`` of ``batch``: each row that would enter it goes in
+        with a placeholder, then the rows still there are built in one ``steps`` call (a row pushed out
+        by a later one of the same batch is never built)."""
+        first, n = batch.first_index, len(batch)
+        slowest, cap = self.slowest, self.policy.slowest_steps
+        if cap == 0:
+            return
+        durations = (batch.end[w:] - batch.start[w:]).tolist()
+        room = max(0, cap - len(slowest))
+        rows = list(range(min(room, n - w)))
+        if n - w > room:   # past the room, only rows slower than the fastest of the slowest so far
+            bar = slowest[0][0] if slowest else -math.inf
+            rows += [r for r in range(room, n - w) if durations[r] > bar]
+        if not rows:
+            return
+        unbuilt: Any = None
+        for row in rows:
+            duration = durations[row]
+            if len(slowest) < cap:
+                heapq.heappush(slowest, (duration, first + w + row, unbuilt))
+            elif duration > slowest[0][0]:
+                heapq.heapreplace(slowest, (duration, first + w + row, unbuilt))
+        # Entries compare by (duration, index), never by the step: the index is unique.
+        placed = [k for k, entry in enumerate(slowest) if entry[2] is None]
+        if placed:
+            built = batch.steps([slowest[k][1] - first for k in placed])
+            for k, step in zip(placed, built):
+                slowest[k] = (slowest[k][0], slowest[k][1], step)
 
     def count_span_columns(self, names: tuple[str, ...], seconds: np.ndarray) -> None:
         """Span totals of a batch: column j holds every step's span of phase ``names[j]`` (depth 0)."""
@@ -157,22 +194,44 @@ class StepRetention:
             recent.popleft()
             self.recent_count -= size
 
-    def _consider(self, duration: float, index: int, build: Any) -> None:
+    def _consider(self, duration: float, index: int, step: StepTuple) -> None:
         slowest = self.slowest
         if len(slowest) < self.policy.slowest_steps:
-            heapq.heappush(slowest, (duration, index, build()))
+            heapq.heappush(slowest, (duration, index, step))
         elif slowest and duration > slowest[0][0]:
-            heapq.heapreplace(slowest, (duration, index, build()))
+            heapq.heapreplace(slowest, (duration, index, step))
 
     def _sample(self, index: int, step: StepTuple) -> None:
         self.sampled[index] = step
         self._thin()
 
     def _thin(self) -> None:
-        """Double the stride (dropping every kept step off the new grid) until at most the cap is kept."""
-        while len(self.sampled) > self.policy.sampled_steps:
-            self.stride *= 2
-            self.sampled = {i: s for i, s in self.sampled.items() if i % self.stride == 0}
+        """Double the stride (dropping every kept step off the new grid) until at most the cap is kept;
+        past ``LAZY_MAX_STRIDE`` the grid's rows still in batches are built (see ``LAZY_MAX_STRIDE``)."""
+        while len(self.sampled) + self.lazy_count > self.policy.sampled_steps:
+            self.stride = stride = self.stride * 2
+            self.sampled = {i: s for i, s in self.sampled.items() if i % stride == 0}
+            lazy, self.lazy, self.lazy_count = self.lazy, deque(), 0
+            for batch, rows in lazy:   # rows step by stride / 2: every other one stays on the new grid
+                first = batch.first_index
+                on_grid = rows[0::2] if (first + rows[0]) % stride == 0 else rows[1::2]
+                if on_grid:
+                    self.lazy.append((batch, on_grid))
+                    self.lazy_count += len(on_grid)
+        if self.stride > LAZY_MAX_STRIDE and self.lazy:
+            self._build_lazy()
+
+    def _build_lazy(self) -> None:
+        for batch, rows in self.lazy:
+            self.sampled.update(zip((batch.first_index + r for r in rows), batch.steps(rows)))
+        self.lazy.clear()
+        self.lazy_count = 0
+
+    def _sampled_steps(self) -> Iterable[StepTuple]:
+        """Every step on the thinning grid, the ones still in batches built now (and not kept built)."""
+        yield from self.sampled.values()
+        for batch, rows in self.lazy:
+            yield from batch.steps(rows)
 
     def recent_steps(self) -> list[StepTuple]:
         """The last ``recent_steps`` steps, built."""
@@ -195,6 +254,8 @@ class StepRetention:
         if loss is None:
             return
         self.losses.add(index, loss)
+        if self.lazy:   # never on CUDA runs today (one-step path), but a kept copy must not miss its loss
+            self._build_lazy()
         step = self.sampled.get(index)
         if step is not None:
             self.sampled[index] = _with_loss(step, loss)
@@ -220,12 +281,15 @@ class StepRetention:
         step = self.sampled.get(index)
         if step is not None:
             return step
+        for batch, rows in self.lazy:
+            if index - batch.first_index in rows:
+                return batch.step(index - batch.first_index)
         return next((s for _, i, s in self.slowest if i == index), None)
 
     def kept(self) -> list[StepTuple]:
         """Every kept step once, in index order."""
         out: dict[int, StepTuple] = {s[0]: s for s in self.warm}
-        for source in (self.sampled.values(), (s for _, _, s in self.slowest), self.recent_steps()):
+        for source in (self._sampled_steps(), (s for _, _, s in self.slowest), self.recent_steps()):
             for s in source:
                 out[s[0]] = s
         return [out[i] for i in sorted(out)]
