@@ -51,6 +51,7 @@ from throughput.timing.cuda import DeviceTimer
 
 DRAIN_EVERY_STEPS = 128
 DRAIN_EVERY_S = 1.0           # and, while a live reader wants fresh steps, at least once a second
+FAST_BATCH_MIN_STEPS = 4   # shorter runs of uniform steps are replayed entry by entry (see _apply_host)
 DRAIN_AT_LOG_ENTRIES = 4096   # bounds the log of a run that opens phases but never ends a step
 
 
@@ -537,7 +538,8 @@ class Recorder:
                 stop = min(stop + 1, n)
             else:
                 part = split(entries, _STEP_END, pos)
-                if part.__class__ is not int and len(part[0]) <= self.policy.spans_per_step:
+                if part.__class__ is not int and len(part[0]) <= self.policy.spans_per_step \
+                        and len(part[2]) >= FAST_BATCH_MIN_STEPS:
                     self._fast_batch(part)
                     pos = part[4]
                     continue

@@ -171,15 +171,15 @@ class StepRetention:
         steps = len(seconds)
         self.spans_seen += steps * len(names)
         totals = self.span_totals
-        for j, name in enumerate(names):
-            column = seconds[:, j]
+        # two numpy calls for all the columns: a small batch's cost is these calls, not the sums
+        for name, total, longest in zip(names, seconds.sum(axis=0).tolist(), seconds.max(axis=0).tolist()):
             t = totals.get(name)
             if t is None:
-                totals[name] = [steps, float(column.sum()), float(column.max())]
+                totals[name] = [steps, total, longest]
             else:
                 t[0] += steps
-                t[1] += float(column.sum())
-                t[2] = max(t[2], float(column.max()))
+                t[1] += total
+                t[2] = max(t[2], longest)
 
     def _to_recent(self, item: Any, count: int) -> None:
         recent = self.recent
