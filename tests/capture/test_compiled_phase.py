@@ -491,3 +491,33 @@ def test_the_c_types_refuse_a_recorder_without_its_hot_path_lists() -> None:
             fastphase.Phase(rec, "forward", DRAIN_AT_LOG_ENTRIES, recorder_module._misuse)
         with pytest.raises(error):
             fastphase.Timed(rec, [], "data", print, DRAIN_AT_LOG_ENTRIES)
+
+
+def test_without_the_c_helper_the_python_paths_keep_their_switches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the helper is not built the recorder's mode is the Python ``_Mode``; the Python phase and
+    iterator follow it through an observer and the run's end as they do with the C ``Mode``."""
+    monkeypatch.setattr(recorder_module, "_fastphase", None)
+    observer = BoundaryLog()
+    clock = FakeClock()
+    rec = Recorder(clock, warmup_steps=0)
+    assert type(rec.mode) is recorder_module._Mode and rec.mode.recording and rec.mode.direct
+    ctx = RecordedPhase(rec, "forward")
+    items = rec.iterate([1, 2, 3], "data", lambda item: None)   # iterate_py: the helper is "missing"
+    rec.observe(observer)
+    next(items)
+    with ctx:
+        clock.advance(0.5)
+    rec.end_step()
+    rec.observe(None)                                 # direct again
+    assert rec.mode.direct
+    next(items)
+    with ctx:
+        clock.advance(0.25)
+    rec.end_step()
+    rec.stop_recording()
+    assert (rec.mode.recording, rec.mode.direct) == (False, False)
+    assert list(items) == [3]
+    assert observer.seen == [("opened", "data", 0.0), ("closed", "data", 0.0),
+                             ("opened", "forward", 0.0), ("closed", "forward", 0.5)]
+    assert [s.phase_s for s in rec.snapshot().steps] == [{"data": 0.0, "forward": 0.5},
+                                                         {"data": 0.0, "forward": 0.25}]

@@ -718,6 +718,7 @@ if _fastphase is not None:
 else:
     CompiledPhase = None  # type: ignore[misc]
 
+
 class _Mode:
     """``Recorder.mode`` when the C helper is not built (its ``Mode`` otherwise: the C boundaries read
     its fields directly)."""
