@@ -140,25 +140,13 @@ class StepRetention:
         """The slowest-steps heap, fed rows ``w ..`` of ``batch``: each row that would enter it goes in
         with a placeholder, then the rows still there are built in one ``steps`` call (a row pushed out
         by a later one of the same batch is never built)."""
-        first, n = batch.first_index, len(batch)
         slowest, cap = self.slowest, self.policy.slowest_steps
         if cap == 0:
             return
-        durations = (batch.end[w:] - batch.start[w:]).tolist()
-        room = max(0, cap - len(slowest))
-        rows = list(range(min(room, n - w)))
-        if n - w > room:   # past the room, only rows slower than the fastest of the slowest so far
-            bar = slowest[0][0] if slowest else -math.inf
-            rows += [r for r in range(room, n - w) if durations[r] > bar]
-        if not rows:
-            return
-        unbuilt: Any = None
-        for row in rows:
-            duration = durations[row]
-            if len(slowest) < cap:
-                heapq.heappush(slowest, (duration, first + w + row, unbuilt))
-            elif duration > slowest[0][0]:
-                heapq.heapreplace(slowest, (duration, first + w + row, unbuilt))
+        first = batch.first_index
+        for row, duration in enumerate((batch.end[w:] - batch.start[w:]).tolist(), start=w):
+            if len(slowest) < cap or duration > slowest[0][0]:   # the test of _consider, without a call per row
+                self._consider(duration, first + row, None)
         # Entries compare by (duration, index), never by the step: the index is unique.
         placed = [k for k, entry in enumerate(slowest) if entry[2] is None]
         if placed:
@@ -194,7 +182,9 @@ class StepRetention:
             recent.popleft()
             self.recent_count -= size
 
-    def _consider(self, duration: float, index: int, step: StepTuple) -> None:
+    def _consider(self, duration: float, index: int, step: Any) -> None:
+        """Into the slowest-steps heap if it has room or ``duration`` beats its fastest (``step`` None: a
+        placeholder that ``_consider_batch`` builds)."""
         slowest = self.slowest
         if len(slowest) < self.policy.slowest_steps:
             heapq.heappush(slowest, (duration, index, step))
