@@ -59,44 +59,72 @@ static PyTypeObject ModeType = {
 
 #define MODE(obj) ((Mode *)(obj))
 
+/* What a phase and a timed iterator hold of their recorder (all strong references). */
 typedef struct {
-    PyObject_HEAD
     PyObject *rec;      /* the Recorder */
-    PyObject *name;     /* the phase name (str) */
-    PyObject *frames;   /* list: the frames this context opened, innermost last (None when stopped) */
     PyObject *log;      /* rec._log */
     PyObject *stack;    /* rec._stack */
     PyObject *now;      /* rec._now: a callable returning seconds (float) */
     PyObject *mode;     /* rec.mode (a Mode) */
+    Py_ssize_t drain_at;   /* rec._drain() once the log holds more entries than this */
+} Hot;
+
+typedef struct {
+    PyObject_HEAD
+    Hot hot;
+    PyObject *name;     /* the phase name (str) */
+    PyObject *frames;   /* list: the frames this context opened, innermost last (None when stopped) */
     PyObject *misuse;   /* misuse(frame, stack) -> exception instance */
-    Py_ssize_t drain_at;
 } Phase;
 
 static PyObject *str_mode, *str_open, *str_close, *str_drain;
 static PyObject *str_log, *str_stack, *str_now;
 
-/* The recorder's hot-path objects, as new references: ``_log`` and ``_stack`` (lists), ``_now`` (the
- * clock) and ``mode`` (a Mode). -1 with an exception set (and none fetched) when one is missing or of
- * the wrong kind. */
+/* ``hot`` filled from ``rec``: the recorder and its ``_log`` and ``_stack`` (lists), ``_now`` (the clock)
+ * and ``mode`` (a Mode), as new references. -1 with an exception set and ``hot`` left empty when one is
+ * missing or of the wrong kind. */
 static int
-fetch_hot(PyObject *rec, PyObject **log, PyObject **stack, PyObject **now, PyObject **mode)
+hot_init(Hot *hot, PyObject *rec, Py_ssize_t drain_at)
 {
-    *log = PyObject_GetAttr(rec, str_log);
-    *stack = *log ? PyObject_GetAttr(rec, str_stack) : NULL;
-    *now = *stack ? PyObject_GetAttr(rec, str_now) : NULL;
-    *mode = *now ? PyObject_GetAttr(rec, str_mode) : NULL;
-    if (*mode != NULL && (!PyList_Check(*log) || !PyList_Check(*stack)))
+    hot->log = PyObject_GetAttr(rec, str_log);
+    hot->stack = hot->log ? PyObject_GetAttr(rec, str_stack) : NULL;
+    hot->now = hot->stack ? PyObject_GetAttr(rec, str_now) : NULL;
+    hot->mode = hot->now ? PyObject_GetAttr(rec, str_mode) : NULL;
+    if (hot->mode != NULL && (!PyList_Check(hot->log) || !PyList_Check(hot->stack)))
         PyErr_SetString(PyExc_TypeError, "the recorder's _log and _stack must be lists");
-    else if (*mode != NULL && !Py_IS_TYPE(*mode, &ModeType))
+    else if (hot->mode != NULL && !Py_IS_TYPE(hot->mode, &ModeType))
         PyErr_SetString(PyExc_TypeError, "the recorder's mode must be a _fastphase.Mode");
     if (PyErr_Occurred()) {
-        Py_CLEAR(*log);
-        Py_CLEAR(*stack);
-        Py_CLEAR(*now);
-        Py_CLEAR(*mode);
+        Py_CLEAR(hot->log);
+        Py_CLEAR(hot->stack);
+        Py_CLEAR(hot->now);
+        Py_CLEAR(hot->mode);
         return -1;
     }
+    hot->rec = Py_NewRef(rec);
+    hot->drain_at = drain_at;
     return 0;
+}
+
+static int
+hot_traverse(Hot *hot, visitproc visit, void *arg)
+{
+    Py_VISIT(hot->rec);
+    Py_VISIT(hot->log);
+    Py_VISIT(hot->stack);
+    Py_VISIT(hot->now);
+    Py_VISIT(hot->mode);
+    return 0;
+}
+
+static void
+hot_clear(Hot *hot)
+{
+    Py_CLEAR(hot->rec);
+    Py_CLEAR(hot->log);
+    Py_CLEAR(hot->stack);
+    Py_CLEAR(hot->now);
+    Py_CLEAR(hot->mode);
 }
 
 static PyObject *
@@ -111,44 +139,30 @@ Phase_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (self == NULL)
         return NULL;
     self->frames = PyList_New(0);
-    if (self->frames == NULL || fetch_hot(rec, &self->log, &self->stack, &self->now, &self->mode) < 0) {
+    if (self->frames == NULL || hot_init(&self->hot, rec, drain_at) < 0) {
         Py_DECREF(self);
         return NULL;
     }
-    Py_INCREF(rec);
-    self->rec = rec;
-    Py_INCREF(name);
-    self->name = name;
-    Py_INCREF(misuse);
-    self->misuse = misuse;
-    self->drain_at = drain_at;
+    self->name = Py_NewRef(name);
+    self->misuse = Py_NewRef(misuse);
     return (PyObject *)self;
 }
 
 static int
 Phase_traverse(Phase *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->rec);
     Py_VISIT(self->name);
     Py_VISIT(self->frames);
-    Py_VISIT(self->log);
-    Py_VISIT(self->stack);
-    Py_VISIT(self->now);
-    Py_VISIT(self->mode);
     Py_VISIT(self->misuse);
-    return 0;
+    return hot_traverse(&self->hot, visit, arg);
 }
 
 static int
 Phase_clear(Phase *self)
 {
-    Py_CLEAR(self->rec);
+    hot_clear(&self->hot);
     Py_CLEAR(self->name);
     Py_CLEAR(self->frames);
-    Py_CLEAR(self->log);
-    Py_CLEAR(self->stack);
-    Py_CLEAR(self->now);
-    Py_CLEAR(self->mode);
     Py_CLEAR(self->misuse);
     return 0;
 }
@@ -166,8 +180,8 @@ static PyObject *
 enter_indirect(Phase *self)
 {
     PyObject *frame;
-    if (MODE(self->mode)->recording) {
-        frame = PyObject_CallMethodOneArg(self->rec, str_open, self->name);
+    if (MODE(self->hot.mode)->recording) {
+        frame = PyObject_CallMethodOneArg(self->hot.rec, str_open, self->name);
         if (frame == NULL)
             return NULL;
     }
@@ -186,16 +200,16 @@ enter_indirect(Phase *self)
 
 /* Open ``name`` now: the frame ``(name, now())`` appended to the log and the stack (a new reference). */
 static PyObject *
-open_direct(PyObject *now, PyObject *name, PyObject *log, PyObject *stack)
+open_direct(Hot *hot, PyObject *name)
 {
-    PyObject *t = PyObject_CallNoArgs(now);
+    PyObject *t = PyObject_CallNoArgs(hot->now);
     if (t == NULL)
         return NULL;
     PyObject *frame = PyTuple_Pack(2, name, t);
     Py_DECREF(t);
     if (frame == NULL)
         return NULL;
-    if (PyList_Append(log, frame) < 0 || PyList_Append(stack, frame) < 0) {
+    if (PyList_Append(hot->log, frame) < 0 || PyList_Append(hot->stack, frame) < 0) {
         Py_DECREF(frame);
         return NULL;
     }
@@ -204,35 +218,35 @@ open_direct(PyObject *now, PyObject *name, PyObject *log, PyObject *stack)
 
 /* 1 when ``frame`` is the innermost open phase of the recorder's stack. */
 static int
-on_top(PyObject *stack, PyObject *frame)
+on_top(Hot *hot, PyObject *frame)
 {
-    Py_ssize_t depth = PyList_GET_SIZE(stack);
-    return depth > 0 && PyList_GET_ITEM(stack, depth - 1) == frame;
+    Py_ssize_t depth = PyList_GET_SIZE(hot->stack);
+    return depth > 0 && PyList_GET_ITEM(hot->stack, depth - 1) == frame;
 }
 
 /* Close the innermost open phase at ``t`` (the caller checked ``on_top``): popped from the stack,
  * ``(None, t)`` appended to the log. */
 static int
-close_top(PyObject *stack, PyObject *log, PyObject *t)
+close_top(Hot *hot, PyObject *t)
 {
-    Py_ssize_t depth = PyList_GET_SIZE(stack);
-    if (PyList_SetSlice(stack, depth - 1, depth, NULL) < 0)
+    Py_ssize_t depth = PyList_GET_SIZE(hot->stack);
+    if (PyList_SetSlice(hot->stack, depth - 1, depth, NULL) < 0)
         return -1;
     PyObject *closing = PyTuple_Pack(2, Py_None, t);
     if (closing == NULL)
         return -1;
-    int err = PyList_Append(log, closing);
+    int err = PyList_Append(hot->log, closing);
     Py_DECREF(closing);
     return err;
 }
 
 /* ``rec._drain()`` once the log holds more than ``drain_at`` entries. */
 static int
-drain_if_long(PyObject *rec, PyObject *log, Py_ssize_t drain_at)
+drain_if_long(Hot *hot)
 {
-    if (PyList_GET_SIZE(log) <= drain_at)
+    if (PyList_GET_SIZE(hot->log) <= hot->drain_at)
         return 0;
-    PyObject *r = PyObject_CallMethodNoArgs(rec, str_drain);
+    PyObject *r = PyObject_CallMethodNoArgs(hot->rec, str_drain);
     if (r == NULL)
         return -1;
     Py_DECREF(r);
@@ -242,14 +256,14 @@ drain_if_long(PyObject *rec, PyObject *log, Py_ssize_t drain_at)
 static PyObject *
 Phase_enter(Phase *self, PyObject *Py_UNUSED(ignored))
 {
-    if (!MODE(self->mode)->direct)
+    if (!MODE(self->hot.mode)->direct)
         return enter_indirect(self);
-    PyObject *frame = open_direct(self->now, self->name, self->log, self->stack);
+    PyObject *frame = open_direct(&self->hot, self->name);
     if (frame == NULL)
         return NULL;
     int err = PyList_Append(self->frames, frame);
     Py_DECREF(frame);
-    if (err < 0 || drain_if_long(self->rec, self->log, self->drain_at) < 0)
+    if (err < 0 || drain_if_long(&self->hot) < 0)
         return NULL;
     return Py_NewRef((PyObject *)self);
 }
@@ -272,7 +286,7 @@ pop_frame(PyObject *frames)
 static PyObject *
 Phase_exit(Phase *self, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(nargs))
 {
-    PyObject *t = PyObject_CallNoArgs(self->now);   /* first: the phase ends when its body does */
+    PyObject *t = PyObject_CallNoArgs(self->hot.now);   /* first: the phase ends when its body does */
     if (t == NULL)
         return NULL;
     PyObject *frame = pop_frame(self->frames);
@@ -281,10 +295,10 @@ Phase_exit(Phase *self, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(n
         return NULL;
     }
     PyObject *result = NULL;
-    if (!MODE(self->mode)->direct) {
+    if (!MODE(self->hot.mode)->direct) {
         if (frame != NULL && frame != Py_None) {
-            if (MODE(self->mode)->recording) {
-                PyObject *r = PyObject_CallMethodOneArg(self->rec, str_close, frame);
+            if (MODE(self->hot.mode)->recording) {
+                PyObject *r = PyObject_CallMethodOneArg(self->hot.rec, str_close, frame);
                 if (r == NULL)
                     goto done;
                 Py_DECREF(r);
@@ -293,13 +307,13 @@ Phase_exit(Phase *self, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(n
         result = Py_NewRef(Py_None);
         goto done;
     }
-    if (on_top(self->stack, frame)) {
-        if (close_top(self->stack, self->log, t) < 0)
+    if (on_top(&self->hot, frame)) {
+        if (close_top(&self->hot, t) < 0)
             goto done;
         result = Py_NewRef(Py_None);
     }
     else if (frame != NULL) {
-        PyObject *exc = PyObject_CallFunctionObjArgs(self->misuse, frame, self->stack, NULL);
+        PyObject *exc = PyObject_CallFunctionObjArgs(self->misuse, frame, self->hot.stack, NULL);
         if (exc != NULL) {
             PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
             Py_DECREF(exc);
@@ -321,7 +335,7 @@ static PyMethodDef Phase_methods[] = {
 };
 
 static PyMemberDef Phase_members[] = {
-    {"_rec", T_OBJECT, offsetof(Phase, rec), READONLY, "the recorder"},
+    {"_rec", T_OBJECT, offsetof(Phase, hot.rec), READONLY, "the recorder"},
     {"_name", T_OBJECT, offsetof(Phase, name), READONLY, "the phase name"},
     {"_frames", T_OBJECT, offsetof(Phase, frames), READONLY, "frames opened by this context, innermost last"},
     {NULL, 0, 0, 0, NULL},
@@ -350,16 +364,11 @@ static PyTypeObject PhaseType = {
  * when the wrapped iterator ends or raises; an error ends this iterator too, as it ends a generator. */
 typedef struct {
     PyObject_HEAD
-    PyObject *rec;
+    Hot hot;
     PyObject *iterable;   /* until the first next */
     PyObject *iterator;   /* from the first next until the end (NULL after it) */
     PyObject *phase;
     PyObject *note;
-    PyObject *log;
-    PyObject *stack;
-    PyObject *now;
-    PyObject *mode;
-    Py_ssize_t drain_at;
 } Timed;
 
 static PyObject *
@@ -373,45 +382,34 @@ Timed_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     Timed *self = (Timed *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    if (fetch_hot(rec, &self->log, &self->stack, &self->now, &self->mode) < 0) {
+    if (hot_init(&self->hot, rec, drain_at) < 0) {
         Py_DECREF(self);
         return NULL;
     }
-    self->rec = Py_NewRef(rec);
     self->iterable = Py_NewRef(iterable);
     self->phase = Py_NewRef(phase);
     self->note = Py_NewRef(note);
-    self->drain_at = drain_at;
     return (PyObject *)self;
 }
 
 static int
 Timed_traverse(Timed *self, visitproc visit, void *arg)
 {
-    Py_VISIT(self->rec);
     Py_VISIT(self->iterable);
     Py_VISIT(self->iterator);
     Py_VISIT(self->phase);
     Py_VISIT(self->note);
-    Py_VISIT(self->log);
-    Py_VISIT(self->stack);
-    Py_VISIT(self->now);
-    Py_VISIT(self->mode);
-    return 0;
+    return hot_traverse(&self->hot, visit, arg);
 }
 
 static int
 Timed_clear(Timed *self)
 {
-    Py_CLEAR(self->rec);
+    hot_clear(&self->hot);
     Py_CLEAR(self->iterable);
     Py_CLEAR(self->iterator);
     Py_CLEAR(self->phase);
     Py_CLEAR(self->note);
-    Py_CLEAR(self->log);
-    Py_CLEAR(self->stack);
-    Py_CLEAR(self->now);
-    Py_CLEAR(self->mode);
     return 0;
 }
 
@@ -428,11 +426,11 @@ Timed_dealloc(Timed *self)
 static int
 close_wait(Timed *self, PyObject *frame)
 {
-    if (!on_top(self->stack, frame))
+    if (!on_top(&self->hot, frame))
         return 0;
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
-    PyObject *r = PyObject_CallMethodOneArg(self->rec, str_close, frame);
+    PyObject *r = PyObject_CallMethodOneArg(self->hot.rec, str_close, frame);
     if (r == NULL) {
         Py_XDECREF(type);
         Py_XDECREF(value);
@@ -464,19 +462,19 @@ Timed_next(Timed *self)
         if (self->iterator == NULL)
             return NULL;
     }
-    if (!MODE(self->mode)->recording) {   /* the run ended: items pass through */
+    if (!MODE(self->hot.mode)->recording) {   /* the run ended: items pass through */
         PyObject *item = PyIter_Next(self->iterator);
         return item != NULL ? item : Timed_finish(self);
     }
-    int direct = MODE(self->mode)->direct;
+    int direct = MODE(self->hot.mode)->direct;
     PyObject *frame;
     if (direct) {
-        frame = open_direct(self->now, self->phase, self->log, self->stack);
+        frame = open_direct(&self->hot, self->phase);
         if (frame == NULL)
             return NULL;
     }
     else {
-        frame = PyObject_CallMethodOneArg(self->rec, str_open, self->phase);
+        frame = PyObject_CallMethodOneArg(self->hot.rec, str_open, self->phase);
         if (frame == NULL)
             return NULL;
     }
@@ -487,12 +485,12 @@ Timed_next(Timed *self)
         return Timed_finish(self);
     }
     if (direct) {
-        PyObject *t = PyObject_CallNoArgs(self->now);
+        PyObject *t = PyObject_CallNoArgs(self->hot.now);
         if (t == NULL)
             goto fail;
-        int err = on_top(self->stack, frame) ? close_top(self->stack, self->log, t) : 0;
+        int err = on_top(&self->hot, frame) ? close_top(&self->hot, t) : 0;
         Py_DECREF(t);
-        if (err < 0 || drain_if_long(self->rec, self->log, self->drain_at) < 0)
+        if (err < 0 || drain_if_long(&self->hot) < 0)
             goto fail;
     }
     else if (close_wait(self, frame) < 0) {
