@@ -9,7 +9,13 @@ tiny workload in one process, blocks alternating between instrumentation install
 ratio that cost implies at 10 ms and 50 ms steps. The workload
 times its own steps with perf_counter and prints their median, so both modes are measured the same
 way. Result: ratio of the medians of those per-run step medians, per step size. Target: <= 1.02 at
-steps of 10 ms or more.
+steps of 10 ms or more, <= 1.01 on a model of 300 small blocks (901 module calls a step).
+
+Timings cannot resolve a 1% difference here, so the instructions a steady step executes are also
+counted, whole process, plain and profiled, with valgrind's callgrind (a count is the same however busy
+the machine is): the workload marks the counted steps with a C call nothing else makes, and callgrind
+dumps its counters there. Counted for the 901-module-calls row only: the MLP rows' matrix products run
+about 1,000 times slower under valgrind (a 55 ms step took 50 s); skipped when valgrind is missing.
 
 The hook cost is also compared with the code at the time issue 14 set "not worse than today's" (commit
 ``BASELINE_REV``): the same estimator, in fresh processes alternating between that package and this one.
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,10 +58,10 @@ def calibrate(step_ms: float) -> int:
     return max(64, int(round(width / 64)) * 64)
 
 
-def _command(profiled: bool, width: int, steps: int, out: Path) -> list[str]:
-    cmd = [sys.executable, str(WORKLOAD), str(width), str(steps)]
+def _command(profiled: bool, width: int, steps: int, out: Path, telemetry: bool = True) -> list[str]:
+    cmd = [sys.executable, str(WORKLOAD), "blocks" if width == 0 else str(width), str(steps)]
     if profiled:
-        cmd[1:1] = ["-m", "throughput", "profile", "--quiet", "--out", str(out)]
+        cmd[1:1] = ["-m", "throughput", "profile", "--quiet", "--out", str(out)] + ([] if telemetry else ["--no-telemetry"])
     return cmd
 
 
@@ -67,6 +74,54 @@ def _run(profiled: bool, width: int, steps: int, out: Path) -> tuple[float, floa
         raise RuntimeError(f"workload failed ({'profiled' if profiled else 'plain'}): {proc.stderr[-2000:]}")
     values = dict(line.split() for line in proc.stdout.splitlines() if line.startswith("median_step"))
     return float(values["median_step_s"]), float(values["median_step_cpu_s"])
+
+
+# Instruction counts (valgrind's callgrind) of the steady steps, whole process, plain and profiled.
+REGION_MARK = "ctermid"   # the C call the workload makes at the start and end of the counted steps
+WARM_STEPS = 6            # before the counted steps: past the profiler's warm-up, in which the forward
+                          # hook learns which module classes to bypass (max(1, warmup_steps) = 2 steps)
+
+
+def instructions_per_step(profiled: bool, width: int, steps: int, out: Path) -> float:
+    """Instructions one steady step executes in a whole process (all its threads), counted by valgrind's
+    callgrind between the workload's two region marks (``mark_region``): a count, not a time, so a busy
+    machine does not move it (the hash seed is fixed; repeated runs agree to a few in 100,000).
+    Profiled runs leave host telemetry off: its sampler wakes by the wall clock, about 50 times as often
+    per step under valgrind as in a real run (its cost is measured by ``telemetry_overhead``: 68 us a
+    sample, 0.07% of a core at 10 Hz). With ``steps`` >= 128 the counted steps hold one drain of the
+    recorder's log (it drains every 128 steps)."""
+    cmd = _command(profiled, width, steps, out / "report", telemetry=False) + ["--marked", str(WARM_STEPS)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO), **MALLOC_ENV)
+    return region_instructions(cmd, out, env) / steps
+
+
+def region_instructions(cmd: list[str], out: Path, env: dict[str, str]) -> int:
+    """Instructions ``cmd`` executes (all threads of its process, not its children) between its first two
+    calls of ``REGION_MARK``, counted by callgrind; its files go to ``out``. Raises RuntimeError when the
+    command fails or does not mark a region."""
+    out.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["valgrind", "--tool=callgrind", f"--dump-before={REGION_MARK}",
+                           f"--callgrind-out-file={out}/callgrind.%p", "-q", *cmd],
+                          capture_output=True, text=True, env=dict(env, PYTHONHASHSEED="0"), timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"callgrind run failed: {' '.join(cmd)}: {proc.stderr[-2000:]}")
+    region = list(out.glob("callgrind.*.2"))   # dump 1: start-up to the first mark; dump 2: up to the second
+    if len(region) != 1:
+        raise RuntimeError(f"{' '.join(cmd)} marked no region under callgrind: {sorted(p.name for p in out.iterdir())}")
+    summary = next(line for line in region[0].read_text().splitlines() if line.startswith("summary:"))
+    return int(summary.split()[1])
+
+
+def instruction_ratio(width: int, steps: int) -> dict[str, Any]:
+    """Instructions per steady step, profiled / plain (``instructions_per_step``), or ``{"skipped": why}``
+    without valgrind. The two runs go side by side (a count does not care what else runs)."""
+    if shutil.which("valgrind") is None:
+        return {"skipped": "valgrind is not installed"}
+    from concurrent.futures import ThreadPoolExecutor
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(2) as pool:
+        plain, profiled = pool.map(lambda p: instructions_per_step(p, width, steps, Path(tmp) / str(p)),
+                                   (False, True))
+    return {"steps": steps, "plain_per_step": plain, "profiled_per_step": profiled, "ratio": profiled / plain}
 
 
 def hook_cost_s(blocks: int, steps_per_block: int = 100, width: int = 64) -> dict[str, float]:
@@ -165,23 +220,46 @@ def _pairs(width: int, pairs: int, steps: int) -> dict[str, Any]:
 
 
 def measure(step_ms: float, pairs: int, steps: int) -> dict[str, Any]:
+    """One MLP row: interleaved whole-process runs (its matrix products are too slow to count)."""
     result = _pairs(calibrate(step_ms), pairs, steps)
-    return {"target_step_ms": step_ms, **result, "meets_target": result["ratio"] <= TARGET_RATIO}
+    return {"target_step_ms": step_ms, **result, "instructions": {"skipped": "too slow under valgrind"},
+            "target": TARGET_RATIO}
 
 
-def measure_blocks(pairs: int, steps: int) -> dict[str, Any]:
+def measure_blocks(pairs: int, steps: int, counted_steps: int) -> dict[str, Any]:
     """The many-modules row: 300 Linear+ReLU blocks, 901 module calls a step."""
     result = _pairs(0, pairs, steps)
-    return {"target_step_ms": None, **result, "width": "300 blocks",
-            "meets_target": result["ratio"] <= TARGET_BLOCKS_RATIO}
+    return {"target_step_ms": None, **result, "width": "300 blocks", "instructions": instruction_ratio(0, counted_steps),
+            "target": TARGET_BLOCKS_RATIO}
+
+
+VERDICT = (
+    "whole-process runs on these shared machines differ by several percent from one process to the next "
+    "(memory layout, other tenants), so their ratio's 90% interval is a few points wide: a lower end above "
+    "the target is an excess they resolve (fail); otherwise they cannot tell 1.00 from 1.02. The instruction "
+    "count resolves a few in 100,000, but it counts work, not time (cache misses and the machine are left "
+    "out): it must be within the target too, and so must, for the many-modules row, the CPU time of the same "
+    "model with the hooks installed or not, alternating in one process (below). Without a count (no "
+    "valgrind, or the MLP rows) the whole-process point ratio decides, as before counts were taken.")
+
+
+def meets_target(row: dict[str, Any], in_process_ratio: float | None = None) -> bool:
+    """A row passes when no measurement that can resolve its target shows it exceeded (``VERDICT``)."""
+    target = row["target"]
+    if row["ratio_interval_90"][0] > target or (in_process_ratio is not None and in_process_ratio > target):
+        return False
+    counted = row["instructions"].get("ratio")
+    return (row["ratio"] if counted is None else counted) <= target
 
 
 def run(quick: bool) -> dict[str, Any]:
     configs = [(12.0, 2 if quick else 9, 30 if quick else 150), (55.0, 2 if quick else 7, 10 if quick else 40)]
-    results = [measure(ms, pairs, steps) for ms, pairs, steps in configs]
-    results.append(measure_blocks(2 if quick else 9, 20 if quick else 60))
+    results = [measure(*config) for config in configs]
+    results.append(measure_blocks(2 if quick else 9, 20 if quick else 60, 16 if quick else 128))
     cost = hook_cost_s(8 if quick else 20)
     blocks_cost = hook_cost_s(8 if quick else 20, steps_per_block=20, width=0)
+    for r in results:
+        r["meets_target"] = meets_target(r, blocks_cost["ratio"] if r["target_step_ms"] is None else None)
     implied = {f"{ms:g} ms": 1 + cost["added_s"] / (ms / 1e3) for ms in (10.0, 50.0)}
     against = hook_cost_against(BASELINE_REV, 2 if quick else 6, 8 if quick else 16)
     data = {"benchmark": "zerocode_overhead", "quick": quick, "machine": machine(),
@@ -191,14 +269,18 @@ def run(quick: bool) -> dict[str, Any]:
     lines = ["# Zero-code profiling overhead (`throughput profile` vs plain `python`)", "",
              __doc__.strip().split("\n\n", 1)[1], "", f"Machine: {machine()}; {'quick' if quick else 'full'} run.", "",
              "| step (target) | width | runs per mode | plain median step | profiled median step | ratio | "
-             "90% interval (bootstrap) | median pair ratio | CPU-time ratio | <= 1.02 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "90% interval (bootstrap) | median pair ratio | CPU-time ratio | instructions a step, ratio | "
+             "within target |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
-        step = f"{r['target_step_ms']:.0f} ms" if r["target_step_ms"] else "901 module calls (<= 1.01)"
+        step = f"{r['target_step_ms']:.0f} ms (<= {r['target']})" if r["target_step_ms"] else \
+            f"901 module calls (<= {r['target']})"
         lines.append(f"| {step} | {r['width']} | {r['pairs']} | "
                      f"{r['plain_median_step_s'] * 1e3:.2f} ms | {r['profiled_median_step_s'] * 1e3:.2f} ms | "
                      f"{r['ratio']:.4f} | {r['ratio_interval_90'][0]:.3f}..{r['ratio_interval_90'][1]:.3f} | "
-                     f"{r['median_pair_ratio']:.4f} | {r['cpu_ratio']:.4f} | {'yes' if r['meets_target'] else 'NO'} |")
+                     f"{r['median_pair_ratio']:.4f} | {r['cpu_ratio']:.4f} | {_counted_cell(r['instructions'])} | "
+                     f"{'yes' if r['meets_target'] else 'NO'} |")
+    lines += ["", f"Within target: {VERDICT}"]
     lines += ["", "Spread of the whole-process runs (a ratio is meaningful only when it is well inside the "
               "spread of either mode): " + "; ".join(
                   f"{r['target_step_ms'] or 0:.0f} ms: plain {min(r['plain_runs_s']) * 1e3:.2f}..{max(r['plain_runs_s']) * 1e3:.2f} ms, "
@@ -218,6 +300,13 @@ def run(quick: bool) -> dict[str, Any]:
     return data
 
 
+def _counted_cell(c: dict[str, Any]) -> str:
+    if "skipped" in c:
+        return f"not counted ({c['skipped']})"
+    return (f"{c['plain_per_step'] / 1e6:.2f} M plain, {c['profiled_per_step'] / 1e6:.2f} M profiled "
+            f"({c['steps']} steps): {c['ratio']:.4f}")
+
+
 def _against_line(a: dict[str, Any]) -> str:
     if "skipped" in a:
         return f"Hook cost against the code at the issue's target ({BASELINE_REV}): not measured, {a['skipped']}."
@@ -235,7 +324,8 @@ if __name__ == "__main__":
     result = run(parser.parse_args().quick)
     for r in result["results"]:
         print(f"{r['target_step_ms'] or 0:.0f} ms steps (width {r['width']}): ratio {r['ratio']:.4f}, "
-              f"median pair ratio {r['median_pair_ratio']:.4f}, CPU-time ratio {r['cpu_ratio']:.4f}")
+              f"median pair ratio {r['median_pair_ratio']:.4f}, CPU-time ratio {r['cpu_ratio']:.4f}, "
+              f"instructions {_counted_cell(r['instructions'])}, within target: {r['meets_target']}")
     b = result["blocks_hook_cost"]
     print(f"901 module calls: in-process CPU-time ratio {b['ratio']:.4f}")
     print(f"hook cost {result['hook_cost']['added_s'] * 1e6:.1f} us/step; implied "
