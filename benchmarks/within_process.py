@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import statistics
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 __all__ = ["Spread", "after_over_before", "block", "bootstrap_ci", "ratio_of_medians", "spread", "verdict"]
 
@@ -76,11 +76,26 @@ def bootstrap_ci(treated: Sequence[float], control: Sequence[float], *, level: f
     replacement (the processes are the independent units). Seeded, so a report can be reproduced from
     its numbers. With only a few processes per group the interval is coarse (it can only take values of
     ratios of the observed medians), which is honest: few processes cannot show a small effect."""
+    return _percentile_interval(
+        lambda rng: ratio_of_medians(rng.choices(treated, k=len(treated)), rng.choices(control, k=len(control))),
+        level=level, draws=draws, seed=seed)
+
+
+def bootstrap_median_ci(values: Sequence[float], *, level: float = 0.95, draws: int = 4000,
+                        seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the median of ``values`` (each value an independent unit, e.g.
+    the ratio of one pair of blocks); seeded like ``bootstrap_ci``."""
+    return _percentile_interval(lambda rng: statistics.median(rng.choices(values, k=len(values))),
+                                level=level, draws=draws, seed=seed)
+
+
+def _percentile_interval(draw: Callable[[random.Random], float], *, level: float, draws: int,
+                         seed: int) -> tuple[float, float]:
+    """The central ``level`` interval of ``draws`` values of ``draw(rng)``, one seeded generator for all."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     rng = random.Random(seed)
-    stats = sorted(ratio_of_medians(rng.choices(treated, k=len(treated)), rng.choices(control, k=len(control)))
-                   for _ in range(draws))
+    stats = sorted(draw(rng) for _ in range(draws))
     tail = (1 - level) / 2
     return stats[int(tail * (draws - 1))], stats[int(round((1 - tail) * (draws - 1)))]
 

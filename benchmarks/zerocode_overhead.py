@@ -27,17 +27,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import machine, write_report_by_cpu_kind
-from benchmarks.within_process import bootstrap_ci
+from benchmarks.within_process import bootstrap_ci, bootstrap_median_ci
 
 WORKLOAD = Path(__file__).resolve().parent / "_zerocode_workload.py"
 REPO = WORKLOAD.parent.parent
@@ -120,7 +120,6 @@ def instruction_ratio(width: int, steps: int) -> dict[str, Any]:
     without valgrind. The two runs go side by side (a count does not care what else runs)."""
     if shutil.which("valgrind") is None:
         return {"skipped": "valgrind is not installed"}
-    from concurrent.futures import ThreadPoolExecutor
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(2) as pool:
         plain, profiled = pool.map(lambda p: instructions_per_step(p, width, steps, Path(tmp) / str(p)),
                                    (False, True))
@@ -152,20 +151,11 @@ def hook_cost_s(blocks: int, steps_per_block: int = 100, width: int = 64) -> dic
                     inst.remove()
                     inst.prof.stop()
         pairs.append(pair)
+    ratios = [p[True] / p[False] for p in pairs]
     return {"width": width, "plain_step_s": statistics.median(p[False] for p in pairs),
             "profiled_step_s": statistics.median(p[True] for p in pairs),
             "added_s": statistics.median(p[True] - p[False] for p in pairs),
-            "ratio": statistics.median(p[True] / p[False] for p in pairs),
-            "ratio_interval_90": median_interval([p[True] / p[False] for p in pairs], level=0.9)}
-
-
-def median_interval(values: list[float], *, level: float, draws: int = 4000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the median of ``values`` (the pairs are the independent units);
-    seeded, so a report can be reproduced from its numbers."""
-    rng = random.Random(seed)
-    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
-    tail = (1 - level) / 2
-    return medians[int(tail * (draws - 1))], medians[int(round((1 - tail) * (draws - 1)))]
+            "ratio": statistics.median(ratios), "ratio_interval_90": bootstrap_median_ci(ratios, level=0.9)}
 
 
 # The code when issue 14 set its hook-cost target ("not worse than today's, about 47 us"), and its date.
@@ -233,19 +223,22 @@ def _pairs(width: int, pairs: int, steps: int) -> dict[str, Any]:
 
 
 def measure(step_ms: float, pairs: int, steps: int, in_process_blocks: int) -> dict[str, Any]:
-    """One MLP row: interleaved whole-process runs, and the same model in one process with the hooks
-    installed or not (its matrix products are too slow to count under valgrind)."""
-    width = calibrate(step_ms)
-    result = _pairs(width, pairs, steps)
-    return {"target_step_ms": step_ms, **result, "instructions": {"skipped": "too slow under valgrind"},
-            "in_process": hook_cost_s(in_process_blocks, steps_per_block=20, width=width), "target": TARGET_RATIO}
+    """One MLP row (its matrix products are too slow to count under valgrind)."""
+    return {"target_step_ms": step_ms, **_row(calibrate(step_ms), pairs, steps, in_process_blocks, TARGET_RATIO),
+            "instructions": {"skipped": "too slow under valgrind"}}
 
 
 def measure_blocks(pairs: int, steps: int, in_process_blocks: int, counted_steps: int) -> dict[str, Any]:
     """The many-modules row: 300 Linear+ReLU blocks, 901 module calls a step."""
-    result = _pairs(0, pairs, steps)
-    return {"target_step_ms": None, **result, "width": "300 blocks", "instructions": instruction_ratio(0, counted_steps),
-            "in_process": hook_cost_s(in_process_blocks, steps_per_block=20, width=0), "target": TARGET_BLOCKS_RATIO}
+    return {"target_step_ms": None, **_row(0, pairs, steps, in_process_blocks, TARGET_BLOCKS_RATIO),
+            "width": "300 blocks", "instructions": instruction_ratio(0, counted_steps)}
+
+
+def _row(width: int, pairs: int, steps: int, in_process_blocks: int, target: float) -> dict[str, Any]:
+    """The views every row has: interleaved whole-process runs, and the same model in one process with
+    the hooks installed or not."""
+    return {**_pairs(width, pairs, steps), "target": target,
+            "in_process": hook_cost_s(in_process_blocks, steps_per_block=20, width=width)}
 
 
 VERDICT = (

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.ops_window import Layout
-from benchmarks.within_process import (Spread, after_over_before, block, bootstrap_ci, ratio_of_medians, spread,
-                                       verdict)
+from benchmarks.within_process import (Spread, after_over_before, block, bootstrap_ci, bootstrap_median_ci,
+                                       ratio_of_medians, spread, verdict)
 
 
 def test_spread_odd_and_even() -> None:
@@ -62,3 +62,9 @@ def test_layout_matches_the_window_schedule_of_docs_profile() -> None:
     assert lay.warmup == 20
     assert (lay.before, lay.window, lay.stop_step, lay.after) == (range(5, 20), range(21, 26), 26, range(27, 42))
     assert lay.steps == 42
+
+
+def test_bootstrap_median_ci_holds_the_median_and_is_a_point_for_equal_values() -> None:
+    assert bootstrap_median_ci([1.01] * 7, level=0.9) == (1.01, 1.01)
+    low, high = bootstrap_median_ci([0.9, 1.0, 1.1, 1.2, 1.3], level=0.9)
+    assert 0.9 <= low <= 1.1 <= high <= 1.3   # resampled medians lie among the values, around the median 1.1

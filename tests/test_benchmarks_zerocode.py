@@ -13,7 +13,7 @@ import pytest
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from benchmarks import _zerocode_workload as workload
-from benchmarks.zerocode_overhead import implied_ratio, median_interval, meets_target, region_instructions
+from benchmarks.zerocode_overhead import implied_ratio, meets_target, region_instructions
 
 
 def _row(whole_low: float, in_process_low: float, counted: float | None, target: float = 1.01,
@@ -49,12 +49,6 @@ def test_two_whole_processes_a_mode_resolve_nothing() -> None:
     # a quick run's bootstrap over 2 + 2 processes is far narrower than their spread
     assert meets_target(_row(1.012, in_process_low=0.98, counted=1.002, pairs=2), hook_added_s=10e-6)
     assert not meets_target(_row(1.012, in_process_low=0.98, counted=1.002, pairs=5), hook_added_s=10e-6)
-
-
-def test_median_interval_holds_the_median_and_is_a_point_for_equal_values() -> None:
-    assert median_interval([1.01] * 7, level=0.9) == (1.01, 1.01)
-    low, high = median_interval([0.9, 1.0, 1.1, 1.2, 1.3], level=0.9)
-    assert 0.9 <= low <= 1.1 <= high <= 1.3   # resampled medians lie among the values, around the median 1.1
 
 
 def test_the_workload_marks_the_counted_steps(monkeypatch: pytest.MonkeyPatch) -> None:
