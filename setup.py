@@ -1,11 +1,13 @@
 """The optional C helper only; everything else about the package is in pyproject.toml.
 
-``throughput/capture/_fastphase.c`` is the phase context manager's hot path in C. ``optional=True``:
-where there is no C compiler the install still succeeds, and ``recorder.RecordedPhase`` (Python) does
-the same work. (setuptools' ``[tool.setuptools.ext-modules]`` table would say this in pyproject.toml,
+``throughput/capture/_fastphase.c`` is the phase context manager's hot path in C;
+``throughput/capture/_bypass.c`` lets module classes called only nested skip the zero-code wrapper.
+``optional=True``: where there is no C compiler the install still succeeds, ``recorder.RecordedPhase``
+(Python) does the phase's work and no module class is bypassed. (setuptools' ``[tool.setuptools.ext-modules]`` table would say this in pyproject.toml,
 but it is still experimental.)
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("throughput.capture._fastphase", ["throughput/capture/_fastphase.c"], optional=True)])
+setup(ext_modules=[Extension("throughput.capture._fastphase", ["throughput/capture/_fastphase.c"], optional=True),
+                   Extension("throughput.capture._bypass", ["throughput/capture/_bypass.c"], optional=True)])

@@ -15,9 +15,10 @@ from torch.utils.data import DataLoader, TensorDataset
 from throughput.capture.hooks import Instrumentation
 from throughput.capture.profiler import Profiler
 
-# C methods of torch's immutable TensorBase have no Python qualified name under which a function can be
-# found by pickle; a function wrapper cannot pickle by reference as they do (documented in docs/profile.md).
-PICKLE_EXCEPTIONS = {"Tensor.to", "Tensor.cuda"}
+# C methods of torch's immutable TensorBase pickle as getattr(TensorBase, name); a function wrapper pickles
+# by module and qualified name, so these two are named as torch.Tensor's (``torch``, ``Tensor.to``), the
+# one difference an introspecting script can see (documented in docs/profile.md).
+RENAMED = {"Tensor.to", "Tensor.cuda"}
 
 
 def _outcome(fn: Callable[[], Any]) -> str:
@@ -66,9 +67,11 @@ def test_every_patch_target_looks_and_pickles_like_the_original() -> None:
     for owner, name in targets:
         plain_view, plain_pickle = view(getattr(owner, name)), _pickles(getattr(owner, name))
         seen, pickled = profiled[(id(owner), name)]
+        if _label(owner, name) in RENAMED:
+            assert (seen["__module__"], seen["__qualname__"]) == ("torch", _label(owner, name))
+            seen = dict(seen, __module__=plain_view["__module__"], __qualname__=plain_view["__qualname__"])
         assert seen == plain_view, _label(owner, name)
-        if _label(owner, name) not in PICKLE_EXCEPTIONS:
-            assert pickled == plain_pickle, _label(owner, name)
+        assert pickled == plain_pickle == "ok", _label(owner, name)
 
 
 def test_torch_save_pickles_under_the_profiler(tmp_path: Any) -> None:

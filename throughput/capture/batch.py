@@ -11,6 +11,7 @@ Counting padding reads a tensor: on CUDA that is a sync, so the caller decides w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from dataclasses import dataclass
@@ -27,6 +28,31 @@ class BatchStats:
 
 
 _tensor_class: Any = None
+
+
+def outside_dispatch_modes() -> Any:
+    """A context for our own reads of the script's tensors (a loss's ``item()``, a mask's ``sum()``): the
+    script's TorchDispatchModes (an op counter, a logging mode) do not see them, as they would not in a
+    plain run. A shared do-nothing context when no mode is active (one C call: the usual case)."""
+    if not dispatch_modes_active():
+        return _NO_CONTEXT
+    from torch.utils._python_dispatch import _disable_current_modes
+    return _disable_current_modes()
+
+
+def dispatch_modes_active() -> bool:
+    """Is a TorchDispatchMode active in this thread? (False before torch is imported.)"""
+    global _dispatch_depth
+    if _dispatch_depth is None:
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return False
+        _dispatch_depth = torch._C._len_torch_dispatch_stack
+    return bool(_dispatch_depth())
+
+
+_NO_CONTEXT = contextlib.nullcontext()
+_dispatch_depth: Any = None
 
 
 def tensor_class() -> Any:
@@ -126,10 +152,11 @@ def _counts(first: Any, ids: Any, mask: Any, pad_id: int | None,
     if count_padding is None:
         count_padding = ids.device.type == "cpu"
     if count_padding:
-        if mask is not None and tuple(mask.shape) == tuple(ids.shape):
-            padding = int(tokens - int(mask.sum()))  # reads the mask: a host sync if it is on CUDA
-        elif pad_id is not None:
-            padding = int((ids == pad_id).sum())
+        with outside_dispatch_modes():
+            if mask is not None and tuple(mask.shape) == tuple(ids.shape):
+                padding = int(tokens - int(mask.sum()))  # reads the mask: a host sync if it is on CUDA
+            elif pad_id is not None:
+                padding = int((ids == pad_id).sum())
     return samples, tokens, padding
 
 

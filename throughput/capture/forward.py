@@ -2,19 +2,24 @@
 
 ``nn.Module.__call__`` is wrapped for the run. The outermost call in the script's thread is a phase
 (``eval`` when grad is disabled or the module is in eval mode); a call nested inside it is not timed.
+Calls made while ``torch.jit.trace`` or ``torch.fx`` trace the model are not phases either (their
+arguments are tracers' values, which the batch counters must not read).
 
 Cost independent of the model's size: a nested call would still pay the wrapper's Python frame (about
 0.6 us here, +3% on a 300-block model), so the first steps (the warm-up, at least one) learn which
-module classes are ever called outermost. After them, every class seen only nested gets the
-original ``__call__`` in its own class dict, so its instances bypass the wrapper (a class first
-seen later still goes through it). Its instances then cost nothing, and ``Linear.__call__`` is the
-original itself. A class seen only nested during those steps and called outermost later is not timed
-(its time is ``other``). Nothing is changed once torch.compile has compiled anything, since Dynamo
-guards on what a module's ``__call__`` is and would recompile.
+module classes are ever called outermost. After them, every class seen only nested gets a ``Bypass``
+(``_bypass.c``) as its ``__call__``: while ``nn.Module.__call__`` is our wrapper, its instances call the
+original directly, with no Python frame; when something else has replaced ``nn.Module.__call__`` (fx's
+and export's tracers do), they call that, as in a plain run, and read from the class, ``__call__`` is
+what ``nn.Module.__call__`` is. A class first seen later still goes through the wrapper. A class seen
+only nested during those steps and called outermost later is not timed (its time is ``other``).
+Nothing is changed once torch.compile has compiled anything, since Dynamo guards on what a module's
+``__call__`` is and would recompile; nothing is bypassed where the C helper is not built.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Any, Callable
@@ -28,9 +33,16 @@ from throughput.capture.hygiene import Hygiene
 from throughput.capture.optimizers import OptimizerCalls
 from throughput.capture.patching import Patcher, transparent
 from throughput.capture.profiler import Profiler
+from throughput.capture.recorder import PURE_PYTHON_ENV
 from throughput.capture.stepping import StepTracker
 
+try:
+    from throughput.capture import _bypass
+except ImportError:  # the optional C helper is not built: no class is bypassed
+    _bypass = None  # type: ignore[assignment]
+
 _get_ident = threading.get_ident
+_get_tracing_state = torch._C._get_tracing_state
 _MAX_CLASSES = 4096   # module classes remembered while learning (bounded even for generated classes)
 
 
@@ -49,6 +61,7 @@ class ModuleCalls:
         self._learning_steps = max(1, prof.warmup_steps)
         self._patcher: Patcher | None = None
         self._original: Callable[..., Any] | None = None
+        self._wrapper: Callable[..., Any] | None = None
 
     def install(self, p: Patcher) -> None:
         hide_calls(self.enter, self.exit, self.nested)
@@ -63,12 +76,14 @@ class ModuleCalls:
                 if self._learning_steps:
                     self.nested(module)
                 return orig(module, *args, **kwargs)
+            if _tracing():
+                return orig(module, *args, **kwargs)
             self.enter(module, args or kwargs)
             try:
                 return orig(module, *args, **kwargs)
             finally:
                 self.exit()
-        wrapper = transparent(orig, __call__)
+        wrapper = self._wrapper = transparent(orig, __call__)
         p.set(torch.nn.Module, "__call__", wrapper)
         # pickle finds a function by its qualified name (Module._wrapped_call_impl): that name must
         # lead to the wrapper too, or pickle.dumps(nn.Module.__call__) fails under the profiler
@@ -132,17 +147,66 @@ class ModuleCalls:
             self._bypass_nested_classes()
 
     def _bypass_nested_classes(self) -> None:
-        p, orig = self._patcher, self._original
+        p, orig, wrapper = self._patcher, self._original, self._wrapper
         nested, self._nested, self._outermost = self._nested - self._outermost, set(), set()
-        if p is None or orig is None or _compiled_anything():
+        bypass_type = bypass_class()
+        if p is None or orig is None or wrapper is None or bypass_type is None or _compiled_anything():
             return
+        bypass = bypass_type(orig, torch.nn.Module, wrapper)
+        bypassed: list[type] = []
         for cls in nested:
             # only classes that inherit Module's __call__ unchanged (a class with its own keeps it)
             if all("__call__" not in vars(c) for c in cls.__mro__[:cls.__mro__.index(torch.nn.Module)]):
                 try:
-                    p.set(cls, "__call__", orig)
+                    p.set(cls, "__call__", bypass)
                 except (TypeError, AttributeError):  # an exotic metaclass: leave it on the wrapper
-                    pass
+                    continue
+                bypassed.append(cls)
+        if bypassed:
+            p.on_import("torch._dynamo.callback", lambda m: _undo_on_compile(p, m, bypassed))
+
+
+def _undo_on_compile(p: Patcher, callback_module: Any, bypassed: list[type]) -> None:
+    """When torch.compile starts compiling anything, every class gets nn.Module's ``__call__`` back
+    (the wrapper): Dynamo reads a class's ``__call__`` from the class and guards on what its dict holds,
+    and would compile against the bypass (guards on a closure it does not have: an internal error).
+    It then compiles what it would compile had the learning steps bypassed nothing."""
+    handler = callback_module.callback_handler
+
+    def undo(_args: Any) -> None:
+        while bypassed:
+            p.revert(bypassed.pop(), "__call__")
+    hide_calls(undo)
+    handler.register_start_callback(undo)
+    p.keep(_Registered(lambda: handler.remove_start_callback(undo)))
+
+
+class _Registered:
+    """A handle whose ``remove()`` runs ``forget`` once (for ``Patcher.keep``)."""
+
+    def __init__(self, forget: Callable[[], None]) -> None:
+        self._forget: Callable[[], None] | None = forget
+
+    def remove(self) -> None:
+        forget, self._forget = self._forget, None
+        if forget is not None:
+            try:
+                forget()
+            except ValueError:  # removed already (a script that cleared Dynamo's callbacks)
+                pass
+
+
+def bypass_class() -> Any:
+    """``_bypass.Bypass`` where the C helper runs (see ``recorder.compiled_helper``), else None."""
+    return _bypass.Bypass if _bypass is not None and os.environ.get(PURE_PYTHON_ENV) != "1" else None
+
+
+def _tracing() -> bool:
+    """Is ``torch.jit.trace`` or ``torch.fx`` tracing (the call's arguments are its tracer values)?"""
+    if _get_tracing_state() is not None:
+        return True
+    fx = sys.modules.get("torch.fx._symbolic_trace")
+    return bool(getattr(fx, "_is_fx_tracing_flag", False))
 
 
 def _compiled_anything() -> bool:

@@ -76,6 +76,14 @@ class Patcher:
         own = owner.__dict__.get(name, _MISSING) if hasattr(owner, "__dict__") else _MISSING
         self._undo.append((owner, name, own))
 
+    def revert(self, owner: Any, name: str) -> None:
+        """Undo the newest patch of ``owner.name`` now (nothing if there is none)."""
+        for i in range(len(self._undo) - 1, -1, -1):
+            if self._undo[i][0] is owner and self._undo[i][1] == name:
+                _, _, own = self._undo.pop(i)
+                _put_back(owner, name, own)
+                return
+
     def keep(self, handle: Any) -> None:
         """Remember a removable hook handle (anything with ``remove()``)."""
         self._handles.append(handle)
@@ -101,14 +109,7 @@ class Patcher:
         while self._handles:
             self._handles.pop().remove()
         while self._undo:
-            owner, name, own = self._undo.pop()
-            if own is _MISSING:
-                try:
-                    delattr(owner, name)
-                except AttributeError:
-                    pass
-            else:
-                setattr(owner, name, own)
+            _put_back(*self._undo.pop())
 
     @property
     def active(self) -> bool:
@@ -117,6 +118,17 @@ class Patcher:
     def targets(self) -> list[tuple[Any, str]]:
         """(owner, attribute name) of every attribute patched now, in patching order."""
         return [(owner, name) for owner, name, _ in self._undo]
+
+
+def _put_back(owner: Any, name: str, own: Any) -> None:
+    """``owner.name`` as it was: ``own``, or no attribute of its own (``_MISSING``)."""
+    if own is _MISSING:
+        try:
+            delattr(owner, name)
+        except AttributeError:
+            pass
+    else:
+        setattr(owner, name, own)
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
@@ -183,8 +195,11 @@ def leftover_patches() -> list[str]:
         found += [label for hook in table.values() if is_wrapper(hook)]
     found += [f"{type(f).__name__} in sys.meta_path" for f in sys.meta_path if isinstance(f, _PatchOnImport)]
     module_call = vars(torch.nn.Module)["__call__"]
-    found += [f"{cls.__qualname__}.__call__ (a copy of nn.Module's)" for cls in _module_classes(torch.nn.Module)
-              if vars(cls).get("__call__") is module_call]
+    bypass = getattr(sys.modules.get("throughput.capture._bypass"), "Bypass", None)
+    for cls in _module_classes(torch.nn.Module):
+        own = vars(cls).get("__call__")
+        if own is module_call or (bypass is not None and isinstance(own, bypass)):
+            found.append(f"{cls.__qualname__}.__call__ (a bypass of nn.Module's)")
     return found
 
 

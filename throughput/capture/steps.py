@@ -9,6 +9,7 @@ from throughput.capture.batch import BatchStats
 from throughput.capture.recorder import StepMeta
 
 
+
 def keep_loss(loss: Any) -> Any:
     """What to keep of a step's loss. A CPU tensor of one element is read now, as a float: ``.item()``
     on the host is a plain read, and keeping thousands of detached tensors alive measurably slows small
@@ -17,7 +18,15 @@ def keep_loss(loss: Any) -> Any:
 
     Hot path (once a step, inside the training loop, where the CPU caches hold the model's tensors, not
     the interpreter's): a loss of exactly ``torch.Tensor`` costs two binding calls (``is_cpu``,
-    ``item``); each costs microseconds there."""
+    ``item``); each costs microseconds there. Under a TorchDispatchMode of the script's, the mode does
+    not see these reads (``batch.outside_dispatch_modes``)."""
+    if _batch.dispatch_modes_active():
+        with _batch.outside_dispatch_modes():
+            return _keep_loss(loss)
+    return _keep_loss(loss)
+
+
+def _keep_loss(loss: Any) -> Any:
     if type(loss) is (_batch._tensor_class or _batch.tensor_class()):
         readable = loss.is_cpu   # one element is checked by item() itself
     elif loss is None or not hasattr(loss, "detach"):

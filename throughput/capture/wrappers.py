@@ -150,7 +150,12 @@ class CopyCalls:
                 return orig(t, *args, **kwargs)
             finally:
                 prof.close_phase(frame)
-        return transparent(orig, copy)
+        wrapper = transparent(orig, copy)
+        # pickle finds a function by its module and qualified name; the original (a C method of
+        # torch._C.TensorBase) pickles as getattr(TensorBase, name), which the wrapper cannot: named as
+        # torch.Tensor's, it pickles as that reference, which reads back as the original anywhere
+        wrapper.__module__, wrapper.__qualname__ = "torch", f"Tensor.{orig.__name__}"
+        return wrapper
 
 
 def targets_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:

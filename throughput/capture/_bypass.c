@@ -1,0 +1,163 @@
+/* ``Bypass``: what a module class holds as its ``__call__`` once the zero-code hooks have learnt that its
+ * instances are only ever called nested inside another module (``forward.ModuleCalls``).
+ *
+ * Why: the hooks wrap ``nn.Module.__call__``; a nested call would pay the wrapper's Python frame (about
+ * 0.4-0.6 us), +3% on a model of 900 small module calls a step. Putting nn.Module's own ``__call__`` in
+ * the class's dict removed that cost but was visible: ``torch.fx`` and ``torch.export`` trace modules by
+ * patching ``nn.Module.__call__``, which such a class then no longer reached (leaf modules were traced
+ * through, ``nn_module_stack`` lost its entries), and ``nn.Linear.__call__ is nn.Module.__call__`` became
+ * False.
+ *
+ * A Bypass asks, at every call, what ``nn.Module.__call__`` is now (one dictionary lookup): while it is
+ * still our wrapper, the call goes straight to the original (no Python frame, nothing allocated); when
+ * anybody else has replaced it (fx's tracer, export), the call goes to whatever is there now, as it would
+ * in a plain run. Read from the class (``nn.Linear.__call__``) it gives what ``nn.Module.__call__`` gives
+ * (so identity checks and pickling by name read as in a plain run); read from an instance, what a call
+ * runs, bound to it.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *original;   /* nn.Module's own __call__ (a function) */
+    PyObject *owner;      /* torch.nn.Module, the class whose __call__ is wrapped */
+    PyObject *wrapper;    /* our wrapper, installed as owner.__call__ */
+    vectorcallfunc vectorcall;
+} Bypass;
+
+static PyObject *str_call;
+
+/* What a call of a bypassing class runs now (borrowed): the original while ``owner.__call__`` is our
+ * wrapper (or missing), else whatever ``owner.__call__`` is. NULL with an error set if the lookup fails. */
+static PyObject *
+target(Bypass *self)
+{
+    PyObject *current = PyDict_GetItemWithError(((PyTypeObject *)self->owner)->tp_dict, str_call);
+    if (current == NULL)
+        return PyErr_Occurred() ? NULL : self->original;
+    return current == self->wrapper ? self->original : current;
+}
+
+static PyObject *
+Bypass_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    PyObject *fn = target((Bypass *)callable);
+    return fn == NULL ? NULL : PyObject_Vectorcall(fn, args, nargsf, kwnames);
+}
+
+/* From an instance: what a call runs now, bound to it. From the class: what ``owner.__call__`` is (our
+ * wrapper, while installed), so that ``nn.Linear.__call__ is nn.Module.__call__`` holds as in a plain run. */
+static PyObject *
+Bypass_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    Bypass *bypass = (Bypass *)self;
+    PyObject *fn;
+    if (obj == NULL || obj == Py_None) {
+        fn = PyDict_GetItemWithError(((PyTypeObject *)bypass->owner)->tp_dict, str_call);
+        if (fn == NULL && !PyErr_Occurred())
+            fn = bypass->original;
+        obj = NULL;
+    }
+    else {
+        fn = target(bypass);
+    }
+    if (fn == NULL)
+        return NULL;
+    descrgetfunc get = Py_TYPE(fn)->tp_descr_get;
+    if (get == NULL)
+        return Py_NewRef(fn);
+    return get(fn, obj, type);
+}
+
+static PyObject *
+Bypass_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *original, *owner, *wrapper;
+    static char *kwlist[] = {"original", "owner", "wrapper", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO!O:Bypass", kwlist, &original, &PyType_Type, &owner, &wrapper))
+        return NULL;
+    if (!PyCallable_Check(original)) {
+        PyErr_SetString(PyExc_TypeError, "Bypass: original must be callable");
+        return NULL;
+    }
+    Bypass *self = (Bypass *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->original = Py_NewRef(original);
+    self->owner = Py_NewRef(owner);
+    self->wrapper = Py_NewRef(wrapper);
+    self->vectorcall = Bypass_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+Bypass_traverse(Bypass *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->original);
+    Py_VISIT(self->owner);
+    Py_VISIT(self->wrapper);
+    return 0;
+}
+
+static int
+Bypass_clear(Bypass *self)
+{
+    Py_CLEAR(self->original);
+    Py_CLEAR(self->owner);
+    Py_CLEAR(self->wrapper);
+    return 0;
+}
+
+static void
+Bypass_dealloc(Bypass *self)
+{
+    PyObject_GC_UnTrack(self);
+    Bypass_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Bypass_repr(Bypass *self)
+{
+    return PyUnicode_FromFormat("<throughput module-call bypass of %R>", self->original);
+}
+
+static PyTypeObject BypassType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "throughput.capture._bypass.Bypass",
+    .tp_basicsize = sizeof(Bypass),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "Bypass(original, owner, wrapper): a module class's __call__ that skips owner's wrapper.",
+    .tp_new = Bypass_new,
+    .tp_traverse = (traverseproc)Bypass_traverse,
+    .tp_clear = (inquiry)Bypass_clear,
+    .tp_dealloc = (destructor)Bypass_dealloc,
+    .tp_repr = (reprfunc)Bypass_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Bypass, vectorcall),
+    .tp_descr_get = Bypass_get,
+};
+
+static struct PyModuleDef bypass_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "throughput.capture._bypass",
+    .m_doc = "Module classes called only nested skip the zero-code wrapper (optional; see forward.py).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__bypass(void)
+{
+    if ((str_call = PyUnicode_InternFromString("__call__")) == NULL || PyType_Ready(&BypassType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&bypass_module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Bypass", (PyObject *)&BypassType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
