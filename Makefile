@@ -10,7 +10,7 @@ unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: venv test demo bench bench-quick clean
 
-$(STAMP): pyproject.toml setup.py constraints.txt throughput/capture/_fastphase.c throughput/capture/_bypass.c
+$(STAMP): pyproject.toml setup.py constraints.txt throughput/capture/_fastphase.c throughput/capture/_bypass.c throughput/capture/_sigterm.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c $(CONSTRAINTS) -e '.[test,plots]'

@@ -67,6 +67,27 @@ def test_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str], body: st
         assert err == "bye\n"                                     # python prints a non-integer code
 
 
+def test_script_ended_comes_before_the_traceback_is_printed(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The caller arms its Ctrl-C guard in ``script_ended``: it must run before anything of ours does
+    (printing a traceback, building the report), or a Ctrl-C there loses the report."""
+    script = tmp_path / "raises.py"
+    script.write_text("raise ValueError('late')\n")
+    seen: list[str] = []
+    result = run(Target(path=str(script)), script_ended=lambda: seen.append(capsys.readouterr().err))
+    assert seen == [""] and "ValueError: late" in capsys.readouterr().err
+    assert result.end is RunEnd.EXCEPTION and result.detail == "ValueError: late"
+
+
+def test_an_exception_whose_str_fails_is_reported_like_python(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    script = tmp_path / "bad_str.py"
+    script.write_text("class E(Exception):\n    def __str__(self):\n        raise ValueError('nope')\nraise E()\n")
+    result = run(Target(path=str(script)))
+    assert capsys.readouterr().err.splitlines()[-1] == "E: <exception str() failed>"   # python's own line
+    assert result.exit_code == 1 and result.detail == "E: <exception str() failed>"
+
+
 def test_keyboard_interrupt_asks_to_exit_by_sigint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     script = tmp_path / "s.py"
     script.write_text("raise KeyboardInterrupt\n")

@@ -81,15 +81,18 @@ def test_max_steps_stops_cleanly_with_overrides_noted(tmp_path: Path, zygote: Zy
     assert "Partial run" in (out / "report.md").read_text()
 
 
-@pytest.mark.parametrize("signum, status, end", [(signal.SIGTERM, -signal.SIGTERM, "terminated"),
-                                                 (signal.SIGINT, -signal.SIGINT, "interrupted")])
+@pytest.mark.parametrize("signum, status, end, pure", [(signal.SIGTERM, -signal.SIGTERM, "terminated", "0"),
+                                                       (signal.SIGTERM, -signal.SIGTERM, "terminated", "1"),
+                                                       (signal.SIGINT, -signal.SIGINT, "interrupted", "0")])
 def test_signals_write_the_report_and_keep_python_status(tmp_path: Path, signum: int, status: int,
-                                                         end: str) -> None:
-    """Plain python dies by SIGTERM (-15) and, after KeyboardInterrupt, re-raises SIGINT (-2)."""
+                                                         end: str, pure: str) -> None:
+    """Plain python dies by SIGTERM (-15) and, after KeyboardInterrupt, re-raises SIGINT (-2). With
+    ``pure`` = 1 the C helper is not used (SIGTERM then unwinds the script: the documented fallback)."""
     out = tmp_path / "r"
     cmd = [sys.executable, "-m", "throughput", "profile", "--quiet", "--out", str(out),
            str(DATA / "runs_until_signalled.py")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(_env(), THROUGHPUT_PURE_PYTHON=pure))
     assert proc.stdout is not None
     assert proc.stdout.readline() == "ready\n"
     proc.send_signal(signum)
@@ -97,6 +100,102 @@ def test_signals_write_the_report_and_keep_python_status(tmp_path: Path, signum:
     assert proc.returncode == status, stderr
     session = load_json(out / "session.json")
     assert session["info"]["end"] == end and len(session["steps"]) >= 5
+
+
+def test_sigterm_is_not_seen_by_the_script_and_the_report_is_written(tmp_path: Path) -> None:
+    """Plain python dies by SIGTERM at once: no except or finally block runs, and the script sees the
+    default handler. Under the profiler the same, after the report is written (``_sigterm.c``)."""
+    from throughput.capture import runner
+    if runner._sigterm is None:
+        pytest.skip("the C helper (_sigterm.c) is not built: SIGTERM unwinds the script (documented)")
+    outputs = []
+    for profiled in (False, True):
+        out = tmp_path / f"r{int(profiled)}"
+        cmd = [sys.executable, *(["-m", "throughput", "profile", "--quiet", "--out", str(out)] if profiled else []),
+               str(DATA / "sigterm_unseen.py")]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        assert lines[1] == "ready\n", lines
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+        outputs.append((proc.returncode, lines + [stdout], stderr))
+    assert outputs[0] == outputs[1] == (-signal.SIGTERM, ["handler 0\n", "ready\n", ""], "")
+    session = load_json(tmp_path / "r1" / "session.json")
+    assert session["info"]["end"] == "terminated" and len(session["steps"]) >= 5
+
+
+def test_a_forked_child_leaving_through_sys_exit_writes_no_report(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    proc = run_profiled(DATA / "forks_a_child.py", out=out, options=["--warmup-steps", "0"])
+    assert proc.returncode == 0 and proc.stdout == "child exit 0\n", proc.stderr
+    assert proc.stderr.count("writing report to") == 1
+    summary = load_json(out / "summary.json")
+    assert summary["end"] == "completed" and summary["steps"]["total"] == 6
+
+
+def test_a_forked_child_dies_by_sigterm_at_once(tmp_path: Path) -> None:
+    """A child forked by the script (multiprocessing's fork pool) inherits the SIGTERM handler, not our
+    thread: it dies by SIGTERM as under plain python (Pool.terminate printed a traceback per worker)."""
+    script = tmp_path / "terminate_child.py"
+    script.write_text("import os, signal, time\n"
+                      "child = os.fork()\n"
+                      "if child == 0:\n"
+                      "    time.sleep(60)\n"
+                      "    os._exit(0)\n"
+                      "os.kill(child, signal.SIGTERM)\n"
+                      "print('child', os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))\n")
+    plain, profiled = run_plain(script), run_profiled(script, out=tmp_path / "r", options=["--quiet"])
+    assert plain.stdout == profiled.stdout == f"child {-signal.SIGTERM}\n"
+    assert plain.stderr == profiled.stderr == ""
+
+
+@pytest.mark.parametrize("args", [["a", "--", "b"], ["--", "x"], ["--out", "x"]])
+def test_the_scripts_arguments_pass_through_untouched(tmp_path: Path, args: list[str]) -> None:
+    script = tmp_path / "argv.py"
+    script.write_text("import sys; print(sys.argv[1:])\n")
+    proc = run_profiled(script, args, out=tmp_path / "r", options=["--quiet"])
+    assert proc.returncode == 0 and proc.stdout == f"{args}\n", proc.stderr
+
+
+def test_a_script_name_after_a_double_dash(tmp_path: Path) -> None:
+    """``throughput profile -- -name.py``: the ``--`` ends our options (a script whose name starts with -)."""
+    (tmp_path / "-dash.py").write_text("import sys; print(sys.argv)\n")
+    proc = subprocess.run([sys.executable, "-m", "throughput", "profile", "--quiet", "--no-plots", "--out",
+                           str(tmp_path / "r"), "--", "-dash.py", "a"], capture_output=True, text=True,
+                          env=_env(), cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == "['-dash.py', 'a']\n", proc.stderr
+
+
+def test_a_script_that_changes_directory_keeps_its_report_where_asked(tmp_path: Path) -> None:
+    """--out is taken from the directory the command ran in (Hydra's job.chdir moves the script)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    script = tmp_path / "chdir.py"
+    script.write_text(f"import os; os.chdir({str(elsewhere)!r})\n")
+    proc = run_profiled(script, out=Path("r"), options=["--quiet"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "r" / "session.json").exists() and not (elsewhere / "r").exists()
+
+
+def test_two_runs_in_the_same_second_get_their_own_default_folders(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from throughput.cli import profile_cmd
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    monkeypatch.setattr(profile_cmd, "_run_name", lambda: "20261202-150000")
+    first, second = profile_cmd._default_out("train"), profile_cmd._default_out("train")
+    assert (first.name, second.name) == ("train-20261202-150000", "train-20261202-150000-2")
+    assert first.is_dir() and second.is_dir()   # taken at once, not at the end of the run
+
+
+def test_out_that_cannot_be_written_fails_up_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing" / "run")
+    for out, fragment in ((tmp_path / "dangling", "is a link to a missing folder"),
+                          (tmp_path / ("b" * 256), "too long")):
+        assert main(["profile", "--out", str(out), str(DATA / "trains_nothing.py")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and fragment in err
 
 
 def test_console_script_on_a_script_that_trains_nothing(tmp_path: Path) -> None:

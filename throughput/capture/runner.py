@@ -5,6 +5,11 @@ Same ``sys.argv``, ``__main__``, ``sys.path[0]``, working directory and standard
 and the instrumentation's are left out) and gives exit status 1; ``sys.exit`` codes are kept;
 Ctrl-C and SIGTERM end the process by the same signal once the report is written (see
 ``exit_by_signal``). The caller records the result; nothing here knows about profiling.
+
+SIGTERM (with the C helper, ``_sigterm.c``): the script sees no handler and is not unwound; between two
+of its bytecodes ``on_terminate`` gets the result (the caller writes its report) and the process then
+dies by SIGTERM, as plain python would have at once. Without the helper, SIGTERM raises ``Terminated``
+in the script (its ``finally`` blocks run) and the run ends through the normal path.
 """
 
 from __future__ import annotations
@@ -21,12 +26,25 @@ import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+from throughput.capture.recorder import PURE_PYTHON_ENV
 from throughput.session.records import RunEnd
+
+try:
+    from throughput.capture import _sigterm
+except ImportError:  # the optional C helper is not built: SIGTERM raises Terminated instead
+    _sigterm = None  # type: ignore[assignment]
 
 _PY_SUFFIXES = (".py", ".pyw")
 _HIDDEN_DIRS = (str(Path(__file__).resolve().parent),)   # throughput/capture: ours, not the user's
+_PACKAGE = Path(__file__).resolve().parent.parent
+# Where a SIGTERM must not stop the main thread: a recorder, its retention or its totals mid-update
+# (the report is built from them). Asked again 1 ms later.
+_RECORDING_FILES = frozenset(str(_PACKAGE / f) for f in (
+    "capture/recorder.py", "capture/retention.py", "capture/profiler.py", "capture/stepping.py",
+    "capture/steps.py", "session/accumulate.py"))
+SIGTERM_GRACE_S = 5.0   # the main thread must reach Python code within this, else no report (see _sigterm.c)
 _pending_signal: int | None = None
 _atexit_registered = False
 
@@ -94,37 +112,62 @@ def check_target(target: Target) -> None:
         raise TargetError(f"{target.path} is not a Python script (expected a .py file)")
 
 
-def run(target: Target) -> RunResult:
+def run(target: Target, *, script_ended: Callable[[], None] | None = None,
+        on_terminate: Callable[[RunResult], None] | None = None) -> RunResult:
     """Run ``target`` in this process like ``python`` would. Exceptions are printed, not raised,
-    except the instrumentation's ``MaxStepsReached``, which ends the run with status 0."""
+    except the instrumentation's ``MaxStepsReached``, which ends the run with status 0.
+
+    ``script_ended()`` is called first thing once the script's code has returned or raised, before its
+    exception is printed (a caller arms its Ctrl-C guard there). ``on_terminate(result)``: see the
+    module docstring; without it, SIGTERM is handled as without the C helper."""
     from throughput.capture.hooks import MaxStepsReached
     old_argv, old_path0, old_main = list(sys.argv), (sys.path[0] if sys.path else None), sys.modules["__main__"]
-    with _sigterm_raises():
+    sigterm = _SigtermReports(on_terminate)
+    with sigterm:
         try:
             if target.module is not None:
                 _run_module(target.module, target.args)
             else:
                 _run_path(str(target.path), target.args)
-        except MaxStepsReached as e:
-            return RunResult(end=RunEnd.MAX_STEPS, exit_code=0, detail=str(e))
-        except SystemExit as e:
-            return _system_exit(e)
-        except KeyboardInterrupt as e:
-            _print_exception(e)
-            return RunResult(end=RunEnd.INTERRUPTED, exit_code=130, detail="KeyboardInterrupt",
-                             signal=signal.SIGINT)
-        except Terminated:
-            return RunResult(end=RunEnd.TERMINATED, exit_code=143, detail="SIGTERM", signal=signal.SIGTERM)
         except BaseException as e:  # noqa: BLE001 - the user's exception, reported like python does
-            _print_exception(e)
-            return RunResult(end=RunEnd.EXCEPTION, exit_code=1,
-                             detail=f"{type(e).__name__}: {e}".splitlines()[0][:300])
+            if script_ended is not None:
+                script_ended()
+            result = _result_of(e, MaxStepsReached)
+        else:
+            if script_ended is not None:
+                script_ended()
+            result = RunResult(end=RunEnd.COMPLETED, exit_code=0)
         finally:
             sys.argv[:] = old_argv
             if old_path0 is not None and sys.path:
                 sys.path[0] = old_path0
             sys.modules["__main__"] = old_main
-    return RunResult(end=RunEnd.COMPLETED, exit_code=0)
+    if sigterm.came_late:   # at the very end, after the script's last bytecode: python would die by it
+        return RunResult(end=RunEnd.TERMINATED, exit_code=143, detail="SIGTERM", signal=signal.SIGTERM)
+    return result
+
+
+def _result_of(e: BaseException, max_steps: type[BaseException]) -> RunResult:
+    """How a script that raised ``e`` ended (its traceback printed as python prints it)."""
+    if isinstance(e, max_steps):
+        return RunResult(end=RunEnd.MAX_STEPS, exit_code=0, detail=_text(e))
+    if isinstance(e, SystemExit):
+        return _system_exit(e)
+    if isinstance(e, KeyboardInterrupt):
+        _print_exception(e)
+        return RunResult(end=RunEnd.INTERRUPTED, exit_code=130, detail="KeyboardInterrupt", signal=signal.SIGINT)
+    if isinstance(e, Terminated):
+        return RunResult(end=RunEnd.TERMINATED, exit_code=143, detail="SIGTERM", signal=signal.SIGTERM)
+    _print_exception(e)
+    return RunResult(end=RunEnd.EXCEPTION, exit_code=1, detail=f"{type(e).__name__}: {_text(e)}".splitlines()[0][:300])
+
+
+def _text(e: BaseException) -> str:
+    """``str(e)``, or what python prints when that raises."""
+    try:
+        return str(e)
+    except Exception:  # noqa: BLE001 - a broken __str__ is the script's; python prints this instead
+        return "<exception str() failed>"
 
 
 def _run_path(path: str, args: tuple[str, ...]) -> None:
@@ -212,21 +255,56 @@ def _is_ours(filename: str) -> bool:
     return filename.startswith(_HIDDEN_DIRS) or filename in (runpy.__file__, "<frozen runpy>")
 
 
-class _sigterm_raises:
-    """While running: SIGTERM raises ``Terminated`` in the main thread (if the script has not set
-    its own handler by then, which then wins, as in plain python)."""
+class _SigtermReports:
+    """SIGTERM while the script runs (see the module docstring): through ``_sigterm.c`` when it is built
+    and ``on_terminate`` is given, else a Python handler that raises ``Terminated`` in the main thread.
+    Either only over the default disposition: a handler the script's process already has wins."""
+
+    def __init__(self, on_terminate: Callable[[RunResult], None] | None) -> None:
+        self._on_terminate = on_terminate
+        self._native = False
+        self._old: Any = None
+        self.came_late = False
 
     def __enter__(self) -> None:
-        self._old: Any = None
         try:
-            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+                return
+            if self._on_terminate is not None and _sigterm is not None and os.environ.get(PURE_PYTHON_ENV) != "1":
+                self._native = _sigterm.install(self._in_main_thread, SIGTERM_GRACE_S)
+            if not self._native:
                 self._old = signal.signal(signal.SIGTERM, _raise_terminated)
         except ValueError:  # not the main thread: leave signals alone
             self._old = None
 
+    def _in_main_thread(self) -> bool:
+        """Run by ``_sigterm.c`` between two bytecodes of the main thread: False to be asked again (a
+        recorder mid-update); else the report is written and the process dies by SIGTERM."""
+        if _recording(sys._getframe(1)):
+            return False
+        _sigterm.take_over()
+        try:
+            assert self._on_terminate is not None
+            self._on_terminate(RunResult(end=RunEnd.TERMINATED, exit_code=143, detail="SIGTERM",
+                                         signal=signal.SIGTERM))
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)   # the default disposition again (take_over)
+        return True
+
     def __exit__(self, *exc: object) -> None:
-        if self._old is not None and signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        if self._native:
+            self.came_late = _sigterm.uninstall()
+        elif self._old is not None and signal.getsignal(signal.SIGTERM) is _raise_terminated:
             signal.signal(signal.SIGTERM, self._old)
+
+
+def _recording(frame: types.FrameType | None) -> bool:
+    """Is any frame of this stack in the recording code (``_RECORDING_FILES``)?"""
+    while frame is not None:
+        if frame.f_code.co_filename in _RECORDING_FILES:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _raise_terminated(signum: int, frame: object) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from throughput.capture.device import hardware_context
 from throughput.capture.hooks import Instrumentation
@@ -32,9 +32,15 @@ class ProfileOptions:
             raise ValueError(f"max steps must be >= 1, got {self.max_steps}")
 
 
-def profile_target(target: Target, options: ProfileOptions | None = None) -> tuple[Session, RunResult]:
+def profile_target(target: Target, options: ProfileOptions | None = None, *,
+                   script_ended: Callable[[], None] | None = None,
+                   terminated: Callable[[Session, RunResult], None] | None = None) -> tuple[Session, RunResult]:
     """Run ``target`` like python does with the zero-code hooks installed; the hooks are removed and
-    the session is complete however the script ends (its exception has been printed by then)."""
+    the session is complete however the script ends (its exception has been printed by then).
+
+    ``script_ended()``: called as soon as the script's code has returned or raised (``runner.run``).
+    ``terminated(session, result)``: on SIGTERM, where the C helper handles it, called with the session
+    from inside the stopped script; the process then dies by SIGTERM (this function does not return)."""
     options = options or ProfileOptions()
     check_target(target)
     argv = (target.display if target.path is not None else target.display, *target.args)
@@ -42,14 +48,22 @@ def profile_target(target: Target, options: ProfileOptions | None = None) -> tup
                     telemetry=options.telemetry, ambient=True, progress=options.progress)
     prof.info_overrides["overrides"] = {k: _text(v) for k, v in options.overrides.as_dict().items()}
     inst = Instrumentation(prof, options.overrides, options.max_steps)
+
+    def end(result: RunResult) -> Session:
+        inst.remove()
+        return prof.stop(result.end, result.detail, result.exit_code)
+
+    def on_terminate(result: RunResult) -> None:
+        assert terminated is not None
+        terminated(end(result), result)
+
     inst.install()
     prof.event("context", "hardware", **hardware_context(prof.device))
     try:
-        result = run(target)
+        result = run(target, script_ended=script_ended, on_terminate=on_terminate if terminated else None)
     finally:
         inst.remove()
-    session = prof.stop(result.end, result.detail, result.exit_code)
-    return session, result
+    return end(result), result
 
 
 def _text(value: int | bool | str) -> str:

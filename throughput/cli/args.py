@@ -103,12 +103,18 @@ def existing_file(text: str) -> Path:
 
 
 def output_folder(text: str) -> Path:
-    """A folder throughput may create or write into: not a file, under a folder this user can write."""
+    """A folder throughput may create or write into: not a file, not a link to a missing folder, a name
+    the file system takes, under a folder this user can write."""
     path = Path(text)
     if not text.strip():
         _fail("expected a folder path, got ''")
-    if path.exists() and not path.is_dir():
-        _fail(f"{text} is an existing file, not a folder; choose another path")
+    try:
+        if path.exists() and not path.is_dir():
+            _fail(f"{text} is an existing file, not a folder; choose another path")
+        if path.is_symlink() and not path.exists():
+            _fail(f"{text} is a link to a missing folder; create its target or choose another path")
+    except OSError as e:   # a name too long for the file system (ENAMETOOLONG) and the like
+        _fail(f"{text}: {e.strerror or e}")
     _check_writable(path if path.is_dir() else _nearest_existing(path), text)
     return path
 

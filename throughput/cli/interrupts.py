@@ -26,10 +26,15 @@ class FinishFirst:
         self._installed = False
 
     def __enter__(self) -> "FinishFirst":
-        if threading.current_thread() is threading.main_thread():
+        self.arm()
+        return self
+
+    def arm(self) -> None:
+        """From now on Ctrl-C is announced, then aborts (idempotent; ``disarm`` or leaving the ``with``
+        puts the previous handler back)."""
+        if not self._installed and threading.current_thread() is threading.main_thread():
             self._old = signal.signal(signal.SIGINT, self._handle)
             self._installed = True
-        return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.interrupted:
@@ -41,5 +46,9 @@ class FinishFirst:
             pass
 
     def __exit__(self, *exc: object) -> None:
+        self.disarm()
+
+    def disarm(self) -> None:
         if self._installed:
             signal.signal(signal.SIGINT, self._old)
+            self._installed = False

@@ -7,6 +7,7 @@ hand before argparse sees them. The report goes to stderr so the script's stdout
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -71,7 +72,8 @@ def add_parser(sub: Any) -> None:
     # The script's own options must reach it untouched: no prefix chars here, parsing happens in run().
     p = sub.add_parser("profile", help="profile an unmodified training script (zero code changes)",
                        add_help=False, prefix_chars="\0", usage=USAGE)
-    p.add_argument("argv", nargs="*", help="[options] script.py [args...] (see `throughput profile --help`)")
+    # REMAINDER, not "*": argparse drops the first "--" from a "*" list, which is the script's to keep
+    p.add_argument("argv", nargs=argparse.REMAINDER, help="[options] script.py [args...] (see `throughput profile --help`)")
     p.set_defaults(handler=run)
 
 
@@ -100,7 +102,7 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def run(args: argparse.Namespace) -> int:
     from throughput.capture.overrides import launch_env, overrides_from, parse_set
-    from throughput.capture.runner import Target, TargetError, check_target, exit_by_signal, prepare_exit_by_signal
+    from throughput.capture.runner import Target, TargetError, check_target
     ours, rest = split_argv(args.argv)
     opts = options_parser().parse_args(ours)
     if opts.module is not None:
@@ -116,8 +118,28 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TargetError) as e:
         raise CliError(f"profile: {e}") from None
     _relaunch_with_env(launch_env(values), args.argv)
+    # absolute now: a script that changes directory (Hydra's job.chdir) must not move the report
+    base_out = Path(opts.out).absolute() if opts.out else _default_out(target.stem)
+    pid = os.getpid()
+    try:
+        return _profile(target, opts, ours, rest, overrides, base_out)
+    finally:
+        if not opts.out and os.getpid() == pid:   # a default folder made for a run that wrote nothing
+            _remove_if_empty(base_out)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:   # not empty (the report), or gone
+        pass
+
+
+def _profile(target: Any, opts: argparse.Namespace, ours: list[str], rest: list[str], overrides: Any,
+             base_out: Path) -> int:
+    """Run ``target`` under the hooks and write its report to ``base_out`` (or its rank's folder)."""
+    from throughput.capture.runner import exit_by_signal, prepare_exit_by_signal
     from throughput.cli import multirank
-    base_out = opts.out or _default_out(target.stem)
     if opts.nproc_per_node is not None:
         check_fresh_folder(base_out)
         return multirank.launch(opts.nproc_per_node, ours, rest, base_out, quiet=opts.quiet)
@@ -132,20 +154,44 @@ def run(args: argparse.Namespace) -> int:
                              telemetry=chain(_telemetry(opts, out), window), progress=progress,
                              **({} if opts.warmup_steps is None else {"warmup_steps": opts.warmup_steps}))
     prepare_exit_by_signal()
+    from throughput.cli.interrupts import FinishFirst
     from throughput.report import plot_server
     if not opts.no_plots:
         plot_server.prestart()   # matplotlib imports while the script trains (report/plot_server.py)
+    guard = FinishFirst(what="the report")   # armed the moment the script's code ends (runner.run)
+    pid = os.getpid()
+
+    def finish(session: Any, result: Any) -> bool:
+        """Everything after the script: the report, the advice lines, the ranks' merge. False when a
+        second Ctrl-C aborted the report (what was written is kept)."""
+        if not _report(session, out, opts.format, quiet, guard, plots=not opts.no_plots):
+            return False
+        plot_server.discard()
+        after_report(session, opts, quiet)
+        multirank.after_rank(base_out, quiet=opts.quiet)
+        return True
+
+    def terminated(session: Any, result: Any) -> None:   # SIGTERM: the process dies by it after this
+        guard.arm()
+        finish(session, result)
+
     try:
-        session, result = profile_target(target, options)
-        if not _report(session, out, opts.format, quiet, plots=not opts.no_plots):
-            return 130   # the report was aborted by a second Ctrl-C; what was written is kept
+        session, result = profile_target(target, options, script_ended=guard.arm, terminated=terminated)
+        if os.getpid() != pid:   # a child the script forked (os.fork) left through sys.exit: no report
+            return int(result.exit_code)
+        if not finish(session, result):
+            return 130
+    except KeyboardInterrupt:
+        if not guard.interrupted:   # before the script started: the caller says "interrupted"
+            raise
+        _say_aborted(out)
+        return 130
     finally:
+        guard.disarm()
         plot_server.discard()   # not taken: no steps to plot, or the report failed first
-    after_report(session, opts, quiet)
-    multirank.after_rank(base_out, quiet=opts.quiet)
     if result.signal is not None:
         exit_by_signal(result.signal)
-    return result.exit_code
+    return int(result.exit_code)
 
 
 def _relaunch_with_env(env: dict[str, str], argv: Sequence[str]) -> None:
@@ -159,21 +205,19 @@ def _relaunch_with_env(env: dict[str, str], argv: Sequence[str]) -> None:
     os.execve(sys.executable, [sys.executable, "-m", "throughput", "profile", *argv], {**os.environ, **env})
 
 
-def _report(session: Any, out: Path, fmt: str, quiet: bool, plots: bool = True) -> bool:
-    """Write the report folder (with the PNG plots unless ``plots`` is False) and print the summary.
-    False when a second Ctrl-C aborted it."""
+def _report(session: Any, out: Path, fmt: str, quiet: bool, guard: Any, plots: bool = True) -> bool:
+    """Write the report folder (with the PNG plots unless ``plots`` is False) and print the summary,
+    under ``guard`` (a FinishFirst). False when a second Ctrl-C aborted it."""
     from throughput.analysis.summary import summarize
-    from throughput.cli.interrupts import FinishFirst
     from throughput.report.folder import write_report
     _say(quiet, f"throughput: writing report to {out}/ ...")
     t0 = time.perf_counter()
-    with FinishFirst(what="the report") as guard:
+    with guard:
         try:
             summary = summarize(session)
             folder = write_report(session, out, summary, plots=plots)
         except KeyboardInterrupt:
-            kept = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.is_dir() else []
-            print(f"throughput: report aborted; kept in {out}: {', '.join(kept) or 'nothing'}", file=sys.stderr)
+            _say_aborted(out)
             return False
         except OSError as e:
             print(f"throughput: error: could not write the report to {out}: {e}", file=sys.stderr)
@@ -186,6 +230,12 @@ def _report(session: Any, out: Path, fmt: str, quiet: bool, plots: bool = True) 
     return True
 
 
+def _say_aborted(out: Path) -> None:
+    """After a second Ctrl-C: what of the report folder is there (each file is written whole)."""
+    kept = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.is_dir() else []
+    print(f"throughput: report aborted; kept in {out}: {', '.join(kept) or 'nothing'}", file=sys.stderr)
+
+
 def _say(quiet: bool, line: str) -> None:
     if quiet:
         return
@@ -196,12 +246,23 @@ def _say(quiet: bool, line: str) -> None:
 
 
 def _default_out(stem: str) -> Path:
-    """reports/<script>-<time>; outside torchrun, a second run in the same second gets -2, -3, ..."""
+    """reports/<script>-<time> (absolute), created now so that another run started in the same second
+    takes -2, -3, ... instead of writing over this one's report at the end. Under torchrun every rank
+    takes the launcher's folder (each writes its own rank-N/ in it)."""
     import os
-    base = Path("reports") / f"{stem}-{_run_name()}"
-    if os.environ.get("TORCHELASTIC_RUN_ID") or not base.exists():
+    base = (Path("reports") / f"{stem}-{_run_name()}").absolute()
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
         return base
-    return next(p for n in range(2, 10_000) if not (p := base.with_name(f"{base.name}-{n}")).exists())
+    for n in range(1, 10_000):
+        candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        except OSError:
+            return candidate   # check_fresh_folder says why it cannot be written, in one line
+        return candidate
+    raise CliError(f"profile: no free report folder name beside {base}; pass --out")
 
 
 def _run_name() -> str:
