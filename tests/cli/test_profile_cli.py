@@ -158,6 +158,21 @@ def test_the_scripts_arguments_pass_through_untouched(tmp_path: Path, args: list
     assert proc.returncode == 0 and proc.stdout == f"{args}\n", proc.stderr
 
 
+def test_a_module_s_traceback_is_python_dash_m_s(tmp_path: Path) -> None:
+    """``python -m`` shows runpy's two frames (``_run_module_as_main``, ``_run_code``) above the module's."""
+    pkg = tmp_path / "zc_pkg_fails"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "train.py").write_text("raise RuntimeError('from a module')\n")
+    plain = subprocess.run([sys.executable, "-m", "zc_pkg_fails.train"], capture_output=True, text=True,
+                           env=_env(), cwd=tmp_path, timeout=120)
+    profiled = subprocess.run([sys.executable, "-m", "throughput", "profile", "--quiet", "--no-plots", "--out",
+                               str(tmp_path / "r"), "-m", "zc_pkg_fails.train"], capture_output=True, text=True,
+                              env=_env(), cwd=tmp_path, timeout=120)
+    assert plain.returncode == profiled.returncode == 1
+    assert profiled.stderr == plain.stderr and "_run_module_as_main" in plain.stderr
+
+
 def test_a_script_name_after_a_double_dash(tmp_path: Path) -> None:
     """``throughput profile -- -name.py``: the ``--`` ends our options (a script whose name starts with -)."""
     (tmp_path / "-dash.py").write_text("import sys; print(sys.argv)\n")

@@ -188,9 +188,14 @@ def _run_path(path: str, args: tuple[str, ...]) -> None:
 
 
 def _run_module(name: str, args: tuple[str, ...]) -> None:
-    sys.argv[:] = [name, *args]          # runpy sets argv[0] to the module's file, as python -m does
+    """As ``python -m`` does: through runpy's ``_run_module_as_main`` (its two frames are in the
+    traceback of an exception, as in python's) in a fresh ``__main__``; argv[0] becomes the file."""
+    sys.argv[:] = [name, *args]
     sys.path[0] = os.getcwd()
-    runpy.run_module(name, run_name="__main__", alter_sys=True)
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = main
+    runpy._run_module_as_main(name, alter_argv=True)  # type: ignore[attr-defined]  # python -m's own entry
 
 
 def _system_exit(e: SystemExit) -> RunResult:
@@ -252,7 +257,7 @@ def _walk(tb: types.TracebackType | None) -> Iterator[types.TracebackType]:
 
 
 def _is_ours(filename: str) -> bool:
-    return filename.startswith(_HIDDEN_DIRS) or filename in (runpy.__file__, "<frozen runpy>")
+    return filename.startswith(_HIDDEN_DIRS)
 
 
 class _SigtermReports:
