@@ -18,7 +18,7 @@ from throughput.analysis.stats import Distribution, distribution, quantile
 from throughput.session.accumulate import StepAccumulator, ValueAccumulator
 from throughput.session.exact import ExactSum, exact_variance
 from throughput.session.records import OTHER, STANDARD_PHASES, StepRecord, exclusive_times
-from throughput.session.retention import StepTotals, ValueStats
+from throughput.session.retention import FOLDED_PHASE, StepTotals, ValueStats
 from throughput.session.session import Session
 from throughput.session.sketch import sketch_quantile
 
@@ -55,10 +55,11 @@ class Measured:
 
 
 def phase_order(names: set[str]) -> list[str]:
-    """Standard phases in step order, then user phases alphabetically, ``other`` last."""
+    """Standard phases in step order, then user phases alphabetically, then ``FOLDED_PHASE`` (the names
+    past the run's cap), ``other`` last."""
     standard = [p for p in STANDARD_PHASES if p in names and p != OTHER]
-    custom = sorted(n for n in names if n not in STANDARD_PHASES)
-    return standard + custom + ([OTHER] if OTHER in names else [])
+    custom = sorted(n for n in names if n not in STANDARD_PHASES and n != FOLDED_PHASE)
+    return standard + custom + [n for n in (FOLDED_PHASE, OTHER) if n in names]
 
 
 def measure_steps(steps: Sequence[StepRecord]) -> Measured | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from throughput.session.retention import FOLDED_PHASE, FoldedPhases
 from throughput.session.session import Session
 from throughput.session.sketch import RELATIVE_ACCURACY
 
@@ -28,7 +29,19 @@ def retention_notes(session: Session) -> tuple[str, ...]:
     if r.events_dropped:
         notes.append(f"{r.events_dropped} capture event(s) beyond {p.events_per_kind} of one kind were counted, "
                      "not kept")
+    if r.folded_phases is not None:
+        notes.append(folded_phases_note(r.folded_phases, p.phase_names))
     return tuple(notes)
+
+
+def folded_phases_note(folded: FoldedPhases, cap: int) -> str:
+    """The note of a run that had more phase names than its cap (their time is in ``FOLDED_PHASE``)."""
+    count = f"over {folded.names:,}" if folded.more else f"{folded.names:,}"
+    shown = ", ".join(repr(n) for n in folded.examples) + (", ..." if folded.more or folded.names > len(folded.examples)
+                                                          else "")
+    return (f"phase names: past the cap of {cap} distinct names, {count} later name(s) ({shown}) were recorded "
+            f"together as phase {FOLDED_PHASE!r}, which holds their time. To see them apart, build phase names "
+            "from a fixed set (not from a step or request number) or raise RetentionPolicy(phase_names=...)")
 
 
 def peak_rss_bytes(session: Session) -> float | None:

@@ -7,12 +7,13 @@ steps kept besides do not pull them up. Pure: no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 
 from throughput.analysis.breakdown import phase_order, phase_times
+from throughput.session.records import OTHER
 from throughput.session.session import Session
 
 
@@ -66,6 +67,30 @@ def step_series(session: Session) -> StepSeries:
         warmup_steps=min(session.info.warmup_steps, session.steps_seen),
         even=_even(session),
     )
+
+
+def top_phases(series: StepSeries, keep: int) -> StepSeries:
+    """``series`` with at most ``keep + 1`` phases: the ``keep`` with the most time over its measured
+    steps (in ``series.phases`` order), and the rest added up per step as one phase named
+    ``"<n> more phases"`` (after them, before ``other`` if that is kept). Unchanged when it has at most
+    ``keep + 1`` phases already: folding one phase into a "1 more" phase would say nothing."""
+    if keep < 0:
+        raise ValueError(f"keep must be >= 0, got {keep}")
+    if len(series.phases) <= keep + 1:
+        return series
+    measured = np.asarray([i >= series.warmup_steps for i in series.steps], dtype=bool)
+    totals = {n: float(np.asarray(series.phase_s[n], dtype=np.float64)[measured].sum()) for n in series.phases}
+    # the largest totals; ties go to the earlier phase (standard phases come first in series.phases)
+    position = {n: i for i, n in enumerate(series.phases)}
+    ranked = sorted(series.phases, key=lambda n: (-totals[n], position[n]))
+    kept = set(ranked[:keep])
+    rest = [n for n in series.phases if n not in kept]
+    folded = f"{len(rest)} more phases"
+    rest_s = np.sum([np.asarray(series.phase_s[n], dtype=np.float64) for n in rest], axis=0)
+    names = [n for n in series.phases if n in kept and n != OTHER] + [folded] + ([OTHER] if OTHER in kept else [])
+    phase_s = {n: series.phase_s[n] for n in names if n != folded}
+    phase_s[folded] = tuple(rest_s.tolist())
+    return replace(series, phases=tuple(names), phase_s={n: phase_s[n] for n in names})
 
 
 def _even(session: Session) -> tuple[bool, ...]:

@@ -21,8 +21,8 @@ from throughput.capture.progress import ProgressLine, ProgressView, progress_ena
 from throughput.capture.recorder import _NO_META, CompiledPhase, PhaseMisuseError, RecordedPhase, Recorder, _Frame
 from throughput.capture.retention import EventStore, TelemetryStore
 from throughput.capture.steps import DeviceLosses, keep_loss, step_meta, to_float
-from throughput.session.records import Event, RunEnd, RunInfo, StepRule, TelemetrySample
-from throughput.session.retention import Retention, RetentionPolicy
+from throughput.session.records import STANDARD_PHASES, Event, RunEnd, RunInfo, StepRule, TelemetrySample
+from throughput.session.retention import FOLDED_PHASE, Retention, RetentionPolicy
 from throughput.session.session import Session
 from throughput.timing.clock import Clock, PerfCounterClock
 from throughput.timing.cuda import DeviceTimer, EventFactory, cuda_event_factory
@@ -101,6 +101,9 @@ def phase(name: str) -> PhaseContext:
 
 
 _CHECKED_NAMES: set[str] = set()
+#: Names remembered as valid. A cache only (a name past it is checked again, a few hundred ns): with no
+#: profiler running, ``phase(f"req{i}")`` must not grow the process.
+CHECKED_NAMES_MAX = 4096
 
 
 def _check_phase_name(name: str) -> None:
@@ -110,7 +113,10 @@ def _check_phase_name(name: str) -> None:
         raise ValueError(f"a phase name must be a non-empty string, got {name!r}")
     if name == "other":
         raise ValueError("'other' is derived (the uncovered rest of a step); choose another phase name")
-    _CHECKED_NAMES.add(name)
+    if name == FOLDED_PHASE:
+        raise ValueError(f"{FOLDED_PHASE!r} holds the phase names past the run's cap; choose another phase name")
+    if len(_CHECKED_NAMES) < CHECKED_NAMES_MAX:
+        _CHECKED_NAMES.add(name)
 
 
 class Profiler:
@@ -125,7 +131,8 @@ class Profiler:
         max_spans: spans kept for the trace in all (see ``retention``).
         retention: the caps of what is kept in full (``throughput.session.retention.RetentionPolicy``):
             the warm-up, the recent steps, the slowest, an even thinning of the rest; every step goes
-            into exact totals and quantile sketches whatever is kept, so memory does not grow with steps.
+            into exact totals and quantile sketches whatever is kept, so memory does not grow with steps;
+            past ``phase_names`` distinct phase names, new ones are recorded as ``FOLDED_PHASE``.
         progress: the live status line on stderr: None shows it when stderr is a terminal (rank 0 only), True always,
             False never.
         telemetry: started with the profiler and stopped (threads joined) by ``stop()``, e.g. a
@@ -161,9 +168,11 @@ class Profiler:
         # (recorder, owner thread) while running: the phase fast path (``open``/``close`` are looked up
         # on the recorder each time: an observer installed meanwhile shadows them)
         self._hot: tuple[Recorder, int] | None = None
-        self._fast_phases: dict[str, RecordedPhase | CompiledPhase] | None = None   # per name, while running on the host
+        # per recorded name (at most the names cap + the standard phases + FOLDED_PHASE), while running on the host
+        self._fast_phases: dict[str, RecordedPhase | CompiledPhase] | None = None
         self._owner_thread = 0
-        self._phase_contexts: dict[str, PhaseContext] = {}
+        self._phase_contexts: dict[str, PhaseContext] = {}   # per name, up to _contexts_max (then made per call)
+        self._contexts_max = self.retention_policy.phase_names + len(STANDARD_PHASES)
         self._origin_s = 0.0
         self._started_unix_s = 0.0
         self._pending_batches: list[BatchStats] = []
@@ -266,15 +275,26 @@ class Profiler:
         fast = self._fast_phases
         if fast is not None and get_ident() == self._owner_thread:   # running, host-timed, this thread
             recorded = fast.get(name)
-            if recorded is None:
-                _check_phase_name(name)
-                recorded = fast[name] = self._recorder.phase_context(name)  # type: ignore[union-attr]  # running implies a recorder
-            return recorded
+            return recorded if recorded is not None else self._new_fast_phase(fast, name)
         ctx = self._phase_contexts.get(name)
         if ctx is None:
             _check_phase_name(name)
-            ctx = self._phase_contexts[name] = PhaseContext(self, name)
+            ctx = PhaseContext(self, name)   # its name is capped when it opens (Recorder.open)
+            if len(self._phase_contexts) < self._contexts_max:
+                self._phase_contexts[name] = ctx
         return ctx
+
+    def _new_fast_phase(self, fast: "dict[str, RecordedPhase | CompiledPhase]",
+                        name: str) -> "RecordedPhase | CompiledPhase":
+        """The phase object for a name not cached: cached under the name it records, which is ``name``
+        itself or, past the names cap, ``FOLDED_PHASE`` (a folded name comes here each time: a set
+        lookup or two, and the cache stays within the cap)."""
+        _check_phase_name(name)
+        recorded_as = self._recorder.names.admit(name)  # type: ignore[union-attr]  # running implies a recorder
+        recorded = fast.get(recorded_as)
+        if recorded is None:
+            recorded = fast[recorded_as] = self._recorder.phase_context(recorded_as)  # type: ignore[union-attr]  # idem
+        return recorded
 
     def iter(self, iterable: Iterable[T], phase: str = "data") -> Iterator[T]:
         """Yield from ``iterable``, timing each wait for the next item as ``phase``."""
@@ -380,7 +400,7 @@ class Profiler:
             policy=self.retention_policy, steps_seen=snap.steps_seen, sample_stride=snap.stride,
             measured=snap.measured, loss=snap.loss, spans_seen=snap.spans_seen, span_totals=snap.span_totals,
             telemetry_seen=self._telemetry.seen, telemetry_totals=self._telemetry.totals(),
-            events_dropped=self._events.dropped)
+            events_dropped=self._events.dropped, folded_phases=snap.folded_phases)
         return Session(info=info, steps=snap.steps, spans=snap.spans, events=tuple(self._events.kept),
                        telemetry=self._telemetry.kept(), artifacts=tuple(self._artifacts), retention=retention)
 

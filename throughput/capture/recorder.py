@@ -24,7 +24,11 @@ It works in two halves:
   built: one pass instead of two ``map`` passes, a list comparison and a list-to-array conversion).
 - What is kept (``StepRetention``): the warm-up, the last steps, the slowest and an even thinning, in
   full; every step in exact totals and quantile sketches. Memory does not grow with the run: 1M
-  fake-clock steps hold no more than 200k do (tests/capture/test_retention.py).
+  fake-clock steps hold no more than 200k do (tests/capture/test_retention.py). Phase names are capped
+  (``PhaseNames``) where they enter, in ``open`` and where a phase object or timed iterator is made:
+  past ``RetentionPolicy.phase_names`` a new name is logged as ``FOLDED_PHASE``, so a script that
+  builds names from the step number grows nothing per step, and its steps still look alike to the
+  fast drain. A known name costs ``open`` one set lookup.
 
 Attribution is exclusive: a phase's time is its own duration less its children's, so the phases of a
 step add up to at most the step's wall time and the rest is ``other``.
@@ -43,9 +47,9 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar
 
 import numpy as np
 
-from throughput.capture.retention import Batch, StepRetention
+from throughput.capture.retention import Batch, PhaseNames, StepRetention
 from throughput.session.records import Span, StepRecord
-from throughput.session.retention import LossTotals, RetentionPolicy, SpanTotals, StepTotals
+from throughput.session.retention import FoldedPhases, LossTotals, RetentionPolicy, SpanTotals, StepTotals
 from throughput.timing.clock import Clock, time_reader
 from throughput.timing.cuda import DeviceTimer
 
@@ -161,6 +165,8 @@ class Recorder:
         self._split_log = log_splitter()
         self._device_losses = device_losses
         self.retention = StepRetention(policy, warmup_steps)
+        self.names = PhaseNames(policy)
+        self._admitted = self.names.admitted   # the hot path's view of it (the same set)
         self.drained_at_s = 0.0            # clock reading of the last drain (for the progress line)
         # recording (False after stop_recording: the phases record nothing) and direct (recording and no
         # observer: the inlined hot paths may run); one object for the recorder's life, fields switched
@@ -175,7 +181,10 @@ class Recorder:
 
     def open(self, phase: str) -> _Frame:
         """Open ``phase`` now (host timing). The frame is also the log entry; ``close`` checks its
-        identity. CUDA recorders use ``_open_timed`` instead (their frames carry an event key)."""
+        identity. CUDA recorders use ``_open_timed`` instead (their frames carry an event key).
+        A name past the cap opens ``FOLDED_PHASE`` (see ``PhaseNames``)."""
+        if phase not in self._admitted:
+            phase = self.names.admit(phase)
         frame = (phase, self._now())
         log = self._log
         log.append(frame)
@@ -185,6 +194,8 @@ class Recorder:
         return frame
 
     def _open_timed(self, phase: str) -> _Frame:
+        if phase not in self._admitted:
+            phase = self.names.admit(phase)
         span_id = self._next_span_id
         self._next_span_id = span_id + 1
         frame = (phase, self._now(), span_id)
@@ -254,10 +265,11 @@ class Recorder:
 
     def phase_context(self, name: str) -> "RecordedPhase | CompiledPhase":
         """A reusable context manager (and decorator) for phase ``name`` (host-timed recorders only):
-        ``CompiledPhase`` when the C helper is built, else ``RecordedPhase``; both do the same."""
+        ``CompiledPhase`` when the C helper is built, else ``RecordedPhase``; both do the same. A name
+        past the cap gives a context for ``FOLDED_PHASE`` (its ``admit`` is the name it records)."""
         if self._timer is not None:
             raise PhaseMisuseError("phase_context is for host-timed recorders; use open/close on CUDA")
-        return phase_context_type()(self, name)
+        return phase_context_type()(self, self.names.admit(name))
 
     def iterate(self, iterable: Iterable[T], phase: str, note: Callable[[T], None]) -> Iterator[T]:
         """Yield from ``iterable``, timing each wait for the next item as ``phase`` and passing each item
@@ -269,11 +281,12 @@ class Recorder:
         microseconds a batch."""
         if not compiled_helper():
             return self.iterate_py(iterable, phase, note)
-        return _fastphase.Timed(self, iterable, phase, note, DRAIN_AT_LOG_ENTRIES)
+        return _fastphase.Timed(self, iterable, self.names.admit(phase), note, DRAIN_AT_LOG_ENTRIES)
 
     def iterate_py(self, iterable: Iterable[T], phase: str, note: Callable[[T], None]) -> Iterator[T]:
         """``iterate`` as a generator (the bodies of ``open``/``close`` inlined, as in ``RecordedPhase``:
         two frames a step saved); the fallback and the reference for the C helper's ``Timed``."""
+        phase = self.names.admit(phase)
         iterator = iter(iterable)
         log, stack, now = self._log, self._stack, self._now
         mode = self.mode
@@ -334,7 +347,7 @@ class Recorder:
 
         def open(phase: str) -> _Frame:
             frame = plain_open(phase)
-            observer.opened(phase, frame[1])
+            observer.opened(frame[0], frame[1])   # the name recorded (FOLDED_PHASE past the cap)
             return frame
 
         def close(frame: _Frame) -> None:
@@ -430,7 +443,7 @@ class Recorder:
             r = self.retention
             return Snapshot(steps=steps, spans=spans, steps_seen=r.seen + len(pending), stride=r.stride,
                             measured=r.step_totals(), loss=r.loss_totals(), spans_seen=self._spans_seen(),
-                            span_totals=r.span_records())
+                            span_totals=r.span_records(), folded_phases=self.names.folded())
 
     def recent_steps(self) -> list[tuple[Any, ...]]:
         """A copy of the ring of recent kept steps (for the progress line; does not drain)."""
@@ -762,6 +775,7 @@ class Snapshot:
     loss: LossTotals
     spans_seen: int
     span_totals: tuple[SpanTotals, ...]
+    folded_phases: FoldedPhases | None = None
 
 
 class DeviceLossQueue(Protocol):

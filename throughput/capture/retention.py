@@ -11,16 +11,20 @@ Per step: a comparison or two and an append, besides the totals' appends.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
+import sys
 import threading
+import warnings
 from collections import deque
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from throughput.session.accumulate import LOSS, LossAccumulator, StepAccumulator, StepBlock, StepTuple
-from throughput.session.records import Event, TelemetrySample
-from throughput.session.retention import (MAX_DISTINCT, LossTotals, MetricTotals, RetentionPolicy, SpanTotals,
+from throughput.session.records import STANDARD_PHASES, Event, TelemetrySample
+from throughput.session.retention import (FOLDED_COUNT_MAX, FOLDED_EXAMPLES, FOLDED_PHASE, MAX_DISTINCT,
+                                          FoldedPhases, LossTotals, MetricTotals, RetentionPolicy, SpanTotals,
                                           StepTotals)
 
 #: The thinning grid's steps from fast drains stay rows of their ``Batch`` while the stride is at most
@@ -298,6 +302,75 @@ class StepRetention:
 
 def _with_loss(step: StepTuple, loss: float) -> StepTuple:
     return step[:LOSS] + (loss,) + step[LOSS + 1:]
+
+
+class PhaseNamesCapped(RuntimeWarning):
+    """A run reached ``RetentionPolicy.phase_names``: later phase names are recorded as ``FOLDED_PHASE``."""
+
+
+class PhaseNames:
+    """The phase names a run records: the standard phases, then the first ``policy.phase_names`` other
+    distinct names; every later name is recorded as ``FOLDED_PHASE``, so its time still counts (the
+    phases of a step still add up to its wall time) and every per-name structure of the run (the
+    recorder's totals, span totals, the profiler's phase objects) holds at most the cap plus the
+    standard phases plus one name. The folded names are counted and the first few kept by name
+    (``folded``); a ``PhaseNamesCapped`` warning is given once, when the first name is folded.
+
+    ``admitted`` is the set of names recorded as themselves (read by the recorder's hot path: a name
+    in it costs one set lookup). Not thread-safe: the recorder's owner thread is the only caller."""
+
+    def __init__(self, policy: RetentionPolicy) -> None:
+        self.cap = policy.phase_names
+        self.admitted: set[str] = set(STANDARD_PHASES) | {FOLDED_PHASE}
+        self._counted = 0                          # admitted names that count against the cap
+        self._folded: dict[str, None] = {}         # folded names, in order, up to FOLDED_COUNT_MAX
+        self._more = False                         # a name was folded past FOLDED_COUNT_MAX
+
+    def admit(self, name: str) -> str:
+        """The name to record ``name`` as: itself, or ``FOLDED_PHASE`` once the cap is reached."""
+        if name in self.admitted:
+            return name
+        if self._counted < self.cap:
+            self._counted += 1
+            self.admitted.add(name)
+            return name
+        folded = self._folded
+        if name not in folded:
+            if not folded:
+                _warn_capped(self.cap, name)
+            if len(folded) < FOLDED_COUNT_MAX:
+                folded[name] = None
+            else:
+                self._more = True   # past the count's bound: more names than it says
+        return FOLDED_PHASE
+
+    def folded(self) -> FoldedPhases | None:
+        """What was folded so far (None: nothing)."""
+        if not self._folded:
+            return None
+        return FoldedPhases(names=len(self._folded), more=self._more,
+                            examples=tuple(itertools.islice(self._folded, FOLDED_EXAMPLES)))
+
+
+def _warn_capped(cap: int, name: str) -> None:
+    message = (f"throughput: more than {cap} distinct phase names in this run; {name!r} and every later new "
+               f"name are recorded together as phase {FOLDED_PHASE!r} (the report lists the first ones). "
+               "Build phase names from a fixed set (not from a step or request number), or raise the cap: "
+               "Profiler(retention=RetentionPolicy(phase_names=...))")
+    try:
+        warnings.warn(message, PhaseNamesCapped, stacklevel=_outside_throughput())
+    except PhaseNamesCapped:   # -W error: the profiler does not end the run it measures; the report still says it
+        pass
+
+
+def _outside_throughput() -> int:
+    """For ``warnings.warn`` called by this function's caller: the ``stacklevel`` of the first frame
+    outside the throughput package (the script's line that named the phase, however many of our frames
+    it came through: 4 or 5 from ``admit``)."""
+    level, frame = 1, sys._getframe(1)     # the caller's frame is stacklevel 1
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("throughput."):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 class TelemetryStore:

@@ -10,11 +10,17 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from throughput.analysis.series import StepSeries, measured_points, rolling_band
+from throughput.analysis.series import StepSeries, measured_points, rolling_band, top_phases
+from throughput.session.retention import FOLDED_PHASE
 
 PLOTS_HINT = "plots need matplotlib: pip install 'throughput[plots]' (make demo installs it)"
 _COLORS = {"data": "#d62728", "h2d": "#9467bd", "forward": "#1f77b4", "backward": "#2ca02c",
            "optimizer": "#ff7f0e", "eval": "#8c564b", "checkpoint": "#e377c2", "other": "#bbbbbb"}
+_MORE_COLORS = ("#17becf", "#bcbd22", "#7f7f7f", "#aec7e8", "#98df8a", "#ffbb78", "#c5b0d5", "#c49c94")
+_FOLDED_COLOR = "#555555"
+#: Phases drawn one by one in the step breakdown; the rest are drawn as one "<n> more phases" band. A
+#: legend of a dozen entries is still read at a glance, and each band costs a rolling window's work.
+BREAKDOWN_PHASES = 10
 
 
 _MARGINS = {"left": 0.08, "right": 0.98, "top": 0.92, "bottom": 0.13, "hspace": 0.12}
@@ -50,7 +56,8 @@ def plot_step_breakdown(series: StepSeries, path: Path, title: str = "Step time 
     """Readable at any length: above, the step time's rolling median with its p5..p95 band over the
     step index, the slowest kept steps as dots and the warm-up steps apart (grey crosses, drawn at the
     top edge when they are off the scale); below, the rolling mean of each phase, stacked (means add
-    up to the mean step time)."""
+    up to the mean step time): the ``BREAKDOWN_PHASES`` phases with the most time, the rest as one band
+    (``analysis.series.top_phases``), so a run with hundreds of phase names draws a dozen bands."""
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, height_ratios=(1, 1),
                                       gridspec_kw=_MARGINS)
@@ -71,18 +78,28 @@ def plot_step_breakdown(series: StepSeries, path: Path, title: str = "Step time 
     top.legend(loc="upper right", fontsize=7, ncol=4)
     x_for_stack: tuple[int, ...] = ()
     stacks = []
-    for name in series.phases:
-        xs, values = measured_points(series, series.phase_s[name])
+    shown = top_phases(series, BREAKDOWN_PHASES)
+    fold = set(shown.phases) - set(series.phases)   # the "<n> more phases" band, if the rest was folded
+    for name in shown.phases:
+        xs, values = measured_points(shown, shown.phase_s[name])
         phase_band = rolling_band(xs, [v * 1e3 for v in values], band.window if band is not None else None)
         if phase_band is not None:
             x_for_stack = phase_band.steps
             stacks.append((name, phase_band.mean))
     if stacks:
         bottom.stackplot(x_for_stack, [v for _, v in stacks], labels=[n for n, _ in stacks],
-                         colors=[_COLORS.get(n, "#777777") for n, _ in stacks], linewidth=0)
+                         colors=_phase_colors([n for n, _ in stacks], fold), linewidth=0)
         bottom.legend(loc="upper right", fontsize=7, ncol=5)
     bottom.set(xlabel="step", ylabel="ms (rolling mean)")
     return _save(fig, plt, path)
+
+
+def _phase_colors(names: Sequence[str], fold: set[str]) -> list[str]:
+    """The standard phases' own colours, grey for folded ones (this plot's band and the capture's
+    ``FOLDED_PHASE``), and the other phases' from a cycle."""
+    more = iter(_MORE_COLORS * (1 + len(names) // len(_MORE_COLORS)))
+    return [_COLORS[n] if n in _COLORS else _FOLDED_COLOR if n in fold or n == FOLDED_PHASE else next(more)
+            for n in names]
 
 
 def _outliers(ax: Any, series: StepSeries, ceiling: float) -> None:

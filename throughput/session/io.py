@@ -16,8 +16,10 @@ from throughput.thresholds import PHASES_OVER_WALL_MAX
 from throughput.validation import DecodeError, decode
 
 SCHEMA = "throughput.session"
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)   # 1: every step in full, no retention record (it decodes as None)
+SCHEMA_VERSION = 3
+# 1: every step in full, no retention record (it decodes as None). 2: no phase-name cap (its retention
+# record lacks ``policy.phase_names`` and ``folded_phases``; they decode as their defaults, 64 and None).
+READABLE_VERSIONS = (1, 2, 3)
 
 
 class SessionFormatError(ValueError):
@@ -80,7 +82,7 @@ def finite_by_unit(name: str) -> float | None:
 
 def session_from_dict(raw: Any, source: str = "session") -> Session:
     """Rebuild a session, checking schema, version and every field's type (``throughput.validation``),
-    the retention record of schema 2 included. Raises SessionFormatError with one line naming the
+    the retention record of schemas 2 and 3 included. Raises SessionFormatError with one line naming the
     field's path, e.g. ``run.json: steps[3].phase_s.forward: expected a number, got "fast"``."""
     if not isinstance(raw, dict) or raw.get("schema") != SCHEMA:
         raise SessionFormatError(f"{source}: not a throughput session (no '{SCHEMA}' schema marker)")

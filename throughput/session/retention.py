@@ -6,13 +6,15 @@ recent ``recent_steps``, the ``slowest_steps`` slowest, and an even thinning of 
 ``sample_stride``-th step, the stride doubling whenever more than ``sampled_steps`` would be kept).
 Every step, kept or not, goes into ``StepTotals``: exact counts, totals and moments, and quantile
 sketches (``session.sketch``). Spans are kept with their step, telemetry as an evenly thinned series
-per metric, events up to a number per kind; each has its totals here.
+per metric, events up to a number per kind; each has its totals here. Phase names are capped too: past
+``phase_names`` distinct ones, later names are recorded together as ``FOLDED_PHASE`` (``FoldedPhases``
+says which), so a script that builds names from the step number cannot grow the run without bound.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Final, Mapping
 
 from throughput.session.sketch import QuantileSketch
 
@@ -30,16 +32,44 @@ class RetentionPolicy:
     telemetry_series: int = 64        # (source, metric) series; later sources fold into "<kind>:others"
     events_per_kind: int = 4096       # capture events kept per kind (the rest are counted; >= the 4,000
                                       # operator spans an --ops window draws)
+    phase_names: int = 64             # distinct phase names recorded, the standard ones not counted; later
+                                      # names are recorded as FOLDED_PHASE (schema 3; older files: 64)
 
     def __post_init__(self) -> None:
         for name in ("recent_steps", "slowest_steps", "sampled_steps", "spans_per_step", "max_spans",
-                     "telemetry_samples", "telemetry_series", "events_per_kind"):
+                     "telemetry_samples", "telemetry_series", "events_per_kind", "phase_names"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"retention {name} must be an integer >= 0, got {value!r}")
         if self.sampled_steps < 2:
             raise ValueError(f"retention sampled_steps must be >= 2 (the thinning halves it), "
                              f"got {self.sampled_steps}")
+
+
+#: The phase that the names past ``RetentionPolicy.phase_names`` are recorded as. Not a name a script can
+#: choose (``phase()`` refuses it), and in parentheses so that no one takes it for a phase of their own.
+FOLDED_PHASE: Final = "(more phases)"
+
+#: Folded names remembered by name (the first ones seen), and counted one by one up to ``FOLDED_COUNT_MAX``
+#: (each counted name is held until then: ~80 KB at most).
+FOLDED_EXAMPLES: Final = 8
+FOLDED_COUNT_MAX: Final = 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FoldedPhases:
+    """The phase names a run saw past ``RetentionPolicy.phase_names``; their time is in ``FOLDED_PHASE``.
+
+    ``names`` counts them (distinct names) up to ``FOLDED_COUNT_MAX``; ``more`` says there were more
+    than that. ``examples`` are the first ``FOLDED_EXAMPLES`` of them, in the order they were seen."""
+
+    names: int
+    more: bool = False
+    examples: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.names < 1 or len(self.examples) > self.names:
+            raise ValueError(f"folded phases: {self.names} name(s) counted, {len(self.examples)} example(s)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,3 +176,4 @@ class Retention:
     telemetry_seen: int = 0
     telemetry_totals: tuple[MetricTotals, ...] = ()
     events_dropped: int = 0
+    folded_phases: FoldedPhases | None = None  # None: every phase name was recorded as itself
