@@ -199,9 +199,13 @@ def test_two_runs_in_the_same_second_get_their_own_default_folders(tmp_path: Pat
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
     monkeypatch.setattr(profile_cmd, "_run_name", lambda: "20261202-150000")
-    first, second = profile_cmd._default_out("train"), profile_cmd._default_out("train")
+    made: list[Path] = []
+    first, second = profile_cmd._default_out("train", made), profile_cmd._default_out("train", made)
     assert (first.name, second.name) == ("train-20261202-150000", "train-20261202-150000-2")
     assert first.is_dir() and second.is_dir()   # taken at once, not at the end of the run
+    assert made == [tmp_path / "reports", first, second]
+    profile_cmd._remove_if_empty(made)   # a run that wrote nothing leaves nothing behind
+    assert not (tmp_path / "reports").exists()
 
 
 def test_out_that_cannot_be_written_fails_up_front(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -119,20 +119,23 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"profile: {e}") from None
     _relaunch_with_env(launch_env(values), args.argv)
     # absolute now: a script that changes directory (Hydra's job.chdir) must not move the report
-    base_out = Path(opts.out).absolute() if opts.out else _default_out(target.stem)
+    made: list[Path] = []
+    base_out = Path(opts.out).absolute() if opts.out else _default_out(target.stem, made)
     pid = os.getpid()
     try:
         return _profile(target, opts, ours, rest, overrides, base_out)
     finally:
-        if not opts.out and os.getpid() == pid:   # a default folder made for a run that wrote nothing
-            _remove_if_empty(base_out)
+        if os.getpid() == pid:   # folders made for a default report that the run never wrote
+            _remove_if_empty(made)
 
 
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:   # not empty (the report), or gone
-        pass
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (innermost first) that are still empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:   # not empty (the report), or gone
+            return
 
 
 def _profile(target: Any, opts: argparse.Namespace, ours: list[str], rest: list[str], overrides: Any,
@@ -245,24 +248,38 @@ def _say(quiet: bool, line: str) -> None:
         pass
 
 
-def _default_out(stem: str) -> Path:
+def _default_out(stem: str, made: list[Path]) -> Path:
     """reports/<script>-<time> (absolute), created now so that another run started in the same second
-    takes -2, -3, ... instead of writing over this one's report at the end. Under torchrun every rank
-    takes the launcher's folder (each writes its own rank-N/ in it)."""
+    takes -2, -3, ... instead of writing over this one's report at the end; the folders created are
+    appended to ``made`` (outermost first). Under torchrun every rank takes the launcher's folder (each
+    writes its own rank-N/ in it)."""
     import os
     base = (Path("reports") / f"{stem}-{_run_name()}").absolute()
     if os.environ.get("TORCHELASTIC_RUN_ID"):
         return base
+    try:
+        made += _make_parents(base.parent)
+    except OSError:
+        return base   # check_fresh_folder says why it cannot be written, in one line
     for n in range(1, 10_000):
         candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
         try:
-            candidate.mkdir(parents=True)
+            candidate.mkdir()
         except FileExistsError:
             continue
         except OSError:
-            return candidate   # check_fresh_folder says why it cannot be written, in one line
+            return candidate
+        made.append(candidate)
         return candidate
     raise CliError(f"profile: no free report folder name beside {base}; pass --out")
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; the ones created, outermost first."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()][::-1]
+    for p in missing:
+        p.mkdir(exist_ok=True)
+    return missing
 
 
 def _run_name() -> str:
