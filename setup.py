@@ -12,4 +12,5 @@ from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("throughput.capture._fastphase", ["throughput/capture/_fastphase.c"], optional=True),
                    Extension("throughput.capture._bypass", ["throughput/capture/_bypass.c"], optional=True),
-                   Extension("throughput.capture._sigterm", ["throughput/capture/_sigterm.c"], optional=True)])
+                   Extension("throughput.capture._sigterm", ["throughput/capture/_sigterm.c"], libraries=["rt"],
+                             optional=True)])

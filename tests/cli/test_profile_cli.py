@@ -125,6 +125,23 @@ def test_sigterm_is_not_seen_by_the_script_and_the_report_is_written(tmp_path: P
     assert session["info"]["end"] == "terminated" and len(session["steps"]) >= 5
 
 
+def test_sigterm_while_the_main_thread_is_blocked_still_ends_the_process(tmp_path: Path) -> None:
+    """The report needs the main thread back in Python code; one blocked in a long call (here a 60 s
+    sleep, which does not run pending calls) is given ``SIGTERM_GRACE_S``, then dies by SIGTERM without
+    a report, as without the profiler, instead of running on."""
+    from throughput.capture import runner
+    if runner._sigterm is None:
+        pytest.skip("the C helper (_sigterm.c) is not built")
+    script = tmp_path / "blocked.py"
+    script.write_text("import time\nprint('ready', flush=True)\ntime.sleep(60)\nprint('woke')\n")
+    cmd = [sys.executable, "-m", "throughput", "profile", "--quiet", "--out", str(tmp_path / "r"), str(script)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=50)   # well before the sleep would end
+    assert (proc.returncode, stdout, stderr) == (-signal.SIGTERM, "", "")
+
+
 def test_a_forked_child_leaving_through_sys_exit_writes_no_report(tmp_path: Path) -> None:
     out = tmp_path / "r"
     proc = run_profiled(DATA / "forks_a_child.py", out=out, options=["--warmup-steps", "0"])
