@@ -45,6 +45,14 @@ def _run(prof: Profiler, clock: FakeClock, steps: int, enter: Enter, name: Calla
         prof.step()
 
 
+def _started(clock: FakeClock, cap: int = CAP) -> Profiler:
+    """A started fake-clock profiler with at most ``cap`` phase names."""
+    prof = Profiler(clock=clock, device="cpu", warmup_steps=0, progress=False,
+                    retention=RetentionPolicy(phase_names=cap))
+    prof.start()
+    return prof
+
+
 def _per_name_structures(prof: Profiler) -> dict[str, int]:
     """Entries of every structure of the run that holds one entry per phase name (running profiler)."""
     rec = prof.recorder
@@ -61,9 +69,7 @@ def test_ten_thousand_unique_names_stay_within_the_cap(entry: str, pure_python: 
     if pure_python:
         monkeypatch.setenv(PURE_PYTHON_ENV, "1")
     clock, n = FakeClock(), 10_000
-    prof = Profiler(clock=clock, device="cpu", warmup_steps=0, progress=False,
-                    retention=RetentionPolicy(phase_names=CAP))
-    prof.start()
+    prof = _started(clock)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PhaseNamesCapped)
         _run(prof, clock, n, ENTRIES[entry], lambda i: f"p{i}")
@@ -89,9 +95,7 @@ def test_ten_thousand_unique_names_stay_within_the_cap(entry: str, pure_python: 
 
 def test_the_folded_names_are_counted_and_the_first_ones_kept() -> None:
     clock = FakeClock()
-    prof = Profiler(clock=clock, device="cpu", warmup_steps=0, progress=False,
-                    retention=RetentionPolicy(phase_names=CAP))
-    prof.start()
+    prof = _started(clock)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PhaseNamesCapped)
         _run(prof, clock, 100, ENTRIES["Profiler.phase"], lambda i: f"bucket{i % 40}")   # 40 names, twice and a half
@@ -116,9 +120,7 @@ def test_past_the_counting_bound_the_count_says_more() -> None:
 
 def test_the_warning_fires_once_when_the_cap_is_hit() -> None:
     clock = FakeClock()
-    prof = Profiler(clock=clock, device="cpu", warmup_steps=0, progress=False,
-                    retention=RetentionPolicy(phase_names=CAP))
-    prof.start()
+    prof = _started(clock)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _run(prof, clock, CAP - 1, ENTRIES["Profiler.phase"], lambda i: f"p{i}")   # fwd + 15 names: the cap
@@ -132,9 +134,7 @@ def test_the_warning_fires_once_when_the_cap_is_hit() -> None:
 
 def test_under_warnings_as_errors_the_run_goes_on() -> None:
     clock = FakeClock()
-    prof = Profiler(clock=clock, device="cpu", warmup_steps=0, progress=False,
-                    retention=RetentionPolicy(phase_names=1))
-    prof.start()
+    prof = _started(clock, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _run(prof, clock, 3, ENTRIES["Profiler.phase"], lambda i: f"p{i}")
@@ -144,9 +144,7 @@ def test_under_warnings_as_errors_the_run_goes_on() -> None:
 
 def test_standard_phases_are_never_folded_nor_counted() -> None:
     clock = FakeClock()
-    prof = Profiler(clock=clock, device="cpu", warmup_steps=0, progress=False,
-                    retention=RetentionPolicy(phase_names=1))
-    prof.start()
+    prof = _started(clock, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PhaseNamesCapped)
         for name in ("mine", "theirs", "backward", "optimizer"):
@@ -175,9 +173,7 @@ def test_device_timed_runs_are_capped_too() -> None:
 
 def test_the_note_is_in_the_summary_and_report_and_survives_a_save(tmp_path: Path) -> None:
     clock = FakeClock()
-    prof = Profiler(clock=clock, device="cpu", warmup_steps=0, progress=False,
-                    retention=RetentionPolicy(phase_names=CAP))
-    prof.start()
+    prof = _started(clock)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PhaseNamesCapped)
         _run(prof, clock, 20, ENTRIES["Profiler.phase"], lambda i: f"p{i}")
@@ -203,9 +199,7 @@ def test_after_the_cap_steps_still_take_the_fast_drain(monkeypatch: pytest.Monke
 
     monkeypatch.setattr(Recorder, "_fast_batch", counting)
     clock, n = FakeClock(), 2_000
-    prof = Profiler(clock=clock, device="cpu", warmup_steps=0, progress=False,
-                    retention=RetentionPolicy(phase_names=CAP))
-    prof.start()
+    prof = _started(clock)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PhaseNamesCapped)
         _run(prof, clock, n, ENTRIES["Profiler.phase"], lambda i: f"p{i}")

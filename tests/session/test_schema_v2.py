@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from throughput.analysis.summary import summarize
-from throughput.report.console import render_table
-from throughput.report.jsonfmt import summary_to_dict
+from tests.session.old_sessions import assert_renders_as_it_did, assert_report_command_renders
 from throughput.session import load_session
 from throughput.session.io import READABLE_VERSIONS, SCHEMA_VERSION
 from throughput.session.retention import RetentionPolicy
@@ -27,16 +23,9 @@ def test_a_version_2_session_renders_as_it_did() -> None:
     session = load_session(V2 / "session.json")
     assert session.retention is not None and session.retention.folded_phases is None
     assert session.retention.policy.phase_names == RetentionPolicy().phase_names   # the field's default
-    summary = summarize(session)
+    summary = assert_renders_as_it_did(session, V2)
     assert not any(n.startswith("phase names:") for n in summary.notes)
-    assert render_table(summary) == (V2 / "report.txt").read_text()
-    then = json.loads((V2 / "summary.json").read_text())
-    now = summary_to_dict(summary)
-    assert {k: now[k] for k in then} == then     # every figure as it was (later versions add keys)
 
 
 def test_throughput_report_renders_a_version_2_folder() -> None:
-    out = subprocess.run([sys.executable, "-m", "throughput", "report", str(V2)], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == (V2 / "report.txt").read_text()
+    assert_report_command_renders(V2)
