@@ -40,7 +40,7 @@ _PY_SUFFIXES = (".py", ".pyw")
 _HIDDEN_DIRS = (str(Path(__file__).resolve().parent),)   # throughput/capture: ours, not the user's
 _PACKAGE = Path(__file__).resolve().parent.parent
 # Where a SIGTERM must not stop the main thread: a recorder, its retention or its totals mid-update
-# (the report is built from them). Asked again 1 ms later.
+# (the report is built from them). Asked again at the next bytecode boundary (see _sigterm.c).
 _RECORDING_FILES = frozenset(str(_PACKAGE / f) for f in (
     "capture/recorder.py", "capture/retention.py", "capture/profiler.py", "capture/stepping.py",
     "capture/steps.py", "session/accumulate.py"))
