@@ -19,7 +19,6 @@ Nothing is changed once torch.compile has compiled anything, since Dynamo guards
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from typing import Any, Callable
@@ -33,7 +32,7 @@ from throughput.capture.hygiene import Hygiene
 from throughput.capture.optimizers import OptimizerCalls
 from throughput.capture.patching import Patcher, transparent
 from throughput.capture.profiler import Profiler
-from throughput.capture.recorder import PURE_PYTHON_ENV
+from throughput.capture.recorder import helpers_allowed
 from throughput.capture.stepping import StepTracker
 
 try:
@@ -198,7 +197,7 @@ class _Registered:
 
 def bypass_class() -> Any:
     """``_bypass.Bypass`` where the C helper runs (see ``recorder.compiled_helper``), else None."""
-    return _bypass.Bypass if _bypass is not None and os.environ.get(PURE_PYTHON_ENV) != "1" else None
+    return _bypass.Bypass if _bypass is not None and helpers_allowed() else None
 
 
 def _tracing() -> bool:

@@ -747,10 +747,16 @@ class _Mode:
 PURE_PYTHON_ENV = "THROUGHPUT_PURE_PYTHON"
 
 
+def helpers_allowed() -> bool:
+    """False when ``THROUGHPUT_PURE_PYTHON`` is 1: every C helper (``_fastphase``, ``_bypass``,
+    ``_sigterm``) is left unused and its Python fallback runs (read when used, so tests can switch it)."""
+    return os.environ.get(PURE_PYTHON_ENV) != "1"
+
+
 def compiled_helper() -> bool:
     """Whether the C helper's versions run: it is built and ``THROUGHPUT_PURE_PYTHON`` is not 1 (read
     when a recorder, phase context or timed iterator is made, so tests can switch it)."""
-    return _fastphase is not None and os.environ.get(PURE_PYTHON_ENV) != "1"
+    return _fastphase is not None and helpers_allowed()
 
 
 def phase_context_type() -> "type[RecordedPhase] | type[CompiledPhase]":

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from throughput.capture.recorder import PURE_PYTHON_ENV
+from throughput.capture.recorder import helpers_allowed
 from throughput.session.records import RunEnd
 
 try:
@@ -275,7 +275,7 @@ class _SigtermReports:
         try:
             if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
                 return
-            if self._on_terminate is not None and _sigterm is not None and os.environ.get(PURE_PYTHON_ENV) != "1":
+            if self._on_terminate is not None and _sigterm is not None and helpers_allowed():
                 self._native = _sigterm.install(self._in_main_thread, SIGTERM_GRACE_S)
             if not self._native:
                 self._old = signal.signal(signal.SIGTERM, _raise_terminated)
