@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from throughput.capture.batch import BatchDescriber, BatchStats, describe_batch
+from throughput.capture.steps import keep_loss
 
 
 def _lm_batch(rows: int, cols: int, real_per_row: int) -> dict[str, torch.Tensor]:
@@ -85,3 +87,27 @@ def test_tensors_are_found_down_to_the_depth_limit_and_not_below() -> None:
     assert describe_batch(at_limit).samples == 3
     assert describe_batch([at_limit]).samples is None   # depth 5: not walked
     assert describe_batch((t, [[[[t]]]])).samples == 3  # the flat shortcut and the recursion agree
+
+
+class _OpLog(TorchDispatchMode):
+    """A script's dispatch mode: records every op it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_our_reads_of_the_script_s_tensors_are_not_seen_by_its_dispatch_modes() -> None:
+    """Counting padding (a mask's sum) and keeping the loss (its item()) are the profiler's own reads: a
+    TorchDispatchMode of the script's sees only the script's ops, as in a plain run."""
+    ids, mask, loss = torch.ones(2, 3, dtype=torch.long), torch.tensor([[1, 1, 0], [1, 0, 0]]), torch.tensor(2.5)
+    with _OpLog() as log:
+        stats = describe_batch({"input_ids": ids, "attention_mask": mask}, count_padding=True)
+        kept = keep_loss(loss)
+        (loss * 2).item()   # the script's own op and read, seen
+    assert (stats.tokens, stats.padding_tokens, kept) == (6, 3, 2.5)
+    assert log.ops == ["aten.mul.Tensor", "aten._local_scalar_dense.default"]

@@ -41,27 +41,26 @@ def outside_dispatch_modes() -> Any:
 
 
 def dispatch_modes_active() -> bool:
-    """Is a TorchDispatchMode active in this thread? (False before torch is imported.)"""
-    global _dispatch_depth
+    """Is a TorchDispatchMode active in this thread? (False before torch is imported.) Hot paths read
+    ``_dispatch_depth`` (bound with ``_tensor_class``) first and call this while it is unset."""
     if _dispatch_depth is None:
-        torch = sys.modules.get("torch")
-        if torch is None:
-            return False
-        _dispatch_depth = torch._C._len_torch_dispatch_stack
-    return bool(_dispatch_depth())
+        tensor_class()
+    return _dispatch_depth is not None and bool(_dispatch_depth())
 
 
 _NO_CONTEXT = contextlib.nullcontext()
-_dispatch_depth: Any = None
+_dispatch_depth: Any = None   # torch._C._len_torch_dispatch_stack, bound by tensor_class()
 
 
 def tensor_class() -> Any:
     """``torch.Tensor`` once torch is imported, else None. Never imports torch (this module must stay
-    cheap to import); hot paths read the module's ``_tensor_class`` first and call this while it is unset."""
-    global _tensor_class
+    cheap to import); hot paths read the module's ``_tensor_class`` first and call this while it is unset.
+    Binds ``_dispatch_depth`` with it (the one lazy lookup of torch here)."""
+    global _tensor_class, _dispatch_depth
     if _tensor_class is None:
         torch = sys.modules.get("torch")
-        _tensor_class = torch.Tensor if torch is not None else None
+        if torch is not None:
+            _tensor_class, _dispatch_depth = torch.Tensor, torch._C._len_torch_dispatch_stack
     return _tensor_class
 
 

@@ -9,7 +9,6 @@ from throughput.capture.batch import BatchStats
 from throughput.capture.recorder import StepMeta
 
 
-
 def keep_loss(loss: Any) -> Any:
     """What to keep of a step's loss. A CPU tensor of one element is read now, as a float: ``.item()``
     on the host is a plain read, and keeping thousands of detached tensors alive measurably slows small
@@ -20,7 +19,8 @@ def keep_loss(loss: Any) -> Any:
     the interpreter's): a loss of exactly ``torch.Tensor`` costs two binding calls (``is_cpu``,
     ``item``); each costs microseconds there. Under a TorchDispatchMode of the script's, the mode does
     not see these reads (``batch.outside_dispatch_modes``)."""
-    if _batch.dispatch_modes_active():
+    depth = _batch._dispatch_depth   # one C call a step; the Python check only until torch is bound
+    if depth() if depth is not None else _batch.dispatch_modes_active():
         with _batch.outside_dispatch_modes():
             return _keep_loss(loss)
     return _keep_loss(loss)
