@@ -118,11 +118,11 @@ def run(target: Target, *, script_ended: Callable[[], None] | None = None,
     except the instrumentation's ``MaxStepsReached``, which ends the run with status 0.
 
     ``script_ended()`` is called first thing once the script's code has returned or raised, before its
-    exception is printed (a caller arms its Ctrl-C guard there). ``on_terminate(result)``: see the
+    exception is printed, or been stopped by SIGTERM (a caller arms its Ctrl-C guard there). ``on_terminate(result)``: see the
     module docstring; without it, SIGTERM is handled as without the C helper."""
     from throughput.capture.hooks import MaxStepsReached
     old_argv, old_path0, old_main = list(sys.argv), (sys.path[0] if sys.path else None), sys.modules["__main__"]
-    sigterm = _SigtermReports(on_terminate)
+    sigterm = _SigtermReports(on_terminate, script_ended)
     with sigterm:
         try:
             if target.module is not None:
@@ -265,8 +265,10 @@ class _SigtermReports:
     and ``on_terminate`` is given, else a Python handler that raises ``Terminated`` in the main thread.
     Either only over the default disposition: a handler the script's process already has wins."""
 
-    def __init__(self, on_terminate: Callable[[RunResult], None] | None) -> None:
+    def __init__(self, on_terminate: Callable[[RunResult], None] | None,
+                 script_ended: Callable[[], None] | None) -> None:
         self._on_terminate = on_terminate
+        self._script_ended = script_ended
         self._native = False
         self._old: Any = None
         self.came_late = False
@@ -289,6 +291,8 @@ class _SigtermReports:
             return False
         _sigterm.take_over()
         try:
+            if self._script_ended is not None:
+                self._script_ended()
             assert self._on_terminate is not None
             self._on_terminate(RunResult(end=RunEnd.TERMINATED, exit_code=143, detail="SIGTERM",
                                          signal=signal.SIGTERM))

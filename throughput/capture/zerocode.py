@@ -34,7 +34,7 @@ class ProfileOptions:
 
 def profile_target(target: Target, options: ProfileOptions | None = None, *,
                    script_ended: Callable[[], None] | None = None,
-                   terminated: Callable[[Session, RunResult], None] | None = None) -> tuple[Session, RunResult]:
+                   terminated: Callable[[Session, RunResult], object] | None = None) -> tuple[Session, RunResult]:
     """Run ``target`` like python does with the zero-code hooks installed; the hooks are removed and
     the session is complete however the script ends (its exception has been printed by then).
 
@@ -49,13 +49,13 @@ def profile_target(target: Target, options: ProfileOptions | None = None, *,
     prof.info_overrides["overrides"] = {k: _text(v) for k, v in options.overrides.as_dict().items()}
     inst = Instrumentation(prof, options.overrides, options.max_steps)
 
-    def end(result: RunResult) -> Session:
-        inst.remove()
+    def stopped(result: RunResult) -> Session:
         return prof.stop(result.end, result.detail, result.exit_code)
 
     def on_terminate(result: RunResult) -> None:
         assert terminated is not None
-        terminated(end(result), result)
+        inst.remove()
+        terminated(stopped(result), result)
 
     inst.install()
     prof.event("context", "hardware", **hardware_context(prof.device))
@@ -63,7 +63,7 @@ def profile_target(target: Target, options: ProfileOptions | None = None, *,
         result = run(target, script_ended=script_ended, on_terminate=on_terminate if terminated else None)
     finally:
         inst.remove()
-    return end(result), result
+    return stopped(result), result
 
 
 def _text(value: int | bool | str) -> str:

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     base_out = Path(opts.out).absolute() if opts.out else _default_out(target.stem, made)
     pid = os.getpid()
     try:
-        return _profile(target, opts, ours, rest, overrides, base_out)
+        return _profile(target, opts, ours, rest, overrides, base_out, pid)
     finally:
         if os.getpid() == pid:   # folders made for a default report that the run never wrote
             _remove_if_empty(made)
@@ -139,8 +139,9 @@ def _remove_if_empty(folders: list[Path]) -> None:
 
 
 def _profile(target: Any, opts: argparse.Namespace, ours: list[str], rest: list[str], overrides: Any,
-             base_out: Path) -> int:
-    """Run ``target`` under the hooks and write its report to ``base_out`` (or its rank's folder)."""
+             base_out: Path, pid: int) -> int:
+    """Run ``target`` under the hooks and write its report to ``base_out`` (or its rank's folder); ``pid``
+    is this process's (a child the script forks returns through here too, and writes nothing)."""
     from throughput.capture.runner import exit_by_signal, prepare_exit_by_signal
     from throughput.cli import multirank
     if opts.nproc_per_node is not None:
@@ -162,7 +163,6 @@ def _profile(target: Any, opts: argparse.Namespace, ours: list[str], rest: list[
     if not opts.no_plots:
         plot_server.prestart()   # matplotlib imports while the script trains (report/plot_server.py)
     guard = FinishFirst(what="the report")   # armed the moment the script's code ends (runner.run)
-    pid = os.getpid()
 
     def finish(session: Any, result: Any) -> bool:
         """Everything after the script: the report, the advice lines, the ranks' merge. False when a
@@ -174,12 +174,8 @@ def _profile(target: Any, opts: argparse.Namespace, ours: list[str], rest: list[
         multirank.after_rank(base_out, quiet=opts.quiet)
         return True
 
-    def terminated(session: Any, result: Any) -> None:   # SIGTERM: the process dies by it after this
-        guard.arm()
-        finish(session, result)
-
-    try:
-        session, result = profile_target(target, options, script_ended=guard.arm, terminated=terminated)
+    try:   # on SIGTERM, finish runs from inside the stopped script, and the process then dies by it
+        session, result = profile_target(target, options, script_ended=guard.arm, terminated=finish)
         if os.getpid() != pid:   # a child the script forked (os.fork) left through sys.exit: no report
             return int(result.exit_code)
         if not finish(session, result):
