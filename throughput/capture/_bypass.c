@@ -29,15 +29,22 @@ typedef struct {
 
 static PyObject *str_call;
 
+/* ``owner.__call__`` now, from the owner's own dict (borrowed; the original when it has none). NULL with
+ * an error set if the lookup fails. */
+static PyObject *
+current(Bypass *self)
+{
+    PyObject *fn = PyDict_GetItemWithError(((PyTypeObject *)self->owner)->tp_dict, str_call);
+    return fn == NULL && !PyErr_Occurred() ? self->original : fn;
+}
+
 /* What a call of a bypassing class runs now (borrowed): the original while ``owner.__call__`` is our
- * wrapper (or missing), else whatever ``owner.__call__`` is. NULL with an error set if the lookup fails. */
+ * wrapper, else whatever ``owner.__call__`` is. NULL with an error set if the lookup fails. */
 static PyObject *
 target(Bypass *self)
 {
-    PyObject *current = PyDict_GetItemWithError(((PyTypeObject *)self->owner)->tp_dict, str_call);
-    if (current == NULL)
-        return PyErr_Occurred() ? NULL : self->original;
-    return current == self->wrapper ? self->original : current;
+    PyObject *fn = current(self);
+    return fn == self->wrapper ? self->original : fn;
 }
 
 static PyObject *
@@ -53,16 +60,9 @@ static PyObject *
 Bypass_get(PyObject *self, PyObject *obj, PyObject *type)
 {
     Bypass *bypass = (Bypass *)self;
-    PyObject *fn;
-    if (obj == NULL || obj == Py_None) {
-        fn = PyDict_GetItemWithError(((PyTypeObject *)bypass->owner)->tp_dict, str_call);
-        if (fn == NULL && !PyErr_Occurred())
-            fn = bypass->original;
+    if (obj == Py_None)
         obj = NULL;
-    }
-    else {
-        fn = target(bypass);
-    }
+    PyObject *fn = obj == NULL ? current(bypass) : target(bypass);
     if (fn == NULL)
         return NULL;
     descrgetfunc get = Py_TYPE(fn)->tp_descr_get;

@@ -110,18 +110,12 @@ run_on_term(void *unused)
     return 0;
 }
 
+/* 1 when ``signum``'s disposition is ``handler`` (SIG_DFL, or one of ours). */
 static int
-is_default(int signum)
+handled_by(int signum, void (*handler)(int))
 {
     struct sigaction now;
-    return sigaction(signum, NULL, &now) == 0 && now.sa_handler == SIG_DFL;
-}
-
-static int
-is_ours(void)
-{
-    struct sigaction now;
-    return sigaction(SIGTERM, NULL, &now) == 0 && now.sa_handler == on_sigterm;
+    return sigaction(signum, NULL, &now) == 0 && now.sa_handler == handler;
 }
 
 static PyObject *
@@ -131,7 +125,7 @@ install(PyObject *Py_UNUSED(module), PyObject *args)
     double grace;
     if (!PyArg_ParseTuple(args, "Od:install", &callback, &grace))
         return NULL;
-    if (installed || !is_default(SIGTERM) || !is_default(GRACE_SIGNAL))
+    if (installed || !handled_by(SIGTERM, SIG_DFL) || !handled_by(GRACE_SIGNAL, SIG_DFL))
         Py_RETURN_FALSE;   /* already ours, or the process has its own disposition for one of them */
     struct sigevent event;
     memset(&event, 0, sizeof event);
@@ -153,7 +147,7 @@ install(PyObject *Py_UNUSED(module), PyObject *args)
 static void
 stop(void)
 {
-    if (is_ours())
+    if (handled_by(SIGTERM, on_sigterm))
         set_handler(SIGTERM, SIG_DFL, 0);
     struct itimerspec off;
     memset(&off, 0, sizeof off);
