@@ -9,6 +9,13 @@ the same round) - 1. Pairing within a round cancels the slow drifts of a shared 
 leaves out time the thread spent descheduled by other tenants (with one intra-op thread, the training
 thread does all the work). Targets (issue 2): overhead <= 3% at 1-5 ms steps, <= 1% at >= 10 ms, judged
 on wall time. The direct per-step cost of the API on an empty step is reported too.
+
+The verdict (``row_result``) judges the median over fresh processes by its 90% bootstrap interval, the
+processes being the independent units: ``pass`` when the whole interval lies at or below the target,
+``FAIL`` when it lies wholly above, ``inconclusive`` when it holds the target (the host's noise is wider
+than the margin). Until 2026-12-02 the median alone decided; on the AVX2-only EPYC two full runs of the
+same code that day read one row each above its target by the median (2 ms in one run, 10 ms in the
+other), each time with an interval that held the target.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import torch
 from tabulate import tabulate
 
 from benchmarks.common import machine, main, median, write_report_by_cpu_kind
+from benchmarks.within_process import bootstrap_median_ci
 import throughput
 from throughput.capture.recorder import DRAIN_EVERY_STEPS
 
@@ -160,6 +168,20 @@ def overhead(blocks: dict[str, list[tuple[float, float]]], name: str, clock: int
     return statistics.median(v[clock] / p[clock] for v, p in zip(blocks[name], blocks["plain"])) - 1
 
 
+INTERVAL_LEVEL = 0.9
+
+
+def row_result(per_process: list[float], limit: float) -> tuple[str, tuple[float, float]]:
+    """``pass``, ``FAIL`` or ``inconclusive`` for one row's per-process overheads against ``limit`` (both
+    fractions: 0.03 is 3%), with the 90% bootstrap interval of their median that decided it."""
+    low, high = bootstrap_median_ci(per_process, level=INTERVAL_LEVEL)
+    if high <= limit:
+        return "pass", (low, high)
+    if low > limit:
+        return "FAIL", (low, high)
+    return "inconclusive", (low, high)
+
+
 def api_cost_per_step_s(n: int = 20000, use_iter: bool = True) -> float:
     """Cost of (iter +) 3 phases + step on an empty step (pure profiler overhead, the log replay
     included), per step: the median of 5 runs of ``n`` steps, by the thread's CPU clock (a shared
@@ -250,20 +272,25 @@ def run(quick: bool = False) -> dict[str, Any]:
         torch_wall = median([r["torch_wall"] for r in runs])
         aa = median([r["aa_wall"] for r in runs])
         aa_runs = " ".join(f"{r['aa_wall'] * 100:+.1f}" for r in runs)
+        result, (low, high) = row_result([r["wall"] for r in runs], limit)
+        aa_low, aa_high = bootstrap_median_ci([r["aa_wall"] for r in runs], level=INTERVAL_LEVEL)
         results.append({"target_step_s": target, "width": widths[k], "plain_median_s": plain_s,
                         "throughput_overhead": wall, "throughput_overhead_cpu": cpu,
                         "per_process_wall": [r["wall"] for r in runs], "per_process_cpu": [r["cpu"] for r in runs],
                         "aa_control": aa, "per_process_aa": [r["aa_wall"] for r in runs],
                         "torch_profiler_overhead": torch_wall, "api_cost_fraction": api_cost / plain_s,
-                        "limit": limit, "pass": wall <= limit, "rounds_per_process": runs[0]["rounds"],
+                        "interval": [low, high], "aa_interval": [aa_low, aa_high], "result": result,
+                        "limit": limit, "pass": result == "pass", "median_at_or_below_limit": wall <= limit,
+                        "rounds_per_process": runs[0]["rounds"],
                         "block_steps": runs[0]["block_steps"]})
-        rows.append([f"{plain_s * 1e3:.1f} ms", widths[k], f"{wall:+.2%}",
+        rows.append([f"{plain_s * 1e3:.1f} ms", widths[k], f"{wall:+.2%}", f"{low:+.2%}..{high:+.2%}",
                      " ".join(f"{r['wall'] * 100:+.1f}" for r in runs), f"{cpu:+.2%}",
-                     f"{aa:+.2%} ({aa_runs})",
+                     f"{aa:+.2%}, {aa_low:+.2%}..{aa_high:+.2%} ({aa_runs})",
                      f"{api_cost / plain_s:.3%}",
-                     f"{torch_wall:+.2%}", f"<= {limit:.0%}", "pass" if wall <= limit else "FAIL"])
-    head = ["plain step (median)", "MLP width", "throughput overhead (wall)", "per process (%)",
-            "(thread CPU)", "A/A control (per process)", "API cost / step", "torch.profiler overhead (wall)", "target", "result"]
+                     f"{torch_wall:+.2%}", f"<= {limit:.0%}", result])
+    head = ["plain step (median)", "MLP width", "throughput overhead (wall)", "90% interval", "per process (%)",
+            "(thread CPU)", "A/A control, interval (per process)", "API cost / step",
+            "torch.profiler overhead (wall)", "target", "result"]
     load = os.getloadavg()[0]
     md = "\n".join([
         "# Profiler overhead", "",
@@ -288,7 +315,11 @@ def run(quick: bool = False) -> dict[str, Any]:
         "single process cannot average out. `API cost / step` is the measured cost of iter + 3 phases + "
         f"step on an empty step ({api_cost * 1e6:.1f} us, the log replay included) over the plain step: the "
         "profiler's own code. Inside a real step the same code costs more, because tensor work has pushed "
-        "the interpreter's data out of the CPU caches.", "",
+        "the interpreter's data out of the CPU caches. Result: the median over processes judged by its 90% "
+        "bootstrap interval (the processes resampled): `pass` when the whole interval is at or below the "
+        "target, `FAIL` when it lies wholly above, `inconclusive` when it holds the target (this host's "
+        "noise, which the A/A control's interval shows, is wider than the margin; more processes narrow "
+        "it). A quick run's 3 processes give wide intervals: a smoke test, not a verdict.", "",
         tabulate(rows, headers=head, tablefmt="github"), "",
     ])
     data = {"machine": machine(), "quick": quick, "load_average_end": load, "api_cost_per_step_s": api_cost,
