@@ -15,7 +15,8 @@ processes being the independent units: ``pass`` when the whole interval lies at 
 ``FAIL`` when it lies wholly above, ``inconclusive`` when it holds the target (the host's noise is wider
 than the margin). Until 2026-12-02 the median alone decided; on the AVX2-only EPYC two full runs of the
 same code that day read one row each above its target by the median (2 ms in one run, 10 ms in the
-other), each time with an interval that held the target.
+other), each time with an interval that held the target. ``OVERHEAD_PROCESSES=25`` measures in 25
+processes instead of 9: the interval narrows about as 1/sqrt(n), at ~1 minute a process.
 """
 
 from __future__ import annotations
@@ -169,6 +170,7 @@ def overhead(blocks: dict[str, list[tuple[float, float]]], name: str, clock: int
 
 
 INTERVAL_LEVEL = 0.9
+PROCESSES_ENV = "OVERHEAD_PROCESSES"   # overrides the number of fresh processes (9 full, 3 quick)
 
 
 def row_result(per_process: list[float], limit: float) -> tuple[str, tuple[float, float]]:
@@ -256,6 +258,9 @@ def run(quick: bool = False) -> dict[str, Any]:
     # Processes, not rounds, are what the median needs: a process's memory and code layout biases it by
     # up to a point either way (the A/A control's spread), more than its rounds' noise (~0.2%).
     processes, seconds = (3, 2.0) if quick else (9, 4.0)
+    processes = int(os.environ.get(PROCESSES_ENV, processes))   # more for a narrower interval (1/sqrt(n))
+    if processes < 1:
+        raise SystemExit(f"{PROCESSES_ENV} must be at least 1, got {processes}")
     api_cost = api_cost_per_step_s(5000 if quick else 20000)
     api_cost_phases = api_cost_per_step_s(5000 if quick else 20000, use_iter=False)
     print("calibrating", flush=True)
