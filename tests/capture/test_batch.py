@@ -111,3 +111,17 @@ def test_our_reads_of_the_script_s_tensors_are_not_seen_by_its_dispatch_modes() 
         (loss * 2).item()   # the script's own op and read, seen
     assert (stats.tokens, stats.padding_tokens, kept) == (6, 3, 2.5)
     assert log.ops == ["aten.mul.Tensor", "aten._local_scalar_dense.default"]
+
+
+def test_the_loss_given_to_step_is_read_outside_the_script_s_dispatch_modes() -> None:
+    """``Profiler.step`` reads a CPU tensor's loss itself (keep_loss's usual case, inlined there): under a
+    TorchDispatchMode of the script's it defers to keep_loss, so the mode still sees only the script's op."""
+    import throughput
+    prof = throughput.Profiler(warmup_steps=0, progress=False)
+    loss = torch.tensor(2.5)
+    with _OpLog() as log:
+        prof.step(loss=loss)
+        (loss * 2).item()
+    prof.step(loss=torch.tensor(1.5))   # no mode: read inline
+    assert [s.loss for s in prof.stop().steps] == [2.5, 1.5]
+    assert log.ops == ["aten.mul.Tensor", "aten._local_scalar_dense.default"]

@@ -521,3 +521,51 @@ def test_without_the_c_helper_the_python_paths_keep_their_switches(monkeypatch: 
                              ("opened", "forward", 0.0), ("closed", "forward", 0.5)]
     assert [s.phase_s for s in rec.snapshot().steps] == [{"data": 0.0, "forward": 0.5},
                                                          {"data": 0.0, "forward": 0.25}]
+
+
+_fastphase = recorder_module._fastphase
+needs_own_clock = pytest.mark.skipif(_fastphase is None or not _fastphase.OWN_CLOCK,
+                                     reason="no C helper, or time.perf_counter is not CLOCK_MONOTONIC here")
+
+
+@needs_own_clock
+def test_the_c_helper_s_own_clock_reads_what_time_perf_counter_reads() -> None:
+    """Where perf_counter is CLOCK_MONOTONIC the C phases read that clock themselves (no call into
+    Python): every reading lies between two perf_counter readings taken around it, 10,000 times."""
+    import time
+    assert time.get_clock_info("perf_counter").implementation == "clock_gettime(CLOCK_MONOTONIC)"
+    for _ in range(10_000):
+        before = time.perf_counter()
+        own = _fastphase.perf_counter()
+        after = time.perf_counter()
+        assert before <= own <= after
+
+
+@needs_own_clock
+def test_the_default_clock_s_phases_and_waits_read_perf_counter_time() -> None:
+    """A recorder on the default clock: the phase's and the timed iterator's log entries (read in C) lie
+    between perf_counter readings before and after them, as the recorder's own Python reading does."""
+    import time
+    from throughput.timing.clock import PerfCounterClock
+    rec = Recorder(PerfCounterClock())
+    before = time.perf_counter()
+    for _ in _fastphase.Timed(rec, [1], "data", lambda item: None, DRAIN_AT_LOG_ENTRIES):
+        with CompiledPhase(rec, "forward"):
+            pass
+        rec.end_step()
+    after = time.perf_counter()
+    readings = [entry[1] for entry in rec._log]
+    # the wait for item 1 (open, close), the phase (open, close), the step's end, the wait for the end (2)
+    assert len(readings) == 7 and readings == sorted(readings)
+    assert before <= readings[0] and readings[-1] <= after
+
+
+@needs_compiled
+def test_an_injected_clock_is_still_called_by_the_c_phases() -> None:
+    """Any clock but the default one is called, as before: a fake clock's readings are in the log."""
+    clock = FakeClock()
+    rec = Recorder(clock)
+    clock.advance(5.0)
+    with CompiledPhase(rec, "forward"):
+        clock.advance(2.0)
+    assert [entry[1] for entry in rec._log] == [5.0, 7.0]

@@ -18,6 +18,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <time.h>
 
 /* Mode(): the recorder's two switches (``Recorder.mode``), read here as C fields. Both start True;
  * the recorder turns them off (``stop_recording``, ``observe``) and the phases and iterators see it at
@@ -67,6 +68,7 @@ typedef struct {
     PyObject *now;      /* rec._now: a callable returning seconds (float) */
     PyObject *mode;     /* rec.mode (a Mode) */
     Py_ssize_t drain_at;   /* rec._drain() once the log holds more entries than this */
+    int own_clock;      /* now is time.perf_counter, read here instead (see read_now) */
 } Hot;
 
 typedef struct {
@@ -79,6 +81,40 @@ typedef struct {
 
 static PyObject *str_mode, *str_open, *str_close, *str_drain;
 static PyObject *str_log, *str_stack, *str_now;
+
+/* The clock. ``time.perf_counter`` is CLOCK_MONOTONIC on Linux (module init checks that with
+ * ``time.get_clock_info``; elsewhere ``perf_counter_obj`` stays NULL and every read calls ``now``). Read
+ * here with the same conversion as CPython's (``_PyTime_AsSecondsDouble`` of the nanosecond count), so a
+ * reading equals what ``time.perf_counter()`` would have returned at that instant and mixes with the
+ * recorder's own Python-side readings. Why: calling the Python function from C goes through the
+ * vectorcall machinery and CPython's time layers, ~2,400 instructions and ~160 instruction-cache misses a
+ * step of 3 phases and an iterated batch inside a training step (callgrind, 64-wide MLP); the
+ * instruction cache is cold there, so each miss costs. */
+static PyObject *perf_counter_obj;   /* time.perf_counter when it is CLOCK_MONOTONIC, else NULL */
+
+static PyObject *
+monotonic_seconds(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    long long t = (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+    volatile double d;   /* as CPython: volatile keeps the rounding of the division as written */
+    if (t % 1000000000LL == 0) {
+        d = (double)(t / 1000000000LL);
+    }
+    else {
+        d = (double)t;
+        d /= 1e9;
+    }
+    return PyFloat_FromDouble(d);
+}
+
+static inline PyObject *
+read_now(Hot *hot)
+{
+    return hot->own_clock ? monotonic_seconds() : PyObject_CallNoArgs(hot->now);
+}
 
 /* ``hot`` filled from ``rec``: the recorder and its ``_log`` and ``_stack`` (lists), ``_now`` (the clock)
  * and ``mode`` (a Mode), as new references. -1 with an exception set and ``hot`` left empty when one is
@@ -103,6 +139,7 @@ hot_init(Hot *hot, PyObject *rec, Py_ssize_t drain_at)
     }
     hot->rec = Py_NewRef(rec);
     hot->drain_at = drain_at;
+    hot->own_clock = perf_counter_obj != NULL && hot->now == perf_counter_obj;
     return 0;
 }
 
@@ -202,7 +239,7 @@ enter_indirect(Phase *self)
 static PyObject *
 open_direct(Hot *hot, PyObject *name)
 {
-    PyObject *t = PyObject_CallNoArgs(hot->now);
+    PyObject *t = read_now(hot);
     if (t == NULL)
         return NULL;
     PyObject *frame = PyTuple_Pack(2, name, t);
@@ -286,7 +323,7 @@ pop_frame(PyObject *frames)
 static PyObject *
 Phase_exit(Phase *self, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(nargs))
 {
-    PyObject *t = PyObject_CallNoArgs(self->hot.now);   /* first: the phase ends when its body does */
+    PyObject *t = read_now(&self->hot);   /* first: the phase ends when its body does */
     if (t == NULL)
         return NULL;
     PyObject *frame = pop_frame(self->frames);
@@ -485,7 +522,7 @@ Timed_next(Timed *self)
         return Timed_finish(self);
     }
     if (direct) {
-        PyObject *t = PyObject_CallNoArgs(self->hot.now);
+        PyObject *t = read_now(&self->hot);
         if (t == NULL)
             goto fail;
         int err = on_top(&self->hot, frame) ? close_top(&self->hot, t) : 0;
@@ -663,7 +700,45 @@ fail:
     return NULL;
 }
 
+/* perf_counter_obj := time.perf_counter when ``time.get_clock_info("perf_counter").implementation`` is
+ * ``clock_gettime(CLOCK_MONOTONIC)``; left NULL otherwise (the phases then call it). -1 on an error. */
+static int
+find_perf_counter(void)
+{
+    PyObject *time = PyImport_ImportModule("time");
+    if (time == NULL)
+        return -1;
+    PyObject *fn = PyObject_GetAttrString(time, "perf_counter");
+    PyObject *info = fn ? PyObject_CallMethod(time, "get_clock_info", "s", "perf_counter") : NULL;
+    PyObject *impl = info ? PyObject_GetAttrString(info, "implementation") : NULL;
+    Py_DECREF(time);
+    Py_XDECREF(info);
+    if (impl == NULL) {
+        Py_XDECREF(fn);
+        return -1;
+    }
+    int same = PyUnicode_Check(impl) && PyUnicode_CompareWithASCIIString(impl, "clock_gettime(CLOCK_MONOTONIC)") == 0;
+    Py_DECREF(impl);
+    if (same)
+        perf_counter_obj = fn;   /* kept for the module's life */
+    else
+        Py_DECREF(fn);
+    return 0;
+}
+
+static PyObject *
+module_perf_counter(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    if (perf_counter_obj == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "time.perf_counter is not CLOCK_MONOTONIC here: the phases call it");
+        return NULL;
+    }
+    return monotonic_seconds();
+}
+
 static PyMethodDef module_methods[] = {
+    {"perf_counter", module_perf_counter, METH_NOARGS,
+     "The phases' own reading of time.perf_counter (tests compare the two; RuntimeError where they call it)."},
     {"split_log", (PyCFunction)(void (*)(void))split_log, METH_FASTCALL,
      "split_log(entries, step_end, start, /)\n--\n\nFrom start, the columns of a run of uniform steps, "
      "or where the entries to replay one by one end (see recorder.split_log)."},
@@ -692,12 +767,15 @@ PyInit__fastphase(void)
     INTERN(str_now, "_now");
     if (PyType_Ready(&ModeType) < 0 || PyType_Ready(&PhaseType) < 0 || PyType_Ready(&TimedType) < 0)
         return NULL;
+    if (find_perf_counter() < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&fastphase_module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Mode", (PyObject *)&ModeType) < 0
             || PyModule_AddObjectRef(m, "Phase", (PyObject *)&PhaseType) < 0
-            || PyModule_AddObjectRef(m, "Timed", (PyObject *)&TimedType) < 0) {
+            || PyModule_AddObjectRef(m, "Timed", (PyObject *)&TimedType) < 0
+            || PyModule_AddObjectRef(m, "OWN_CLOCK", perf_counter_obj != NULL ? Py_True : Py_False) < 0) {
         Py_DECREF(m);
         return NULL;
     }

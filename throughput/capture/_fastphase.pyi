@@ -28,3 +28,9 @@ def split_log(entries: list[tuple[Any, ...]], step_end: Any, start: int, /) -> \
         tuple[tuple[str, ...], bytearray, list[Any], list[Any], int] | int:
     """See recorder.split_log: from start, a run of uniform steps as columns (one C pass), or where
     the entries to replay one by one end."""
+
+OWN_CLOCK: bool
+"""True where time.perf_counter is CLOCK_MONOTONIC: the phases read it themselves (``perf_counter``)."""
+
+def perf_counter() -> float:
+    """See _fastphase.c: the phases' own reading of time.perf_counter (RuntimeError where OWN_CLOCK is False)."""

@@ -39,7 +39,7 @@ class LoaderCalls:
         # Remembers where a loader's batches keep their counts: the usual batch is read at those places
         # instead of walked twice (once for the device, once for the counts). Padding is counted only
         # when the token ids are on the CPU (reading a CUDA tensor would sync).
-        self._describe = BatchDescriber()
+        self._describe = BatchDescriber().describe
         n = digests_wanted()   # the advisor's worker-split check only (capture/digests.py); off in a user's run
         self.digests = DigestRecorder(n, lambda **d: prof.event("context", "batch digests", **d)) if n else None
 
