@@ -569,3 +569,57 @@ def test_an_injected_clock_is_still_called_by_the_c_phases() -> None:
     with CompiledPhase(rec, "forward"):
         clock.advance(2.0)
     assert [entry[1] for entry in rec._log] == [5.0, 7.0]
+
+
+@pytest.mark.parametrize("phase_type", PHASE_TYPES)
+def test_another_thread_s_use_of_a_phase_records_nothing_and_leaves_the_owner_s_frames(phase_type: type) -> None:
+    """A phase object made on the recording thread (a decorator applied after start) that a loader
+    thread also enters: the other thread's boundaries record nothing, and the recording thread's phase
+    and step close as without it, whatever the interleaving (here: the other thread enters while the
+    owner is inside the phase, and leaves after the owner left)."""
+    import threading
+
+    def scenario(rec: Recorder, clock: FakeClock, phase: Callable[[str], Any]) -> None:
+        ctx = phase("prefetch")
+        inside, owner_left, done = threading.Event(), threading.Event(), threading.Event()
+
+        def other() -> None:
+            with ctx:
+                inside.set()
+                owner_left.wait(10)
+            done.set()
+
+        with ctx:
+            clock.advance(1.0)
+            thread = threading.Thread(target=other)
+            thread.start()
+            assert inside.wait(10)
+        owner_left.set()
+        thread.join(10)
+        assert done.is_set()
+        rec.end_step()                                # no PhaseMisuseError: nothing left open
+
+    steps, spans = _run(phase_type, scenario)
+    assert steps == [(0, 0.0, 1.0, {"prefetch": 1.0})]
+    assert spans == [("prefetch", 0, 0.0, 1.0, 0)]
+
+
+@pytest.mark.parametrize("phase_type", PHASE_TYPES)
+def test_an_exception_leaving_phases_open_inside_closes_them_and_is_not_replaced(phase_type: type) -> None:
+    """Instrumentation that opened a phase inside the body (``open_phase``) and never closed it because
+    the body raised: leaving the ``with`` closes it and the phase, and the script's own exception
+    propagates unchanged (not a PhaseMisuseError); the next step records normally."""
+    def scenario(rec: Recorder, clock: FakeClock, phase: Callable[[str], Any]) -> None:
+        with pytest.raises(ValueError, match="the script's"):
+            with phase("forward"):
+                clock.advance(1.0)
+                rec.open("inner")                     # its close never runs
+                clock.advance(0.5)
+                raise ValueError("the script's")
+        rec.end_step()
+        with phase("forward"):
+            clock.advance(2.0)
+        rec.end_step()
+
+    steps, _ = _run(phase_type, scenario)
+    assert steps == [(0, 0.0, 1.5, {"forward": 1.0, "inner": 0.5}), (1, 1.5, 3.5, {"forward": 2.0})]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -253,3 +256,89 @@ def test_counts_given_to_step_are_kept_with_or_without_iterated_batches() -> Non
     steps = prof.stop().steps
     assert [(s.samples, s.tokens, s.padding_tokens, s.micro_steps, s.grad_norm) for s in steps] == [
         (8, 64, 5, 2, 0.5), (None, 32, None, 1, None), (7, 70, None, 2, None)]
+
+
+def test_steps_after_stop_are_not_recorded() -> None:
+    """A loop that profiles its first steps and goes on: the session holds those steps only."""
+    prof = throughput.Profiler(warmup_steps=0, progress=False)
+    for i in range(5):
+        if i == 3:
+            prof.stop()
+        for _ in prof.iter([torch.zeros(2, 1)]):
+            with prof.phase("forward"):
+                pass
+        assert prof.step(loss=float(i)) == min(i, 3)
+    assert [s.loss for s in prof.session().steps] == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ({"samples": np.int64(8), "tokens": torch.tensor(64), "grad_norm": torch.tensor(0.5)}, (8, 64, None, 1, 0.5)),
+    ({"grad_norm": np.float32(0.25), "micro_steps": 2}, (None, None, None, 2, 0.25)),
+    ({"grad_norm": float("nan")}, (None, None, None, 1, "nan")),
+])
+def test_numbers_given_to_step_are_read_as_python_numbers_and_saved(given: dict[str, Any], expected: tuple[Any, ...],
+                                                                     tmp_path: Path) -> None:
+    """numpy scalars and one-element tensors (``clip_grad_norm_``'s result, ``mask.sum()``) are read
+    where given, so the session can be written and read back."""
+    from throughput.session.io import load_session
+    prof = throughput.Profiler(warmup_steps=0, progress=False)
+    prof.step(**given)
+    prof.stop()
+    prof.save(tmp_path / "session.json")
+    (step,) = load_session(tmp_path / "session.json").steps
+    got = (step.samples, step.tokens, step.padding_tokens, step.micro_steps, step.grad_norm)
+    assert [type(v) for v in got[:4]] == [type(v) for v in expected[:4]]
+    assert got[:4] == expected[:4]
+    assert (math.isnan(got[4]) if expected[4] == "nan" else got[4] == expected[4])
+
+
+@pytest.mark.parametrize(("given", "error", "match"), [
+    ({"samples": -1}, ValueError, "samples.*non-negative"),
+    ({"tokens": 2.5}, TypeError, "tokens.*whole number"),
+    ({"samples": True}, TypeError, "samples.*whole number"),
+    ({"tokens": 2**70}, ValueError, "tokens.*2\\*\\*63"),
+    ({"micro_steps": 0}, ValueError, "micro_steps.*at least 1"),
+    ({"tokens": torch.tensor([1, 2])}, ValueError, "tokens.*2 elements"),
+    ({"grad_norm": "0.5"}, TypeError, "grad_norm.*real number"),
+])
+def test_a_value_that_cannot_be_saved_is_refused_where_step_is_called(given: dict[str, Any], error: type,
+                                                                        match: str) -> None:
+    prof = throughput.Profiler(warmup_steps=0, progress=False)
+    prof.step()
+    with pytest.raises(error, match=match):
+        prof.step(**given)
+    assert prof.step(samples=4) == 1       # the refused step was not recorded; the run goes on
+    assert len(prof.stop().steps) == 2
+
+
+@pytest.mark.parametrize("made", ["before start", "after start"])
+def test_a_phase_another_thread_enters_meanwhile_leaves_the_loop_s_steps_intact(made: str) -> None:
+    """A phase object (``with`` or ``@prof.phase``) that a prefetch thread also enters while the loop is
+    inside it, and leaves after the loop left: the other thread records nothing, and the loop's phase and
+    steps close normally (made before start it is a ``PhaseContext``, after start the recorder's cached
+    phase object)."""
+    import threading
+    prof = throughput.Profiler(warmup_steps=0, progress=False)
+    if made == "after start":
+        prof.start()
+    ctx = prof.phase("prefetch")
+    prof.start()
+    inside, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with ctx:
+            inside.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=other)
+    with ctx:                          # the loop inside, the other thread enters after it
+        worker.start()
+        assert inside.wait(10)
+    prof.step()                        # raised PhaseMisuseError when the loop's exit took the other's frame
+    release.set()
+    worker.join(10)
+    with ctx:
+        pass
+    prof.step()
+    steps = prof.stop().steps
+    assert len(steps) == 2 and all(set(s.phase_s) == {"prefetch"} for s in steps)

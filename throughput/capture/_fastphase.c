@@ -69,6 +69,7 @@ typedef struct {
     PyObject *mode;     /* rec.mode (a Mode) */
     Py_ssize_t drain_at;   /* rec._drain() once the log holds more entries than this */
     int own_clock;      /* now is time.perf_counter, read here instead (see read_now) */
+    unsigned long owner;   /* rec.owner_thread: boundaries on any other thread record nothing */
 } Hot;
 
 typedef struct {
@@ -79,7 +80,7 @@ typedef struct {
     PyObject *misuse;   /* misuse(frame, stack) -> exception instance */
 } Phase;
 
-static PyObject *str_mode, *str_open, *str_close, *str_drain;
+static PyObject *str_mode, *str_open, *str_close, *str_drain, *str_close_through;
 static PyObject *str_log, *str_stack, *str_now;
 
 /* The clock. ``time.perf_counter`` is CLOCK_MONOTONIC on Linux (module init checks that with
@@ -131,6 +132,23 @@ hot_init(Hot *hot, PyObject *rec, Py_ssize_t drain_at)
     else if (hot->mode != NULL && !Py_IS_TYPE(hot->mode, &ModeType))
         PyErr_SetString(PyExc_TypeError, "the recorder's mode must be a _fastphase.Mode");
     if (PyErr_Occurred()) {
+        Py_CLEAR(hot->log);
+        Py_CLEAR(hot->stack);
+        Py_CLEAR(hot->now);
+        Py_CLEAR(hot->mode);
+        return -1;
+    }
+    PyObject *owner = PyObject_GetAttrString(rec, "owner_thread");
+    if (owner == NULL) {
+        Py_CLEAR(hot->log);
+        Py_CLEAR(hot->stack);
+        Py_CLEAR(hot->now);
+        Py_CLEAR(hot->mode);
+        return -1;
+    }
+    hot->owner = PyLong_AsUnsignedLong(owner);
+    Py_DECREF(owner);
+    if (hot->owner == (unsigned long)-1 && PyErr_Occurred()) {
         Py_CLEAR(hot->log);
         Py_CLEAR(hot->stack);
         Py_CLEAR(hot->now);
@@ -293,6 +311,8 @@ drain_if_long(Hot *hot)
 static PyObject *
 Phase_enter(Phase *self, PyObject *Py_UNUSED(ignored))
 {
+    if (PyThread_get_thread_ident() != self->hot.owner)   /* another thread's phase: not recorded, and */
+        return Py_NewRef((PyObject *)self);               /* the owner's frames are left as they are */
     if (!MODE(self->hot.mode)->direct)
         return enter_indirect(self);
     PyObject *frame = open_direct(&self->hot, self->name);
@@ -321,8 +341,10 @@ pop_frame(PyObject *frames)
 }
 
 static PyObject *
-Phase_exit(Phase *self, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(nargs))
+Phase_exit(Phase *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (PyThread_get_thread_ident() != self->hot.owner)
+        Py_RETURN_NONE;
     PyObject *t = read_now(&self->hot);   /* first: the phase ends when its body does */
     if (t == NULL)
         return NULL;
@@ -335,7 +357,8 @@ Phase_exit(Phase *self, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(n
     if (!MODE(self->hot.mode)->direct) {
         if (frame != NULL && frame != Py_None) {
             if (MODE(self->hot.mode)->recording) {
-                PyObject *r = PyObject_CallMethodOneArg(self->hot.rec, str_close, frame);
+                int raising = nargs >= 1 && args[0] != Py_None;   /* phases left open inside close too */
+                PyObject *r = PyObject_CallMethodOneArg(self->hot.rec, raising ? str_close_through : str_close, frame);
                 if (r == NULL)
                     goto done;
                 Py_DECREF(r);
@@ -347,6 +370,15 @@ Phase_exit(Phase *self, PyObject *const *Py_UNUSED(args), Py_ssize_t Py_UNUSED(n
     if (on_top(&self->hot, frame)) {
         if (close_top(&self->hot, t) < 0)
             goto done;
+        result = Py_NewRef(Py_None);
+    }
+    else if (frame != NULL && nargs >= 1 && args[0] != Py_None) {
+        /* An exception is leaving the body with phases opened inside it still open (their closing code
+         * never ran): they and this phase are closed, and the exception goes on unchanged. */
+        PyObject *r = PyObject_CallMethodOneArg(self->hot.rec, str_close_through, frame);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
         result = Py_NewRef(Py_None);
     }
     else if (frame != NULL) {
@@ -499,7 +531,8 @@ Timed_next(Timed *self)
         if (self->iterator == NULL)
             return NULL;
     }
-    if (!MODE(self->hot.mode)->recording) {   /* the run ended: items pass through */
+    if (!MODE(self->hot.mode)->recording || PyThread_get_thread_ident() != self->hot.owner) {
+        /* the run ended, or another thread iterates: items pass through, untimed and not counted */
         PyObject *item = PyIter_Next(self->iterator);
         return item != NULL ? item : Timed_finish(self);
     }
@@ -761,6 +794,7 @@ PyInit__fastphase(void)
     INTERN(str_mode, "mode");
     INTERN(str_open, "open");
     INTERN(str_close, "close");
+    INTERN(str_close_through, "close_through");
     INTERN(str_drain, "_drain");
     INTERN(str_log, "_log");
     INTERN(str_stack, "_stack");

@@ -21,7 +21,7 @@ from throughput.capture.environment import run_environment
 from throughput.capture.progress import ProgressLine, ProgressView, progress_enabled
 from throughput.capture.recorder import _NO_META, CompiledPhase, PhaseMisuseError, RecordedPhase, Recorder, _Frame
 from throughput.capture.retention import EventStore, TelemetryStore
-from throughput.capture.steps import DeviceLosses, keep_loss, step_meta, to_float
+from throughput.capture.steps import DeviceLosses, checked_step_values, keep_loss, step_meta, to_float
 from throughput.session.records import STANDARD_PHASES, Event, RunEnd, RunInfo, StepRule, TelemetrySample
 from throughput.session.retention import FOLDED_PHASE, Retention, RetentionPolicy
 from throughput.session.session import Session
@@ -54,7 +54,10 @@ class PhaseContext:
     """``with prof.phase("forward"):`` or ``@prof.phase("forward")``.
 
     One object per (profiler, name) is cached and reused every step, so entering a phase allocates
-    nothing but the recorder's frame; a stack of frames makes it safe to nest the same name.
+    nothing but the recorder's frame; a stack of frames makes it safe to nest the same name. Each frame
+    is kept with the thread that entered it, and an exit takes back its own thread's: one object used
+    by several threads at once (a decorated function a loader thread also calls) records the recording
+    thread's phases only and never closes another thread's.
     """
 
     __slots__ = ("_prof", "_name", "_frames")
@@ -62,27 +65,40 @@ class PhaseContext:
     def __init__(self, prof: "Profiler | None", name: str) -> None:
         self._prof = prof
         self._name = name
-        self._frames: list[_Frame | None] = []
+        self._frames: list[tuple[int, _Frame | None]] = []
 
     def __enter__(self) -> "PhaseContext":
         prof = self._prof
         hot = prof._hot if prof is not None else None
+        ident = get_ident()
         if hot is not None:   # a running profiler: straight to the recorder (one Python frame)
-            self._frames.append(hot[0].open(self._name) if get_ident() == hot[1] else None)
+            self._frames.append((ident, hot[0].open(self._name) if ident == hot[1] else None))
             return self
         prof = prof if prof is not None else active_profiler()
-        self._frames.append(prof._open(self._name) if prof is not None else None)
+        self._frames.append((ident, prof._open(self._name) if prof is not None else None))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        frame = self._frames.pop() if self._frames else None
+        frame = self._take_frame()
         if frame is not None:
             prof = self._prof if self._prof is not None else active_profiler()
             hot = prof._hot if prof is not None else None
             if hot is not None:
-                hot[0].close(frame)
+                if exc and exc[0] is not None:   # phases left open inside the body close with it
+                    hot[0].close_through(frame)
+                else:
+                    hot[0].close(frame)
             elif prof is not None:
                 prof._close(frame)
+
+    def _take_frame(self) -> _Frame | None:
+        """The innermost frame this thread entered, removed (None if it entered none)."""
+        ident = get_ident()
+        for entry in reversed(self._frames):
+            if entry[0] == ident:
+                self._frames.remove(entry)   # by value, atomic: other threads may add or take theirs
+                return entry[1]
+        return None
 
     def __call__(self, fn: F) -> F:
         ctx = self
@@ -330,21 +346,36 @@ class Profiler:
     def step(self, *, samples: int | None = None, tokens: int | None = None,
              padding_tokens: int | None = None, loss: Any = None, micro_steps: int | None = None,
              grad_norm: float | None = None) -> int:
-        """Close one step (one optimizer update). Counts not given are read from iterated batches."""
-        rec = self._recorder if self.running else self._ensure_started()
+        """Close one step (one optimizer update); returns its index. Counts not given are read from iterated
+        batches; counts and ``grad_norm`` given are checked (``steps.checked_step_values``: TypeError or
+        ValueError naming the argument). After ``stop()`` nothing is recorded and the number of steps
+        recorded is returned (a loop that profiles only its first steps goes on calling it)."""
+        if self.running:
+            rec = self._recorder
+        elif self.stopped:   # after stop() nothing is recorded, as the phases record nothing
+            self._pending_batches = []
+            return self._recorder.steps_done  # type: ignore[union-attr]  # stopped implies a recorder
+        else:
+            rec = self._ensure_started()
         batches = self._pending_batches
         if batches:   # a new list: a deferred StepMeta keeps this one, and later batches must not join it
             self._pending_batches = []
         meta: Any
-        if samples is None and tokens is None and padding_tokens is None and micro_steps is None \
-                and grad_norm is None and len(batches) < 2:
+        said = samples is not None or tokens is not None or padding_tokens is not None \
+            or micro_steps is not None or grad_norm is not None
+        if not said and len(batches) < 2:
             # The usual step: nothing said, at most one batch. Its fields as the tuple the recorder keeps.
             b = batches[0] if batches else None
             meta = _NO_META if b is None else (b.samples, b.tokens, b.padding_tokens, 1, None, None)
-        elif not batches:   # counts given, no batch iterated (the zero-code step tracker): nothing to sum
-            meta = (samples, tokens, padding_tokens, 1 if micro_steps is None else micro_steps, grad_norm, None)
-        else:   # built when the recorder drains its log, not here in the training loop
-            meta = functools.partial(step_meta, batches, samples, tokens, padding_tokens, micro_steps, grad_norm)
+        else:
+            if said:   # checked here: a value that cannot be written would otherwise lose the report
+                samples, tokens, padding_tokens, micro_steps, grad_norm = checked_step_values(
+                    samples, tokens, padding_tokens, micro_steps, grad_norm)
+            if not batches:   # counts given, no batch iterated (the zero-code step tracker): nothing to sum
+                meta = (samples, tokens, padding_tokens, 1 if micro_steps is None else micro_steps, grad_norm, None)
+            else:   # built when the recorder drains its log, not here in the training loop
+                meta = functools.partial(step_meta, batches, samples, tokens, padding_tokens, micro_steps,
+                                         grad_norm)
         if loss is not None:
             # keep_loss's usual case inlined: a CPU ``torch.Tensor`` of one element, no TorchDispatchMode
             # active, read as a float now. Two Python frames fewer a step; inside a training step, with

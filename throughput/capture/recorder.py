@@ -289,8 +289,15 @@ class Recorder:
         phase = self.names.admit(phase)
         iterator = iter(iterable)
         log, stack, now = self._log, self._stack, self._now
-        mode = self.mode
+        mode, owner = self.mode, self.owner_thread
         while mode.recording:
+            if threading.get_ident() != owner:   # another thread iterates: untimed, not counted
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    return
+                yield item
+                continue
             direct = mode.direct               # False while observed: through the observing open/close
             if direct:
                 frame = (phase, now())
@@ -665,14 +672,17 @@ class RecordedPhase:
     training step); CUDA recorders go through ``open``/``close``, and so does an observed recorder
     (``Recorder.observe``). After ``Recorder.stop_recording`` it records nothing."""
 
-    __slots__ = ("_rec", "_name", "_frames", "_log", "_stack", "_now", "_mode")
+    __slots__ = ("_rec", "_name", "_frames", "_log", "_stack", "_now", "_mode", "_owner")
 
     def __init__(self, rec: "Recorder", name: str) -> None:
         self._rec, self._name = rec, name
         self._frames: list[_Frame | None] = []
         self._log, self._stack, self._now, self._mode = rec._log, rec._stack, rec._now, rec.mode
+        self._owner = rec.owner_thread
 
     def __enter__(self) -> "RecordedPhase":
+        if threading.get_ident() != self._owner:   # another thread's phase: not recorded, and the
+            return self                            # recording thread's frames are left as they are
         mode = self._mode
         if not mode.direct:   # stopped (records nothing), or observed (the observing open sees it)
             self._frames.append(self._rec.open(self._name) if mode.recording else None)
@@ -687,16 +697,25 @@ class RecordedPhase:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if threading.get_ident() != self._owner:
+            return
         now = self._now()
         frame = self._frames.pop() if self._frames else None
         stack = self._stack
         mode = self._mode
         if not mode.direct:
             if frame is not None and mode.recording:
-                self._rec.close(frame)
+                if exc and exc[0] is not None:   # phases left open inside the body close with it
+                    self._rec.close_through(frame)
+                else:
+                    self._rec.close(frame)
         elif stack and stack[-1] is frame:
             stack.pop()
             self._log.append((None, now))
+        elif frame is not None and exc and exc[0] is not None:
+            # An exception is leaving the body with phases opened inside it still open (their closing
+            # code never ran): they and this phase are closed, and the exception goes on unchanged.
+            self._rec.close_through(frame)
         elif frame is not None:
             raise _misuse(frame, stack)
 

@@ -135,3 +135,56 @@ class DeviceLosses:
         for _, _, event in self._in_flight:
             # Sync point: the end of the run, after the recorder's own final synchronize.
             event.synchronize()
+
+
+_COUNT_MAX = 2**63 - 1   # what a session file's readers take as a count (a signed 64-bit integer)
+
+
+def checked_step_values(samples: Any, tokens: Any, padding_tokens: Any, micro_steps: Any,
+                        grad_norm: Any) -> tuple[int | None, int | None, int | None, int | None, float | None]:
+    """The values given to ``Profiler.step`` as Python numbers, checked where they are given (a value
+    that cannot be written would otherwise surface only when the report is written, after the run).
+
+    Counts (``samples``, ``tokens``, ``padding_tokens``, ``micro_steps``): a non-negative ``int`` (not a
+    bool), a numpy integer, or a one-element integer tensor; ``micro_steps`` at least 1. ``grad_norm``: a
+    real number, numpy number or one-element tensor (NaN and infinity are kept: a diverging run's
+    norm). A tensor is read at once (``item()``, unseen by the script's dispatch modes): on a GPU that
+    waits for the device, so pass numbers where the loop has them. Raises TypeError or ValueError that
+    names the argument."""
+    counts = tuple(_count(name, value, 1 if name == "micro_steps" else 0) for name, value in
+                   (("samples", samples), ("tokens", tokens), ("padding_tokens", padding_tokens),
+                    ("micro_steps", micro_steps)))
+    return counts[0], counts[1], counts[2], counts[3], _norm(grad_norm)
+
+
+def _number(name: str, value: Any) -> Any:
+    """``value`` as a Python scalar: numpy scalars and one-element tensors read; others as given."""
+    if hasattr(value, "item") and not isinstance(value, (int, float)):
+        numel = getattr(value, "numel", None)
+        size = numel() if callable(numel) else getattr(value, "size", 1)
+        if size != 1:
+            raise ValueError(f"step({name}=...) takes one number, got a value of {size} elements")
+        with _batch.outside_dispatch_modes():
+            return value.item()
+    return value
+
+
+def _count(name: str, value: Any, least: int) -> int | None:
+    if value is None:
+        return None
+    number = _number(name, value)
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise TypeError(f"step({name}=...) takes a whole number, got {value!r}")
+    if not least <= number <= _COUNT_MAX:
+        raise ValueError(f"step({name}=...) must be {'at least 1' if least else 'non-negative'} "
+                         f"and below 2**63, got {number}")
+    return int(number)
+
+
+def _norm(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = _number("grad_norm", value)
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise TypeError(f"step(grad_norm=...) takes a real number, got {value!r}")
+    return float(number)
