@@ -42,8 +42,10 @@ class Screen:
             elif ch == "\n":
                 self._line_feed()
             elif ch >= " ":
-                if self.column < self.columns:
-                    self.lines[self.row][self.column] = ch
+                if self.column >= self.columns:   # autowrap, deferred as xterm's: a character written
+                    self._line_feed()             # past the last column goes to the next row's start
+                    self.column = 0
+                self.lines[self.row][self.column] = ch
                 self.column += 1
             else:
                 raise AssertionError(f"unmodelled control character {ch!r}")

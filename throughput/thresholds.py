@@ -56,6 +56,9 @@ PHASES_OVER_WALL_MAX: Final = 1.01       # a step's exclusive phases may add up 
 LOSS_SPIKE_RATIO: Final = 3.0            # hygiene check: a loss this many times the recent median
 LOSS_DIVERGENCE_RATIO: Final = 1.5       # smoothed loss above this x its best so far
 LOSS_DIVERGENCE_VS_FIRST: Final = 1.2    # smoothed loss above this x the first loss
+LOSS_DIVERGENCE_GAVE_BACK: Final = 0.1   # ... and risen by this share of what it had fallen (first
+                                         # smoothed value to best): noise around a converged
+                                         # 1e-5 loss is 20x its best, not a divergence
 LOSS_SPIKE_Z: Final = 10.0               # robust z-score of an isolated spike
 LOSS_FLAT_IMPROVEMENT: Final = 0.05      # less improvement than this over the run: flat
 LOSS_NEAR_CHANCE: Final = 0.95           # ending above this x the chance-level loss: flat

@@ -76,3 +76,7 @@ def test_compare_cli(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "throughput", "compare", str(a), str(tmp_path / "nope.json")],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("throughput: error:") and "no such file" in bad.stderr
+
+
+def test_a_run_compared_with_itself_is_the_same_speed() -> None:
+    assert "speedup 1.00x (B is the same speed)" in COMPARE_RENDERERS["table"](compare(A, A))

@@ -342,3 +342,19 @@ def test_a_phase_another_thread_enters_meanwhile_leaves_the_loop_s_steps_intact(
     prof.step()
     steps = prof.stop().steps
     assert len(steps) == 2 and all(set(s.phase_s) == {"prefetch"} for s in steps)
+
+
+@pytest.mark.parametrize(("make", "error"), [
+    (lambda p: p.write_text("not a folder"), NotADirectoryError),
+    (lambda p: (p.mkdir(), (p / "session.json").write_text("{}")), FileExistsError),
+    (lambda p: (p.mkdir(), (p / "trace.json").write_text("{}")), FileExistsError),
+])
+def test_profile_checks_its_report_folder_before_the_block_runs(tmp_path: Path, make: Any, error: type) -> None:
+    """An ``out`` that cannot take the report fails before the training it would profile, not after."""
+    out = tmp_path / "report"
+    make(out)
+    ran = []
+    with pytest.raises(error, match="report folder"):
+        with throughput.profile(out=out, print_report=False):
+            ran.append(1)
+    assert ran == []

@@ -106,6 +106,17 @@ def test_the_scripts_lines_scroll_above_the_line_intact(terminal: Terminal) -> N
                                 "throughput: step 12 (final)", "after", ""]
 
 
+def test_the_final_line_never_covers_a_last_line_left_without_its_newline(terminal: Terminal) -> None:
+    """A script whose last print had ``end=""``: its text stays, and the final status goes below it."""
+    display = display_for(terminal.out)
+    display.show("throughput: step 1")
+    terminal.out.write("done, no newline")
+    terminal.out.flush()
+    display.close("throughput: step 1 (final)")
+    screen = terminal.read()
+    assert screen.visible()[:3] == ["done, no newline", "throughput: step 1 (final)", ""]
+
+
 def test_a_cursor_on_the_bottom_row_is_moved_up_into_the_region_first(terminal: Terminal) -> None:
     for k in range(ROWS + 2):              # a full screen: the cursor sits on the last row
         terminal.out.write(f"old {k}\n")

@@ -152,7 +152,7 @@ def test_a_run_without_steps_does_not_grow_the_log_without_bound() -> None:
     for _ in range(5000):                                     # 10,000 log entries, never a step
         f = rec.open("forward"); clock.advance(0.001); rec.close(f)
     assert len(rec._log) <= 4097                              # replayed past DRAIN_AT_LOG_ENTRIES
-    # the step in progress keeps its first spans_per_step (256) spans; max_spans (10) caps the trace
+    # the step in progress keeps its first spans_per_step (64) spans; max_spans (10) caps the trace
     assert rec.spans_kept == 10 and rec.spans_dropped == 4990
 
 

@@ -404,3 +404,35 @@ def test_loader_batches_give_samples_tokens_and_padding_every_step() -> None:
         session = finish(inst)
     assert [(s.samples, s.tokens, s.padding_tokens) for s in session.steps] == [
         (3, 18, 4 + 3 + 2), (3, 18, 4 + 3 + 2), (1, 6, 4)]
+
+
+def test_a_closure_s_own_code_is_not_the_optimizer_s_time() -> None:
+    """``optimizer.step(closure)`` as Lightning calls it, with a training_step around forward and backward
+    (1 ms of a framework's own code, by the fake clock): the closure's forward and backward are their
+    phases, its own code is the step's ``other``, and ``optimizer`` is the update alone (STEP_S). The
+    closure's result reaches the caller, and a second evaluation (LBFGS-like) is paused alike."""
+    clock = FakeClock()
+    inst = instrumented(clock)
+    FRAMEWORK_S = 0.001
+    try:
+        model = TimedModel(clock)
+        opt = timed_sgd(clock, model.parameters())
+        x = torch.randn(4, 3)
+
+        def training_step_closure() -> torch.Tensor:
+            clock.advance(FRAMEWORK_S)                    # the framework's code around the model
+            opt.zero_grad()
+            loss = model(x).mean()
+            loss.backward()
+            return loss
+
+        returned = [opt.step(closure=training_step_closure), opt.step(training_step_closure)]
+    finally:
+        session = finish(inst)
+    assert all(isinstance(r, torch.Tensor) and r.shape == () for r in returned)   # SGD.step returns the loss
+    for step in session.steps:
+        assert step.phase_s["optimizer"] == pytest.approx(STEP_S)
+        assert step.phase_s["forward"] == pytest.approx(FORWARD_S)
+        assert step.phase_s["backward"] == pytest.approx(BACKWARD_S)
+        assert step.duration_s == pytest.approx(STEP_S + FORWARD_S + BACKWARD_S + FRAMEWORK_S)
+    assert len(session.steps) == 2

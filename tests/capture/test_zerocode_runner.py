@@ -26,10 +26,29 @@ def test_script_sees_what_python_gives_it(tmp_path: Path, capsys: pytest.Capture
     result = run(Target(path=str(script), args=("--lr", "3e-4")))
     seen = json.loads(capsys.readouterr().out)
     assert result.end is RunEnd.COMPLETED and result.exit_code == 0
-    assert seen == {"argv": [str(script), "--lr", "3e-4"], "name": "__main__", "file": str(script.resolve()),
+    assert seen == {"argv": [str(script), "--lr", "3e-4"], "name": "__main__", "file": str(script),
                     "path0": str(tmp_path.resolve()), "cwd": os.getcwd(), "main": True,
                     "builtins_module": "module"}   # as in python's own __main__
     assert sys.argv == argv and sys.path[0] == path0 and sys.modules["__main__"] is main  # restored
+
+
+@pytest.mark.parametrize("given", ["./show.py", "link/show.py", "show.py"])
+def test_the_script_s_file_and_path_are_python_s_for_relative_and_linked_paths(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, given: str) -> None:
+    """``__file__`` is the path as given, made absolute without normalising (``./`` kept, a link not
+    resolved), and ``sys.path[0]`` the script's real folder: compared with a real python process."""
+    import subprocess
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "show.py").write_text(SHOW)
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    cwd = tmp_path if given.startswith("link") else real
+    plain = json.loads(subprocess.run([sys.executable, given], cwd=cwd, capture_output=True, text=True,
+                                      check=True).stdout)
+    monkeypatch.chdir(cwd)
+    run(Target(path=given))
+    seen = json.loads(capsys.readouterr().out)
+    assert (seen["file"], seen["path0"], seen["argv"]) == (plain["file"], plain["path0"], plain["argv"])
 
 
 def test_module_runs_like_python_dash_m(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -292,3 +292,37 @@ def test_a_script_with_its_own_profiler_still_runs(tmp_path: Path, zygote: Zygot
     assert plain.returncode == profiled.returncode == 0, profiled.stderr
     assert plain.stdout == profiled.stdout == "own profiler steps 4\n"
     assert len(load_json(tmp_path / "r" / "session.json")["steps"]) == 4   # 4 SGD updates seen by hooks
+
+
+FINALIZER_SCRIPT = """import os, sys
+
+OUT, MARK = os.environ["REPORT_DIR"], os.environ["MARK_FILE"]
+
+
+class Held:   # what a DataLoader's workers, a file or a logger do when they are freed
+    # (what it uses is bound now: at interpreter exit the builtins may be gone, in a plain run as here)
+    def __del__(self, open=open, exists=os.path.exists, join=os.path.join, out=OUT, mark=MARK):
+        with open(mark, "w") as f:
+            f.write("report written first" if exists(join(out, "session.json")) else "before")
+
+
+def uses_the_globals():   # a function: the module's globals are in a reference cycle, as in any script
+    return held
+
+
+held = Held()
+print("done")
+"""
+
+
+def test_the_script_s_globals_are_freed_at_exit_as_in_python_not_during_the_report(tmp_path: Path) -> None:
+    """Python keeps ``__main__`` until the interpreter shuts down, so a script's globals' finalizers run
+    after everything else; freed by a garbage collection inside the report, a DataLoader with
+    persistent workers waited 5 s a worker. The finalizer runs once the report is on disk."""
+    script, out, mark = tmp_path / "held.py", tmp_path / "report", tmp_path / "mark.txt"
+    script.write_text(FINALIZER_SCRIPT)
+    env = {**_env(), "REPORT_DIR": str(out), "MARK_FILE": str(mark)}
+    done = subprocess.run([sys.executable, "-m", "throughput", "profile", "--no-plots", "--quiet", "--out", str(out),
+                           str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "done\n" and mark.read_text() == "report written first"

@@ -51,6 +51,22 @@ def test_divergence_after_the_best_step() -> None:
     assert "loss.flat" not in _rules(found)  # a divergence is not reported as "no progress" too
 
 
+def _converged(tail: float) -> list[float]:
+    """0.17 falling 10% a step for 100 steps (to ~4.5e-6), 1,300 steps at ~1e-6, then 600 at ``tail``:
+    each with a repeating +-20% pattern."""
+    wiggle = [1.0 + 0.1 * ((t * 7) % 5 - 2) for t in range(2000)]
+    return [(0.17 * 0.9 ** t if t < 100 else 1e-6 if t < 1400 else tail) * wiggle[t] for t in range(2000)]
+
+
+def test_a_converged_loss_wandering_at_many_times_its_tiny_best_is_not_a_divergence() -> None:
+    """The first smoothed value is ~0.012 (the median of a first window of the fast fall), the best ~1e-6:
+    a tail at 3e-5 is 30x the best but gives back 0.25% of the fall (rule: 10%). Half of the fall given
+    back (a tail at 0.006) is a divergence."""
+    steps = list(range(2000))
+    assert "loss.divergence" not in _rules(diagnose(steps=steps, losses=_converged(3e-5)))
+    assert "loss.divergence" in _rules(diagnose(steps=steps, losses=_converged(6e-3)))
+
+
 def test_isolated_spike_is_found_and_a_lasting_jump_is_not_a_spike() -> None:
     base = [2.0 + 0.01 * ((t * 7) % 5) for t in range(100)]   # values 2.00..2.04, a repeating pattern
     spiky = list(base)

@@ -68,3 +68,35 @@ def test_malformed_step(tmp_path: Path) -> None:
     path.write_text(json.dumps(raw))
     with pytest.raises(SessionFormatError, match=r"steps\[0\]: unknown field \"bogus_s\""):
         load_session(path)
+
+
+def _profiled_session_file(tmp_path: Path) -> Path:
+    """A real profiler's session (10 steps of 1 s by a fake clock, no warm-up), saved."""
+    import throughput
+    from throughput.timing.clock import FakeClock
+    clock = FakeClock()
+    prof = throughput.Profiler(warmup_steps=0, clock=clock, progress=False)
+    for _ in range(10):
+        with prof.phase("forward"):
+            clock.advance(1.0)
+        prof.step()
+    prof.stop()
+    return prof.save(tmp_path / "session.json")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("steps_seen", -5, "10 kept"),
+    ("steps_seen", 9, "steps_seen: 9 steps seen, fewer than the 10 kept"),
+    ("sample_stride", 0, "sample_stride must be at least 1"),
+    ("measured", None, "retention.measured is missing"),
+])
+def test_retention_fields_that_contradict_the_steps_are_refused(tmp_path: Path, field: str, value: object,
+                                                                 message: str) -> None:
+    path = _profiled_session_file(tmp_path)
+    assert load_session(path).retention is not None          # the file as written loads
+    data = json.loads(path.read_text())
+    data["retention"][field] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(SessionFormatError, match=message) as info:
+        load_session(path)
+    assert "\n" not in str(info.value)

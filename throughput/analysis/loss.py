@@ -52,6 +52,7 @@ class DiagnosisParams:
 
     divergence_ratio: float = T.LOSS_DIVERGENCE_RATIO      # smoothed loss above this x its best so far
     divergence_vs_first: float = T.LOSS_DIVERGENCE_VS_FIRST  # smoothed loss above this x the first loss
+    divergence_gave_back: float = T.LOSS_DIVERGENCE_GAVE_BACK  # and this share of its fall given back
     spike_window: int = 30
     spike_z: float = T.LOSS_SPIKE_Z
     spike_return: int = 3           # points after a spike that must fall back below spike_z / 2
@@ -124,14 +125,20 @@ def rolling_median(values: Sequence[float], window: int) -> list[float]:
 
 def _divergence(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> Finding | None:
     """The smoothed loss well above its best so far, or above the very first loss (measured before any
-    update: a healthy run never climbs back over it). The second catches a blow-up in the first window."""
+    update: a healthy run never climbs back over it). The second catches a blow-up in the first window.
+    "Well above its best" is relative twice over: ``divergence_ratio`` times the best, and
+    ``divergence_gave_back`` of the fall from the first smoothed value to the best given back. A long
+    run that converged to ~1e-5 from 0.17 wanders at several times its best (a ratio) while giving back
+    a ten-thousandth of its fall: noise, not a divergence."""
     smooth = rolling_median([x for _, x in pts], w)
     first = pts[0][1]
+    start = smooth[w - 1]
     best, best_i, hits = math.inf, 0, []
     for i in range(w - 1, len(pts)):
         if smooth[i] < best:
             best, best_i = smooth[i], i
-        above_best = smooth[i] > best * p.divergence_ratio + 1e-3 * abs(smooth[w - 1])
+        gave_back = smooth[i] - best > p.divergence_gave_back * max(start - best, 0.0)
+        above_best = smooth[i] > best * p.divergence_ratio + 1e-3 * abs(start) and gave_back
         above_first = first > 0 and smooth[i] > first * p.divergence_vs_first
         if above_best or above_first:
             hits.append(i)
@@ -157,8 +164,9 @@ def _flat(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> Finding |
     if p.chance_loss is not None:
         evidence["chance_loss"] = p.chance_loss
     return _finding("loss.flat", pts[0][0], pts[-1][0], evidence,
-                    f"loss went from {start:.4g} to {end:.4g} ({improvement:.1%} better) over "
-                    f"{len(pts)} steps: flat" + (" and near chance level" if above_chance else ""))
+                    f"loss went from {start:.4g} to {end:.4g} ({improvement:.1%} better) over steps "
+                    f"{pts[0][0]}-{pts[-1][0]}: flat" + (" and near chance level" if above_chance else ""))
+    # (the step numbers, not len(pts): on a long run the curve is a thinned sample of the steps)
 
 
 def _spikes(rule: str, pts: list[tuple[int, float]], p: DiagnosisParams, skip: tuple[int, int] | None,

@@ -159,7 +159,12 @@ class BottomRow:
             self._write(SAVE + RESET_REGION + RESTORE + SAVE + _row(self._rows) + ERASE_LINE + RESTORE)
             self._rows = 0
         if final is not None:
-            self._write(_in_place(final) + "\n")
+            # The final line goes on a line of its own, never over a script's last line left without its
+            # newline: a row's width of spaces then a carriage return leaves the cursor at the start of
+            # this row when it was at its start (the spaces end in the terminal's deferred wrap) and at
+            # the start of the next row otherwise (they wrap), as zsh does before its prompt.
+            columns, _ = self._size()
+            self._write(" " * columns + _in_place(final) + "\n")
 
     def _write(self, text: str) -> None:
         data = text.encode("utf-8", "replace")

@@ -47,7 +47,8 @@ def _settings_block(c: Comparison, fmt: str) -> list[str]:
 
 
 def _headline(c: Comparison) -> list[str]:
-    word = "faster" if c.speedup >= 1 else "slower"
+    # the headline's own rounding decides "same": 1.00x is neither faster nor slower
+    word = "the same speed" if _ratio(c.speedup) == _ratio(1.0) else "faster" if c.speedup > 1 else "slower"
     lines = [f"B ({c.b_run_id}) vs A ({c.a_run_id}): speedup {_ratio(c.speedup)} (B is {word})"]
     moved = c.moved
     lines.append("phases that moved: " + (", ".join(

@@ -124,6 +124,24 @@ def _check_consistent(session: Session, source: str) -> None:
     for i, span in enumerate(session.spans):
         if span.end_s < span.start_s:
             raise SessionFormatError(f"{source}: spans[{i}]: ends before it starts")
+    _check_retention(session, source)
+
+
+def _check_retention(session: Session, source: str) -> None:
+    """The aggregates agree with the steps kept: a run saw at least the steps it kept, thins by a stride
+    of at least 1, and has measured totals once a step past the warm-up was kept (the report's means
+    come from them: without them it would average the kept steps, a biased sample, and say nothing)."""
+    r = session.retention
+    if r is None:
+        return
+    if r.steps_seen < len(session.steps):
+        raise SessionFormatError(f"{source}: retention.steps_seen: {r.steps_seen} steps seen, fewer than the "
+                                 f"{len(session.steps)} kept")
+    if r.sample_stride < 1:
+        raise SessionFormatError(f"{source}: retention.sample_stride must be at least 1, got {r.sample_stride}")
+    if r.measured is None and any(step.index >= session.info.warmup_steps for step in session.steps):
+        raise SessionFormatError(f"{source}: retention.measured is missing, but steps after the warm-up "
+                                 f"({session.info.warmup_steps}) were kept")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
