@@ -155,15 +155,16 @@ def test_help_still_prints_the_usage_and_exits_0(command: str, capsys: pytest.Ca
     assert exit_info.value.code == 0 and out.out.startswith("usage: throughput") and out.err == ""
 
 
-def test_profile_out_holding_another_report_fails_before_the_run(tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("left", ["session.json", "trace.json", "steps.jsonl"])
+def test_profile_out_holding_another_report_fails_before_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                 left: str) -> None:
     out = tmp_path / "r"
     out.mkdir()
-    (out / "session.json").write_text("{}")
+    (out / left).write_text("{}")   # any file of a report (a folder left with only its trace, too)
     script = tmp_path / "side_effect.py"
     script.write_text(f"open({str(tmp_path / 'ran')!r}, 'w').write('ran')\n")
     assert main(["profile", "--out", str(out), str(script)]) == 2
-    assert f"--out {out} already holds another run's report (session.json)" in _one_line(capsys)
+    assert f"--out {out} already holds another run's report ({left})" in _one_line(capsys)
     assert not (tmp_path / "ran").exists()                # the script never started
 
 

@@ -17,8 +17,8 @@ from typing import Any, Callable, Iterable, NoReturn, Sequence
 from throughput.cli.errors import CliError
 
 # Files and folders that mark a folder as holding a report or run written by throughput.
-REPORT_MARKERS = ("session.json", "summary.json", "report.md", "ranks.md", "ranks.json", "ablation.json",
-                  "run.json", "checkpoints", "metrics.jsonl")
+REPORT_MARKERS = ("session.json", "summary.json", "report.md", "trace.json", "steps.jsonl", "ranks.md",
+                  "ranks.json", "ablation.json", "run.json", "checkpoints", "metrics.jsonl")
 
 
 class Parser(argparse.ArgumentParser):
