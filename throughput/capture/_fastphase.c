@@ -118,7 +118,7 @@ read_now(Hot *hot)
 }
 
 /* ``hot`` filled from ``rec``: the recorder and its ``_log`` and ``_stack`` (lists), ``_now`` (the clock)
- * and ``mode`` (a Mode), as new references. -1 with an exception set and ``hot`` left empty when one is
+ * and ``mode`` (a Mode), as new references, and its ``owner_thread``. -1 with an exception set and ``hot`` left empty when one is
  * missing or of the wrong kind. */
 static int
 hot_init(Hot *hot, PyObject *rec, Py_ssize_t drain_at)
@@ -127,28 +127,16 @@ hot_init(Hot *hot, PyObject *rec, Py_ssize_t drain_at)
     hot->stack = hot->log ? PyObject_GetAttr(rec, str_stack) : NULL;
     hot->now = hot->stack ? PyObject_GetAttr(rec, str_now) : NULL;
     hot->mode = hot->now ? PyObject_GetAttr(rec, str_mode) : NULL;
+    PyObject *owner = hot->mode ? PyObject_GetAttrString(rec, "owner_thread") : NULL;
+    if (owner != NULL) {   /* a conversion error is caught below with the rest */
+        hot->owner = PyLong_AsUnsignedLong(owner);
+        Py_DECREF(owner);
+    }
     if (hot->mode != NULL && (!PyList_Check(hot->log) || !PyList_Check(hot->stack)))
         PyErr_SetString(PyExc_TypeError, "the recorder's _log and _stack must be lists");
     else if (hot->mode != NULL && !Py_IS_TYPE(hot->mode, &ModeType))
         PyErr_SetString(PyExc_TypeError, "the recorder's mode must be a _fastphase.Mode");
     if (PyErr_Occurred()) {
-        Py_CLEAR(hot->log);
-        Py_CLEAR(hot->stack);
-        Py_CLEAR(hot->now);
-        Py_CLEAR(hot->mode);
-        return -1;
-    }
-    PyObject *owner = PyObject_GetAttrString(rec, "owner_thread");
-    if (owner == NULL) {
-        Py_CLEAR(hot->log);
-        Py_CLEAR(hot->stack);
-        Py_CLEAR(hot->now);
-        Py_CLEAR(hot->mode);
-        return -1;
-    }
-    hot->owner = PyLong_AsUnsignedLong(owner);
-    Py_DECREF(owner);
-    if (hot->owner == (unsigned long)-1 && PyErr_Occurred()) {
         Py_CLEAR(hot->log);
         Py_CLEAR(hot->stack);
         Py_CLEAR(hot->now);
