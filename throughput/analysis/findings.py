@@ -57,10 +57,18 @@ def findings(session: Session, phases: Sequence[PhaseStats], context: Mapping[st
     kept (every step, unless a long run kept a bounded set) and the exact loss totals."""
     device = session.info.device
     out = [_from_event(e) for e in session.events if e.kind not in DATA_EVENT_KINDS]
+    curve = not _objectives_alternate(context)
     out += [f for f in (_workers_zero(phases, context), _pin_memory_off(device, context),
-                        _non_finite(session, context), _spikes_unclipped(session.steps, context),
+                        _non_finite(session, context), _spikes_unclipped(session.steps, context) if curve else None,
                         _page_faults(session, measured)) if f is not None]
-    return tuple(out) + loss_curve_findings(session.steps, clipping=_clipping(context))
+    return tuple(out) + (loss_curve_findings(session.steps, clipping=_clipping(context)) if curve else ())
+
+
+def _objectives_alternate(ctx: Mapping[str, float | int | str | bool]) -> bool:
+    """Did several optimizers take turns on objectives of their own (a GAN: the discriminator's loss, then
+    the generator's)? Then the recorded loss is one of them, and its rise or spikes are the game between
+    them, not a divergence: the loss-curve checks would advise a lower learning rate on a healthy run."""
+    return ctx.get("objectives_alternate") is True
 
 
 def _clipping(ctx: Mapping[str, float | int | str | bool]) -> bool | None:

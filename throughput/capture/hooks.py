@@ -65,7 +65,8 @@ class Instrumentation:
         self.steps = StepTracker(prof, self.gate, max_steps)
         self.optimizers = OptimizerCalls(prof, self.gate, self.steps)
         self.forward = ModuleCalls(prof, self.gate, self.steps, self.optimizers, self.hygiene, self.changes)
-        self.scaler = ScalerCalls(prof, self.gate, self.steps, lambda: self.optimizers.updates)
+        self.scaler = ScalerCalls(prof, self.gate, self.steps, lambda: self.optimizers.updates,
+                                  self.optimizers.skipped)
         self.backward = BackwardCalls(prof, self.gate, self.steps, self.forward, self.optimizers, self.hygiene,
                                       self.scaler)
         self.aux = AuxCalls(prof, self.gate, self.optimizers, self.forward)
@@ -118,7 +119,9 @@ class Instrumentation:
         """What the hooks counted so far."""
         return RunFacts(steps_by_rule=dict(self.steps.by_rule), optimizers_created=self.optimizers.created,
                         backward_calls=self.backward.calls, optimizer_names=tuple(self.optimizers.names),
-                        clip_seen=self.aux.clip_seen, overrides=self.changes.overrides,
+                        clip_seen=self.aux.clip_seen, optimizers_stepped=self.optimizers.stepped_count,
+                        update_round=self.optimizers.round_names, alternating_steps=self.steps.alternating_steps,
+                        overrides=self.changes.overrides,
                         loaders_built=self.changes.loaders_built, overrides_applied=dict(self.changes.applied))
 
     def patched(self) -> list[tuple[object, str]]:

@@ -1,7 +1,8 @@
 """The ``optimizer`` phase and the step boundary: torch.optim's global step hooks, and construction.
 
 Every ``torch.optim.Optimizer.step`` (subclasses and optimizers built inside libraries included) runs
-the global step pre/post hooks; the post hook of the primary optimizer ends a step. Construction is
+the global step pre/post hooks; the post hook of the update that completes a round of the optimizers'
+turns ends a step (``cycle.UpdateCycle``: with one optimizer, each of its updates). Construction is
 counted (``Optimizer.__init__`` is wrapped) so that a script without any optimizer falls back to one
 step per backward. Under torch.compile the hooks are traced as no-ops: a compiled ``step()`` runs as
 a graph, so its time is not attributed and it ends no step.
@@ -17,6 +18,7 @@ import torch
 import torch.optim.optimizer as _optim_mod
 
 from throughput.capture.compiler import hide_calls, is_compiling
+from throughput.capture.cycle import UpdateCycle
 from throughput.capture.gate import Gate
 from throughput.capture.patching import Patcher, mark, transparent
 from throughput.capture.profiler import Profiler
@@ -32,8 +34,9 @@ class OptimizerCalls:
     def __init__(self, prof: Profiler, gate: Gate, steps: StepTracker) -> None:
         self._prof, self._gate, self._steps = prof, gate, steps
         self._frames: list[tuple[int, Any]] = []   # (id(optimizer), phase token), outermost first
-        self._primary: int | None = None
-        self._last_stepped: int | None = None
+        self.cycle = UpdateCycle()
+        self._backwards_seen = 0      # the step tracker's backward count at the last update
+        self._turn_had_backward = False
         self._names: dict[int, str] = {}
         self.created = 0
         self.updates = 0        # post hooks seen (any optimizer): a GradScaler's skipped update adds none
@@ -117,9 +120,27 @@ class OptimizerCalls:
         _, frame = self._frames.pop()
         self.active = bool(self._frames)
         self._prof.close_phase(frame)
-        if not self._frames and self._is_primary(oid):
-            self._steps.end(StepRule.OPTIMIZER)
+        if not self._frames:
+            self._updated(oid)
         return None
+
+    def _updated(self, oid: int) -> None:
+        """An outermost update finished: end the step if it completes a round of turns.
+
+        An update with no backward since the previous one, which had one, is that iteration's second
+        optimizer (two parameter groups, each with its own optimizer): not a turn of its own, so it
+        ends no step. A script with no backward at all (``torch.autograd.grad``) takes every update as
+        a turn."""
+        backwards = self._steps.backwards
+        had_backward = backwards != self._backwards_seen
+        self._backwards_seen = backwards
+        if not had_backward and self._turn_had_backward:
+            return   # the previous turn's companion: the step state is the previous turn's
+        self._turn_had_backward = had_backward
+        if self.cycle.stepped(oid):
+            self._steps.end(StepRule.OPTIMIZER)
+        else:
+            self._steps.updated()
 
     def recover(self, oid: int | None = None) -> None:
         """Close the phases of steps that raised (up to ``oid``'s; all of them when None)."""
@@ -147,13 +168,20 @@ class OptimizerCalls:
         self._closure_backwards += 1
         return self._closure_backwards == 1
 
-    def _is_primary(self, oid: int) -> bool:
-        """Steps follow the first optimizer that stepped; another one takes over when it steps twice
-        in a row (a script that moved on to a second model)."""
-        if self._primary is None or (oid != self._primary and self._last_stepped == oid):
-            self._primary = oid
-        self._last_stepped = oid
-        return oid == self._primary
+    def skipped(self, opt: Any) -> None:
+        """A GradScaler skipped ``opt``'s update (no hooks ran): its turn in the round passes."""
+        self.cycle.skipped(id(opt))
+
+    @property
+    def stepped_count(self) -> int:
+        """How many distinct optimizers updated (counted up to the cap on remembered ones)."""
+        return len(self._names)
+
+    @property
+    def round_names(self) -> tuple[str, ...]:
+        """The classes of the optimizers in the learned round, in turn order (empty while learning)."""
+        rnd = self.cycle.round or ()
+        return tuple(self._names.get(oid, "optimizer") for oid in rnd)
 
 
 def optimizer_context(opt: Any) -> dict[str, str | bool | int]:

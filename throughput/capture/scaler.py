@@ -33,9 +33,12 @@ _get_ident = threading.get_ident
 class ScalerCalls:
     """The last scaled loss and the count of updates a GradScaler skipped."""
 
-    def __init__(self, prof: Profiler, gate: Gate, steps: StepTracker, updates: Callable[[], int]) -> None:
-        """``updates()``: optimizer steps seen so far (any optimizer), to tell a skipped update."""
+    def __init__(self, prof: Profiler, gate: Gate, steps: StepTracker, updates: Callable[[], int],
+                 on_skip: Callable[[Any], None]) -> None:
+        """``updates()``: optimizer steps seen so far (any optimizer), to tell a skipped update;
+        ``on_skip(optimizer)``: told of each skipped update (its turn among several optimizers passes)."""
         self._prof, self._gate, self._steps, self._updates = prof, gate, steps, updates
+        self._on_skip = on_skip
         self._scaled: Any = None       # the tensor scale() returned last, and the one it was given
         self._unscaled: Any = None
         self.skipped = 0
@@ -77,6 +80,7 @@ class ScalerCalls:
             out = orig(scaler, optimizer, *args, **kwargs)
             if self._updates() == before and scaler.is_enabled():
                 self.skipped += 1
+                self._on_skip(optimizer)
                 self._steps.update_skipped()
             return out
         return transparent(orig, step)

@@ -1,9 +1,12 @@
 """Where zero-code steps begin and end, and what each one trained on.
 
-A step is one update of the primary optimizer (or, with no torch.optim optimizer, one backward). The
-``StepTracker`` keeps what the current step has seen: batches fetched from DataLoaders and not yet
-trained on, the batches trained on, micro-steps (backward calls), the first loss; and it closes the
-step on the Profiler, or defers the close while a phase is open (an optimizer stepped inside a forward).
+A step is one round of optimizer updates (one update with one optimizer; ``cycle.UpdateCycle``), or,
+with no torch.optim optimizer, one backward. The ``StepTracker`` keeps what the current step has seen:
+batches fetched from DataLoaders and not yet trained on, the batches trained on, micro-steps (backward
+calls), the loss; and it closes the step on the Profiler, or defers the close while a phase is open (an
+optimizer stepped inside a forward). With several optimizers taking turns (a GAN), the loss and the
+micro-steps are those before the round's first update (the first objective's): a backward after an
+update of the same step is another objective's, and the step is counted as alternating.
 What caps its lists: a step's batches, emptied at every step end.
 """
 
@@ -44,6 +47,10 @@ class StepTracker:
         self._micro = 0
         self._loss: Any = None
         self._pending: StepRule | None = None
+        self._updated = False                      # an optimizer updated in this step, which goes on
+        self._alternated = False                   # and a backward followed that update
+        self.backwards = 0                         # backward calls seen (read by the optimizer hooks)
+        self.alternating_steps = 0                 # steps whose backwards came on both sides of an update
         self.by_rule = {StepRule.OPTIMIZER: 0, StepRule.BACKWARD: 0}
         self._listeners: list[Callable[[], None]] = []
 
@@ -66,11 +73,12 @@ class StepTracker:
         self._held = []
         if self._fetched:
             self._commit()
-        return not self._loader_used and not self._argument_counted
+        return not self._loader_used and not self._argument_counted and not self._updated
 
     def needs_argument_batch(self) -> bool:
-        """Manual batching (no DataLoader seen): is this micro-step's batch still to be read?"""
-        return not self._loader_used and not self._argument_counted
+        """Manual batching (no DataLoader seen): is this micro-step's batch still to be read? Not after
+        an update of this step: a later turn (a GAN's generator on noise) trains on no new samples."""
+        return not self._loader_used and not self._argument_counted and not self._updated
 
     def argument_batch(self, args: Any, in_optimizer_step: bool) -> BatchStats:
         """Count the first tensor argument of a model's (not a loss module's) first forward in this
@@ -96,6 +104,10 @@ class StepTracker:
         micro-batch of its own. Under gradient accumulation the step's loss is the sum of the counted
         losses passed to backward (``steps.add_loss``)."""
         self._argument_counted = False
+        self.backwards += 1
+        if self._updated:
+            self._alternated = True
+            counted = False
         if trained_in_eval_mode:
             self._fetched.extend(self._held)
         self._held = []
@@ -105,7 +117,12 @@ class StepTracker:
             self._loss = add_loss(self._loss, _scalar(loss))
 
     def micro_step(self) -> None:
-        self._micro += 1
+        if not self._updated:
+            self._micro += 1
+
+    def updated(self) -> None:
+        """An optimizer updated and the step goes on (another optimizer's turn is still to come)."""
+        self._updated = True
 
     def update_skipped(self) -> None:
         """A GradScaler skipped this iteration's update (inf/NaN gradients): its batches, loss and
@@ -132,7 +149,9 @@ class StepTracker:
                         padding_tokens=sum_field(stats, "padding_tokens"), loss=self._loss,
                         micro_steps=max(1, self._micro))
         self.by_rule[rule] += 1
+        self.alternating_steps += self._alternated
         self._trained, self._closure, self._micro, self._loss, self._held = [], None, 0, None, []
+        self._updated = self._alternated = False
         for listener in tuple(self._listeners):   # a listener may stop itself
             listener()
         if self._max_steps is not None and self._prof.steps_done >= self._max_steps:

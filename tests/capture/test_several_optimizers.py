@@ -1,0 +1,94 @@
+"""Zero-code steps with several optimizers, on a fake clock: a GAN's rounds, two parameter groups' optimizers,
+and the loss-curve checks left out when objectives alternate."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from tests.capture.test_zerocode_hooks import BACKWARD_S, FORWARD_S, SAMPLE_S, STEP_S, TimedData, TimedModel, \
+    finish, instrumented, timed_sgd
+from throughput.analysis.summary import summarize
+from throughput.timing.clock import FakeClock
+
+
+def _gan(iterations: int, *, loader: bool) -> tuple:
+    """D then G each iteration, each with its own forward, backward and update; returns the session and
+    the (lossD, lossG) of every iteration."""
+    clock = FakeClock()
+    inst = instrumented(clock)
+    losses = []
+    try:
+        disc, gen = TimedModel(clock), TimedModel(clock)
+        opt_d, opt_g = timed_sgd(clock, disc.parameters()), timed_sgd(clock, gen.parameters())
+        batches = iter(DataLoader(TimedData(clock, 4 * iterations), batch_size=4)) if loader else None
+        for i in range(iterations):
+            real = next(batches) if batches is not None else torch.full((4, 3), float(i))
+            loss_d = (disc(real) ** 2).mean()
+            loss_d.backward()
+            opt_d.step()
+            loss_g = (gen(torch.ones(8, 3)) - 1).abs().mean()   # a batch of 8 noise rows: not samples
+            loss_g.backward()
+            opt_g.step()
+            losses.append((loss_d.item(), loss_g.item()))
+    finally:
+        session = finish(inst)
+    return session, losses
+
+
+@pytest.mark.parametrize("loader", [True, False])
+def test_a_gan_iteration_is_one_step_with_the_first_objective_s_loss(loader: bool) -> None:
+    session, losses = _gan(8, loader=loader)
+    # step 1 = iteration 1's D update (one optimizer so far); step 2 = G1 + iteration 2 (the round "D G"
+    # is learned at G2); then one step per iteration: 8 iterations, 8 steps.
+    assert len(session.steps) == 8
+    for step, (loss_d, _) in zip(session.steps[2:], losses[2:]):
+        assert step.loss == pytest.approx(loss_d)            # D's loss alone, not D's + G's
+        assert step.micro_steps == 1                         # G's backward is no accumulation
+        assert step.samples == 4                             # the real batch; G's 8 noise rows are not samples
+        assert step.phase_s["forward"] == pytest.approx(2 * FORWARD_S)
+        assert step.phase_s["backward"] == pytest.approx(2 * BACKWARD_S)
+        assert step.phase_s["optimizer"] == pytest.approx(2 * STEP_S)
+        if loader:
+            assert step.phase_s["data"] == pytest.approx(4 * SAMPLE_S)
+    context = {k: v for e in session.events if e.kind == "context" for k, v in e.detail.items()}
+    assert context["objectives_alternate"] is True and context["alternating_steps"] == 7   # all but step 1
+    assert any("2 optimizer updates take turns (TimedSGD -> TimedSGD)" in n for n in session.info.notes)
+
+
+def test_alternating_objectives_leave_the_loss_curve_checks_out() -> None:
+    session, _ = _gan(40, loader=False)
+    # D's loss climbs 10x over the run: under one objective that would be a divergence
+    climbing = tuple(replace(s, loss=1.0 if s.index < 20 else 10.0) for s in session.steps)
+    rules = {f.rule_id for f in summarize(replace(session, steps=climbing)).findings}
+    assert not any(r.startswith("loss") for r in rules)
+    single = replace(session, steps=climbing, events=tuple(e for e in session.events
+                                                           if "objectives_alternate" not in e.detail))
+    assert "loss.divergence" in {f.rule_id for f in summarize(single).findings}
+
+
+def test_a_second_parameter_group_s_optimizer_is_part_of_the_same_step() -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    losses = []
+    try:
+        head_a, head_b = TimedModel(clock), TimedModel(clock)
+        opt_a = timed_sgd(clock, head_a.parameters())
+        opt_b = timed_sgd(clock, head_b.parameters())
+        for x in DataLoader(TimedData(clock, 24), batch_size=4):
+            loss = (head_a(x) + head_b(x)).mean()
+            loss.backward()
+            opt_a.step()
+            opt_b.step()                  # no backward since opt_a's update: the same iteration
+            losses.append(loss.item())
+    finally:
+        session = finish(inst)
+    assert len(session.steps) == 6
+    assert [s.loss for s in session.steps] == pytest.approx(losses)
+    assert [s.micro_steps for s in session.steps] == [1] * 6
+    # each step ends at opt_a's update; opt_b's update lands in the next step's optimizer phase
+    assert [s.phase_s["optimizer"] for s in session.steps] == pytest.approx([STEP_S] + [2 * STEP_S] * 5)
+    assert not any("objectives_alternate" in e.detail for e in session.events)
