@@ -194,3 +194,15 @@ def test_a_second_line_in_the_same_process_does_not_draw(terminal: Terminal) -> 
     third.start()                                                          # after the first stopped: draws
     _wait_for_status(terminal)
     third.stop()
+
+
+def test_a_pipe_or_file_gets_no_escape_codes() -> None:
+    out = io.StringIO()
+    display = display_for(out)                      # --progress into a log file
+    display.show("throughput: step 10 | 1.5 ms/step")
+    display.show("throughput: step 9")             # shorter: 15 spaces cover what is left of the first
+    display.close("throughput: done")
+    assert out.getvalue() == ("\rthroughput: step 10 | 1.5 ms/step"
+                              "\rthroughput: step 9" + " " * 15
+                              + "\rthroughput: done" + " " * 2 + "\n")
+    assert "\x1b" not in out.getvalue()

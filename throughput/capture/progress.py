@@ -18,7 +18,8 @@ cleared when the line stops (also at interpreter exit, for an embedded profiler 
 cannot be undone: a process killed outright (SIGKILL, the OOM killer) or suspended (Ctrl-Z) leaves
 the region set until the terminal is reset (``reset``, or ``tput csr 0 $(($(tput lines) - 1))``).
 Elsewhere (a pipe or file with ``--progress``, ``TERM=dumb``, a terminal that reports no size) the
-line is redrawn in place with ``\r`` (``SameLine``), as tqdm does.
+line is redrawn in place with ``\r`` (``SameLine``), as tqdm does; into a pipe, a file or a dumb
+terminal without escape codes (spaces erase what the previous line left).
 """
 
 from __future__ import annotations
@@ -93,19 +94,27 @@ class Display(Protocol):
 
 
 class SameLine:
-    """The line redrawn in place: ``\r``, the text, erase to the end of the line (tqdm's way)."""
+    """The line redrawn in place: ``\r``, the text, the rest of the previous text erased. ``escapes``:
+    erase with an escape sequence (a terminal); else with spaces over the previous text's length, as
+    tqdm does, so that a pipe or a file (``--progress`` into a log, ``TERM=dumb``) holds no escape codes."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
+    def __init__(self, stream: TextIO, escapes: bool = True) -> None:
+        self._stream, self._escapes, self._shown = stream, escapes, 0
 
     def show(self, text: str) -> None:
-        self._stream.write(_in_place(text))
+        self._stream.write(self._over(text))
         self._stream.flush()
 
     def close(self, final: str | None) -> None:
         if final is not None:
-            self._stream.write(_in_place(final) + "\n")
+            self._stream.write(self._over(final) + "\n")
             self._stream.flush()
+
+    def _over(self, text: str) -> str:
+        if self._escapes:
+            return _in_place(text)
+        pad, self._shown = max(0, self._shown - len(text)), len(text)
+        return "\r" + text + " " * pad
 
 
 # Escape sequences (VT100/xterm; every terminal emulator in use has them): save and restore the cursor
@@ -175,7 +184,7 @@ class BottomRow:
 def display_for(stream: TextIO) -> Display:
     """``BottomRow`` on a terminal of known size that understands escape sequences, else ``SameLine``."""
     if not _is_terminal(stream) or os.environ.get("TERM", "") in ("", "dumb"):
-        return SameLine(stream)
+        return SameLine(stream, escapes=False)
     try:
         fd = stream.fileno()
     except (AttributeError, ValueError):
