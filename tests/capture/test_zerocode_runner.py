@@ -51,6 +51,28 @@ def test_the_script_s_file_and_path_are_python_s_for_relative_and_linked_paths(
     assert (seen["file"], seen["path0"], seen["argv"]) == (plain["file"], plain["path0"], plain["argv"])
 
 
+FOLDER_SHOW = """import json, sys
+print(json.dumps({"spec": [__spec__.name, __spec__.origin, __spec__.parent] if __spec__ else None,
+                  "package": __package__, "cached": __cached__, "file": __file__, "path0": sys.path[0],
+                  "loader": [type(__loader__).__name__, __loader__.name, __loader__.path], "argv": sys.argv}))
+"""
+
+
+def test_a_folder_s_main_sees_what_python_gives_it(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python app/`` imports app/__main__.py from sys.path[0]: it has a spec, package "" and a cached
+    path (the script file's ``python app/__main__.py`` has none): compared with a real python process."""
+    import subprocess
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "__main__.py").write_text(FOLDER_SHOW)
+    plain = json.loads(subprocess.run([sys.executable, "app", "x"], cwd=tmp_path, capture_output=True, text=True,
+                                      check=True).stdout)
+    monkeypatch.chdir(tmp_path)
+    run(Target(path="app", args=("x",)))
+    assert json.loads(capsys.readouterr().out) == plain
+    assert plain["spec"] is not None and plain["package"] == ""
+
+
 def test_module_runs_like_python_dash_m(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     pkg = tmp_path / "zc_pkg_show"

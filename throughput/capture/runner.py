@@ -207,6 +207,10 @@ def _run_path(path: str, args: tuple[str, ...]) -> None:
     module.__dict__.update(__file__=abs_file, __cached__=None, __package__=None, __spec__=None,
                            __builtins__=builtins,
                            __loader__=importlib.machinery.SourceFileLoader("__main__", abs_file))
+    if p.is_dir():   # python imports a folder's __main__ from sys.path[0]: a spec, and package ""
+        spec = importlib.util.spec_from_file_location("__main__", abs_file)
+        if spec is not None:
+            module.__dict__.update(__spec__=spec, __package__="", __cached__=spec.cached, __loader__=spec.loader)
     sys.modules["__main__"] = module
     code = compile(source, abs_file, "exec", dont_inherit=True)
     exec(code, module.__dict__)
