@@ -104,11 +104,12 @@ def test_grad_scaler_steps_are_updates_and_their_loss_is_unscaled(tmp_path: Path
     assert result.exit_code == 0
     losses = json.loads(written.read_text())
     assert len(losses) == 6
-    # the first iteration's update was skipped: 5 steps, each one micro-step of 8 samples, whose loss is
-    # the one the script computed (not 2**126 times it, nor the skipped iteration's added in)
+    # the first iteration's update was skipped: 5 steps, each one micro-step, whose loss is the one the
+    # script computed (not 2**126 times it, nor the skipped iteration's added in); the skipped iteration's
+    # 8 samples are in the first step with its time (48 samples in all, as the script read)
     assert len(session.steps) == 5
     assert [s.micro_steps for s in session.steps] == [1] * 5
-    assert [s.samples for s in session.steps] == [8] * 5
+    assert [s.samples for s in session.steps] == [16, 8, 8, 8, 8]
     assert [s.loss for s in session.steps] == pytest.approx(losses[1:], rel=1e-6)
     ctx = next(e.detail for e in session.events if e.kind == "context" and e.message == "grad scaler")
     assert ctx == {"grad_scaler": True, "grad_scaler_skipped": 1}

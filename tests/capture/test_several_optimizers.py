@@ -92,3 +92,77 @@ def test_a_second_parameter_group_s_optimizer_is_part_of_the_same_step() -> None
     # each step ends at opt_a's update; opt_b's update lands in the next step's optimizer phase
     assert [s.phase_s["optimizer"] for s in session.steps] == pytest.approx([STEP_S] + [2 * STEP_S] * 5)
     assert not any("objectives_alternate" in e.detail for e in session.events)
+
+
+def test_a_gan_s_skipped_updates_pass_their_turn() -> None:
+    """A GradScaler skips D's update in iteration 4 and G's in iteration 6 (gradients set to inf): each
+    round still made an update, so 10 iterations are 10 steps, each with D's loss and the real batch."""
+    clock = FakeClock()
+    inst = instrumented(clock)
+    losses = []
+    try:
+        disc, gen = TimedModel(clock), TimedModel(clock)
+        opt_d, opt_g = timed_sgd(clock, disc.parameters()), timed_sgd(clock, gen.parameters())
+        scaler = torch.amp.GradScaler("cpu")
+        for i, real in enumerate(DataLoader(TimedData(clock, 40), batch_size=4), start=1):
+            for model, opt, x, skip in ((disc, opt_d, real, i == 4), (gen, opt_g, torch.ones(8, 3), i == 6)):
+                opt.zero_grad()
+                loss = (model(x) ** 2).mean()
+                scaler.scale(loss).backward()
+                if skip:
+                    next(model.parameters()).grad.fill_(float("inf"))
+                scaler.step(opt)
+                scaler.update()
+                losses.append(loss.item())
+    finally:
+        session = finish(inst)
+    assert len(session.steps) == 10
+    assert [s.loss for s in session.steps[2:]] == pytest.approx(losses[4::2])   # D's loss of iterations 3..10
+    assert [s.samples for s in session.steps] == [4] * 10
+    assert any("a skipped turn passes" in n for n in session.info.notes)
+
+
+def _train(clock: FakeClock, model: TimedModel, opt: torch.optim.Optimizer, x: torch.Tensor) -> float:
+    opt.zero_grad()
+    loss = (model(x) ** 2).mean()
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def test_steps_before_a_critic_s_round_is_known_are_warm_up() -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)     # warm-up 0
+    try:
+        critic, gen = TimedModel(clock), TimedModel(clock)
+        opt_c, opt_g = timed_sgd(clock, critic.parameters()), timed_sgd(clock, gen.parameters())
+        for i in range(6):
+            for _ in range(5):
+                _train(clock, critic, opt_c, torch.ones(4, 3))
+            _train(clock, gen, opt_g, torch.ones(8, 3))
+    finally:
+        session = finish(inst)
+    # critic updates 1..5 end a step each (one optimizer so far); G1 starts the learning, so step 6 holds
+    # G1, round 2 and is closed by G2 (the round "C x5, G" repeated twice): steps 1..6 are warm-up, then
+    # rounds 3..6 are steps 7..10
+    assert len(session.steps) == 10 and session.info.warmup_steps == 6
+    assert not any("order of optimizer updates changed" in n for n in session.info.notes)
+
+
+def test_a_script_that_moves_on_to_another_model_names_the_step_that_learned_it() -> None:
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        first, second = TimedModel(clock), TimedModel(clock)
+        opt_a, opt_b = timed_sgd(clock, first.parameters()), timed_sgd(clock, second.parameters())
+        for _ in range(20):
+            _train(clock, first, opt_a, torch.ones(4, 3))
+        for _ in range(20):
+            _train(clock, second, opt_b, torch.ones(4, 3))
+    finally:
+        session = finish(inst)
+    # 20 steps of A; B's first 8 updates are step 21 (its order is taken once it holds over 8); then 12
+    assert len(session.steps) == 20 + 1 + 12 and session.info.warmup_steps == 0
+    assert session.steps[20].micro_steps == 1 and session.steps[20].phase_s["optimizer"] == pytest.approx(8 * STEP_S)
+    assert any("step(s) 21 each hold the updates made while the new order was learned" in n
+               for n in session.info.notes)

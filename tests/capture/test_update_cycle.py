@@ -63,8 +63,18 @@ def test_a_script_that_moves_on_to_another_optimizer_relearns_its_round() -> Non
 def test_a_skipped_update_passes_its_turn() -> None:
     cycle = UpdateCycle()
     ends([D, G] * 4, cycle)
-    cycle.skipped(D)                  # a GradScaler skipped D: G's update still completes the round
-    assert ends([G, D, G], cycle) == [True, False, True]
+    assert cycle.skipped(D) is False  # a GradScaler skipped D: G's update still completes the round
+    assert ends([G], cycle) == [True]
+    assert ends([D], cycle) == [False]
+    assert cycle.skipped(G) is True   # G skipped: the round made D's update, so it still ends its step
+    assert cycle.skipped(D) is False and cycle.skipped(G) is False   # a round with no update ends none
+    assert ends([D, G], cycle) == [False, True]
+
+
+def test_a_one_optimizer_skip_ends_no_step() -> None:
+    cycle = UpdateCycle()
+    ends([X] * 3, cycle)
+    assert cycle.skipped(X) is False and ends([X], cycle) == [True]
 
 
 def test_one_update_out_of_order_keeps_the_round() -> None:

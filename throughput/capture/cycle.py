@@ -48,6 +48,12 @@ class UpdateCycle:
         self._at = 0                              # index in _round of the next expected update
         self._missed = False                      # an out-of-order update since the round last completed
         self._single = True                       # before any round: only one optimizer has updated
+        self._made_update = False                 # an update (not a skipped turn) in the current round
+
+    @property
+    def learning(self) -> bool:
+        """No round is known and steps end at no update until one is (several optimizers have updated)."""
+        return self._round is None and not self._single
 
     @property
     def round(self) -> tuple[int, ...] | None:
@@ -63,13 +69,23 @@ class UpdateCycle:
                 return ended
         return self._learn()
 
-    def skipped(self, oid: int) -> None:
-        """A GradScaler skipped ``oid``'s update: its turn passes, and no step ends on it (its
-        iteration's time stays in the step that follows, as with one optimizer)."""
+    def skipped(self, oid: int) -> bool:
+        """A GradScaler skipped ``oid``'s update: its turn passes. True when that completes a round of
+        several turns that made an update (the step ends there, as it would have). A round that made
+        none, and any skip of a one-optimizer round, ends no step: no update, no step; its time stays in
+        the step that follows. While learning, the skipped turn still counts in the order."""
         if self._round is None:
-            return
-        if self._round[self._at] == oid and self._at < len(self._round) - 1:
-            self._at += 1
+            self._see(oid)
+            return False
+        rnd = self._round
+        if len(rnd) == 1 or rnd[self._at] != oid:
+            return False
+        self._at += 1
+        if self._at < len(rnd):
+            return False
+        self._at, self._missed = 0, False
+        made, self._made_update = self._made_update, False
+        return made
 
     # -- learned round --------------------------------------------------------------------------
     def _advance(self, oid: int) -> bool:
@@ -84,9 +100,9 @@ class UpdateCycle:
             at = later[0] if later else 0
         at += 1
         if at < len(rnd):
-            self._at = at
+            self._at, self._made_update = at, True
             return False
-        self._at, self._missed = 0, False
+        self._at, self._missed, self._made_update = 0, False, False
         return True
 
     # -- learning -------------------------------------------------------------------------------
@@ -100,6 +116,7 @@ class UpdateCycle:
         start = self._round_start(window)
         self._round = tuple(window[start:] + window[:start])
         self._at, self._missed, self._single = (period - start) % period, False, False
+        self._made_update = self._at != 0
         return self._at == 0
 
     def _round_start(self, window: list[int]) -> int:

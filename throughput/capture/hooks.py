@@ -112,7 +112,7 @@ class Instrumentation:
             _current = None
             if self.loaders.digests is not None:
                 self.loaders.digests.flush()   # a run shorter than the digest window still reports
-            self.scaler.record()
+            self.scaler.record(turns=self.optimizers.takes_turns)
             record_outcome(self.prof, self.facts())
 
     def facts(self) -> RunFacts:
@@ -121,6 +121,7 @@ class Instrumentation:
                         backward_calls=self.backward.calls, optimizer_names=tuple(self.optimizers.names),
                         clip_seen=self.aux.clip_seen, optimizers_stepped=self.optimizers.stepped_count,
                         update_round=self.optimizers.round_names, alternating_steps=self.steps.alternating_steps,
+                        relearned_at=tuple(self.optimizers.relearned_at),
                         overrides=self.changes.overrides,
                         loaders_built=self.changes.loaders_built, overrides_applied=dict(self.changes.applied))
 

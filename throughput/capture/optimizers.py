@@ -18,7 +18,7 @@ import torch
 import torch.optim.optimizer as _optim_mod
 
 from throughput.capture.compiler import hide_calls, is_compiling
-from throughput.capture.cycle import UpdateCycle
+from throughput.capture.cycle import MAX_ROUND, UpdateCycle
 from throughput.capture.gate import Gate
 from throughput.capture.patching import Patcher, mark, transparent
 from throughput.capture.profiler import Profiler
@@ -26,6 +26,7 @@ from throughput.capture.stepping import StepTracker
 from throughput.session.records import StepRule
 
 _MAX_NAMED = 64   # optimizers whose class is remembered for the report (a script may build one per step)
+_MAX_NOTED = 8    # steps named in the note on orders learned anew
 
 
 class OptimizerCalls:
@@ -37,6 +38,7 @@ class OptimizerCalls:
         self.cycle = UpdateCycle()
         self._backwards_seen = 0      # the step tracker's backward count at the last update
         self._turn_had_backward = False
+        self.relearned_at: list[int] = []   # 1-based steps that held the updates of an order being learned
         self._names: dict[int, str] = {}
         self.created = 0
         self.updates = 0        # post hooks seen (any optimizer): a GradScaler's skipped update adds none
@@ -137,10 +139,26 @@ class OptimizerCalls:
         if not had_backward and self._turn_had_backward:
             return   # the previous turn's companion: the step state is the previous turn's
         self._turn_had_backward = had_backward
+        was_learning = self.cycle.learning
         if self.cycle.stepped(oid):
             self._steps.end(StepRule.OPTIMIZER)
-        else:
-            self._steps.updated()
+            return
+        self._steps.updated()
+        if self.cycle.learning and not was_learning:
+            self._learning_began()
+
+    def _learning_began(self) -> None:
+        """Several optimizers update in an order not learned yet: no step ends until it is, so the step
+        now open will hold the updates made meanwhile, and steps ended before may have held part of a
+        round (a WGAN's first five critic updates each ended one). At the start of a run (within the
+        longest round's count of steps, and before a measured step was counted) these steps are made
+        warm-up, kept apart from the measured figures; later (a script that moved on to other optimizers)
+        the step is named in a note instead."""
+        through = self._prof.steps_done + 1
+        if through <= MAX_ROUND and self._prof.extend_warmup(through):
+            return   # early: the steps so far can all be parts of the first round (at most MAX_ROUND turns)
+        if len(self.relearned_at) < _MAX_NOTED:
+            self.relearned_at.append(through)
 
     def recover(self, oid: int | None = None) -> None:
         """Close the phases of steps that raised (up to ``oid``'s; all of them when None)."""
@@ -169,8 +187,21 @@ class OptimizerCalls:
         return self._closure_backwards == 1
 
     def skipped(self, opt: Any) -> None:
-        """A GradScaler skipped ``opt``'s update (no hooks ran): its turn in the round passes."""
-        self.cycle.skipped(id(opt))
+        """A GradScaler skipped ``opt``'s update (no hooks ran). One optimizer: no update, so no step
+        (``StepTracker.update_skipped``). Several taking turns: its turn passes as if it had updated, and
+        a round that made an update still ends its step."""
+        rnd = self.cycle.round
+        if self.cycle.skipped(id(opt)):
+            self._steps.end(StepRule.OPTIMIZER)
+        elif rnd is not None and len(rnd) > 1:
+            self._steps.updated()
+        else:
+            self._steps.update_skipped()
+
+    @property
+    def takes_turns(self) -> bool:
+        """Several optimizers' updates take turns in a learned round."""
+        return len(self.cycle.round or ()) > 1
 
     @property
     def stepped_count(self) -> int:

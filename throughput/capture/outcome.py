@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from throughput.capture.cycle import CONFIRM
 from throughput.capture.overrides import Overrides
 from throughput.capture.profiler import Profiler
 from throughput.session.records import StepRule
@@ -22,6 +23,7 @@ class RunFacts:
     optimizers_stepped: int = 0               # distinct optimizers that updated (capped)
     update_round: tuple[str, ...] = ()         # the learned round of turns, optimizer classes in order
     alternating_steps: int = 0                 # steps with a backward after one of their updates
+    relearned_at: tuple[int, ...] = ()         # 1-based steps that held the updates of a new order (capped)
     overrides: Overrides = field(default_factory=Overrides)
     loaders_built: int = 0
     overrides_applied: Mapping[str, int] = field(default_factory=dict)   # loader key -> loaders
@@ -63,6 +65,10 @@ def _note_optimizers(prof: Profiler, facts: RunFacts, steps: int) -> None:
         prof.add_note(f"{facts.optimizers_stepped} optimizers stepped ({', '.join(facts.optimizer_names)}): an "
                       "update right after another with no backward between (a second parameter group's "
                       "optimizer) ends no step; steps follow the order the other updates repeat in")
+    if facts.relearned_at:
+        at = ", ".join(map(str, facts.relearned_at))
+        prof.add_note(f"the order of optimizer updates changed during the run: step(s) {at} each hold the "
+                      f"updates made while the new order was learned (at least {CONFIRM}, or two rounds)")
     alternate = steps > 0 and 2 * facts.alternating_steps > steps
     if facts.alternating_steps:
         prof.event("context", "alternating objectives", objectives_alternate=alternate,

@@ -412,6 +412,17 @@ class Profiler:
     def steps_done(self) -> int:
         return self._recorder.steps_done if self._recorder is not None else 0
 
+    def extend_warmup(self, steps: int) -> bool:
+        """Make steps ``0 .. steps - 1`` warm-up steps (kept apart from the measured figures), if no
+        measured step was counted yet; returns whether they are. For the zero-code hooks: steps that
+        held part of a round of several optimizers' updates before its order was known."""
+        if steps <= self.warmup_steps:
+            return True
+        if not self.recorder.hold_in_full(steps):
+            return False
+        self.warmup_steps = steps
+        return True
+
     @property
     def recorder(self) -> Recorder:
         return self._ensure_started()

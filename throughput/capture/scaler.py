@@ -81,15 +81,21 @@ class ScalerCalls:
             if self._updates() == before and scaler.is_enabled():
                 self.skipped += 1
                 self._on_skip(optimizer)
-                self._steps.update_skipped()
             return out
         return transparent(orig, step)
 
-    def record(self) -> None:
-        """One context event when a GradScaler was used: how many updates it skipped."""
+    def record(self, turns: bool = False) -> None:
+        """One context event when a GradScaler was used: how many updates it skipped. ``turns``: several
+        optimizers took turns (a skipped turn passes; only a round without any update is no step)."""
         if not self.seen:
             return
         self._prof.event("context", "grad scaler", grad_scaler=True, grad_scaler_skipped=self.skipped)
-        if self.skipped:
+        if not self.skipped:
+            return
+        if turns:
+            self._prof.add_note(f"GradScaler skipped {self.skipped} update(s) (inf/NaN gradients): a skipped "
+                                "turn passes and its round still ends a step; a round with no update at all is "
+                                "no step (its time and samples are in the step that followed)")
+        else:
             self._prof.add_note(f"GradScaler skipped {self.skipped} update(s) (inf/NaN gradients): those "
-                                "iterations are no steps; their time is in the step that followed")
+                                "iterations are no steps; their time and samples are in the step that followed")

@@ -125,9 +125,11 @@ class StepTracker:
         self._updated = True
 
     def update_skipped(self) -> None:
-        """A GradScaler skipped this iteration's update (inf/NaN gradients): its batches, loss and
-        micro-steps made no update, so they are dropped; its time stays in the step that follows."""
-        self._trained, self._closure, self._micro, self._loss = [], None, 0, None
+        """A GradScaler skipped this iteration's update (inf/NaN gradients): no step ends. Its loss and
+        micro-steps made no update, so they are dropped (the step's are those of the update it makes);
+        its time and its samples stay in the step that follows (both were spent: samples/s counts them
+        alike)."""
+        self._micro, self._loss = 0, None
         self._argument_counted = False
 
     def _commit(self) -> None:
