@@ -59,6 +59,11 @@ LOSS_DIVERGENCE_VS_FIRST: Final = 1.2    # smoothed loss above this x the first 
 LOSS_DIVERGENCE_GAVE_BACK: Final = 0.1   # ... and risen by this share of what it had fallen (first
                                          # smoothed value to best): noise around a converged
                                          # 1e-5 loss is 20x its best, not a divergence
+LOSS_DIVERGENCE_NOISE_Z: Final = 7.0     # ... and risen this many standard errors of the rise out of the
+                                         # loss's step-to-step noise: a stationary noisy loss (lr 0,
+                                         # random targets) wanders 1.5x over its lowest rolling median;
+                                         # over 200 seeds of pure noise the largest rise was 5.4 of them
+                                         # (4,000 points; 4.9 at 400, 5.0 at 40)
 LOSS_SPIKE_Z: Final = 10.0               # robust z-score of an isolated spike
 LOSS_FLAT_IMPROVEMENT: Final = 0.05      # less improvement than this over the run: flat
 LOSS_NEAR_CHANCE: Final = 0.95           # ending above this x the chance-level loss: flat

@@ -53,6 +53,7 @@ class DiagnosisParams:
     divergence_ratio: float = T.LOSS_DIVERGENCE_RATIO      # smoothed loss above this x its best so far
     divergence_vs_first: float = T.LOSS_DIVERGENCE_VS_FIRST  # smoothed loss above this x the first loss
     divergence_gave_back: float = T.LOSS_DIVERGENCE_GAVE_BACK  # and this share of its fall given back
+    divergence_noise_z: float = T.LOSS_DIVERGENCE_NOISE_Z      # and this many standard errors of noise
     spike_window: int = 30
     spike_z: float = T.LOSS_SPIKE_Z
     spike_return: int = 3           # points after a spike that must fall back below spike_z / 2
@@ -130,26 +131,49 @@ def _divergence(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> Fin
     ``divergence_gave_back`` of the fall from the first smoothed value to the best given back. A long
     run that converged to ~1e-5 from 0.17 wanders at several times its best (a ratio) while giving back
     a ten-thousandth of its fall: noise, not a divergence."""
-    smooth = rolling_median([x for _, x in pts], w)
-    first = pts[0][1]
+    values = [x for _, x in pts]
+    smooth = rolling_median(values, w)
+    first = values[0]
     start = smooth[w - 1]
-    best, best_i, hits = math.inf, 0, []
+    sigma = step_noise(values)
+    # standard errors of a rise: a median of w points less another (its best), and a median less one point
+    # (the first loss); the median of w normal draws has a standard error of 1.2533 sigma / sqrt(w)
+    over_best = p.divergence_noise_z * 1.2533 * sigma * math.sqrt(2.0 / w)
+    over_first = p.divergence_noise_z * sigma * math.sqrt(1.0 + 1.5708 / w)
+    best, best_i, hits, by_first = math.inf, 0, [], False
     for i in range(w - 1, len(pts)):
         if smooth[i] < best:
             best, best_i = smooth[i], i
         gave_back = smooth[i] - best > p.divergence_gave_back * max(start - best, 0.0)
-        above_best = smooth[i] > best * p.divergence_ratio + 1e-3 * abs(start) and gave_back
-        above_first = first > 0 and smooth[i] > first * p.divergence_vs_first
+        above_best = (smooth[i] > best * p.divergence_ratio + 1e-3 * abs(start) and gave_back
+                      and smooth[i] - best > over_best)
+        above_first = first > 0 and smooth[i] > first * p.divergence_vs_first and smooth[i] - first > over_first
         if above_best or above_first:
+            by_first = by_first or (not hits and not above_best)
             hits.append(i)
     if not hits:
         return None
     peak = max(smooth[hits[0]:])
+    than = (f"above {p.divergence_vs_first:g}x its first value {first:.4g}" if by_first else
+            f"above {p.divergence_ratio:g}x its best {best:.4g}")
     return _finding("loss.divergence", pts[hits[0]][0], pts[hits[-1]][0],
                     {"first_loss": first, "best_smoothed_loss": best, "best_step": float(pts[best_i][0]),
-                     "peak_smoothed_loss": peak, "final_smoothed_loss": smooth[-1], "window": float(w)},
+                     "peak_smoothed_loss": peak, "final_smoothed_loss": smooth[-1], "window": float(w),
+                     "step_noise": sigma},
                     f"loss climbed to {peak:.4g} (rolling median over {w} steps) from step {pts[hits[0]][0]}, "
-                    f"above its first value {first:.4g} or best {best:.4g}")
+                    f"{than}, beyond its step-to-step noise")
+
+
+def step_noise(values: Sequence[float]) -> float:
+    """The loss's noise from one step to the next (the standard deviation of one value), robustly: the
+    median absolute deviation of consecutive differences, x 1.4826 (normal scale) / sqrt(2) (a difference
+    holds two draws). A trend shifts the differences alike and adds little; a divergence's climb is a
+    minority of them. 0 for fewer than 3 values."""
+    diffs = [b - a for a, b in zip(values, values[1:])]
+    if len(diffs) < 2:
+        return 0.0
+    mid = _median(diffs)
+    return 1.4826 * _median([abs(d - mid) for d in diffs]) / math.sqrt(2.0)
 
 
 def _flat(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> Finding | None:
