@@ -77,8 +77,9 @@ def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share
         return Verdict(kind="optimizer_bound", phase="optimizer", share=optimizer,
                        evidence=(f"optimizer {optimizer:.0%} of step time (>= {OPTIMIZER_BOUND_SHARE:.0%})",
                                  f"optimizer: {opt}"),
-                       action="use a fused or foreach implementation (torch.optim.AdamW(..., fused=True) "
-                              "on CUDA, foreach=True on CPU) or step less often with gradient accumulation")
+                       action=f"pass fused=True (CUDA) or foreach=True (CPU) to {opt}(...), its other arguments "
+                              "unchanged; or step less often with gradient accumulation (a larger effective "
+                              "batch: retune the learning rate)")
     evals = _share(phases, "eval")
     if evals >= EVAL_HEAVY_SHARE:
         return Verdict(kind="eval_heavy", phase="eval", share=evals,
