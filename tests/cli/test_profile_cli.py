@@ -326,3 +326,40 @@ def test_the_script_s_globals_are_freed_at_exit_as_in_python_not_during_the_repo
                            str(script)], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "done\n" and mark.read_text() == "report written first"
+
+
+ATEXIT_SEES_THE_FAILURE = """\
+import atexit, sys, weakref
+class Held: pass
+ref = None
+def report():
+    print("alive", ref() is not None, "last_traceback", hasattr(sys, "last_traceback"), file=sys.stderr)
+atexit.register(report)
+def fail():
+    global ref
+    held = Held()
+    ref = weakref.ref(held)
+    raise ValueError("boom")
+fail()
+"""
+
+# A multi-worker DataLoader whose iterator fails half-built (pin_memory's CPU warning made an error):
+# python finalizes it at shutdown, quietly; freed as the exception is dropped it printed its __del__'s error
+HALF_BUILT_ITERATOR = """\
+import warnings
+from torch.utils.data import DataLoader
+warnings.simplefilter("error")
+for batch in DataLoader(list(range(8)), batch_size=4, num_workers=1, pin_memory=True):
+    print(batch)
+"""
+
+
+@pytest.mark.parametrize("source", [ATEXIT_SEES_THE_FAILURE, HALF_BUILT_ITERATOR], ids=["atexit", "dataloader"])
+def test_an_uncaught_exception_s_frames_live_until_exit_as_in_python(tmp_path: Path, source: str) -> None:
+    script = tmp_path / "fails.py"
+    script.write_text(source)
+    plain = run_plain(script)
+    profiled = run_profiled(script, out=tmp_path / "report", options=["--quiet"])
+    ours = "\n".join(line for line in profiled.stderr.splitlines() if not line.startswith("throughput:"))
+    assert (profiled.returncode, profiled.stdout, ours) == (plain.returncode, plain.stdout, plain.stderr.rstrip("\n"))
+    assert plain.returncode == 1

@@ -240,12 +240,17 @@ def _system_exit(e: SystemExit) -> RunResult:
 
 
 def _print_exception(e: BaseException) -> None:
-    """Print like an uncaught exception (through sys.excepthook), without our frames."""
+    """Print like an uncaught exception (through sys.excepthook), without our frames, and keep it as
+    python keeps one: in ``sys.last_type``, ``last_value`` and ``last_traceback`` (and ``last_exc`` on
+    3.12+), so the failing frames live until the interpreter shuts down, after the atexit handlers. An
+    atexit handler may read them (post-mortem debugging does), and objects they hold (a DataLoader's
+    iterator) are finalized at shutdown as in a plain run, not as the exception is dropped: freed early,
+    a half-built multi-worker iterator printed 'Exception ignored in ... __del__' and its AttributeError."""
     _trim_chain(e, set())
-    try:
-        sys.excepthook(type(e), e, e.__traceback__)
-    finally:
-        _clear_chain(e, set())  # drop frames now: DataLoader workers shut down when iterators die
+    sys.last_type, sys.last_value, sys.last_traceback = type(e), e, e.__traceback__
+    if sys.version_info >= (3, 12):
+        sys.last_exc = e
+    sys.excepthook(type(e), e, e.__traceback__)
 
 
 def _trim_chain(e: BaseException, seen: set[int]) -> None:
@@ -256,16 +261,6 @@ def _trim_chain(e: BaseException, seen: set[int]) -> None:
     for linked in (e.__cause__, e.__context__):
         if linked is not None:
             _trim_chain(linked, seen)
-
-
-def _clear_chain(e: BaseException, seen: set[int]) -> None:
-    if id(e) in seen:
-        return
-    seen.add(id(e))
-    e.__traceback__ = None
-    for linked in (e.__cause__, e.__context__):
-        if linked is not None:
-            _clear_chain(linked, seen)
 
 
 def _trimmed(tb: types.TracebackType | None) -> types.TracebackType | None:
