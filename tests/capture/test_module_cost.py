@@ -78,8 +78,10 @@ def test_nested_only_classes_bypass_the_wrapper_after_the_warmup() -> None:
         # read from the class, __call__ is nn.Module's, as in a plain run (identity, pickling by name)
         assert Block.__call__ is nn.Module.__call__ is not ORIGINAL_CALL
         assert pickle.loads(pickle.dumps(nn.Linear.__call__)) is nn.Module.__call__
-        # from an instance, the original itself: no wrapper frame (and Dynamo's unpatched-module shortcut)
-        assert Block().__call__.__func__ is ORIGINAL_CALL
+        # from an instance, nn.Module's bound to it, as in a plain run (a call never reads it so: no frame)
+        block = Block()
+        assert block.__call__.__func__ is nn.Module.__call__ and block.__call__.__self__ is block
+        assert block.__call__ == nn.Module.__call__.__get__(block)
         # outermost classes keep the wrapper: Sequential (also nested, but seen outermost) and the loss
         assert "__call__" not in vars(nn.Sequential) and "__call__" not in vars(nn.MSELoss)
     finally:

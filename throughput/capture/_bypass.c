@@ -11,9 +11,11 @@
  * A Bypass asks, at every call, what ``nn.Module.__call__`` is now (one dictionary lookup): while it is
  * still our wrapper, the call goes straight to the original (no Python frame, nothing allocated); when
  * anybody else has replaced it (fx's tracer, export), the call goes to whatever is there now, as it would
- * in a plain run. Read from the class (``nn.Linear.__call__``) it gives what ``nn.Module.__call__`` gives
- * (so identity checks and pickling by name read as in a plain run); read from an instance, what a call
- * runs, bound to it.
+ * in a plain run. Read from the class (``nn.Linear.__call__``) or an instance (``linear.__call__``) it
+ * gives what ``nn.Module.__call__`` gives, bound to the instance in the second case, so identity checks,
+ * ``linear.__call__.__func__ is nn.Module.__call__`` and pickling by name read as in a plain run. A call
+ * ``linear(x)`` never reads it that way: with Py_TPFLAGS_METHOD_DESCRIPTOR, CPython's slot for a type's
+ * ``__call__`` calls the Bypass itself with the instance first (the fast path above).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -54,15 +56,15 @@ Bypass_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
     return fn == NULL ? NULL : PyObject_Vectorcall(fn, args, nargsf, kwnames);
 }
 
-/* From an instance: what a call runs now, bound to it. From the class: what ``owner.__call__`` is (our
- * wrapper, while installed), so that ``nn.Linear.__call__ is nn.Module.__call__`` holds as in a plain run. */
+/* What ``owner.__call__`` is (our wrapper, while installed), bound to the instance when read from one, so
+ * that ``nn.Linear.__call__ is nn.Module.__call__`` and ``linear.__call__.__func__ is nn.Module.__call__``
+ * hold as in a plain run (an explicit ``linear.__call__(x)`` then runs the wrapper, as it would without us). */
 static PyObject *
 Bypass_get(PyObject *self, PyObject *obj, PyObject *type)
 {
-    Bypass *bypass = (Bypass *)self;
     if (obj == Py_None)
         obj = NULL;
-    PyObject *fn = obj == NULL ? current(bypass) : target(bypass);
+    PyObject *fn = current((Bypass *)self);
     if (fn == NULL)
         return NULL;
     descrgetfunc get = Py_TYPE(fn)->tp_descr_get;
