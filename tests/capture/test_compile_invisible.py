@@ -89,3 +89,31 @@ def test_no_warnings_of_ours_and_the_eager_parts_are_still_recorded(runs: tuple[
     session: Session = profiled["session"]
     assert len(session.steps) == 5                                             # one per opt.step()
     assert sum(1 for sp in session.spans if sp.phase == "backward") == 5       # run eagerly at its break
+
+
+# Dynamo imported only at the script's first torch.compile, after the hooks are installed (as under
+# `throughput profile`): it then meets the patched Tensor.to, called as a method and as a function.
+COMPILES_TENSOR_TO = """\
+import torch
+from torch._dynamo.utils import counters
+def step(x):
+    y = x.to(torch.float64) * 2
+    return torch.Tensor.to(y, torch.float32) + 1
+compiled = torch.compile(step, backend="eager")
+for _ in range(3):
+    out = compiled(torch.ones(4))
+print(dict(counters["graph_break"]), counters["stats"]["unique_graphs"], counters["stats"]["calls_captured"],
+      out.tolist())
+"""
+
+
+def test_tensor_to_compiles_as_in_a_plain_run_when_dynamo_comes_after_the_hooks(tmp_path: Any) -> None:
+    from tests.cli.profile_helpers import run_plain, run_profiled
+    script = tmp_path / "compiles_to.py"
+    script.write_text(COMPILES_TENSOR_TO)
+    plain = run_plain(script)
+    profiled = run_profiled(script, out=tmp_path / "report", options=["--quiet"])
+    assert plain.returncode == profiled.returncode == 0, profiled.stderr
+    # no graph break: the function form broke the graph when the wrapper called the C method it holds
+    assert profiled.stdout == plain.stdout == "{} 1 4 [3.0, 3.0, 3.0, 3.0]\n"   # to, mul, to, add
+    assert [line for line in profiled.stderr.splitlines() if not line.startswith("throughput:")] == []

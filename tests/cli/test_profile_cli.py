@@ -363,3 +363,25 @@ def test_an_uncaught_exception_s_frames_live_until_exit_as_in_python(tmp_path: P
     ours = "\n".join(line for line in profiled.stderr.splitlines() if not line.startswith("throughput:"))
     assert (profiled.returncode, profiled.stdout, ours) == (plain.returncode, plain.stdout, plain.stderr.rstrip("\n"))
     assert plain.returncode == 1
+
+
+# A C++ warning (TORCH_WARN) is reported at the innermost Python frame: the script's line in a plain run.
+WARNS_IN_TENSOR_TO = """\
+import warnings, torch
+warnings.filterwarnings("error", category=UserWarning, module="__main__")   # -W error::UserWarning:__main__
+z = torch.ones(3, dtype=torch.cfloat)
+try:
+    z.to(torch.float32)
+except UserWarning as e:
+    print("raised at the script's line:", e)
+"""
+
+
+def test_a_warning_raised_inside_tensor_to_is_the_script_s(tmp_path: Path) -> None:
+    script = tmp_path / "warns.py"
+    script.write_text(WARNS_IN_TENSOR_TO)
+    plain = run_plain(script)
+    profiled = run_profiled(script, out=tmp_path / "report", options=["--quiet"])
+    ours = "\n".join(line for line in profiled.stderr.splitlines() if not line.startswith("throughput:"))
+    assert (profiled.returncode, profiled.stdout, ours) == (plain.returncode, plain.stdout, plain.stderr.rstrip("\n"))
+    assert "raised at the script's line" in plain.stdout   # with a frame of ours innermost: printed, not raised

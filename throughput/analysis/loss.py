@@ -140,7 +140,8 @@ def _divergence(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> Fin
     # (the first loss); the median of w normal draws has a standard error of 1.2533 sigma / sqrt(w)
     over_best = p.divergence_noise_z * 1.2533 * sigma * math.sqrt(2.0 / w)
     over_first = p.divergence_noise_z * sigma * math.sqrt(1.0 + 1.5708 / w)
-    best, best_i, hits, by_first = math.inf, 0, [], False
+    best, best_i, by_first = math.inf, 0, False
+    hits: list[int] = []
     for i in range(w - 1, len(pts)):
         if smooth[i] < best:
             best, best_i = smooth[i], i

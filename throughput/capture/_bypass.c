@@ -142,22 +142,177 @@ static PyTypeObject BypassType = {
     .tp_descr_get = Bypass_get,
 };
 
+/* ``Around(original, enter, leave)``: a patched function that adds no Python frame around the original.
+ *
+ * Why: a wrapper written in Python is a frame between the caller and the original, and Python reports a
+ * warning at the innermost Python frame (a C++ TORCH_WARN, stacklevel 1) or counts frames from it
+ * (``stacklevel=N``): ``x.to(torch.float32)`` on a complex tensor warned from our wrapper's line instead
+ * of the script's, so ``-W error::UserWarning:__main__`` no longer raised (exit 0 instead of 1) and
+ * ``filterwarnings(module=...)`` filters missed; a caught traceback printed by the script showed our
+ * frame. Here the original runs with the caller's frame innermost.
+ *
+ * A call runs ``token = enter(*args, **kwargs)`` (Python, before the original; None: just call the
+ * original), then the original, then ``leave(token)`` whether the original returned or raised (its result
+ * or exception is the call's). Read from a class it is itself, from an instance a method bound to it (as
+ * a function is), and a method call ``x.f(...)`` calls it with ``x`` first without binding
+ * (Py_TPFLAGS_METHOD_DESCRIPTOR). Its instance dictionary holds the original's identity (``__name__``,
+ * ``__qualname__``, ``__module__``, ``__doc__``, ``__wrapped__``) but shows no ``__dict__`` attribute, as a
+ * C method has none; it pickles by that name, as the original does: ``__reduce__`` gives ``__qualname__``,
+ * which pickle looks up in ``__module__``.
+ */
+typedef struct {
+    PyObject_HEAD
+    PyObject *original;
+    PyObject *enter;
+    PyObject *leave;
+    PyObject *dict;
+    PyObject *weakrefs;   /* the leftover checks keep weak references to our wrappers */
+    vectorcallfunc vectorcall;
+} Around;
+
+static PyObject *
+Around_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Around *self = (Around *)callable;
+    PyObject *token = PyObject_Vectorcall(self->enter, args, nargsf, kwnames);
+    if (token == NULL)
+        return NULL;
+    if (token == Py_None) {
+        Py_DECREF(token);
+        return PyObject_Vectorcall(self->original, args, nargsf, kwnames);
+    }
+    PyObject *result = PyObject_Vectorcall(self->original, args, nargsf, kwnames);
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyObject *left = PyObject_CallOneArg(self->leave, token);
+    Py_DECREF(token);
+    if (left == NULL) {   /* leave failed: its error wins, as in a Python ``finally`` */
+        Py_XDECREF(result);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(traceback);
+        return NULL;
+    }
+    Py_DECREF(left);
+    PyErr_Restore(type, value, traceback);
+    return result;
+}
+
+static PyObject *
+Around_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    if (obj == NULL || obj == Py_None)
+        return Py_NewRef(self);
+    return PyMethod_New(self, obj);
+}
+
+static PyObject *
+Around_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *original, *enter, *leave;
+    static char *kwlist[] = {"original", "enter", "leave", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO:Around", kwlist, &original, &enter, &leave))
+        return NULL;
+    if (!PyCallable_Check(original) || !PyCallable_Check(enter) || !PyCallable_Check(leave)) {
+        PyErr_SetString(PyExc_TypeError, "Around: original, enter and leave must be callable");
+        return NULL;
+    }
+    Around *self = (Around *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->original = Py_NewRef(original);
+    self->enter = Py_NewRef(enter);
+    self->leave = Py_NewRef(leave);
+    self->vectorcall = Around_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+Around_traverse(Around *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->original);
+    Py_VISIT(self->enter);
+    Py_VISIT(self->leave);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int
+Around_clear(Around *self)
+{
+    Py_CLEAR(self->original);
+    Py_CLEAR(self->enter);
+    Py_CLEAR(self->leave);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void
+Around_dealloc(Around *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->weakrefs != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    Around_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Around_reduce(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyObject_GetAttrString(self, "__qualname__");
+}
+
+static PyObject *
+Around_repr(Around *self)
+{
+    return PyObject_Repr(self->original);
+}
+
+static PyMethodDef Around_methods[] = {
+    {"__reduce__", Around_reduce, METH_NOARGS, "Pickled by name, as the original is."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject AroundType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "throughput.capture._bypass.Around",
+    .tp_basicsize = sizeof(Around),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    .tp_doc = "Around(original, enter, leave): the original called with no Python frame of ours around it.",
+    .tp_new = Around_new,
+    .tp_traverse = (traverseproc)Around_traverse,
+    .tp_clear = (inquiry)Around_clear,
+    .tp_dealloc = (destructor)Around_dealloc,
+    .tp_repr = (reprfunc)Around_repr,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(Around, vectorcall),
+    .tp_descr_get = Around_get,
+    .tp_dictoffset = offsetof(Around, dict),
+    .tp_weaklistoffset = offsetof(Around, weakrefs),
+    .tp_methods = Around_methods,
+};
+
 static struct PyModuleDef bypass_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "throughput.capture._bypass",
-    .m_doc = "Module classes called only nested skip the zero-code wrapper (optional; see forward.py).",
+    .m_doc = "Calls that add no Python frame: module classes called only nested skip the zero-code wrapper "
+             "(Bypass, forward.py), and patched functions run their original with no frame around it (Around, "
+             "wrappers.py). Optional: the hooks fall back to Python wrappers.",
     .m_size = -1,
 };
 
 PyMODINIT_FUNC
 PyInit__bypass(void)
 {
-    if ((str_call = PyUnicode_InternFromString("__call__")) == NULL || PyType_Ready(&BypassType) < 0)
+    if ((str_call = PyUnicode_InternFromString("__call__")) == NULL || PyType_Ready(&BypassType) < 0
+            || PyType_Ready(&AroundType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&bypass_module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Bypass", (PyObject *)&BypassType) < 0) {
+    if (PyModule_AddObjectRef(m, "Bypass", (PyObject *)&BypassType) < 0
+            || PyModule_AddObjectRef(m, "Around", (PyObject *)&AroundType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

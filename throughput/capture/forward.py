@@ -162,37 +162,18 @@ class ModuleCalls:
                     continue
                 bypassed.append(cls)
         if bypassed:
-            p.on_import("torch._dynamo.callback", lambda m: _undo_on_compile(p, m, bypassed))
+            _undo_on_compile(p, bypassed)
 
 
-def _undo_on_compile(p: Patcher, callback_module: Any, bypassed: list[type]) -> None:
+def _undo_on_compile(p: Patcher, bypassed: list[type]) -> None:
     """When torch.compile starts compiling anything, every class gets nn.Module's ``__call__`` back
     (the wrapper): Dynamo reads a class's ``__call__`` from the class and guards on what its dict holds,
     and would compile against the bypass (guards on a closure it does not have: an internal error).
     It then compiles what it would compile had the learning steps bypassed nothing."""
-    handler = callback_module.callback_handler
-
-    def undo(_args: Any) -> None:
+    def undo() -> None:
         while bypassed:
             p.revert(bypassed.pop(), "__call__")
-    hide_calls(undo)
-    handler.register_start_callback(undo)
-    p.keep(_Registered(lambda: handler.remove_start_callback(undo)))
-
-
-class _Registered:
-    """A handle whose ``remove()`` runs ``forget`` once (for ``Patcher.keep``)."""
-
-    def __init__(self, forget: Callable[[], None]) -> None:
-        self._forget: Callable[[], None] | None = forget
-
-    def remove(self) -> None:
-        forget, self._forget = self._forget, None
-        if forget is not None:
-            try:
-                forget()
-            except ValueError:  # removed already (a script that cleared Dynamo's callbacks)
-                pass
+    p.when_compiling_starts(undo)
 
 
 def bypass_class() -> Any:

@@ -22,7 +22,7 @@ import types
 import weakref
 from typing import Any, Callable, Iterator, Sequence
 
-from throughput.capture.compiler import hide_frame
+from throughput.capture.compiler import hide_calls, hide_frame
 
 _MISSING = object()
 _WRAPPERS: "weakref.WeakSet[Callable[..., Any]]" = weakref.WeakSet()
@@ -35,21 +35,33 @@ def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def is_wrapper(obj: Any) -> bool:
-    if not isinstance(obj, (types.FunctionType, types.MethodType)):
+    if not isinstance(obj, (types.FunctionType, types.MethodType)) and not _is_around(obj):
         return False  # namespaces such as torch.ops answer every getattr
     return getattr(obj, "__func__", obj) in _WRAPPERS
+
+
+def _is_around(obj: Any) -> bool:
+    """A C wrapper (``_bypass.Around``), when that helper was loaded."""
+    around = getattr(sys.modules.get("throughput.capture._bypass"), "Around", None)
+    return around is not None and isinstance(obj, around)
 
 
 def transparent(original: Callable[..., Any], wrapper: Callable[..., Any]) -> Callable[..., Any]:
     """Give ``wrapper`` the original's identity (``functools.update_wrapper``), mark it, and keep
     Dynamo from compiling its frame. Attributes the original lacks (a C method has no ``__module__``
     and no annotations) are blanked on the wrapper rather than left as ours."""
-    functools.update_wrapper(wrapper, original)
+    if isinstance(wrapper, types.FunctionType):
+        functools.update_wrapper(wrapper, original)
+        if not hasattr(original, "__annotations__"):
+            wrapper.__annotations__ = {}
+        hide_frame(wrapper)
+    else:   # a C wrapper (``_bypass.Around``): no __dict__ to update, as the C method it stands for
+        for attr in functools.WRAPPER_ASSIGNMENTS:
+            if hasattr(original, attr):
+                setattr(wrapper, attr, getattr(original, attr))
+        wrapper.__wrapped__ = original  # type: ignore[attr-defined]
     if not hasattr(original, "__module__"):
         wrapper.__module__ = None  # type: ignore[assignment]  # as a builtin method reads: no module
-    if not hasattr(original, "__annotations__"):
-        wrapper.__annotations__ = {}
-    hide_frame(wrapper)
     return mark(wrapper)
 
 
@@ -99,6 +111,20 @@ class Patcher:
             self._finder = _PatchOnImport()
             sys.meta_path.insert(0, self._finder)
         self._finder.watch[module_name] = apply
+
+    def when_compiling_starts(self, action: Callable[[], None]) -> None:
+        """Run ``action()`` when torch.compile starts compiling anything (Dynamo's start callbacks; each
+        compile start, from when ``torch._dynamo`` is imported), until ``restore()``. For patches that
+        Dynamo cannot trace or guards on: put back what it can before it looks."""
+        def register(callback_module: types.ModuleType) -> None:
+            handler = callback_module.callback_handler
+
+            def started(_args: Any) -> None:
+                action()
+            hide_calls(started, action)
+            handler.register_start_callback(started)
+            self.keep(_Registered(lambda: handler.remove_start_callback(started)))
+        self.on_import("torch._dynamo.callback", register)
 
     def restore(self) -> None:
         """Undo everything, newest first. Safe to call twice."""
@@ -235,3 +261,18 @@ def _module_classes(root: type) -> Iterator[type]:
         if cls is not root:
             yield cls
         stack.extend(type.__subclasses__(cls))
+
+
+class _Registered:
+    """A handle whose ``remove()`` runs ``forget`` once (for ``Patcher.keep``)."""
+
+    def __init__(self, forget: Callable[[], None]) -> None:
+        self._forget: Callable[[], None] | None = forget
+
+    def remove(self) -> None:
+        forget, self._forget = self._forget, None
+        if forget is not None:
+            try:
+                forget()
+            except ValueError:  # removed already (a script that cleared Dynamo's callbacks)
+                pass

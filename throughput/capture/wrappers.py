@@ -19,6 +19,7 @@ from throughput.capture.compiler import hide_calls, is_compiling
 from throughput.capture.gate import Gate
 from throughput.capture.patching import Patcher, transparent
 from throughput.capture.profiler import Profiler
+from throughput.capture.recorder import helpers_allowed
 
 _get_ident = threading.get_ident
 
@@ -134,28 +135,66 @@ class CopyCalls:
         self._prof, self._gate, self._forward, self._backward = prof, gate, forward, backward
 
     def install(self, p: Patcher) -> None:
+        """Where the C helper runs, ``Tensor.to``/``cuda`` are ``_bypass.Around`` objects: no frame of ours
+        while the copy runs, so a warning it raises (a complex-to-real cast) is reported at the script's
+        line, as in a plain run. Dynamo cannot trace a call of one (``torch.Tensor.to(x, ...)`` in a
+        compiled function broke its graph), so when torch.compile starts compiling, the Python wrappers
+        (hidden from Dynamo, traced through) take their place for the rest of the run."""
         hide_calls(targets_device)
-        p.set(torch.Tensor, "to", self._wrap(torch.Tensor.to, cuda=False))
-        p.set(torch.Tensor, "cuda", self._wrap(torch.Tensor.cuda, cuda=True))
+        wrappers = {name: self._wrappers(getattr(torch.Tensor, name), cuda=name == "cuda") for name in ("to", "cuda")}
+        for name, (in_c, in_python) in wrappers.items():
+            p.set(torch.Tensor, name, in_c or in_python)
+        if all(in_c is not None for in_c, _ in wrappers.values()):
+            def python_wrappers() -> None:
+                for name, (in_c, in_python) in wrappers.items():
+                    if torch.Tensor.__dict__.get(name) is in_c:
+                        p.set(torch.Tensor, name, in_python)
+            p.when_compiling_starts(python_wrappers)
 
-    def _wrap(self, orig: Callable[..., Any], cuda: bool) -> Callable[..., Any]:
+    def _wrappers(self, orig: Callable[..., Any], cuda: bool) -> tuple[Any, Callable[..., Any]]:
+        """(the C wrapper or None where the helper does not run, the Python wrapper) of ``orig``."""
         gate, forward, backward, prof = self._gate, self._forward, self._backward, self._prof
 
-        def copy(t: Any, *args: Any, **kwargs: Any) -> Any:
+        def h2d_phase(t: Any, *args: Any, **kwargs: Any) -> Any:
+            """The h2d phase's token for this call, or None when it is not a copy to time."""
             if (is_compiling() or not t.is_cpu or forward.active or backward.active or not gate.open
                     or not (cuda or targets_device(args, kwargs)) or _get_ident() != gate.thread):
+                return None
+            return prof.open_phase("h2d")
+
+        name = orig.__name__
+
+        def copy(t: Any, *args: Any, **kwargs: Any) -> Any:
+            if is_compiling():   # Dynamo traces a method call by its name, as it traces Tensor.to(x, ...)
+                return getattr(t, name)(*args, **kwargs)   # unpatched (calling orig broke the graph)
+            frame = h2d_phase(t, *args, **kwargs)
+            if frame is None:
                 return orig(t, *args, **kwargs)
-            frame = prof.open_phase("h2d")
             try:
                 return orig(t, *args, **kwargs)
             finally:
                 prof.close_phase(frame)
-        wrapper = transparent(orig, copy)
-        # pickle finds a function by its module and qualified name; the original (a C method of
-        # torch._C.TensorBase) pickles as getattr(TensorBase, name), which the wrapper cannot: named as
-        # torch.Tensor's, it pickles as that reference, which reads back as the original anywhere
-        wrapper.__module__, wrapper.__qualname__ = "torch", f"Tensor.{orig.__name__}"
-        return wrapper
+        around = _around()
+        hide_calls(h2d_phase)
+        made = (None if around is None else transparent(orig, around(orig, h2d_phase, prof.close_phase)),
+                transparent(orig, copy))
+        for wrapper in made:
+            if wrapper is not None:
+                # pickle finds a function by its module and qualified name; the original (a C method of
+                # torch._C.TensorBase) pickles as getattr(TensorBase, name), which a wrapper cannot: named
+                # as torch.Tensor's, it pickles as that reference, which reads back as the original anywhere
+                wrapper.__module__, wrapper.__qualname__ = "torch", f"Tensor.{orig.__name__}"
+        return made
+
+
+def _around() -> Any:
+    """``_bypass.Around`` where the C helper runs (``recorder.helpers_allowed``), else None: then a
+    Python wrapper, one frame between the caller and the original."""
+    try:
+        from throughput.capture._bypass import Around
+    except ImportError:
+        return None
+    return Around if helpers_allowed() else None
 
 
 def targets_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
