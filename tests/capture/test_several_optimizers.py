@@ -15,6 +15,12 @@ from throughput.analysis.summary import summarize
 from throughput.timing.clock import FakeClock
 
 
+def _pair(clock: FakeClock) -> tuple[TimedModel, TimedModel, torch.optim.Optimizer, torch.optim.Optimizer]:
+    """A discriminator and a generator with an optimizer each."""
+    disc, gen = TimedModel(clock), TimedModel(clock)
+    return disc, gen, timed_sgd(clock, disc.parameters()), timed_sgd(clock, gen.parameters())
+
+
 def _gan(iterations: int, *, loader: bool) -> tuple:
     """D then G each iteration, each with its own forward, backward and update; returns the session and
     the (lossD, lossG) of every iteration."""
@@ -22,8 +28,7 @@ def _gan(iterations: int, *, loader: bool) -> tuple:
     inst = instrumented(clock)
     losses = []
     try:
-        disc, gen = TimedModel(clock), TimedModel(clock)
-        opt_d, opt_g = timed_sgd(clock, disc.parameters()), timed_sgd(clock, gen.parameters())
+        disc, gen, opt_d, opt_g = _pair(clock)
         batches = iter(DataLoader(TimedData(clock, 4 * iterations), batch_size=4)) if loader else None
         for i in range(iterations):
             real = next(batches) if batches is not None else torch.full((4, 3), float(i))
@@ -101,8 +106,7 @@ def test_a_gan_s_skipped_updates_pass_their_turn() -> None:
     inst = instrumented(clock)
     losses = []
     try:
-        disc, gen = TimedModel(clock), TimedModel(clock)
-        opt_d, opt_g = timed_sgd(clock, disc.parameters()), timed_sgd(clock, gen.parameters())
+        disc, gen, opt_d, opt_g = _pair(clock)
         scaler = torch.amp.GradScaler("cpu")
         for i, real in enumerate(DataLoader(TimedData(clock, 40), batch_size=4), start=1):
             for model, opt, x, skip in ((disc, opt_d, real, i == 4), (gen, opt_g, torch.ones(8, 3), i == 6)):
@@ -134,8 +138,7 @@ def test_steps_before_a_critic_s_round_is_known_are_warm_up() -> None:
     clock = FakeClock()
     inst = instrumented(clock)     # warm-up 0
     try:
-        critic, gen = TimedModel(clock), TimedModel(clock)
-        opt_c, opt_g = timed_sgd(clock, critic.parameters()), timed_sgd(clock, gen.parameters())
+        critic, gen, opt_c, opt_g = _pair(clock)
         for i in range(6):
             for _ in range(5):
                 _train(clock, critic, opt_c, torch.ones(4, 3))
@@ -153,8 +156,7 @@ def test_a_script_that_moves_on_to_another_model_names_the_step_that_learned_it(
     clock = FakeClock()
     inst = instrumented(clock)
     try:
-        first, second = TimedModel(clock), TimedModel(clock)
-        opt_a, opt_b = timed_sgd(clock, first.parameters()), timed_sgd(clock, second.parameters())
+        first, second, opt_a, opt_b = _pair(clock)
         for _ in range(20):
             _train(clock, first, opt_a, torch.ones(4, 3))
         for _ in range(20):
