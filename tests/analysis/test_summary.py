@@ -91,3 +91,16 @@ def test_distribution_and_quantile() -> None:
     assert d.spread == pytest.approx((4.8 - 1.2) / 3.0)
     with pytest.raises(ValueError):
         quantile([], 0.5)
+
+
+def test_the_optimizer_bound_action_follows_what_the_run_recorded() -> None:
+    from throughput.analysis.breakdown import PhaseStats
+    from throughput.analysis.verdict import verdict
+    phases = [PhaseStats(phase=name, total_s=share, mean_s=share, p50_s=share, p95_s=share, share=share)
+              for name, share in (("forward", 0.3), ("backward", 0.3), ("optimizer", 0.4))]
+    plain = verdict(phases, context={"optimizer": "Adam"}).action
+    assert "foreach=True (CPU) to Adam(...)" in plain and "gradient accumulation" in plain
+    on = verdict(phases, context={"optimizer": "AdamW", "foreach": True}).action
+    assert "foreach" not in on and "gradient accumulation" in on           # already on: not advised again
+    gan = verdict(phases, context={"optimizer": "Adam", "objectives_alternate": True}).action
+    assert "gradient accumulation" not in gan                               # a GAN's batch is the game's

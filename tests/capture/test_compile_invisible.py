@@ -117,3 +117,35 @@ def test_tensor_to_compiles_as_in_a_plain_run_when_dynamo_comes_after_the_hooks(
     # no graph break: the function form broke the graph when the wrapper called the C method it holds
     assert profiled.stdout == plain.stdout == "{} 1 4 [3.0, 3.0, 3.0, 3.0]\n"   # to, mul, to, add
     assert [line for line in profiled.stderr.splitlines() if not line.startswith("throughput:")] == []
+
+
+# torch._dynamo.reset() clears Dynamo's start callbacks: imported first and reset, Dynamo must still meet
+# the Python wrappers, not the C ones (one graph break of "Around" before the swap moved to the import)
+COMPILES_AFTER_RESET = "import torch._dynamo\ntorch._dynamo.reset()\n" + COMPILES_TENSOR_TO
+
+# A Tensor subclass whose to() calls super().to(): the compile path called the method by name, which
+# went back to the subclass's to() (RecursionError inside Dynamo, exit 1; plain exits 0)
+SUBCLASS_TO = """\
+import torch
+class Mine(torch.Tensor):
+    def to(self, *args, **kwargs):
+        return super().to(*args, **kwargs)
+compiled = torch.compile(lambda x: x.to(torch.float64) + 1, backend="eager")
+for _ in range(2):
+    out = compiled(torch.ones(3).as_subclass(Mine))
+print(type(out).__name__, out.dtype, out.tolist())
+"""
+
+
+@pytest.mark.parametrize("source, same_counters", [(COMPILES_AFTER_RESET, True), (SUBCLASS_TO, False)],
+                         ids=["after-reset", "subclass-to"])
+def test_tensor_to_under_compile_edge_cases(tmp_path: Any, source: str, same_counters: bool) -> None:
+    from tests.cli.profile_helpers import run_plain, run_profiled
+    script = tmp_path / "script.py"
+    script.write_text(source)
+    plain = run_plain(script)
+    profiled = run_profiled(script, out=tmp_path / "report", options=["--quiet"])
+    assert plain.returncode == profiled.returncode == 0, profiled.stderr[-2000:]
+    # the subclass case breaks its graph under the profiler (the original C method is called: documented)
+    assert profiled.stdout == plain.stdout if same_counters else profiled.stdout.splitlines()[-1] == \
+        plain.stdout.splitlines()[-1] == "Mine torch.float64 [2.0, 2.0, 2.0]"

@@ -167,5 +167,23 @@ def test_a_script_that_moves_on_to_another_model_names_the_step_that_learned_it(
     # 20 steps of A; B's first 8 updates are step 21 (its order is taken once it holds over 8); then 12
     assert len(session.steps) == 20 + 1 + 12 and session.info.warmup_steps == 0
     assert session.steps[20].micro_steps == 1 and session.steps[20].phase_s["optimizer"] == pytest.approx(8 * STEP_S)
-    assert any("step(s) 21 each hold the updates made while the new order was learned" in n
+    assert any("step(s) 20 each hold the updates made while the new order was learned" in n   # 0-based
                for n in session.info.notes)
+
+
+@pytest.mark.parametrize("every", [1, 4])
+def test_an_optimizer_built_anew_is_the_same_one(every: int) -> None:
+    """A script that builds its SGD inside the loop (every iteration, or every 4th as per epoch) over the
+    same model: one optimizer, one step per update (keyed by the object, no step ended at all)."""
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model = TimedModel(clock)
+        for i in range(24):
+            if i % every == 0:
+                opt = timed_sgd(clock, model.parameters())
+            _train(clock, model, opt, torch.ones(4, 3))
+    finally:
+        session = finish(inst)
+    assert len(session.steps) == 24 and session.info.warmup_steps == 0
+    assert not any("optimizers stepped" in n or "order of optimizer" in n for n in session.info.notes)

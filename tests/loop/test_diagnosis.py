@@ -194,3 +194,14 @@ def test_a_stationary_noisy_loss_is_no_divergence(n: int) -> None:
         rng = random.Random(seed)
         losses = [max(0.05, rng.gauss(1.0, 0.35)) for _ in range(n)]
         assert "loss.divergence" not in _rules(diagnose(steps=list(range(n)), losses=losses)), seed
+
+
+def test_a_burst_the_loss_came_back_from_is_no_divergence() -> None:
+    # 100 steps at 1.0, 8 bad batches at 8.0, 100 steps at 0.9. The rolling median (w = 208 // 20 = 10)
+    # reaches 8.0 over the burst (8 of its 10 points), far above 1.5x the best 1.0; the loss then ends at
+    # 0.9, below the 1.0 it climbed from: a burst (its spikes are another rule's), not a divergence
+    losses = [1.0] * 100 + [8.0] * 8 + [0.9] * 100
+    assert "loss.divergence" not in _rules(diagnose(steps=list(range(208)), losses=losses))
+    # ending at 1.2, above where the climb began: a divergence it did not come back from
+    worse = [1.0] * 100 + [8.0] * 8 + [1.2] * 100
+    assert "loss.divergence" in _rules(diagnose(steps=list(range(208)), losses=worse))

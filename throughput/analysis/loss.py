@@ -152,7 +152,11 @@ def _divergence(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> Fin
         if above_best or above_first:
             by_first = by_first or (not hits and not above_best)
             hits.append(i)
-    if not hits:
+    before = smooth[hits[0] - 1] if hits and hits[0] > w - 1 else first
+    if not hits or (hits[-1] < len(pts) - 1 and smooth[-1] <= before):
+        # no climb, or one the loss came all the way back from by the end (below where it was when the
+        # climb began): a burst of bad batches, whose spikes are reported as such. "Lower the learning
+        # rate, resume from the best step" would be wrong advice for it
         return None
     peak = max(smooth[hits[0]:])
     than = (f"above {p.divergence_vs_first:g}x its first value {first:.4g}" if by_first else

@@ -77,9 +77,7 @@ def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share
         return Verdict(kind="optimizer_bound", phase="optimizer", share=optimizer,
                        evidence=(f"optimizer {optimizer:.0%} of step time (>= {OPTIMIZER_BOUND_SHARE:.0%})",
                                  f"optimizer: {opt}"),
-                       action=f"pass fused=True (CUDA) or foreach=True (CPU) to {opt}(...), its other arguments "
-                              "unchanged; or step less often with gradient accumulation (a larger effective "
-                              "batch: retune the learning rate)")
+                       action=_optimizer_action(opt, ctx))
     evals = _share(phases, "eval")
     if evals >= EVAL_HEAVY_SHARE:
         return Verdict(kind="eval_heavy", phase="eval", share=evals,
@@ -163,3 +161,16 @@ def _memory_bound(memory: MemorySummary | None) -> Verdict | None:
                    action="lower the peak: a smaller micro-batch with gradient accumulation, activation "
                           "checkpointing, bf16 autocast; or set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True "
                           "to cut fragmentation")
+
+
+def _optimizer_action(opt: str, ctx: Mapping[str, float | int | str | bool]) -> str:
+    """What to try for an optimizer-bound run, from what it recorded: no multi-tensor flag it already
+    uses, and no gradient accumulation where several optimizers took turns on objectives of their own
+    (a GAN: a larger batch per update changes the game, not only the speed)."""
+    parts = []
+    if ctx.get("fused") is not True and ctx.get("foreach") is not True:
+        parts.append(f"pass fused=True (CUDA) or foreach=True (CPU) to {opt}(...), its other arguments unchanged "
+                     "(on a CPU foreach often gains little: measure it)")
+    if ctx.get("objectives_alternate") is not True:
+        parts.append("step less often with gradient accumulation (a larger effective batch: retune the learning rate)")
+    return "; or ".join(parts) or "profile the optimizer step (--ops) to see which of its operations dominate"

@@ -38,7 +38,7 @@ class OptimizerCalls:
         self.cycle = UpdateCycle()
         self._backwards_seen = 0      # the step tracker's backward count at the last update
         self._turn_had_backward = False
-        self.relearned_at: list[int] = []   # 1-based steps that held the updates of an order being learned
+        self.relearned_at: list[int] = []   # indexes of steps that held the updates of an order being learned
         self._names: dict[int, str] = {}
         self.created = 0
         self.updates = 0        # post hooks seen (any optimizer): a GradScaler's skipped update adds none
@@ -75,8 +75,9 @@ class OptimizerCalls:
             self._closure_backwards = 0
         self._frames.append((oid, self._prof.open_phase("optimizer")))
         self.active = True
-        if oid not in self._names and len(self._names) < _MAX_NAMED:
-            self._names[oid] = type(opt).__name__
+        key = turn_key(opt)
+        if key not in self._names and len(self._names) < _MAX_NAMED:
+            self._names[key] = type(opt).__name__
             self._prof.event("context", f"optimizer {type(opt).__name__}", **optimizer_context(opt))
         closure = args[1] if len(args) > 1 else kwargs.get("closure")
         if closure is None or not callable(closure):
@@ -123,7 +124,7 @@ class OptimizerCalls:
         self.active = bool(self._frames)
         self._prof.close_phase(frame)
         if not self._frames:
-            self._updated(oid)
+            self._updated(turn_key(opt))
         return None
 
     def _updated(self, oid: int) -> None:
@@ -158,7 +159,7 @@ class OptimizerCalls:
         if through <= MAX_ROUND and self._prof.extend_warmup(through):
             return   # early: the steps so far can all be parts of the first round (at most MAX_ROUND turns)
         if len(self.relearned_at) < _MAX_NOTED:
-            self.relearned_at.append(through)
+            self.relearned_at.append(through - 1)   # the step now open, by its index (0-based, as reported)
 
     def recover(self, oid: int | None = None) -> None:
         """Close the phases of steps that raised (up to ``oid``'s; all of them when None)."""
@@ -191,7 +192,7 @@ class OptimizerCalls:
         (``StepTracker.update_skipped``). Several taking turns: its turn passes as if it had updated, and
         a round that made an update still ends its step."""
         rnd = self.cycle.round
-        if self.cycle.skipped(id(opt)):
+        if self.cycle.skipped(turn_key(opt)):
             self._steps.end(StepRule.OPTIMIZER)
         elif rnd is not None and len(rnd) > 1:
             self._steps.updated()
@@ -205,7 +206,8 @@ class OptimizerCalls:
 
     @property
     def stepped_count(self) -> int:
-        """How many distinct optimizers updated (counted up to the cap on remembered ones)."""
+        """How many distinct optimizers updated, by the parameters they update (``turn_key``; counted up
+        to the cap on remembered ones)."""
         return len(self._names)
 
     @property
@@ -213,6 +215,17 @@ class OptimizerCalls:
         """The classes of the optimizers in the learned round, in turn order (empty while learning)."""
         rnd = self.cycle.round or ()
         return tuple(self._names.get(oid, "optimizer") for oid in rnd)
+
+
+def turn_key(opt: Any) -> int:
+    """Which optimizer takes a turn, as the rounds know it: the id of the first parameter it updates, so
+    that an optimizer built anew every iteration or epoch over the same model is the same one (keyed by
+    the optimizer object, each new one broke the learned round: a script building its SGD inside the loop
+    kept one step of 40 updates). ``id(opt)`` for an optimizer without parameters."""
+    try:
+        return id(opt.param_groups[0]["params"][0])
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return id(opt)
 
 
 def optimizer_context(opt: Any) -> dict[str, str | bool | int]:

@@ -23,7 +23,7 @@ class RunFacts:
     optimizers_stepped: int = 0               # distinct optimizers that updated (capped)
     update_round: tuple[str, ...] = ()         # the learned round of turns, optimizer classes in order
     alternating_steps: int = 0                 # steps with a backward after one of their updates
-    relearned_at: tuple[int, ...] = ()         # 1-based steps that held the updates of a new order (capped)
+    relearned_at: tuple[int, ...] = ()         # indexes of steps that held the updates of a new order (capped)
     overrides: Overrides = field(default_factory=Overrides)
     loaders_built: int = 0
     overrides_applied: Mapping[str, int] = field(default_factory=dict)   # loader key -> loaders

@@ -138,8 +138,10 @@ class CopyCalls:
         """Where the C helper runs, ``Tensor.to``/``cuda`` are ``_bypass.Around`` objects: no frame of ours
         while the copy runs, so a warning it raises (a complex-to-real cast) is reported at the script's
         line, as in a plain run. Dynamo cannot trace a call of one (``torch.Tensor.to(x, ...)`` in a
-        compiled function broke its graph), so when torch.compile starts compiling, the Python wrappers
-        (hidden from Dynamo, traced through) take their place for the rest of the run."""
+        compiled function broke its graph), so once ``torch._dynamo`` is imported (torch imports it at the
+        first torch.compile, not before), the Python wrappers (hidden from Dynamo, traced through) take
+        their place for the rest of the run. Not at compile start: ``torch._dynamo.reset()`` clears
+        Dynamo's start callbacks, and the C objects then met the compiler."""
         hide_calls(targets_device)
         wrappers = {name: self._wrappers(getattr(torch.Tensor, name), cuda=name == "cuda") for name in ("to", "cuda")}
         for name, (in_c, in_python) in wrappers.items():
@@ -149,24 +151,32 @@ class CopyCalls:
                 for name, (in_c, in_python) in wrappers.items():
                     if torch.Tensor.__dict__.get(name) is in_c:
                         p.set(torch.Tensor, name, in_python)
-            p.when_compiling_starts(python_wrappers)
+            p.on_import("torch._dynamo", lambda _module: python_wrappers())
 
     def _wrappers(self, orig: Callable[..., Any], cuda: bool) -> tuple[Any, Callable[..., Any]]:
         """(the C wrapper or None where the helper does not run, the Python wrapper) of ``orig``."""
         gate, forward, backward, prof = self._gate, self._forward, self._backward, self._prof
 
-        def h2d_phase(t: Any, *args: Any, **kwargs: Any) -> Any:
-            """The h2d phase's token for this call, or None when it is not a copy to time."""
-            if (is_compiling() or not t.is_cpu or forward.active or backward.active or not gate.open
-                    or not (cuda or targets_device(args, kwargs)) or _get_ident() != gate.thread):
+        def h2d_phase(*args: Any, **kwargs: Any) -> Any:
+            """The h2d phase's token for this call, or None when it is not a copy to time. Reads the tensor
+            (``is_cpu``, which a subclass's __torch_function__ sees) only for a copy to a device, and
+            leaves a call with no tensor first to the original (its TypeError, as without us)."""
+            if (is_compiling() or forward.active or backward.active or not gate.open or not args
+                    or not (cuda or targets_device(args[1:], kwargs)) or _get_ident() != gate.thread
+                    or not isinstance(args[0], torch.Tensor) or not args[0].is_cpu):
                 return None
             return prof.open_phase("h2d")
 
         name = orig.__name__
 
         def copy(t: Any, *args: Any, **kwargs: Any) -> Any:
-            if is_compiling():   # Dynamo traces a method call by its name, as it traces Tensor.to(x, ...)
-                return getattr(t, name)(*args, **kwargs)   # unpatched (calling orig broke the graph)
+            if is_compiling():
+                # Dynamo traces a method call by name, as it traces Tensor.to(x, ...) unpatched (calling
+                # orig, a C method it finds no source for, broke the graph); not where the tensor's class
+                # overrides the method (its super().to() came here: by name, that recursed)
+                if getattr(type(t), name, None) is copy:
+                    return getattr(t, name)(*args, **kwargs)
+                return orig(t, *args, **kwargs)
             frame = h2d_phase(t, *args, **kwargs)
             if frame is None:
                 return orig(t, *args, **kwargs)
