@@ -32,13 +32,9 @@ from throughput.capture.hygiene import Hygiene
 from throughput.capture.optimizers import OptimizerCalls
 from throughput.capture.patching import Patcher, transparent
 from throughput.capture.profiler import Profiler
-from throughput.capture.recorder import helpers_allowed
+from throughput.capture.recorder import bypass_type
 from throughput.capture.stepping import StepTracker
 
-try:
-    from throughput.capture import _bypass
-except ImportError:  # the optional C helper is not built: no class is bypassed
-    _bypass = None  # type: ignore[assignment]
 
 _get_ident = threading.get_ident
 _get_tracing_state = torch._C._get_tracing_state
@@ -177,8 +173,8 @@ def _undo_on_compile(p: Patcher, bypassed: list[type]) -> None:
 
 
 def bypass_class() -> Any:
-    """``_bypass.Bypass`` where the C helper runs (see ``recorder.compiled_helper``), else None."""
-    return _bypass.Bypass if _bypass is not None and helpers_allowed() else None
+    """``_bypass.Bypass`` where the C helper runs, else None (no class is bypassed)."""
+    return bypass_type("Bypass")
 
 
 def _tracing() -> bool:

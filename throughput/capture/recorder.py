@@ -772,6 +772,16 @@ def helpers_allowed() -> bool:
     return os.environ.get(PURE_PYTHON_ENV) != "1"
 
 
+def bypass_type(name: str) -> Any:
+    """``_bypass.<name>`` (``Bypass``, ``Around``: C callables that add no Python frame) where that helper
+    is built and allowed (``helpers_allowed``), else None: the hooks then use their Python wrappers."""
+    try:
+        from throughput.capture import _bypass
+    except ImportError:
+        return None
+    return getattr(_bypass, name) if helpers_allowed() else None
+
+
 def compiled_helper() -> bool:
     """Whether the C helper's versions run: it is built and ``THROUGHPUT_PURE_PYTHON`` is not 1 (read
     when a recorder, phase context or timed iterator is made, so tests can switch it)."""

@@ -19,7 +19,7 @@ from throughput.capture.compiler import hide_calls, is_compiling
 from throughput.capture.gate import Gate
 from throughput.capture.patching import Patcher, transparent
 from throughput.capture.profiler import Profiler
-from throughput.capture.recorder import helpers_allowed
+from throughput.capture.recorder import bypass_type
 
 _get_ident = threading.get_ident
 
@@ -184,7 +184,7 @@ class CopyCalls:
                 return orig(t, *args, **kwargs)
             finally:
                 prof.close_phase(frame)
-        around = _around()
+        around = bypass_type("Around")   # None: only the Python wrapper, a frame around the original
         hide_calls(h2d_phase)
         made = (None if around is None else transparent(orig, around(orig, h2d_phase, prof.close_phase)),
                 transparent(orig, copy))
@@ -195,16 +195,6 @@ class CopyCalls:
                 # as torch.Tensor's, it pickles as that reference, which reads back as the original anywhere
                 wrapper.__module__, wrapper.__qualname__ = "torch", f"Tensor.{orig.__name__}"
         return made
-
-
-def _around() -> Any:
-    """``_bypass.Around`` where the C helper runs (``recorder.helpers_allowed``), else None: then a
-    Python wrapper, one frame between the caller and the original."""
-    try:
-        from throughput.capture._bypass import Around
-    except ImportError:
-        return None
-    return Around if helpers_allowed() else None
 
 
 def targets_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
