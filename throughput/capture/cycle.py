@@ -81,11 +81,7 @@ class UpdateCycle:
         if len(rnd) == 1 or rnd[self._at] != oid:
             return False
         self._at += 1
-        if self._at < len(rnd):
-            return False
-        self._at, self._missed = 0, False
-        made, self._made_update = self._made_update, False
-        return made
+        return self._at == len(rnd) and self._complete()
 
     # -- learned round --------------------------------------------------------------------------
     def _advance(self, oid: int) -> bool:
@@ -98,12 +94,13 @@ class UpdateCycle:
                 return False
             self._missed = True
             at = later[0] if later else 0
-        at += 1
-        if at < len(rnd):
-            self._at, self._made_update = at, True
-            return False
-        self._at, self._missed, self._made_update = 0, False, False
-        return True
+        self._at, self._made_update = at + 1, True
+        return self._at == len(rnd) and self._complete()
+
+    def _complete(self) -> bool:
+        """The round is complete: the next update starts another. Returns whether it made an update."""
+        made, self._at, self._missed, self._made_update = self._made_update, 0, False, False
+        return made
 
     # -- learning -------------------------------------------------------------------------------
     def _learn(self) -> bool:

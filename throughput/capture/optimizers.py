@@ -75,10 +75,6 @@ class OptimizerCalls:
             self._closure_backwards = 0
         self._frames.append((oid, self._prof.open_phase("optimizer")))
         self.active = True
-        key = turn_key(opt)
-        if key not in self._names and len(self._names) < _MAX_NAMED:
-            self._names[key] = type(opt).__name__
-            self._prof.event("context", f"optimizer {type(opt).__name__}", **optimizer_context(opt))
         closure = args[1] if len(args) > 1 else kwargs.get("closure")
         if closure is None or not callable(closure):
             return None
@@ -124,16 +120,25 @@ class OptimizerCalls:
         self.active = bool(self._frames)
         self._prof.close_phase(frame)
         if not self._frames:
-            self._updated(turn_key(opt))
+            self._updated(opt)
         return None
 
-    def _updated(self, oid: int) -> None:
+    def _named(self, opt: Any) -> int:
+        """``opt``'s ``turn_key``; the first update of each (up to ``_MAX_NAMED``) is a context event."""
+        key = turn_key(opt)
+        if key not in self._names and len(self._names) < _MAX_NAMED:
+            self._names[key] = type(opt).__name__
+            self._prof.event("context", f"optimizer {type(opt).__name__}", **optimizer_context(opt))
+        return key
+
+    def _updated(self, opt: Any) -> None:
         """An outermost update finished: end the step if it completes a round of turns.
 
         An update with no backward since the previous one, which had one, is that iteration's second
         optimizer (two parameter groups, each with its own optimizer): not a turn of its own, so it
         ends no step. A script with no backward at all (``torch.autograd.grad``) takes every update as
         a turn."""
+        oid = self._named(opt)
         backwards = self._steps.backwards
         had_backward = backwards != self._backwards_seen
         self._backwards_seen = backwards
@@ -191,10 +196,10 @@ class OptimizerCalls:
         """A GradScaler skipped ``opt``'s update (no hooks ran). One optimizer: no update, so no step
         (``StepTracker.update_skipped``). Several taking turns: its turn passes as if it had updated, and
         a round that made an update still ends its step."""
-        rnd = self.cycle.round
+        turns = self.takes_turns
         if self.cycle.skipped(turn_key(opt)):
             self._steps.end(StepRule.OPTIMIZER)
-        elif rnd is not None and len(rnd) > 1:
+        elif turns:
             self._steps.updated()
         else:
             self._steps.update_skipped()
