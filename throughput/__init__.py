@@ -47,11 +47,11 @@ def __getattr__(name: str) -> Any:
 def profile(out: str | Path | None = None, *, print_report: bool = True, **kwargs: Any) -> Iterator[Profiler]:
     """Profile the block; on exit (also on an exception) write a report folder to ``out`` if given and
     print the summary table to stderr unless ``print_report=False``. Keyword arguments go to Profiler.
-    ``out`` is checked before the block runs (``report.folder.check_report_folder``: an existing file,
+    ``out`` is checked before the block runs (``folders.check_report_folder``: an existing file,
     a folder holding another run's report or an unwritable path raise there, not after the run)."""
     from throughput.capture.profiler import Profiler
     if out is not None:
-        from throughput.report.folder import check_report_folder
+        from throughput.folders import check_report_folder
         check_report_folder(out)
     prof = Profiler(**kwargs)
     prof.start()

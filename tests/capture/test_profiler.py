@@ -348,11 +348,19 @@ def test_a_phase_another_thread_enters_meanwhile_leaves_the_loop_s_steps_intact(
     (lambda p: p.write_text("not a folder"), NotADirectoryError),
     (lambda p: (p.mkdir(), (p / "session.json").write_text("{}")), FileExistsError),
     (lambda p: (p.mkdir(), (p / "trace.json").write_text("{}")), FileExistsError),
+    # A training run's folder and a multi-rank report are taken too, as `throughput profile --out` says.
+    (lambda p: (p.mkdir(), (p / "checkpoints").mkdir()), FileExistsError),
+    (lambda p: (p.mkdir(), (p / "rank-0").mkdir(), (p / "rank-0" / "session.json").write_text("{}")),
+     FileExistsError),
+    # Under an existing file: the folder cannot be created, which os.access would not have said for root.
+    (lambda p: p.parent.joinpath("file").write_text("x"), PermissionError),
 ])
 def test_profile_checks_its_report_folder_before_the_block_runs(tmp_path: Path, make: Any, error: type) -> None:
     """An ``out`` that cannot take the report fails before the training it would profile, not after."""
     out = tmp_path / "report"
     make(out)
+    if error is PermissionError:
+        out = tmp_path / "file" / "report"
     ran = []
     with pytest.raises(error, match="report folder"):
         with throughput.profile(out=out, print_report=False):

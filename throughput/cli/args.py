@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn, Sequence
 
 from throughput.cli.errors import CliError
-
-# Files and folders that mark a folder as holding a report or run written by throughput.
-REPORT_MARKERS = ("session.json", "summary.json", "report.md", "trace.json", "steps.jsonl", "ranks.md",
-                  "ranks.json", "ablation.json", "run.json", "checkpoints", "metrics.jsonl")
+from throughput.folders import OUTPUT_MARKERS, markers_in, nearest_existing, write_error
 
 
 class Parser(argparse.ArgumentParser):
@@ -115,7 +111,7 @@ def output_folder(text: str) -> Path:
             _fail(f"{text} is a link to a missing folder; create its target or choose another path")
     except OSError as e:   # a name too long for the file system (ENAMETOOLONG) and the like
         _fail(f"{text}: {e.strerror or e}")
-    _check_writable(path if path.is_dir() else _nearest_existing(path), text)
+    _check_writable(path if path.is_dir() else nearest_existing(path), text)
     return path
 
 
@@ -126,7 +122,7 @@ def output_file(text: str) -> Path:
         _fail("expected a file path, got ''")
     if path.is_dir():
         _fail(f"{text} is a folder; pass a file name, e.g. {path / 'plan.json'}")
-    _check_writable(_nearest_existing(path.parent), text)
+    _check_writable(nearest_existing(path.parent), text)
     return path
 
 
@@ -138,16 +134,13 @@ def key_value(text: str) -> str:
     return text
 
 
-def check_fresh_folder(path: Path, flag: str = "--out", *, markers: Iterable[str] = REPORT_MARKERS,
+def check_fresh_folder(path: Path, flag: str = "--out", *, markers: Iterable[str] = OUTPUT_MARKERS,
                        what: str = "another run's report", allow: str = "") -> None:
     """Refuse (``CliError``) a folder that already holds another run's report, before any work starts,
     so a finished run never loses its report (or overwrites an older one) at the end. ``allow`` names
     how the user may continue instead (e.g. ``pass --resume``)."""
     output_folder_or_error(path, flag)
-    if not path.is_dir():
-        return
-    found = sorted(m for m in markers if (path / m).exists())
-    found += sorted(p.name for p in path.glob("rank-*") if (p / "session.json").exists())
+    found = markers_in(path, markers)
     if found:
         fix = f"{allow}, or choose another {flag}" if allow else f"choose another {flag} or remove it"
         raise CliError(f"{flag} {path} already holds {what} ({', '.join(found[:3])}); {fix} "
@@ -162,25 +155,14 @@ def output_folder_or_error(path: Path, flag: str = "--out") -> None:
         raise CliError(f"{flag}: {e}") from None
 
 
-def _nearest_existing(path: Path) -> Path:
-    for parent in (path, *path.parents):
-        if parent.exists():
-            return parent
-    return Path(".")
-
-
 def _check_writable(folder: Path, text: str) -> None:
     if not folder.is_dir():
         _fail(f"cannot create {text}: {folder} is a file, not a folder")
-    try:
-        # An unnamed temporary file (O_TMPFILE where supported): leaves nothing behind, and unlike
-        # os.access it tells the truth for root and for read-only or pseudo file systems.
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        _fail(f"cannot write under {folder} ({e.strerror or type(e).__name__}); choose another path")
+    problem = write_error(folder)
+    if problem is not None:
+        _fail(f"cannot write under {folder} ({problem}); choose another path")
 
 
-__all__ = ["COMMAND_PARSER", "Parser", "REPORT_MARKERS", "check_fresh_folder", "existing_file", "integer",
+__all__ = ["COMMAND_PARSER", "Parser", "check_fresh_folder", "existing_file", "integer",
            "key_value", "mark_commands", "nonnegative_int", "nonnegative_number", "number", "output_file",
            "output_folder", "output_folder_or_error", "positive_int", "positive_number"]

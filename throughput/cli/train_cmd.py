@@ -10,6 +10,7 @@ from typing import Any
 from throughput.cli.args import (check_fresh_folder, existing_file, key_value, output_folder, output_folder_or_error,
                                   positive_int)
 from throughput.cli.errors import CliError
+from throughput.folders import RUN_FILES
 
 EXIT_TERMINATED = 143  # 128 + SIGTERM: the scheduler's convention for "stopped, checkpoint saved"
 
@@ -59,7 +60,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 # A training run folder: another run's report or checkpoints there would be overwritten or mixed in.
-_RUN_MARKERS = ("run.json", "checkpoints", "metrics.jsonl", "session.json", "report.md", "summary.json")
 
 
 def _check_run_folder(out: Path, resume: bool) -> None:
@@ -68,7 +68,7 @@ def _check_run_folder(out: Path, resume: bool) -> None:
     if resume:
         output_folder_or_error(out)
     else:
-        check_fresh_folder(out, markers=_RUN_MARKERS, what="a training run", allow="pass --resume to continue it")
+        check_fresh_folder(out, markers=RUN_FILES, what="a training run", allow="pass --resume to continue it")
 
 
 def _set_or_help(text: str) -> str:

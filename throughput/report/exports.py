@@ -16,7 +16,6 @@ from throughput.analysis.step_rows import step_rows
 from throughput.session.io import atomic_write_text
 from throughput.session.session import Session
 
-STEPS_NAME = "steps.jsonl"
 
 
 def _finite(value: Any) -> Any:

@@ -17,37 +17,12 @@ from throughput.report.markdown import render_markdown
 from throughput.report.plot_job import PlotJob, PlotResult
 from throughput.report.plot_worker import PlotProcess
 from throughput.report.telemetry import render_telemetry_md
-from throughput.report.exports import STEPS_NAME, write_steps_jsonl
+from throughput.folders import STEPS_NAME
+from throughput.report.exports import write_steps_jsonl
 from throughput.report.trace import write_trace
 from throughput.report.trace_merge import TORCH_TRACE_NAME, write_merged_trace
 from throughput.session.io import atomic_write_text, save_session
 from throughput.session.session import Session
-
-
-#: Files whose presence says a folder holds a report already.
-REPORT_FILES = ("session.json", "summary.json", "report.md", "trace.json", STEPS_NAME)
-
-
-def check_report_folder(out_dir: str | Path) -> Path:
-    """``out_dir`` as a folder a new report may be written to, checked before a run, so that the run
-    never ends without its report: not an existing file, not holding another run's report (its
-    ``REPORT_FILES``), under a folder this user can write. Raises FileExistsError, NotADirectoryError
-    or PermissionError with one line that says what to do."""
-    import os
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"report folder {out} is an existing file; choose another path")
-    if out.is_dir():
-        found = [name for name in REPORT_FILES if (out / name).exists()]
-        if found:
-            raise FileExistsError(f"report folder {out} already holds another run's report "
-                                  f"({', '.join(found[:3])}); choose another folder or remove it")
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"report folder {out}: {existing} is not writable; choose another path")
-    return out
 
 
 def plot_job(session: Session, out: Path) -> PlotJob | None:
