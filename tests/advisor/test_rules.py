@@ -121,6 +121,33 @@ def test_the_optimizer_advice_keeps_the_script_s_class_and_estimates_nothing_on_
     assert custom is not None and custom.action.startswith("pass foreach=True to the optimizer if it takes one")
 
 
+@pytest.mark.parametrize(("device", "context", "flag"), [
+    ("cpu", {"optimizer": "Adam"}, "foreach=True"),
+    ("cpu", {"optimizer": "Adam", "foreach": True}, None),
+    ("cpu", {"optimizer": "Adam", "fused": True}, None),
+    ("cuda", {"optimizer": "AdamW"}, "fused=True"),
+    ("cuda", {"optimizer": "AdamW", "foreach": True}, "fused=True"),   # fused is never torch's default
+    ("cuda", {"optimizer": "RMSprop"}, None),            # no fused kernel; foreach is already the CUDA default
+    ("cuda", {"optimizer": "RMSprop", "foreach": False}, "foreach=True"),   # the script turned it off
+    ("cuda", {"optimizer": "Lion"}, "foreach=True"),     # not torch's: its defaults are unknown
+])
+def test_the_verdict_and_the_rule_advise_the_same_optimizer_flag(device: str, context: dict[str, str | bool],
+                                                                  flag: str | None) -> None:
+    """One decision (analysis/optimizer_flags.py): the optimizer-bound verdict and the optimizer.fused rule
+    name the same flag, and neither names one that would not change how the run's optimizer steps."""
+    from throughput.analysis.breakdown import PhaseStats
+    from throughput.analysis.verdict import verdict
+    phases = [PhaseStats(phase=name, total_s=share, mean_s=share, p50_s=share, p95_s=share, share=share)
+              for name, share in (("forward", 0.3), ("backward", 0.3), ("optimizer", 0.4))]
+    action = verdict(phases, device=device, context=context).action
+    rule = fused_optimizer(_x(make_session(forward=0.3, backward=0.3, optimizer=0.4, device=device), context))
+    if flag is None:
+        assert rule is None and "=True" not in action
+    else:
+        assert rule is not None and rule.title.endswith(f"({flag})") and rule.action in action
+        assert f"add {flag}" in action or f"pass {flag}" in action
+
+
 def test_padding_waste_recommends_packing() -> None:
     steps = tuple(StepRecord(index=i, start_s=float(i), end_s=i + 1.0, phase_s={"forward": 1.0}, samples=8,
                              tokens=1_024, padding_tokens=256) for i in range(3))

@@ -99,7 +99,7 @@ def test_the_optimizer_bound_action_follows_what_the_run_recorded() -> None:
     phases = [PhaseStats(phase=name, total_s=share, mean_s=share, p50_s=share, p95_s=share, share=share)
               for name, share in (("forward", 0.3), ("backward", 0.3), ("optimizer", 0.4))]
     plain = verdict(phases, context={"optimizer": "Adam"}).action
-    assert "foreach=True (CPU) to Adam(...)" in plain and "gradient accumulation" in plain
+    assert "add foreach=True to torch.optim.Adam(...)" in plain and "gradient accumulation" in plain
     on = verdict(phases, context={"optimizer": "AdamW", "foreach": True}).action
     assert "foreach" not in on and "gradient accumulation" in on           # already on: not advised again
     gan = verdict(phases, context={"optimizer": "Adam", "objectives_alternate": True}).action

@@ -16,6 +16,7 @@ from typing import Callable, Final, Mapping, Sequence
 from throughput.advisor.checkpoint import (FAILURE_RATE_SOURCE, CheckpointPlan, expected_wall_time, mtbf_from_gpus,
                                            plan_checkpoints)
 from throughput.analysis.findings import ITERABLE_WORKERS_CAVEAT
+from throughput.analysis.optimizer_flags import add_flag_action, multi_tensor_flag
 from throughput.analysis.summary import Summary, capture_context, summarize
 from throughput.analysis.verdict import precision_for
 from throughput.finding import Finding, rank
@@ -164,31 +165,22 @@ def precision_notes(x: RuleInput) -> tuple[str, ...]:
 
 
 # torch.optim classes that take foreach= (all of these) and fused= (on CUDA: these four)
-_FOREACH_OPTIMIZERS: Final = frozenset({"Adam", "AdamW", "SGD", "RMSprop", "Adagrad", "Adadelta", "Adamax",
-                                        "NAdam", "RAdam", "ASGD", "Rprop"})
-_FUSED_OPTIMIZERS: Final = frozenset({"Adam", "AdamW", "SGD", "Adagrad"})
-
-
 def fused_optimizer(x: RuleInput) -> Finding | None:
-    """The script's own optimizer class with its multi-tensor flag: never another class (AdamW's default
-    weight decay is 0.01, Adam's 0: swapping them changes the training). On a CPU the gain of foreach is
-    often small and is not estimated: measure it."""
+    """The script's own optimizer class with the multi-tensor flag that would change how it steps
+    (``analysis.optimizer_flags``). On a CPU the gain of foreach is often small and is not estimated:
+    measure it."""
     share = _share(x.summary, "optimizer")
     cuda = x.summary.device == "cuda"
-    if share < OPTIMIZER_SHARE or x.context.get("fused") is True or (not cuda and x.context.get("foreach") is True):
+    flag = multi_tensor_flag(x.summary.device, x.context)
+    if share < OPTIMIZER_SHARE or flag is None:
         return None
     name = str(x.context.get("optimizer", ""))
-    flag = "fused=True" if cuda and name in _FUSED_OPTIMIZERS else "foreach=True"
-    if name in _FOREACH_OPTIMIZERS:
-        action = f"add {flag} to torch.optim.{name}(...), its other arguments unchanged"
-    else:
-        action = f"pass {flag} to the optimizer if it takes one (torch.optim's optimizers do)"
     evidence = [f"optimizer {share:.0%} of step time (>= {OPTIMIZER_SHARE:.0%})", f"optimizer: {name or 'unknown'}"]
     if not cuda:
         evidence.append("on a CPU foreach often gains little: not estimated, measure it")
     return Finding(rule_id="optimizer.fused", title=f"Use a multi-tensor optimizer ({flag})",
                    evidence=tuple(evidence), expected_gain=_hidden_gain(share) / 2 if cuda else None,
-                   confidence="low", action=action)
+                   confidence="low", action=add_flag_action(flag, name))
 
 
 def padding_packing(x: RuleInput) -> Finding | None:

@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 
 from throughput.analysis.breakdown import PhaseStats
 from throughput.analysis.memory import MemorySummary
+from throughput.analysis.optimizer_flags import add_flag_action, multi_tensor_flag
 from throughput.hardware import PrecisionOptions, precision_options
 from throughput.thresholds import (CHECKPOINT_HEAVY_SHARE, EVAL_HEAVY_SHARE, GPU_IDLE_SHARE, INPUT_BOUND_SHARE,
                                    MEMORY_HEADROOM_MIN_SHARE, OPTIMIZER_BOUND_SHARE, UNATTRIBUTED_SHARE)
@@ -77,7 +78,7 @@ def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share
         return Verdict(kind="optimizer_bound", phase="optimizer", share=optimizer,
                        evidence=(f"optimizer {optimizer:.0%} of step time (>= {OPTIMIZER_BOUND_SHARE:.0%})",
                                  f"optimizer: {opt}"),
-                       action=_optimizer_action(opt, ctx))
+                       action=_optimizer_action(str(ctx.get("optimizer", "")), device, ctx))
     evals = _share(phases, "eval")
     if evals >= EVAL_HEAVY_SHARE:
         return Verdict(kind="eval_heavy", phase="eval", share=evals,
@@ -163,14 +164,16 @@ def _memory_bound(memory: MemorySummary | None) -> Verdict | None:
                           "to cut fragmentation")
 
 
-def _optimizer_action(opt: str, ctx: Mapping[str, float | int | str | bool]) -> str:
-    """What to try for an optimizer-bound run, from what it recorded: no multi-tensor flag it already
-    uses, and no gradient accumulation where several optimizers took turns on objectives of their own
-    (a GAN: a larger batch per update changes the game, not only the speed)."""
+def _optimizer_action(opt: str, device: str, ctx: Mapping[str, float | int | str | bool]) -> str:
+    """What to try for an optimizer-bound run, from what it recorded: the multi-tensor flag that would
+    change how its optimizer steps (``optimizer_flags``, none it already uses), and no gradient
+    accumulation where several optimizers took turns on objectives of their own (a GAN: a larger batch
+    per update changes the game, not only the speed)."""
     parts = []
-    if ctx.get("fused") is not True and ctx.get("foreach") is not True:
-        parts.append(f"pass fused=True (CUDA) or foreach=True (CPU) to {opt}(...), its other arguments unchanged "
-                     "(on a CPU foreach often gains little: measure it)")
+    flag = multi_tensor_flag(device, ctx)
+    if flag is not None:
+        caveat = "" if device == "cuda" else " (on a CPU foreach often gains little: measure it)"
+        parts.append(add_flag_action(flag, opt) + caveat)
     if ctx.get("objectives_alternate") is not True:
         parts.append("step less often with gradient accumulation (a larger effective batch: retune the learning rate)")
     return "; or ".join(parts) or "profile the optimizer step (--ops) to see which of its operations dominate"
