@@ -81,6 +81,22 @@ def test_a_module_imported_during_the_run_is_patched_before_names_are_bound(tmp_
     assert leftover_patches() == []
 
 
+def test_every_patch_waiting_for_a_module_is_applied_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several hooks wait for torch._dynamo (Tensor.to, Tensor.cuda, Module.__call__, both backwards):
+    a second ``on_import`` of one module replaced the first, which was then never applied."""
+    (tmp_path / "late_twice.py").write_text("x = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    p, applied = Patcher(), []
+    p.on_import("late_twice", lambda module: applied.append(("first", module.x)))
+    p.on_import("late_twice", lambda module: applied.append(("second", module.x)))
+    try:
+        import late_twice  # type: ignore[import-not-found]  # noqa: F401
+        assert applied == [("first", 1), ("second", 1)]
+    finally:
+        p.restore()
+        sys.modules.pop("late_twice", None)
+
+
 @pytest.mark.slow
 def test_distributed_checkpoint_imported_after_the_hooks_are_installed(tmp_path: Path) -> None:
     """A fresh process (importing torch.distributed.checkpoint takes about a second), as in a script."""

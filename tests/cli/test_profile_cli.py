@@ -387,3 +387,52 @@ def test_a_warning_raised_inside_tensor_to_is_the_script_s(tmp_path: Path) -> No
     plain, profiled = _plain_and_profiled(tmp_path, WARNS_IN_TENSOR_TO)
     assert profiled == plain
     assert "raised at the script's line" in plain[1]   # with a frame of ours innermost: printed, not raised
+
+
+# A forward's and a backward's traceback and a warning counted with stacklevel from inside them: with a
+# Python wrapper of ours around nn.Module.__call__ and Tensor.backward, each traceback showed our frame and
+# the warnings named our file (and, both at one line of ours, the second was not printed).
+TRACEBACKS_THROUGH_FORWARD_AND_BACKWARD = """\
+import traceback, warnings, torch
+torch.manual_seed(0)
+class Doubled(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+    @staticmethod
+    def backward(ctx, grad):
+        warnings.warn("from backward", stacklevel=5)   # the caller of loss.backward()
+        if grad.abs().sum() > 1e9:
+            raise ValueError("grad too large")
+        return grad * 2
+class Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 4)
+    def forward(self, x):
+        warnings.warn("from forward", stacklevel=4)    # the caller of model(x)
+        return Doubled.apply(self.linear(x))
+model = Model()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for _ in range(3):
+    loss = model(torch.randn(2, 4)).sum()
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+for bad in (lambda: model(torch.randn(2, 5)), lambda: (model(torch.randn(2, 4)) * 1e12).sum().backward(),
+            lambda: torch.autograd.backward((model(torch.randn(2, 4)) * 1e12).sum())):
+    try:
+        bad()
+    except Exception:
+        traceback.print_exc()
+print(repr(model.linear.weight.sum().item()))
+"""
+
+
+def test_tracebacks_and_warnings_through_a_forward_and_a_backward_read_as_in_a_plain_run(tmp_path: Path) -> None:
+    from throughput.capture.recorder import bypass_type
+    if bypass_type("Around") is None:
+        pytest.skip("the C helper is not built (THROUGHPUT_PURE_PYTHON or no compiler): Python wrappers")
+    plain, profiled = _plain_and_profiled(tmp_path, TRACEBACKS_THROUGH_FORWARD_AND_BACKWARD)
+    assert profiled == plain and plain[0] == 0
+    assert plain[2].count("Traceback (most recent call last)") == 3 and "throughput" not in plain[2]

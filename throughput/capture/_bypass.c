@@ -142,7 +142,8 @@ static PyTypeObject BypassType = {
     .tp_descr_get = Bypass_get,
 };
 
-/* ``Around(original, enter, leave)``: a patched function that adds no Python frame around the original.
+/* ``Around(original, enter, leave, fail=None)``: a patched function that adds no Python frame around the
+ * original.
  *
  * Why: a wrapper written in Python is a frame between the caller and the original, and Python reports a
  * warning at the innermost Python frame (a C++ TORCH_WARN, stacklevel 1) or counts frames from it
@@ -152,8 +153,9 @@ static PyTypeObject BypassType = {
  * frame. Here the original runs with the caller's frame innermost.
  *
  * A call runs ``token = enter(*args, **kwargs)`` (Python, before the original; None: just call the
- * original), then the original, then ``leave(token)`` whether the original returned or raised (its result
- * or exception is the call's). Read from a class it is itself, from an instance a method bound to it (as
+ * original), then the original, then ``leave(token)`` when it returned, ``fail(token)`` when it raised
+ * (``leave`` too when there is no ``fail``), with no exception set; the original's result or exception is
+ * the call's. Read from a class it is itself, from an instance a method bound to it (as
  * a function is), and a method call ``x.f(...)`` calls it with ``x`` first without binding
  * (Py_TPFLAGS_METHOD_DESCRIPTOR). Its instance dictionary holds the original's identity (``__name__``,
  * ``__qualname__``, ``__module__``, ``__doc__``, ``__wrapped__``) but shows no ``__dict__`` attribute, as a
@@ -165,6 +167,7 @@ typedef struct {
     PyObject *original;
     PyObject *enter;
     PyObject *leave;
+    PyObject *fail;       /* NULL: leave is called whether the original returned or raised */
     PyObject *dict;
     PyObject *weakrefs;   /* the leftover checks keep weak references to our wrappers */
     vectorcallfunc vectorcall;
@@ -184,7 +187,8 @@ Around_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyOb
     PyObject *result = PyObject_Vectorcall(self->original, args, nargsf, kwnames);
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
-    PyObject *left = PyObject_CallOneArg(self->leave, token);
+    PyObject *after = result == NULL && self->fail != NULL ? self->fail : self->leave;
+    PyObject *left = PyObject_CallOneArg(after, token);
     Py_DECREF(token);
     if (left == NULL) {   /* leave failed: its error wins, as in a Python ``finally`` */
         Py_XDECREF(result);
@@ -209,12 +213,13 @@ Around_get(PyObject *self, PyObject *obj, PyObject *type)
 static PyObject *
 Around_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    PyObject *original, *enter, *leave;
-    static char *kwlist[] = {"original", "enter", "leave", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO:Around", kwlist, &original, &enter, &leave))
+    PyObject *original, *enter, *leave, *fail = Py_None;
+    static char *kwlist[] = {"original", "enter", "leave", "fail", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O:Around", kwlist, &original, &enter, &leave, &fail))
         return NULL;
-    if (!PyCallable_Check(original) || !PyCallable_Check(enter) || !PyCallable_Check(leave)) {
-        PyErr_SetString(PyExc_TypeError, "Around: original, enter and leave must be callable");
+    if (!PyCallable_Check(original) || !PyCallable_Check(enter) || !PyCallable_Check(leave)
+            || (fail != Py_None && !PyCallable_Check(fail))) {
+        PyErr_SetString(PyExc_TypeError, "Around: original, enter, leave and fail (unless None) must be callable");
         return NULL;
     }
     Around *self = (Around *)type->tp_alloc(type, 0);
@@ -223,6 +228,7 @@ Around_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->original = Py_NewRef(original);
     self->enter = Py_NewRef(enter);
     self->leave = Py_NewRef(leave);
+    self->fail = fail == Py_None ? NULL : Py_NewRef(fail);
     self->vectorcall = Around_vectorcall;
     return (PyObject *)self;
 }
@@ -233,6 +239,7 @@ Around_traverse(Around *self, visitproc visit, void *arg)
     Py_VISIT(self->original);
     Py_VISIT(self->enter);
     Py_VISIT(self->leave);
+    Py_VISIT(self->fail);
     Py_VISIT(self->dict);
     return 0;
 }
@@ -243,6 +250,7 @@ Around_clear(Around *self)
     Py_CLEAR(self->original);
     Py_CLEAR(self->enter);
     Py_CLEAR(self->leave);
+    Py_CLEAR(self->fail);
     Py_CLEAR(self->dict);
     return 0;
 }
@@ -279,7 +287,7 @@ static PyTypeObject AroundType = {
     .tp_name = "throughput.capture._bypass.Around",
     .tp_basicsize = sizeof(Around),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
-    .tp_doc = "Around(original, enter, leave): the original called with no Python frame of ours around it.",
+    .tp_doc = "Around(original, enter, leave, fail=None): the original called with no Python frame of ours around it.",
     .tp_new = Around_new,
     .tp_traverse = (traverseproc)Around_traverse,
     .tp_clear = (inquiry)Around_clear,

@@ -18,6 +18,7 @@ from throughput.capture.hygiene import Hygiene
 from throughput.capture.optimizers import OptimizerCalls
 from throughput.capture.patching import Patcher, transparent
 from throughput.capture.profiler import Profiler
+from throughput.capture.recorder import bypass_type
 from throughput.capture.scaler import ScalerCalls
 from throughput.capture.stepping import StepTracker
 from throughput.session.records import StepRule
@@ -36,26 +37,48 @@ class BackwardCalls:
         self.calls = 0
 
     def install(self, p: Patcher) -> None:
-        hide_calls(self.exit, self.abort)
-        p.set(torch.Tensor, "backward", self._wrap(torch.Tensor.backward))
-        p.set(torch.autograd, "backward", self._wrap(torch.autograd.backward))
+        """``_bypass.Around`` wrappers where the C helper runs (``Patcher.set_frameless``): no frame of
+        ours during the backward, so a warning autograd raises is reported at the script's line and a
+        traceback reads as in a plain run."""
+        hide_calls(self.exit, self.abort, self.opens, self.closes, self.fails)
+        around = bypass_type("Around")
+        for owner in (torch.Tensor, torch.autograd):
+            orig = owner.backward
+            in_c = None if around is None else transparent(orig, around(orig, self.opens, self.closes, self.fails))
+            p.set_frameless(owner, ("backward",), in_c, self._wrap(orig))
 
     def _wrap(self, orig: Callable[..., Any]) -> Callable[..., Any]:
-        gate, prof = self._gate, self._prof
+        opens, closes, fails = self.opens, self.closes, self.fails
 
         def backward(*args: Any, **kwargs: Any) -> Any:
-            if is_compiling() or self.active or not gate.open or _get_ident() != gate.thread:
+            opened = opens(*args, **kwargs)
+            if opened is None:
                 return orig(*args, **kwargs)
-            self.active = True
-            frame = prof.open_phase("backward")
             try:
                 out = orig(*args, **kwargs)
             except BaseException:
-                self.abort(frame)
+                fails(opened)
                 raise
-            self.exit(frame, args[0] if args else kwargs.get("tensors"))
+            closes(opened)
             return out
         return transparent(orig, backward)
+
+    def opens(self, *args: Any, **kwargs: Any) -> tuple[Any, Any] | None:
+        """Before a backward call: (its open phase, the loss) when it is the outermost of the script's
+        thread, None when it is not timed."""
+        gate = self._gate
+        if is_compiling() or self.active or not gate.open or _get_ident() != gate.thread:
+            return None
+        self.active = True
+        return self._prof.open_phase("backward"), args[0] if args else kwargs.get("tensors")
+
+    def closes(self, opened: tuple[Any, Any]) -> None:
+        """After a timed backward that returned."""
+        self.exit(*opened)
+
+    def fails(self, opened: tuple[Any, Any]) -> None:
+        """After a timed backward that raised."""
+        self.abort(opened[0])
 
     def abort(self, frame: Any) -> None:
         """The backward raised: close its phase, count nothing."""

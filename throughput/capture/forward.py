@@ -59,30 +59,53 @@ class ModuleCalls:
         self._wrapper: Callable[..., Any] | None = None
 
     def install(self, p: Patcher) -> None:
-        hide_calls(self.enter, self.exit, self.nested)
+        """``nn.Module.__call__`` (and its name ``_wrapped_call_impl``, which pickle looks up) becomes a
+        ``_bypass.Around`` where the C helper runs: no frame of ours while a module runs, so a script's
+        traceback and a warning's ``stacklevel`` from inside a forward read as in a plain run. The Python
+        wrapper where it does not, and from the first compile start on (``Patcher.set_frameless``)."""
+        hide_calls(self.enter, self.exit, self.nested, self.opens, self.closes)
         orig = torch.nn.Module.__call__
         self._patcher, self._original = p, orig
-        gate = self._gate
+        opens, exit_ = self.opens, self.exit
 
         def __call__(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
-            if is_compiling() or not gate.open or _get_ident() != gate.thread:
+            if not opens(module, *args, **kwargs):
                 return orig(module, *args, **kwargs)
-            if self.active:
-                if self._learning_steps:
-                    self.nested(module)
-                return orig(module, *args, **kwargs)
-            if _tracing():
-                return orig(module, *args, **kwargs)
-            self.enter(module, args or kwargs)
             try:
                 return orig(module, *args, **kwargs)
             finally:
-                self.exit()
-        wrapper = self._wrapper = transparent(orig, __call__)
-        p.set(torch.nn.Module, "__call__", wrapper)
+                exit_()
+        in_python = transparent(orig, __call__)
+        around = bypass_type("Around")
+        in_c = None if around is None else transparent(orig, around(orig, opens, self.closes))
         # pickle finds a function by its qualified name (Module._wrapped_call_impl): that name must
         # lead to the wrapper too, or pickle.dumps(nn.Module.__call__) fails under the profiler
-        p.set(torch.nn.Module, getattr(orig, "__name__", "__call__"), wrapper)
+        names = ("__call__", getattr(orig, "__name__", "__call__"))
+        self._wrapper = p.set_frameless(torch.nn.Module, names, in_c, in_python, swapped=self._python_wrapper)
+
+    def _python_wrapper(self) -> None:
+        """The Python wrapper replaced the C one: classes bypassed from now on skip that one."""
+        self._wrapper = torch.nn.Module.__dict__["__call__"]
+
+    def opens(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> bool | None:
+        """Before a module call: True when it is the outermost of the script's thread and its phase is
+        now open (``closes`` ends it), None when it is not timed (nested, compiling, tracing, another
+        thread, recording off)."""
+        gate = self._gate
+        if is_compiling() or not gate.open or _get_ident() != gate.thread:
+            return None
+        if self.active:
+            if self._learning_steps:
+                self.nested(module)
+            return None
+        if _tracing():
+            return None
+        self.enter(module, args or kwargs)
+        return True
+
+    def closes(self, _opened: object) -> None:
+        """After a timed module call, whether it returned or raised."""
+        self.exit()
 
     def enter(self, module: torch.nn.Module, args: Any) -> None:
         grad = torch.is_grad_enabled()

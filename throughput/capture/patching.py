@@ -72,6 +72,7 @@ class Patcher:
         self._undo: list[tuple[Any, str, Any]] = []
         self._handles: list[Any] = []
         self._finder: _PatchOnImport | None = None
+        self._compile_actions: list[Callable[[], None]] = []
 
     def set(self, owner: Any, name: str, value: Any) -> Any:
         """Replace ``owner.name`` with ``value``; returns the original (looked up the normal way)."""
@@ -102,7 +103,8 @@ class Patcher:
 
     def on_import(self, module_name: str, apply: Callable[[types.ModuleType], None]) -> None:
         """Run ``apply(module)`` now if ``module_name`` is imported, else right after its import runs
-        (before the importer binds any name from it). Stops watching on ``restore()``."""
+        (before the importer binds any name from it), after any ``apply`` given for it before. Stops
+        watching on ``restore()``."""
         module = sys.modules.get(module_name)
         if module is not None:
             apply(module)
@@ -110,21 +112,67 @@ class Patcher:
         if self._finder is None:
             self._finder = _PatchOnImport()
             sys.meta_path.insert(0, self._finder)
-        self._finder.watch[module_name] = apply
+        self._finder.watch.setdefault(module_name, []).append(apply)
+
+    def set_frameless(self, owner: Any, names: Sequence[str], in_c: Any, in_python: Callable[..., Any],
+                      swapped: Callable[[], None] | None = None) -> Any:
+        """Install a wrapper under each of ``names`` of ``owner``: ``in_c`` (a ``_bypass.Around``: no frame
+        of ours while the original runs, so warnings, ``stacklevel`` and tracebacks read as in a plain
+        run) where the C helper runs, else ``in_python``. Dynamo cannot trace a call of a C wrapper, so
+        when torch.compile first starts compiling (``when_compiling_starts``) ``in_python``, hidden from
+        Dynamo and traced through, takes its place for the rest of the run, and ``swapped()`` is told.
+        Not when ``torch._dynamo`` is imported: every torch.optim optimizer imports it as it is built.
+        Returns the wrapper installed now."""
+        installed = in_python if in_c is None else in_c
+        for name in names:
+            self.set(owner, name, installed)
+        if in_c is not None:
+            def to_python() -> None:
+                if all(owner.__dict__.get(name) is not in_c for name in names):
+                    return   # swapped at an earlier compile start
+                for name in names:
+                    if owner.__dict__.get(name) is in_c:
+                        self.set(owner, name, in_python)
+                if swapped is not None:
+                    swapped()
+            self.when_compiling_starts(to_python)
+        return owner.__dict__.get(names[0])
 
     def when_compiling_starts(self, action: Callable[[], None]) -> None:
-        """Run ``action()`` when torch.compile starts compiling anything (Dynamo's start callbacks; each
-        compile start, from when ``torch._dynamo`` is imported), until ``restore()``. For patches that
-        Dynamo cannot trace or guards on: put back what it can before it looks."""
-        def register(callback_module: types.ModuleType) -> None:
-            handler = callback_module.callback_handler
+        """Run ``action()`` when torch.compile starts compiling anything, before Dynamo reads any code
+        (Dynamo's start callbacks, at each compile start from when ``torch._dynamo`` is imported), until
+        ``restore()``; actions run in the order given. For patches that Dynamo cannot trace or guards on:
+        put back what it can before it looks."""
+        hide_calls(action)
+        self._compile_actions.append(action)
+        if len(self._compile_actions) == 1:
+            self.on_import("torch._dynamo.callback", self._watch_compiles)
 
-            def started(_args: Any) -> None:
+    def _watch_compiles(self, callback_module: types.ModuleType) -> None:
+        """One start callback for every action. ``torch._dynamo.reset()`` clears Dynamo's callbacks (a
+        script may call it before compiling): the handler's ``clear`` registers ours again, or compiling
+        would meet what the actions were to put back."""
+        handler, actions = callback_module.callback_handler, self._compile_actions
+
+        def started(_args: Any) -> None:
+            for action in actions:
                 action()
-            hide_calls(started, action)
+
+        clear = handler.clear
+
+        def clear_keeping_ours() -> None:
+            clear()
             handler.register_start_callback(started)
-            self.keep(_Registered(lambda: handler.remove_start_callback(started)))
-        self.on_import("torch._dynamo.callback", register)
+        hide_calls(started, clear_keeping_ours)
+        handler.register_start_callback(started)
+        # on this one object, not its class (nor among the patch targets: no torch API changes)
+        handler.clear = functools.update_wrapper(clear_keeping_ours, clear)
+
+        def forget() -> None:
+            if handler.__dict__.get("clear") is clear_keeping_ours:
+                del handler.clear
+            handler.remove_start_callback(started)
+        self.keep(_Registered(forget))
 
     def restore(self) -> None:
         """Undo everything, newest first. Safe to call twice."""
@@ -136,6 +184,7 @@ class Patcher:
             self._handles.pop().remove()
         while self._undo:
             _put_back(*self._undo.pop())
+        self._compile_actions = []
 
     @property
     def active(self) -> bool:
@@ -161,13 +210,13 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
     """Finds watched modules through the other finders and patches each right after it executes."""
 
     def __init__(self) -> None:
-        self.watch: dict[str, Callable[[types.ModuleType], None]] = {}
+        self.watch: dict[str, list[Callable[[types.ModuleType], None]]] = {}
         self._finding: set[str] = set()
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        apply = self.watch.get(fullname)
-        if apply is None or fullname in self._finding:
+        applies = self.watch.get(fullname)
+        if applies is None or fullname in self._finding:
             return None
         self._finding.add(fullname)
         try:
@@ -177,15 +226,15 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         self.watch.pop(fullname, None)
-        spec.loader = _ThenPatch(spec.loader, apply)
+        spec.loader = _ThenPatch(spec.loader, applies)
         return spec
 
 
 class _ThenPatch(importlib.abc.Loader):
     """A loader that runs the real one, puts it back on the module, then applies the patch."""
 
-    def __init__(self, loader: Any, apply: Callable[[types.ModuleType], None]) -> None:
-        self._loader, self._apply = loader, apply
+    def __init__(self, loader: Any, applies: list[Callable[[types.ModuleType], None]]) -> None:
+        self._loader, self._applies = loader, applies
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         return self._loader.create_module(spec)
@@ -196,7 +245,8 @@ class _ThenPatch(importlib.abc.Loader):
             spec.loader = self._loader  # the module's spec and __loader__ read as without us
         module.__loader__ = self._loader
         self._loader.exec_module(module)
-        self._apply(module)
+        for apply in self._applies:
+            apply(module)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)

@@ -137,21 +137,11 @@ class CopyCalls:
     def install(self, p: Patcher) -> None:
         """Where the C helper runs, ``Tensor.to``/``cuda`` are ``_bypass.Around`` objects: no frame of ours
         while the copy runs, so a warning it raises (a complex-to-real cast) is reported at the script's
-        line, as in a plain run. Dynamo cannot trace a call of one (``torch.Tensor.to(x, ...)`` in a
-        compiled function broke its graph), so once ``torch._dynamo`` is imported (torch imports it at the
-        first torch.compile, not before), the Python wrappers (hidden from Dynamo, traced through) take
-        their place for the rest of the run. Not at compile start: ``torch._dynamo.reset()`` clears
-        Dynamo's start callbacks, and the C objects then met the compiler."""
+        line, as in a plain run; the Python wrappers from the first compile start on
+        (``Patcher.set_frameless``: ``torch.Tensor.to(x, ...)`` in a compiled function broke its graph)."""
         hide_calls(targets_device)
-        wrappers = {name: self._wrappers(getattr(torch.Tensor, name), cuda=name == "cuda") for name in ("to", "cuda")}
-        for name, (in_c, in_python) in wrappers.items():
-            p.set(torch.Tensor, name, in_c or in_python)
-        if all(in_c is not None for in_c, _ in wrappers.values()):
-            def python_wrappers() -> None:
-                for name, (in_c, in_python) in wrappers.items():
-                    if torch.Tensor.__dict__.get(name) is in_c:
-                        p.set(torch.Tensor, name, in_python)
-            p.on_import("torch._dynamo", lambda _module: python_wrappers())
+        for name in ("to", "cuda"):
+            p.set_frameless(torch.Tensor, (name,), *self._wrappers(getattr(torch.Tensor, name), cuda=name == "cuda"))
 
     def _wrappers(self, orig: Callable[..., Any], cuda: bool) -> tuple[Any, Callable[..., Any]]:
         """(the C wrapper or None where the helper does not run, the Python wrapper) of ``orig``."""
