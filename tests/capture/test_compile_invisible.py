@@ -149,3 +149,43 @@ def test_tensor_to_under_compile_edge_cases(tmp_path: Any, source: str, same_cou
     # the subclass case breaks its graph under the profiler (the original C method is called: documented)
     assert profiled.stdout == plain.stdout if same_counters else profiled.stdout.splitlines()[-1] == \
         plain.stdout.splitlines()[-1] == "Mine torch.float64 [2.0, 2.0, 2.0]"
+
+
+# torch.compile(module) asks for the module's __call__.__code__ as it wraps it, before anything compiles:
+# with nn.Module.__call__ a C wrapper without one, it raised "torch._dynamo.optimize is called on a non
+# function object" (every user module once torch._dynamo was imported, as any optimizer imports it).
+COMPILES_A_USER_MODULE = """\
+import torch, torch.nn as nn
+from torch._dynamo.utils import counters
+torch.manual_seed(0)
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(8, 4), nn.Linear(4, 1)
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+net = Net()
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+compiled = torch.compile(net, backend="eager")
+for _ in range(3):
+    loss = compiled(torch.randn(3, 8)).pow(2).mean()
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+    print(repr(loss.item()))
+other = Net()
+other.compile(backend="eager")
+print(other(torch.ones(1, 8)).shape, dict(counters["frames"]), dict(counters["graph_break"]),
+      counters["stats"]["unique_graphs"])
+"""
+
+
+@pytest.mark.slow
+def test_a_user_module_compiles_as_in_a_plain_run(tmp_path: Any) -> None:
+    from tests.cli.profile_helpers import run_plain, run_profiled
+    script = tmp_path / "compiles_module.py"
+    script.write_text(COMPILES_A_USER_MODULE)
+    plain = run_plain(script)
+    profiled = run_profiled(script, out=tmp_path / "report", options=["--quiet"])
+    assert plain.returncode == profiled.returncode == 0, profiled.stderr[-2000:]
+    assert profiled.stdout == plain.stdout and "{'total': 2, 'ok': 2} {} 2" in plain.stdout
