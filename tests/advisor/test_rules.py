@@ -156,6 +156,18 @@ def test_padding_waste_recommends_packing() -> None:
     # 256 / 1024 = 25% padding: packing turns it into real tokens, 1 / 0.75 - 1 = 1/3 more
     # applied with --set packing=true where the recipe builds packed rows (a code change for a script)
     assert f is not None and f.expected_gain == pytest.approx(1 / 3) and f.settings == {"packing": True}
+    # it changes the data's layout, said loudly (CHANGES TRAINING), never as a change that keeps training
+    assert f.changes_training is not None and "layout" in f.changes_training
+
+
+def test_packing_saves_only_the_padded_share_of_the_compute() -> None:
+    """Padding costs forward and backward time, not the optimizer's: with forward half the step and 25%
+    padding, packing saves 0.5 * 0.25 = 12.5% of the step, 0.125 / 0.875 = 1/7 more throughput (the
+    whole-step formula said 1/3)."""
+    steps = tuple(StepRecord(index=i, start_s=float(i), end_s=i + 1.0, phase_s={"forward": 0.5, "optimizer": 0.5},
+                             samples=8, tokens=1_024, padding_tokens=256) for i in range(3))
+    f = padding_packing(_x(Session(info=RunInfo(run_id="t", warmup_steps=0), steps=steps)))
+    assert f is not None and f.expected_gain == pytest.approx(1 / 7)
 
 
 def test_eval_and_gpu_idle() -> None:

@@ -63,7 +63,7 @@ def transparent(original: Callable[..., Any], wrapper: Callable[..., Any]) -> Ca
         if hasattr(original, "__code__"):
             # the original's code, as a function has: torch.compile(module) asks for the module's
             # ``__call__.__code__`` before it compiles anything (and marks that code always to compile)
-            wrapper.__code__ = original.__code__  # type: ignore[attr-defined]
+            wrapper.__code__ = original.__code__
     if not hasattr(original, "__module__"):
         wrapper.__module__ = None  # type: ignore[assignment]  # as a builtin method reads: no module
     return mark(wrapper)

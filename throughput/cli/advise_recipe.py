@@ -10,7 +10,7 @@ from typing import Any, Mapping
 from throughput.advisor.apply import TargetRef
 from throughput.advisor.candidates import Start, candidates
 from throughput.advisor.confirm import Candidate
-from throughput.advisor.rules import MTBF_NOTE, checkpoint_plan_finding, job_mtbf, packing_finding
+from throughput.advisor.rules import MTBF_NOTE, PACKING_CHANGES, checkpoint_plan_finding, job_mtbf, packing_finding
 from throughput.advisor.stream_check import duplicated_finding
 from throughput.advisor.train_target import TrainTarget
 from throughput.cli.advise_output import emit, plan_gain
@@ -18,10 +18,6 @@ from throughput.cli.advise_probe import (confirm_alone, confirm_steps, extra_kno
                                          search_space)
 from throughput.cli.errors import CliError
 
-PACKING_CHANGES = ("the batches' layout: each row holds several documents (positions and attention restart per "
-                   "document, the loss is normalized per token as before), so a step carries more real tokens "
-                   "than the padded rows did; scale the learning rate or the number of steps if you keep the "
-                   "tokens per run fixed")
 from throughput.finding import Finding, Setting, as_int
 
 
