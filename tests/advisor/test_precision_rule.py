@@ -12,7 +12,7 @@ import torch
 import throughput.hardware as hw
 import throughput.machine as machine
 from tests.helpers import make_session
-from throughput.advisor.rules import RuleInput, precision, precision_notes
+from throughput.advisor.rules import RuleInput, precision, precision_notes, rule_input, slow_precision
 from throughput.analysis.summary import summarize
 from throughput.session.records import Event
 from throughput.session.session import Session
@@ -47,7 +47,7 @@ def test_cpu_without_the_flags_gets_no_bf16_anywhere(cpu) -> None:  # type: igno
         assert "neither AMX nor AVX512-BF16" in precision_here().left_out[0]
     s = summarize(_compute_bound(False))
     assert s.verdict.kind == "compute_bound"
-    assert "bf16" not in s.verdict.action and "a larger batch or torch.compile" == s.verdict.action
+    assert "bf16" not in s.verdict.action and s.verdict.action.startswith("torch.compile or a larger batch (changes")
     assert any("bf16 left out" in e and "0.28x" in e for e in s.verdict.evidence)
     x = RuleInput(summary=s, context={"cpu_fast_bf16": False})
     assert precision(x) is None and "bf16 left out" in precision_notes(x)[0]
@@ -107,3 +107,29 @@ def test_this_gpu_gets_the_rule_for_its_capability() -> None:
     opts = precision_here()
     assert opts.reduced == ("bf16" if (major, minor) >= (8, 0) else "fp16")
     assert device_fixed_settings() == {"pin_memory": True, "tf32": (major, minor) >= (8, 0)}
+
+
+def _script_autocast(session: Session, amp: str) -> Session:
+    """The session as the zero-code hooks record a script that runs its forward under its own autocast."""
+    seen = Event(kind="context", step=0, message="autocast", detail={"script_amp": amp})
+    return Session(info=session.info, steps=session.steps, events=(*session.events, seen))
+
+
+def test_a_script_s_own_bf16_autocast_on_a_cpu_that_emulates_bf16_is_advised_out() -> None:
+    """QA's script: bf16 autocast on an AVX2-only CPU ran 10x slower than fp32, and the verdict read the
+    run as fp32 ("bf16 left out") and advised a larger batch: nothing told the user to take it out."""
+    s = summarize(_script_autocast(_compute_bound(False), "bf16"))
+    assert s.verdict.action.startswith("train without bf16 autocast: measure it with --set amp=fp32")
+    assert any("runs bf16 autocast" in e and "emulated" in e for e in s.verdict.evidence)
+    x = rule_input(_script_autocast(_compute_bound(False), "bf16"))
+    assert x.dtype == "bf16" and precision(x) is None
+    f = slow_precision(x)
+    assert f is not None and f.settings == {"amp": "fp32"} and f.changes_training is not None
+    assert f.action == "take the script's torch.autocast out (measure first: --set amp=fp32)"
+    # where bf16 is native, the same autocast is no finding; an unknown CPU gives none either
+    assert slow_precision(rule_input(_script_autocast(_compute_bound(True), "bf16"))) is None
+    assert slow_precision(rule_input(_script_autocast(_compute_bound(None), "bf16"))) is None
+    # --set amp=fp32 (autocast off around the forward) is what the run then ran in
+    measured = _script_autocast(_compute_bound(False), "bf16")
+    off = Event(kind="context", step=0, message="overrides", detail={"override_amp": "fp32"})
+    assert rule_input(Session(info=measured.info, steps=measured.steps, events=(*measured.events, off))).dtype == "fp32"

@@ -436,3 +436,42 @@ def test_a_closure_s_own_code_is_not_the_optimizer_s_time() -> None:
         assert step.phase_s["backward"] == pytest.approx(BACKWARD_S)
         assert step.duration_s == pytest.approx(STEP_S + FORWARD_S + BACKWARD_S + FRAMEWORK_S)
     assert len(session.steps) == 2
+
+
+class _DtypeSeen(nn.Module):
+    """Records the dtype its matmul produced (bf16 under a bf16 autocast, fp32 without one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+        self.seen: list[torch.dtype] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.lin(x)
+        self.seen.append(out.dtype)
+        return out
+
+
+@pytest.mark.parametrize(("amp", "recorded", "inside"), [(None, "bf16", torch.bfloat16), ("fp32", "bf16", torch.float32)])
+def test_the_script_s_own_autocast_is_recorded_and_amp_fp32_turns_it_off_in_the_forward(
+        amp: str | None, recorded: str, inside: torch.dtype) -> None:
+    """The hooks read the autocast the script runs its training forward under (the verdict and the
+    advisor judge that precision against the hardware); ``--set amp=fp32`` measures the script without
+    it: autocast off around the outermost training forward, so the model computes in fp32."""
+    from throughput.analysis.summary import capture_context
+    from throughput.capture.overrides import Overrides
+    inst = instrumented(FakeClock(), overrides=Overrides(amp=amp))
+    try:
+        model = _DtypeSeen()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(2):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(torch.ones(3, 4)).float().pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    finally:
+        session = finish(inst)
+    assert model.seen == [inside, inside]
+    assert capture_context(session)["script_amp"] == recorded
+    assert [e.message for e in session.events if e.kind == "context"].count("autocast") == 1   # once, not a step

@@ -18,7 +18,7 @@ from throughput.advisor.checkpoint import (FAILURE_RATE_SOURCE, CheckpointPlan, 
 from throughput.analysis.findings import ITERABLE_WORKERS_CAVEAT
 from throughput.analysis.optimizer_flags import add_flag_action, multi_tensor_flag
 from throughput.analysis.summary import Summary, capture_context, summarize
-from throughput.analysis.verdict import precision_for
+from throughput.analysis.verdict import precision_for, run_amp, slower_precision
 from throughput.finding import Finding, rank
 from throughput.hardware import PrecisionOptions
 from throughput.session.session import Session
@@ -46,8 +46,7 @@ class RuleInput:
 def rule_input(session: Session) -> RuleInput:
     ckpt = tuple(s.duration_s for s in session.spans if s.phase == "checkpoint" and s.depth == 0)
     ctx = capture_context(session)
-    dtype = str(ctx.get("amp", ctx.get("override_amp", session.info.dtype)))
-    dtype = "fp32" if dtype == "off" else dtype        # sessions recorded before amp=off became fp32
+    dtype = run_amp(ctx, session.info.dtype)
     return RuleInput(summary=summarize(session), context=ctx, dtype=dtype, checkpoint_spans_s=ckpt,
                      cpu_count=os.cpu_count() or 1)
 
@@ -158,13 +157,33 @@ def precision(x: RuleInput) -> Finding | None:
                    settings={"amp": "bf16"})
 
 
+def slow_precision(x: RuleInput) -> Finding | None:
+    """The run's own reduced precision where this hardware does not run it fast (``slower_precision``):
+    bf16 autocast on a CPU without AMX or AVX512-BF16 runs its matmuls emulated, several times slower
+    than fp32. Not estimated (how much slower depends on the model's matmuls): measured by
+    ``--set amp=fp32``, which turns autocast off around the training forward."""
+    compute = _share(x.summary, "forward", "backward")
+    opts = x.precision
+    if compute < COMPUTE_SHARE or not slower_precision(x.dtype, x.summary.device, opts):
+        return None
+    where = "the script's torch.autocast" if x.context.get("script_amp") == x.dtype else f"amp={x.dtype}"
+    return Finding(rule_id="precision.slow", title=f"Train without {x.dtype} autocast on this hardware",
+                   evidence=(f"forward+backward {compute:.0%} of step time in {x.dtype} autocast "
+                             f"(>= {COMPUTE_SHARE:.0%})", *opts.left_out,
+                             "not estimated: measure it with --set amp=fp32"),
+                   expected_gain=None, confidence="medium",
+                   action=f"take {where} out (measure first: --set amp=fp32)",
+                   changes_training="the numerics: back to fp32 (check the loss curve; usually closer to the "
+                                    "fp32 reference, not further)",
+                   settings={"amp": "fp32"})
+
+
 def precision_notes(x: RuleInput) -> tuple[str, ...]:
     """Why precision options were left out for this run's hardware (when precision would matter)."""
     compute = _share(x.summary, "forward", "backward")
     return x.precision.left_out if x.dtype == "fp32" and compute >= COMPUTE_SHARE else ()
 
 
-# torch.optim classes that take foreach= (all of these) and fused= (on CUDA: these four)
 def fused_optimizer(x: RuleInput) -> Finding | None:
     """The script's own optimizer class with the multi-tensor flag that would change how it steps
     (``analysis.optimizer_flags``). On a CPU the gain of foreach is often small and is not estimated:
@@ -382,7 +401,7 @@ def _threshold_of(action: str) -> int:
 
 Rule = Callable[[RuleInput], "Finding | None"]
 RULES: tuple[Rule, ...] = (no_steps, data_workers, pin_memory, persistent_workers, precision, fused_optimizer,
-                           padding_packing, eval_heavy, gpu_idle, checkpoint_cadence, page_faults)
+                           padding_packing, slow_precision, eval_heavy, gpu_idle, checkpoint_cadence, page_faults)
 
 
 def apply_rules(x: RuleInput, rules: tuple[Rule, ...] = RULES) -> tuple[Finding, ...]:

@@ -50,6 +50,30 @@ def precision_for(device: str, device_name: str, context: Mapping[str, float | i
                              cpu_fast_bf16=fast if isinstance(fast, bool) else None)
 
 
+def run_amp(context: Mapping[str, float | int | str | bool], recorded: str = "fp32") -> str:
+    """The precision the run's training forwards ran in: the tuned loop's ``amp``, else ``--set amp``
+    (ours, entered inside the script's), else the script's own autocast (``script_amp``, read by the
+    zero-code hooks), else ``recorded``; ``off`` reads ``fp32``."""
+    for key in ("amp", "override_amp", "script_amp"):
+        value = context.get(key)
+        if isinstance(value, str) and value:
+            return "fp32" if value == "off" else value
+    return "fp32" if recorded == "off" else recorded
+
+
+def slower_precision(amp: str, device: str, options: PrecisionOptions) -> bool:
+    """Whether the run's reduced precision is one this hardware does not run fast: bf16 autocast on a
+    CPU without AMX or AVX512-BF16 (emulated), fp16 on any CPU, bf16 on a GPU below compute capability
+    8.0. fp16 on a GPU with bf16 tensor cores is as fast as bf16 (not slower). False for fp32 and where
+    the hardware facts are unknown."""
+    if amp == "fp32" or any(note.startswith(("precision not suggested", "bf16 not suggested"))
+                            for note in options.left_out):
+        return False
+    if device == "cuda" and amp == "fp16":
+        return False
+    return amp not in options.candidates
+
+
 def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share: float | None = None,
             context: Mapping[str, float | int | str | bool] | None = None,
             memory: MemorySummary | None = None, device_name: str = "") -> Verdict:
@@ -98,15 +122,22 @@ def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share
     compute = _share(phases, "forward", "backward", "h2d")
     top = max((p for p in phases if p.phase != "other"), key=lambda p: p.share, default=phases[0])
     opts = precision_for(device, device_name, ctx)
-    amp = str(ctx.get("amp", ctx.get("override_amp", "fp32")))
+    amp = run_amp(ctx)
     evidence = [f"forward+backward {compute:.0%} of step time", f"data wait {data:.0%}"]
-    if amp in ("fp32", "off") and opts.reduced is not None:
+    larger = "a larger batch (changes the global batch: retune the learning rate)"
+    if slower_precision(amp, device, opts):
+        evidence.append(f"the training forward runs {amp} autocast, which this hardware does not run fast: "
+                        + "; ".join(opts.left_out))
+        return Verdict(kind="compute_bound", phase=top.phase, share=compute, evidence=tuple(evidence),
+                       action=f"train without {amp} autocast: measure it with --set amp=fp32, then take the "
+                              "script's torch.autocast out (fp32 numerics again); or torch.compile")
+    if amp == "fp32" and opts.reduced is not None:
         scaler = " with a GradScaler" if opts.reduced == "fp16" else ""
         action = (f"{opts.reduced} autocast{scaler} (torch.autocast(device_type, dtype=torch."
-                  f"{'bfloat16' if opts.reduced == 'bf16' else 'float16'})), a larger batch, or torch.compile")
+                  f"{'bfloat16' if opts.reduced == 'bf16' else 'float16'})), torch.compile, or {larger}")
     else:
-        action = "a larger batch or torch.compile"
-    if amp in ("fp32", "off"):
+        action = f"torch.compile or {larger}"
+    if amp == "fp32":
         evidence += list(opts.left_out)
     return Verdict(kind="compute_bound", phase=top.phase, share=compute, evidence=tuple(evidence), action=action)
 

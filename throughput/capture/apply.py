@@ -26,7 +26,10 @@ class RunChanges:
         self.applied: Counter[str] = Counter()   # loader override key -> loaders it was applied to
         self.loaders_built = 0
         self._amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.overrides.amp or "off")
-        self.autocasts = self._amp_dtype is not None   # read by the forward hook before calling in
+        # fp32: autocast turned off around the training forward, so a script's own autocast can be
+        # measured against fp32 without editing it (a no-op for a script that has none)
+        self._amp_off = self.overrides.amp in ("fp32", "off")
+        self.autocasts = self._amp_dtype is not None or self._amp_off   # read by the forward hook
         self._changes_loaders = bool(self.overrides.loader_changes())
         self._autocast: Any = None
         self._device_types: dict[int, str] = {}
@@ -50,10 +53,13 @@ class RunChanges:
 
     # -- forwards --------------------------------------------------------------------------------
     def enter_training_forward(self, module: torch.nn.Module) -> None:
-        """Autocast (``amp``) around an outermost training forward, on its parameters' device type."""
-        if self._amp_dtype is None:
+        """Autocast (``amp``) around an outermost training forward, on its parameters' device type; for
+        ``amp=fp32`` autocast disabled there (the script's own, if any, does not reach the model)."""
+        if self._amp_dtype is None and not self._amp_off:
             return
-        ac = torch.autocast(device_type=self._device_type(module), dtype=self._amp_dtype)
+        device_type = self._device_type(module)
+        ac = (torch.autocast(device_type=device_type, enabled=False) if self._amp_dtype is None
+              else torch.autocast(device_type=device_type, dtype=self._amp_dtype))
         ac.__enter__()
         self._autocast = ac
 

@@ -51,6 +51,7 @@ class ModuleCalls:
         self.active = False                      # an outermost call is running (read by other hooks)
         self._frame: Any = None
         self._eval_mode_module: torch.nn.Module | None = None
+        self._script_amp = "fp32"     # the script's own autocast around its training forwards
         self._outermost: set[type] = set()
         self._nested: set[type] = set()
         self._learning_steps = max(1, prof.warmup_steps)
@@ -125,6 +126,10 @@ class ModuleCalls:
 
     def _train_forward(self, module: torch.nn.Module, args: Any) -> None:
         self._eval_mode_module = None
+        amp = script_autocast()
+        if amp != self._script_amp:   # an event when it changes, not every step
+            self._script_amp = amp
+            self._prof.event("context", "autocast", script_amp=amp)
         steps, hygiene = self._steps, self._hygiene
         stats = None
         if steps.train_forward() and hygiene.scan(module).has_parameters:
@@ -198,6 +203,19 @@ def _undo_on_compile(p: Patcher, bypassed: list[type]) -> None:
 def bypass_class() -> Any:
     """``_bypass.Bypass`` where the C helper runs, else None (no class is bypassed)."""
     return bypass_type("Bypass")
+
+
+_AMP_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def script_autocast() -> str:
+    """The autocast the script runs its training forward under (read before ours is entered): ``bf16``,
+    ``fp16`` (another dtype by its torch name) or ``fp32`` when none is on, CUDA's first."""
+    for device_type in ("cuda", "cpu"):
+        if torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+            return _AMP_NAMES.get(dtype, str(dtype).removeprefix("torch."))
+    return "fp32"
 
 
 def _tracing() -> bool:

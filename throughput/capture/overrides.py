@@ -29,7 +29,7 @@ class Overrides:
     persistent_workers: bool | None = None   # keep workers between epochs (needs num_workers > 0)
     prefetch_factor: int | None = None       # batches prefetched per worker (needs num_workers > 0)
     batch_size: int | None = None            # DataLoader batch size (loaders built with batch_size)
-    amp: str | None = None                   # autocast around the training forward: bf16|fp16 (fp32: none added)
+    amp: str | None = None                   # autocast around the training forward: bf16|fp16 (fp32: autocast off there)
     tf32: bool | None = None                 # allow TF32 matmuls and convolutions on CUDA
 
     def __post_init__(self) -> None:
