@@ -475,3 +475,67 @@ def test_the_script_s_own_autocast_is_recorded_and_amp_fp32_turns_it_off_in_the_
     assert model.seen == [inside, inside]
     assert capture_context(session)["script_amp"] == recorded
     assert [e.message for e in session.events if e.kind == "context"].count("autocast") == 1   # once, not a step
+
+
+def _batches_of_four() -> DataLoader[Any]:
+    from torch.utils.data import TensorDataset
+    return DataLoader(TensorDataset(torch.randn(16, 4), torch.randn(16, 1)), batch_size=4)
+
+
+@pytest.mark.parametrize("feed", ["preloaded list", "itertools.cycle"])
+def test_samples_are_read_from_the_forward_once_the_loader_no_longer_feeds_the_steps(feed: str) -> None:
+    """After one pass of the DataLoader, batches replayed from a list or by itertools.cycle are no
+    DataLoader's: a step fed by none, after one fed by none either, reads its forward's first tensor (4
+    samples). They had no samples for the rest of the run (samples/s '-')."""
+    import itertools
+    inst = instrumented(FakeClock())
+    try:
+        model = nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        batches: Any = ([(x, y) for x, y in _batches_of_four()] * 3 if feed == "preloaded list"   # 4 up front
+                        else itertools.islice(itertools.cycle(_batches_of_four()), 12))          # as it goes
+        for x, y in batches:
+            loss = (model(x) - y).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        session = finish(inst)
+    samples = [s.samples for s in session.steps]
+    if feed == "preloaded list":   # the 4 loader batches fetched up front land in the first step
+        assert samples == [16, None] + [4] * 10
+    else:                          # the loader's pass, one step of grace, the replayed batches
+        assert samples == [4] * 4 + [None] + [4] * 7
+
+
+def test_a_loop_without_backward_counts_each_step_s_samples() -> None:
+    """torch.autograd.grad training: no backward call, which was the only reset of the argument count
+    (samples [8, None, None, ...])."""
+    inst = instrumented(FakeClock())
+    try:
+        model = nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(4):
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            for p, g in zip(model.parameters(), torch.autograd.grad(loss, list(model.parameters()))):
+                p.grad = g
+            opt.step()
+    finally:
+        session = finish(inst)
+    assert [s.samples for s in session.steps] == [8, 8, 8, 8]
+
+
+def test_a_backward_of_several_losses_records_their_sum() -> None:
+    """torch.autograd.backward([l1, l2]) back-propagates l1 + l2: the step's loss is that sum (the first
+    alone was recorded)."""
+    inst = instrumented(FakeClock())
+    try:
+        model = nn.Linear(4, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        out = model(torch.ones(3, 4))
+        l1, l2 = out[:, 0].pow(2).mean(), out[:, 1].abs().mean()
+        torch.autograd.backward([l1, l2])
+        opt.step()
+    finally:
+        session = finish(inst)
+    assert session.steps[0].loss == pytest.approx(l1.item() + l2.item())

@@ -42,7 +42,8 @@ class StepTracker:
         self._held: list[BatchStats] = []          # fetched before an eval-mode forward with grad on
         self._trained: list[BatchStats] = []
         self._closure: BatchStats | None = None    # LBFGS re-evaluates one batch: counted once
-        self._loader_used = False
+        self._loader_used = False                  # a DataLoader batch fed this step
+        self._loader_fed_last = False              # and the step before
         self._argument_counted = False             # manual batching: this micro-step's batch is counted
         self._micro = 0
         self._loss: Any = None
@@ -73,12 +74,13 @@ class StepTracker:
         self._held = []
         if self._fetched:
             self._commit()
-        return not self._loader_used and not self._argument_counted and not self._updated
+        return not (self._loader_used or self._loader_fed_last or self._argument_counted or self._updated)
 
     def needs_argument_batch(self) -> bool:
-        """Manual batching (no DataLoader seen): is this micro-step's batch still to be read? Not after
-        an update of this step: a later turn (a GAN's generator on noise) trains on no new samples."""
-        return not self._loader_used and not self._argument_counted and not self._updated
+        """Manual batching (no DataLoader batch in this step or the last): is this micro-step's batch still
+        to be read? Not after an update of this step: a later turn (a GAN's generator on noise) trains on
+        no new samples."""
+        return not (self._loader_used or self._loader_fed_last or self._argument_counted or self._updated)
 
     def argument_batch(self, args: Any, in_optimizer_step: bool) -> BatchStats:
         """Count the first tensor argument of a model's (not a loss module's) first forward in this
@@ -154,6 +156,12 @@ class StepTracker:
         self.alternating_steps += self._alternated
         self._trained, self._closure, self._micro, self._loss, self._held = [], None, 0, None, []
         self._updated = self._alternated = False
+        # Which source counts samples is decided per step: a step with no DataLoader batch, after one
+        # with none either, reads its forward's argument (batches replayed from a list or by
+        # itertools.cycle after one pass of the loader). One step of grace: before a GAN's round is
+        # learned, its generator's turn is a step of its own, on noise, right after the fed one.
+        self._loader_fed_last, self._loader_used = self._loader_used, False
+        self._argument_counted = False   # also for a loop without backward (torch.autograd.grad)
         for listener in tuple(self._listeners):   # a listener may stop itself
             listener()
         if self._max_steps is not None and self._prof.steps_done >= self._max_steps:
@@ -167,8 +175,17 @@ class StepTracker:
 
 
 def _scalar(loss: Any) -> Any:
+    """The loss a backward was given, as a step keeps it: one element (``keep_loss``), or the sum of
+    several (``torch.autograd.backward([l1, l2])`` back-propagates l1 + l2: the first alone was kept
+    before). None when any of them is not a one-element tensor."""
     if isinstance(loss, (list, tuple)):
-        loss = loss[0] if loss else None
+        total = None
+        for item in loss:
+            value = _scalar(item)
+            if value is None:
+                return None
+            total = add_loss(total, value)
+        return total
     if isinstance(loss, torch.Tensor) and loss.numel() == 1:
         return keep_loss(loss)  # CPU: read now; device: kept detached, read at the end (no sync here)
     return None
