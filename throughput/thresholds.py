@@ -64,7 +64,13 @@ LOSS_DIVERGENCE_NOISE_Z: Final = 7.0     # ... and risen this many standard erro
                                          # random targets) wanders 1.5x over its lowest rolling median;
                                          # over 200 seeds of pure noise the largest rise was 5.4 of them
                                          # (4,000 points; 4.9 at 400, 5.0 at 40)
-LOSS_SPIKE_Z: Final = 10.0               # robust z-score of an isolated spike
+LOSS_SPIKE_Z: Final = 10.0               # robust z-score of an isolated gradient-norm spike (log space)
+LOSS_SPIKE_LEVEL_Z: Final = 5.0          # loss spike: the loss's level (median of 5 points) rose this many
+                                         # robust std of the preceding 30 log losses; 40 healthy SGD and
+                                         # Adam runs (batch 1-64) reached 2.9 of them, a mid-run label
+                                         # shift the model relearned 6.7
+LOSS_SPIKE_LEVEL_RATIO: Final = 1.5      # ... and to this x its baseline (a 3% bump of a 0.3%-noise loss
+                                         # is no spike)
 LOSS_FLAT_IMPROVEMENT: Final = 0.05      # less improvement than this over the run: flat
 LOSS_NEAR_CHANCE: Final = 0.95           # ending above this x the chance-level loss: flat
 OVERFIT_RISE: Final = 0.02               # validation loss rise above its minimum, relative
