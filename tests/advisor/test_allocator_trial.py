@@ -4,14 +4,16 @@ stop re-faulting."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from throughput.advisor.allocator_trial import allocator_candidate, skip_reason
+from throughput.advisor.allocator_trial import FAULT_WINDOW_S, allocator_candidate, needs_longer_profile, skip_reason
 from throughput.advisor.rules import apply_rules, rule_input
 from throughput.advisor.script import ScriptTarget
+from throughput.telemetry.controller import DEFAULT_INTERVAL_S
 from tests.analysis.test_faults import fault_session
 
 def test_skipped_off_glibc_when_already_set_and_when_the_profile_shows_cheap_faults() -> None:
@@ -22,6 +24,27 @@ def test_skipped_off_glibc_when_already_set_and_when_the_profile_shows_cheap_fau
     assert cheap is not None and "500 minor faults a step, kernel time 5%" in cheap
     assert skip_reason({}, "glibc", fault_session(3000, 0.3, 0.1)) is None     # costly: probe
     assert skip_reason({}, "glibc", None) is None                              # no profile at all: probe
+
+
+def test_a_profile_that_measured_no_faults_does_not_skip_the_trial() -> None:
+    """Too short for the host sampler (it samples every 0.5 s): the faults are unknown, not zero, so the
+    trial is not skipped; the advisor profiles longer first (needs_longer_profile) and, if even that
+    measures nothing, the trial decides, saying so in its evidence."""
+    unsampled = dataclasses.replace(fault_session(3000, 0.3, 0.1), telemetry=())   # 3 steady steps, no samples
+    assert skip_reason({}, "glibc", unsampled) is None
+    assert needs_longer_profile(unsampled, {}, "glibc")
+    assert not needs_longer_profile(fault_session(500, 0.95, 0.05), {}, "glibc")    # measured: decides now
+    assert not needs_longer_profile(unsampled, {}, "musl")                          # no trial to decide
+    assert not needs_longer_profile(unsampled, {"MALLOC_MMAP_THRESHOLD_": "1"}, "glibc")
+    c, note = allocator_candidate(unsampled, None, environ={}, libc="glibc")
+    assert c is not None and note == ""
+    assert c.evidence[0].startswith("profile: no page faults measured over its 3 steady step(s)")
+    # measured: the evidence says over what; 1.5 s between the samples at t=0.5 and t=2.0
+    # the longer profile's window: 3 sampler intervals hold at least 2 samples whatever their phase
+    assert FAULT_WINDOW_S == 3 * DEFAULT_INTERVAL_S
+    c, _ = allocator_candidate(fault_session(3000, 0.3, 0.1), None, environ={}, libc="glibc")
+    assert c is not None and c.evidence[0] == ("profile: 3,000 minor faults a step, kernel time 25% of CPU time "
+                                               "(over 3 steady steps, 1.5 s sampled, the script unchanged)")
 
 
 def test_candidate_carries_the_threshold_from_the_peak_rss() -> None:

@@ -200,3 +200,29 @@ def test_steps_along_one_knob_become_one_recommendation() -> None:
     assert len(micro) == 1 and micro[0].settings == {"micro_batch_size": 64, "grad_accum": 1}
     # compounded gain = rate(64) / rate(8) - 1 = (1 + 8/8) / (1 + 8/64) - 1 = 2 / 1.125 - 1
     assert micro[0].expected_gain == pytest.approx(2 / 1.125 - 1)
+
+
+def test_fixed_accumulation_searches_the_own_size_and_labels_what_ran() -> None:
+    """A script accumulates 4 micro-batches of 6 in its own code; the target cannot change that. Every
+    configuration carries grad_accum=4, 6 (not a power of two, and not a divisor-derived size) is the
+    baseline, and the evidence names the accumulation and global batch each probe really ran with."""
+    target = FormulaTarget()
+    space = SearchSpace(target_global_batch=24, micro_batch_size=(6, 8, 24), grad_accum=4)
+    result = search(target, space, SearchSettings(), start={"micro_batch_size": 6})
+    assert target.calls[0]["micro_batch_size"] == 6                      # the script's own size first
+    assert {c["grad_accum"] for c in target.calls} == {4}                 # never a split that cannot run
+    # samples/s = 1 / (0.001 (1 + 8/m)): m=6 -> 1000 / (1 + 4/3) = 428.6; m=8 -> 500; m=24 -> 750
+    assert result.config["micro_batch_size"] == 24 and result.config["grad_accum"] == 4
+    (f,) = [f for f in result.findings if f.rule_id == "probe.micro_batch_size"]
+    assert f.evidence[0] == ("micro_batch_size=6 grad_accum=4 (global batch 24): 428.6 samples/s; "
+                             "micro_batch_size=24 grad_accum=4 (global batch 96): 750 samples/s (measured)")
+    assert f.settings == {"micro_batch_size": 24}                         # grad_accum did not change
+
+
+def test_fixed_accumulation_needs_no_divisor_and_must_be_positive() -> None:
+    assert SearchSpace(target_global_batch=64, micro_batch_size=(6, 32), grad_accum=4).config(
+        micro_batch_size=6)["grad_accum"] == 4                            # 6 does not divide 64: allowed
+    with pytest.raises(ValueError, match="grad_accum must be >= 1"):
+        SearchSpace(target_global_batch=24, micro_batch_size=(6,), grad_accum=0)
+    # without it, a recipe's accumulation still follows from the size: 64 / 16
+    assert _space().config(micro_batch_size=16)["grad_accum"] == 4

@@ -32,12 +32,15 @@ def plan_may_carry(settings: Mapping[str, Setting], changes_training: str | None
 class Start:
     """What the user's run does now. ``accum``: micro-batches per optimizer step in a script (the script's
     own; it cannot be changed from outside). ``kind``: script | recipe. ``stream_caveat``: set when the
-    run reads an IterableDataset whose split between workers could not be confirmed."""
+    run reads an IterableDataset whose split between workers could not be confirmed. ``global_batch``:
+    samples per optimizer step a script's batch change should keep with a code change (the target
+    global batch; None: the script's own, micro-batch x ``accum``)."""
 
     kind: str
     config: Mapping[str, Setting]
     accum: int = 1
     stream_caveat: str | None = None
+    global_batch: int | None = None
 
 
 def candidates(start: Start, tuned: Mapping[str, Setting], evidence: Mapping[str, tuple[str, ...]],
@@ -115,7 +118,8 @@ def _batch(start: Start, tuned: Mapping[str, Setting], evidence: Mapping[str, tu
                          + (" with activation checkpointing" if ac else ""), settings=settings, evidence=ev,
                          changes_training=None if same else (f"the global batch: {now} -> {micro * accum} samples "
                                                              "per optimizer step; scale the learning rate with it"))
-    return _script_batch(start, micro, micro * accum, ev)
+    own = as_int(start.config.get("micro_batch_size") or 0) * start.accum
+    return _script_batch(start, micro, start.global_batch or own, ev)
 
 
 def _script_batch(start: Start, micro: int, target: int, ev: tuple[str, ...]) -> Candidate:

@@ -41,6 +41,17 @@ def _micro(cfg: Mapping[str, object]) -> int:
     return value
 
 
+def _ran(cfg: Mapping[str, object], keys: tuple[str, ...]) -> str:
+    """``keys`` of a probed configuration as it ran. A batch change also names the accumulation the probe
+    ran with (a script's own when the target cannot set it: ``SearchSpace.grad_accum``) and the global
+    batch that made, so no label shows a split that never ran."""
+    if "micro_batch_size" not in keys:
+        return describe_config(cfg, keys)
+    shown = tuple(dict.fromkeys(("micro_batch_size", "grad_accum", *keys)))
+    accum = int_setting(cfg, "grad_accum", 1)
+    return f"{describe_config(cfg, shown)} (global batch {_micro(cfg) * accum})"
+
+
 @dataclass(slots=True)
 class _Search:
     target: ProbeTarget
@@ -119,8 +130,8 @@ class _Search:
         change = {k: v for k, v in new.items() if v != cfg.get(k)}
         self.findings.append(Finding(
             rule_id=f"probe.{knob}", title=f"Set {' '.join(f'{k}={v}' for k, v in change.items())}",
-            evidence=(f"{describe_config(cfg, tuple(change))}: {a:.4g} samples/s; "
-                      f"{describe_config(new, tuple(change))}: {b:.4g} samples/s (measured)", why),
+            evidence=(f"{_ran(cfg, tuple(change))}: {a:.4g} samples/s; "
+                      f"{_ran(new, tuple(change))}: {b:.4g} samples/s (measured)", why),
             expected_gain=gain, confidence="high",
             action=" ".join(f"--set {k}={v}" for k, v in change.items()), settings=change))
         return new

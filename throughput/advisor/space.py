@@ -31,7 +31,10 @@ def micro_batch_candidates(target_global_batch: int, largest: int | None = None)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SearchSpace:
     """Values each knob may take. ``micro_batch_size`` values must divide ``target_global_batch``;
-    ``grad_accum`` follows from them. The first value of ``amp`` is the reference precision (fp32)."""
+    ``grad_accum`` follows from them, unless ``grad_accum`` is fixed: a target that cannot change its
+    accumulation (a script accumulates in its own code) runs every micro-batch with it, so the sizes need
+    not divide anything and each configuration records the accumulation that actually ran. The first
+    value of ``amp`` is the reference precision (fp32)."""
 
     target_global_batch: int
     micro_batch_size: tuple[int, ...]
@@ -43,11 +46,15 @@ class SearchSpace:
     # On/off candidates tried last, each kept only for a measured gain (e.g. "compile", "channels_last",
     # "fused_optimizer"); the target or the build function must understand the key. Not in the grid.
     extras: tuple[str, ...] = ()
+    # The target's own accumulation, which no configuration changes (a script's, as its profile observed).
+    grad_accum: int | None = None
 
     def __post_init__(self) -> None:
         if not self.micro_batch_size:
             raise ValueError("micro_batch_size needs at least one candidate")
-        bad = [m for m in self.micro_batch_size if m < 1 or self.target_global_batch % m]
+        if self.grad_accum is not None and self.grad_accum < 1:
+            raise ValueError(f"grad_accum must be >= 1 when fixed, got {self.grad_accum}")
+        bad = [m for m in self.micro_batch_size if m < 1 or (self.grad_accum is None and self.target_global_batch % m)]
         if bad:
             raise ValueError(f"micro-batch sizes {bad} do not divide the global batch {self.target_global_batch}")
         if tuple(sorted(self.micro_batch_size)) != self.micro_batch_size:
@@ -56,10 +63,11 @@ class SearchSpace:
             raise ValueError("the first amp value must be the fp32 reference")
 
     def config(self, **knobs: Setting) -> dict[str, Setting]:
-        """A full configuration: the fixed settings, the knobs, and grad_accum from the micro-batch."""
+        """A full configuration: the fixed settings, the knobs, and grad_accum (the fixed one, or the one
+        that makes the global batch from the micro-batch)."""
         cfg: dict[str, Setting] = {**self.fixed, **knobs}
         micro = int_setting(cfg, "micro_batch_size")
-        cfg["grad_accum"] = self.target_global_batch // micro
+        cfg["grad_accum"] = self.grad_accum or self.target_global_batch // micro
         if int(cfg.get("num_workers", 0) or 0) > 0:
             cfg.setdefault("persistent_workers", True)
         return cfg

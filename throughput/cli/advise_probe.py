@@ -61,17 +61,23 @@ def extra_knobs(args: argparse.Namespace, supported: frozenset[str]) -> tuple[st
 
 
 def search_space(g: int, supported: frozenset[str], extras: tuple[str, ...] = (), workers: tuple[int, ...] | None = None,
-           ac: bool = False, smallest: int = 0) -> tuple[SearchSpace, tuple[str, ...]]:
+           ac: bool = False, own: tuple[int, int] | None = None) -> tuple[SearchSpace, tuple[str, ...]]:
     """The search space on this machine, and why precision options were left out (hardware rule).
-    ``smallest``: no micro-batch below it (a script's own batch: a smaller one shrinks its global batch)."""
+    ``own``: a script's (micro-batch, accumulation) as its profile observed them. The script accumulates
+    in its own code, so every probe runs with that accumulation (fixed in the space), the script's own
+    micro-batch is searched (the baseline), and nothing below it (a smaller one shrinks its global batch);
+    above it, the powers of two up to ``g``."""
     from throughput.advisor.workload import device_fixed_settings, precision_here
     opts = precision_here()
     amp = opts.candidates if "amp" in supported else ("fp32",)
-    sizes = tuple(m for m in micro_batch_candidates(g) if m >= smallest) or micro_batch_candidates(g)
+    sizes = micro_batch_candidates(g)
+    if own is not None:
+        sizes = (own[0], *(m for m in sizes if m > own[0]))
     space = SearchSpace(target_global_batch=g, micro_batch_size=sizes,
                         num_workers=workers or worker_counts(), prefetch_factor=(2, 4), amp=amp,
                         activation_checkpointing=(False, True) if ac else (False,), extras=extras,
-                        fixed={k: v for k, v in device_fixed_settings().items() if k in supported})
+                        fixed={k: v for k, v in device_fixed_settings().items() if k in supported},
+                        grad_accum=own[1] if own is not None else None)
     return space, opts.left_out
 
 

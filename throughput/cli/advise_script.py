@@ -7,10 +7,11 @@ measured recommendation was measured with the exact command it prints.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
-from throughput.advisor.allocator_trial import allocator_candidate
+from throughput.advisor.allocator_trial import FAULT_WINDOW_S, allocator_candidate, needs_longer_profile
 from throughput.advisor.apply import TargetRef
 from throughput.advisor.candidates import Start, candidates
 from throughput.advisor.rules import precision_notes, rule_input
@@ -56,28 +57,46 @@ def run_script_advice(args: argparse.Namespace) -> int:
     notes: list[str] = []
     split, caveat, workers = _stream(target, ctx, workers_now, session, notes)
     # no DataLoader batch size to set (manual batching): the micro-batch is not a knob of this script
+    # the script accumulates in its own code: every probe runs with its accumulation, from its own batch up
     space, left_out = search_space(g, ScriptTarget.supported, extra_knobs(args, ScriptTarget.supported), workers,
-                                   smallest=batch or g)
-    start: dict[str, Setting] = {"num_workers": workers_now}
-    if (batch or g) in space.micro_batch_size:
-        start["micro_batch_size"] = batch or g
+                                   own=(batch, accum) if batch else (g, 1))
+    start: dict[str, Setting] = {"num_workers": workers_now, "micro_batch_size": batch or g}
     result = run_search(target, space, args, start)
     start_cfg = _start_config(ctx, batch or g, workers_now)
-    cands = candidates(Start(kind="script", config=start_cfg, accum=accum, stream_caveat=caveat), result.config,
-                       search_evidence(result), space.extras)
-    alloc, why = allocator_candidate(session, first.last_maxrss_bytes)
+    cands = candidates(Start(kind="script", config=start_cfg, accum=accum, stream_caveat=caveat, global_batch=g),
+                       result.config, search_evidence(result), space.extras)
+    step_s = x.summary.step_time.median_s if x.summary.step_time else None
+    alloc, why, fault_runs = _allocator(target, session, first.last_maxrss_bytes, args, step_s)
     cands += [alloc] if alloc else []
     notes += [why] if why else []
-    steps = confirm_steps(args, x.summary.step_time.median_s if x.summary.step_time else None)
+    steps = confirm_steps(args, step_s)
     conf = confirm_alone(target, cands, args, steps)
     findings = conf.findings + ([split] if split else []) + _unmeasured(x, args, cands, split, notes)
     header = [f"advice for {script} ({x.summary.device_name}): global batch {g} samples; "
-              f"{len(result.trials) + len(conf.trials) + 1} runs (search probes of {args.probe_steps} steps, "
+              f"{len(result.trials) + len(conf.trials) + 1 + fault_runs} runs (search probes of {args.probe_steps} steps, "
               f"then {args.confirm_rounds} interleaved round(s) of {steps} steps measuring each change alone)"]
     ref = TargetRef(kind="script", path=str(args.target), args=tuple(args.args))
     all_notes = [*notes, *left_out, *precision_notes(x), *result.notes, *conf.notes]
     return emit(args, findings, ref, header, all_notes, plan_gain(conf, cands, findings),
                 measurement={"confirm_rounds": args.confirm_rounds, "confirm_steps": steps})
+
+
+def _allocator(target: ScriptTarget, session: Any, peak_rss_bytes: int | None, args: argparse.Namespace,
+               step_s: float | None) -> tuple[Any, str, int]:
+    """(the allocator candidate or None, the note when none, profiling runs added). The first profile is a
+    few steps, shorter than the host sampler's interval, so it rarely measures page faults; then the
+    script is profiled once more, unchanged, for ``FAULT_WINDOW_S`` (or the confirmation window, if longer)
+    of steady steps, and that profile decides: skipped only when it measured the faults cheap."""
+    if not needs_longer_profile(session):
+        return (*allocator_candidate(session, peak_rss_bytes), 0)
+    # no step cap as the confirmation has: one run of about window_s whatever the step time (a script
+    # that stops sooner ends it sooner, and then the trial decides)
+    window_s = max(FAULT_WINDOW_S, args.confirm_window)
+    steps = max(args.probe_steps, math.ceil(window_s / step_s)) if step_s else args.probe_steps
+    target.run({}, steps)
+    longer = target.last_session if target.last_session is not None and target.last_session.steps else None
+    # no usable profile (the run failed): nothing says the faults are cheap, so the trial decides
+    return (*allocator_candidate(longer, target.last_maxrss_bytes or peak_rss_bytes), 1)
 
 
 def _unmeasured(x: Any, args: argparse.Namespace, cands: list[Any], split: Finding | None,
