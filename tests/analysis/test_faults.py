@@ -79,6 +79,11 @@ def test_finding_evidence_and_env_in_every_renderer() -> None:
     # 600 MiB peak RSS < 1 GiB: the 1 GiB floor
     assert "MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824" in f.action
     assert "holds its memory at its peak" in f.action
+    assert "python train.py (Linux" in f.action          # the session recorded no command line
+    faulting = fault_session(faults_per_step=3000, user_per_step_s=0.3, system_per_step_s=0.1)
+    run = summarize(dataclasses.replace(faulting, info=dataclasses.replace(faulting.info,
+                                                                           argv=("my train.py", "--lr", "1e-3 x"))))
+    assert "=1073741824 python 'my train.py' --lr '1e-3 x' (Linux" in run.findings[0].action   # the run's own
     for name, render in RENDERERS.items():
         assert "page_faults_per_step" in render(summary), name
 

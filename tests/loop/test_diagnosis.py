@@ -168,6 +168,9 @@ def test_flat_loss_and_chance_level() -> None:
     assert diagnose(steps=list(range(1, 101)), losses=learning) == ()
     stuck = diagnose(steps=list(range(1, 101)), losses=learning, params=DiagnosisParams(chance_loss=4.159))
     assert _rules(stuck) == {"loss.flat"}
+    rising = [3.0 + 0.0005 * t for t in range(100)]   # medians 3.00225 -> 3.04725: 1.5% worse, not "-1.5% better"
+    (up,) = diagnose(steps=list(range(1, 101)), losses=rising)
+    assert up.rule_id == "loss.flat" and "(1.5% worse)" in up.message
 
 
 def test_overfitting_val_rising_while_train_falls() -> None:

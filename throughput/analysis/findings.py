@@ -8,6 +8,7 @@ user can disagree with them.
 from __future__ import annotations
 
 import math
+import shlex
 from typing import Mapping, Sequence
 
 from throughput.analysis.breakdown import PhaseStats
@@ -166,9 +167,18 @@ def _page_faults(session: Session, m: Measured | None) -> Finding | None:
                    evidence=(f"{p.faults_per_step:,.0f} minor page faults a step (>= {FAULTS_PER_STEP_MIN:,.0f})",
                              f"kernel time {p.system_share:.0%} of the process's CPU time "
                              f"(>= {SYSTEM_SHARE_MIN:.0%}), over {p.window_s:.1f} s of steady state", rss),
-                   action=f"start the run with {env} python train.py (Linux/glibc only; or LD_PRELOAD "
+                   action=f"start the run with {env} {_command(session.info.argv)} (Linux/glibc only; or LD_PRELOAD "
                           "jemalloc/tcmalloc); caveat: the process then holds its memory at its peak "
                           "instead of returning it between steps")
+
+
+def _command(argv: Sequence[str]) -> str:
+    """How the run was started, for an action to print: ``python`` and its script (or ``-m module``,
+    kept as recorded) with its arguments quoted; ``python train.py`` when the session did not record it."""
+    if not argv:
+        return "python train.py"
+    first = argv[0] if argv[0].startswith("-m ") else shlex.quote(argv[0])
+    return " ".join(["python", first, *(shlex.quote(a) for a in argv[1:])])
 
 
 def loss_curve_findings(steps: Sequence[StepRecord], clipping: bool | None = None) -> tuple[Finding, ...]:

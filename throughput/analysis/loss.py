@@ -207,9 +207,14 @@ def _flat(pts: list[tuple[int, float]], w: int, p: DiagnosisParams) -> Finding |
     if p.chance_loss is not None:
         evidence["chance_loss"] = p.chance_loss
     return _finding("loss.flat", pts[0][0], pts[-1][0], evidence,
-                    f"loss went from {start:.4g} to {end:.4g} ({improvement:.1%} better) over steps "
+                    f"loss went from {start:.4g} to {end:.4g} ({_better_or_worse(improvement)}) over steps "
                     f"{pts[0][0]}-{pts[-1][0]}: flat" + (" and near chance level" if above_chance else ""))
     # (the step numbers, not len(pts): on a long run the curve is a thinned sample of the steps)
+
+
+def _better_or_worse(improvement: float) -> str:
+    """``2.0% better`` for a relative fall of the loss, ``1.4% worse`` for a rise (never ``-1.4% better``)."""
+    return f"{improvement:.1%} better" if improvement >= 0 else f"{-improvement:.1%} worse"
 
 
 def _loss_spikes(pts: list[tuple[int, float]], p: DiagnosisParams, skip: tuple[int, int] | None) -> list[Finding]:
