@@ -29,9 +29,19 @@ def test_data_wait_recommends_workers_with_the_hidden_share_as_gain() -> None:
     f = data_workers(x)
     assert f is not None and f.rule_id == "data.num_workers"
     assert f.expected_gain == pytest.approx(0.3 / 0.7)
-    # suggested = max(0 + 1, min(4 - 1, max(2, 2 * 0))) = 2
-    assert f.settings == {"num_workers": 2} and "num_workers=2" in f.action
+    # one worker loads a batch (0.3 of today's step) beside the 0.7 rest: ceil(0.3 / 0.7) = 1 hides it
+    assert f.settings == {"num_workers": 1} and "num_workers=1" in f.action
     assert any("30%" in e for e in f.evidence)
+
+
+def test_a_data_bound_run_gets_as_many_workers_as_hide_the_wait_up_to_its_cores() -> None:
+    """QA: 96% waiting on a main-process loader on 2 cores was told 1 worker (+4%; cores - 1), while 2
+    measured +100%: the waiting main process leaves its core to the workers."""
+    x = _x(make_session(data=0.96, forward=0.04), {"num_workers": 0, "cpu_count": 2}, cpu_count=2)
+    f = data_workers(x)
+    # ceil(0.96 / 0.04) = 24 workers would hide it; 2 cores: 2, new step max(0.04, 0.96 / 2) = 0.48
+    assert f is not None and f.settings == {"num_workers": 2}
+    assert f.expected_gain == pytest.approx(1 / 0.48 - 1)
 
 
 def test_workers_hide_the_wait_only_behind_the_rest_of_the_step() -> None:
@@ -263,3 +273,12 @@ def test_padding_waste_and_packing_from_observed_lengths() -> None:
     f = packing_finding(lengths, 8)
     assert f is not None and f.expected_gain == pytest.approx((30 / 32) / (30 / 128) - 1)
     assert f.settings == {"packing": True} and "93.8% utilization" in f.evidence[1]
+
+
+def test_a_saved_session_is_advised_for_the_cores_it_ran_on() -> None:
+    from throughput.advisor.rules import rule_input
+    from throughput.session.records import Event
+    s = make_session(data=0.5, forward=0.5)
+    ran_on = Session(info=s.info, steps=s.steps,
+                     events=(Event(kind="context", step=0, message="hardware", detail={"cpu_count": 3}),))
+    assert rule_input(ran_on).cpu_count == 3                 # not the cores of the machine advising it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from throughput.timing.cuda import EventFactory
@@ -35,11 +36,20 @@ def torch_version() -> str:
     return str(getattr(torch, "__version__", "")) if torch is not None else ""
 
 
-def hardware_context(device: str) -> dict[str, str | bool]:
-    """Facts the precision advice depends on, recorded as a ``context`` event so that a saved session is
-    advised for the hardware it ran on: whether the CPU runs bf16 natively and the CUDA capability."""
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS has one), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):   # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def hardware_context(device: str) -> dict[str, str | bool | int]:
+    """Facts the advice depends on, recorded as a ``context`` event so that a saved session is advised
+    for the hardware it ran on: whether the CPU runs bf16 natively, the CUDA capability, and the cores
+    this process may run on (``cpu_count``: its affinity, which a container or taskset narrows)."""
     from throughput.machine import cpu_has_fast_bf16
-    ctx: dict[str, str | bool] = {"cpu_fast_bf16": cpu_has_fast_bf16()}
+    ctx: dict[str, str | bool | int] = {"cpu_fast_bf16": cpu_has_fast_bf16(), "cpu_count": usable_cores()}
     torch = sys.modules.get("torch")
     if device == "cuda" and torch is not None:
         try:
