@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -99,4 +100,26 @@ def test_retention_fields_that_contradict_the_steps_are_refused(tmp_path: Path, 
     path.write_text(json.dumps(data))
     with pytest.raises(SessionFormatError, match=message) as info:
         load_session(path)
+    assert "\n" not in str(info.value)
+
+
+def _edited(tmp_path: Path, edit: Any) -> Path:
+    path = _profiled_session_file(tmp_path)
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    # QA: steps emptied by hand read "10 total, 0 warm-up excluded, 10 measured" from the totals
+    (lambda d: d.update(steps=[]), "10 steps seen but none kept"),
+    (lambda d: d["retention"]["measured"].update(count=12), r"steps 0..11 measured, past the 10 steps seen"),
+    # QA: 5x more padding than tokens read as a 61% padding share
+    (lambda d: d["steps"][3].update(tokens=100, padding_tokens=500), r"steps\[3\].padding_tokens: 500 padding "
+                                                                     r"tokens, more than the step's 100 tokens"),
+])
+def test_hand_edited_sessions_that_contradict_themselves_are_refused(tmp_path: Path, edit: Any, message: str) -> None:
+    with pytest.raises(SessionFormatError, match=message) as info:
+        load_session(_edited(tmp_path, edit))
     assert "\n" not in str(info.value)

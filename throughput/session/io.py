@@ -121,6 +121,9 @@ def _check_consistent(session: Session, source: str) -> None:
             value = getattr(step, name)
             if value is not None and value < 0:
                 raise SessionFormatError(f"{where}.{name}: a count cannot be negative, got {value}")
+        if step.padding_tokens is not None and step.tokens is not None and step.padding_tokens > step.tokens:
+            raise SessionFormatError(f"{where}.padding_tokens: {step.padding_tokens} padding tokens, more than the "
+                                     f"step's {step.tokens} tokens (padding is counted among them)")
     for i, span in enumerate(session.spans):
         if span.end_s < span.start_s:
             raise SessionFormatError(f"{source}: spans[{i}]: ends before it starts")
@@ -137,6 +140,13 @@ def _check_retention(session: Session, source: str) -> None:
     if r.steps_seen < len(session.steps):
         raise SessionFormatError(f"{source}: retention.steps_seen: {r.steps_seen} steps seen, fewer than the "
                                  f"{len(session.steps)} kept")
+    if r.steps_seen > 0 and not session.steps:
+        raise SessionFormatError(f"{source}: retention.steps_seen: {r.steps_seen} steps seen but none kept (a run "
+                                 "keeps its first, slowest and last steps)")
+    if r.measured is not None and r.measured.first_index + r.measured.count > r.steps_seen:
+        raise SessionFormatError(f"{source}: retention.measured: steps {r.measured.first_index}.."
+                                 f"{r.measured.first_index + r.measured.count - 1} measured, past the "
+                                 f"{r.steps_seen} steps seen")
     if r.sample_stride < 1:
         raise SessionFormatError(f"{source}: retention.sample_stride must be at least 1, got {r.sample_stride}")
     if r.measured is None and any(step.index >= session.info.warmup_steps for step in session.steps):
