@@ -436,3 +436,9 @@ def test_tracebacks_and_warnings_through_a_forward_and_a_backward_read_as_in_a_p
     plain, profiled = _plain_and_profiled(tmp_path, TRACEBACKS_THROUGH_FORWARD_AND_BACKWARD)
     assert profiled == plain and plain[0] == 0
     assert plain[2].count("Traceback (most recent call last)") == 3 and "throughput" not in plain[2]
+
+
+def test_the_script_sees_python_s_orig_argv(tmp_path: Path) -> None:
+    """sys.orig_argv held throughput's whole command line (`-m throughput profile --out ... script.py`)."""
+    plain, profiled = _plain_and_profiled(tmp_path, "import sys\nprint(sys.orig_argv[1:], sys.argv[1:])\n")
+    assert profiled == plain and plain[1].endswith("script.py'] []\n")

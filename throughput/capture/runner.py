@@ -122,6 +122,8 @@ def run(target: Target, *, script_ended: Callable[[], None] | None = None,
     module docstring; without it, SIGTERM is handled as without the C helper."""
     from throughput.capture.hooks import MaxStepsReached
     old_argv, old_path0, old_main = list(sys.argv), (sys.path[0] if sys.path else None), sys.modules["__main__"]
+    old_orig_argv = list(getattr(sys, "orig_argv", ()))
+    sys.orig_argv = script_orig_argv(target, old_orig_argv, len(old_argv))
     global _main_at_shutdown_registered
     if not _main_at_shutdown_registered:   # before the script registers its own: runs after them
         atexit.register(_script_main_at_shutdown)
@@ -143,6 +145,7 @@ def run(target: Target, *, script_ended: Callable[[], None] | None = None,
             result = RunResult(end=RunEnd.COMPLETED, exit_code=0)
         finally:
             sys.argv[:] = old_argv
+            sys.orig_argv = old_orig_argv
             if old_path0 is not None and sys.path:
                 sys.path[0] = old_path0
             _SCRIPT_MODULES.append(sys.modules["__main__"])
@@ -190,6 +193,20 @@ def _text(e: BaseException) -> str:
         return str(e)
     except Exception:  # noqa: BLE001 - a broken __str__ is the script's; python prints this instead
         return "<exception str() failed>"
+
+
+def script_orig_argv(target: Target, orig_argv: list[str], our_argc: int) -> list[str]:
+    """``sys.orig_argv`` as python would have it for the script: the interpreter and the options this
+    process was started with (``-W``, ``-X``; not ``-m throughput``), then the script (or ``-m module``)
+    and its arguments. ``our_argc``: the length of throughput's own ``sys.argv``, the tail of
+    ``orig_argv`` python derived it from."""
+    if not orig_argv:
+        return orig_argv
+    options = orig_argv[1:max(1, len(orig_argv) - our_argc)]
+    if options and options[-1] == "-m":   # python -m throughput: its module was argv[0]
+        options = options[:-1]
+    script = ["-m", target.module] if target.module is not None else [str(target.path)]
+    return [orig_argv[0], *options, *script, *target.args]
 
 
 def _run_path(path: str, args: tuple[str, ...]) -> None:
