@@ -43,6 +43,16 @@ def test_rates_over_measured_steps() -> None:
     assert r.device_busy_share is None
 
 
+def test_tokens_per_second_counts_the_real_tokens() -> None:
+    """Padding is compute, not throughput: 1024 tokens a step of which 256 padding, 4 steps of 0.5 s,
+    read 768 x 4 / 2.0 tokens/s (QA: a 49%-padded run showed its pad positions as tokens/s, so packing it
+    showed no gain in `compare`)."""
+    from dataclasses import replace
+    steps = [replace(s, padding_tokens=256) for s in make_session(n_steps=4, forward=0.5, tokens=1024).steps]
+    r = rates(steps)
+    assert r.tokens_per_s == pytest.approx(768 * 4 / 2.0) and r.padding_fraction == pytest.approx(0.25)
+
+
 def test_warmup_is_excluded() -> None:
     steps = make_steps([{"forward": 5.0}, {"forward": 1.0}, {"forward": 1.0}, {"forward": 1.0}])
     summary = summarize(Session(info=RunInfo(run_id="w", warmup_steps=1), steps=steps))

@@ -24,6 +24,13 @@ def rates(steps: Sequence[StepRecord]) -> Rates:
     return rates_of(measure_steps(steps))
 
 
+def real_tokens(tokens: float, padding_tokens: float | None) -> float:
+    """The tokens a model learns from: those counted less their padding, where the batches told it
+    (an attention mask, ``--pad-id``). tokens/s counts these, so that a padded and a packed run compare
+    by the text they train on (a padded row's pad positions are compute, not throughput)."""
+    return tokens - padding_tokens if padding_tokens is not None else tokens
+
+
 def rates_of(m: Measured | None) -> Rates:
     """Rates of measured steps, however they were kept (None where the batches did not tell)."""
     if m is None:
@@ -36,7 +43,7 @@ def rates_of(m: Measured | None) -> Rates:
     busy = m.device_busy_s
     return Rates(
         samples_per_s=samples / wall if samples is not None and wall > 0 else None,
-        tokens_per_s=tokens / wall if tokens is not None and wall > 0 else None,
+        tokens_per_s=real_tokens(tokens, padding) / wall if tokens is not None and wall > 0 else None,
         padding_fraction=padding / tokens if padding is not None and tokens else None,
         device_busy_share=min(1.0, busy / wall) if busy is not None and wall > 0 else None,
         gpu_idle_s_per_step=max(0.0, wall - busy) / m.count if busy is not None else None,

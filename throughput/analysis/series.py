@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from throughput.analysis.breakdown import phase_order, phase_times
+from throughput.analysis.rates import real_tokens
 from throughput.session.records import OTHER
 from throughput.session.session import Session
 
@@ -62,7 +63,8 @@ def step_series(session: Session) -> StepSeries:
         phases=tuple(names),
         phase_s={n: tuple(t.get(n, 0.0) for t in per_step) for n in names},
         samples_per_s=tuple(rate(s.samples, s.duration_s) for s in steps),
-        tokens_per_s=tuple(rate(s.tokens, s.duration_s) for s in steps),
+        tokens_per_s=tuple(rate(None if s.tokens is None else int(real_tokens(s.tokens, s.padding_tokens)),
+                                s.duration_s) for s in steps),
         loss=tuple(s.loss for s in steps),
         warmup_steps=min(session.info.warmup_steps, session.steps_seen),
         even=_even(session),

@@ -68,10 +68,11 @@ def status_line(view: ProgressView) -> str:
         durations = sorted(s[2] - s[1] for s in recent)
         parts.append(f"{_seconds(durations[len(durations) // 2])}/step")
         wall = sum(durations)
-        tokens = [s[5][1] for s in recent]
+        # real tokens (less the padding the batches told), as the report's tokens/s
+        tokens: list[int | None] = [None if s[5][1] is None else s[5][1] - (s[5][2] or 0) for s in recent]
         samples = [s[5][0] for s in recent]
         if wall > 0 and all(t is not None for t in tokens):
-            parts.append(f"{_count(sum(tokens) / wall)} tokens/s")
+            parts.append(f"{_count(sum(t or 0 for t in tokens) / wall)} tokens/s")
         elif wall > 0 and all(n is not None for n in samples):
             parts.append(f"{_count(sum(samples) / wall)} samples/s")
         phases: dict[str, float] = {}
