@@ -34,8 +34,14 @@ def test_command_applies_only_the_overrides_a_script_can_take(tmp_path: Path) ->
                    "1"]
     # the knobs' own names and values (grad_accum is not a script knob); worker options left out without workers
     cmd = target.command({"amp": "fp32", "num_workers": 0, "prefetch_factor": 4}, steps=1, out_dir=tmp_path)
-    assert "amp=fp32" in cmd and "num_workers=0" in cmd and not any("prefetch" in c for c in cmd)
+    assert "num_workers=0" in cmd and not any("prefetch" in c for c in cmd)
     assert cmd[cmd.index("--max-steps") + 1] == "2"                  # no workers: warm-up 1 + 1 measured
+    # the script's own precision runs as it is; another one is set (fp32: its autocast off in the forward)
+    assert "amp=fp32" not in cmd
+    own_bf16 = ScriptTarget("train.py", own_amp="bf16")
+    assert "amp=bf16" not in own_bf16.command({"amp": "bf16"}, steps=1, out_dir=tmp_path)
+    assert "amp=fp32" in own_bf16.command({"amp": "fp32"}, steps=1, out_dir=tmp_path)
+    assert own_bf16.with_env({"X": "1"}).own_amp == "bf16"
 
 
 def test_parse_reads_rates_losses_and_data_wait(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ class FormulaTarget:
     per_sample: float = 100.0
     hard_limit: float = 1e12
     bf16_loss_factor: float = 1.001
+    bf16_time: float = 0.5          # compute time at bf16 over fp32's (3.5: emulated, an AVX2-only CPU)
     compile_factor: float = 1.0
     supported: frozenset[str] = frozenset({"micro_batch_size"})
     calls: list[Mapping[str, object]] = field(default_factory=list)
@@ -36,7 +37,7 @@ class FormulaTarget:
         peak = 1000 + self.per_sample * m * (0.25 if ac else 1.0)
         if peak > self.hard_limit:
             return ProbeResult(oom=True, error="RuntimeError: CUDA out of memory", peak_memory_bytes=None)
-        compute = 0.001 * (1 + self.overhead / m) * (0.5 if bf16 else 1.0) * (4 / 3 if ac else 1.0)
+        compute = 0.001 * (1 + self.overhead / m) * (self.bf16_time if bf16 else 1.0) * (4 / 3 if ac else 1.0)
         compute *= self.compile_factor if config.get("compile") else 1.0
         data = self.data_s / (1 + w)
         per_sample = max(compute, data) if w else compute + data
@@ -90,6 +91,21 @@ def test_loader_workers_swept_until_data_wait_is_gone() -> None:
     assert result.config["num_workers"] == 4
     assert result.result.samples_per_s == pytest.approx(1 / 0.001125)
     assert result.result.data_wait_share == 0.0
+
+
+def test_a_script_s_own_slow_autocast_is_measured_against_fp32() -> None:
+    """A script running bf16 autocast where bf16 is emulated (this hardware's space holds fp32 only): the
+    search starts from the script's precision and A/Bs fp32 against it (3.5x the compute at bf16)."""
+    slow = FormulaTarget(bf16_time=3.5)
+    result = search(slow, _space(amp=("fp32",)), SearchSettings(), start={"micro_batch_size": 64, "amp": "bf16"})
+    assert slow.calls[0]["amp"] == "bf16"                      # the baseline: the script as it is
+    assert result.config["amp"] == "fp32"
+    assert any(f.rule_id == "probe.amp" and "not fast on this hardware" in " ".join(f.evidence)
+               for f in result.findings)
+    # where bf16 is fast (in the space), the script's own choice is kept and not probed against fp32
+    fast = FormulaTarget()
+    kept = search(fast, _space(amp=("fp32", "bf16")), SearchSettings(), start={"micro_batch_size": 64, "amp": "bf16"})
+    assert kept.config["amp"] == "bf16" and all(c["amp"] == "bf16" for c in fast.calls)
 
 
 def test_precision_needs_a_gain_and_agreeing_losses() -> None:

@@ -93,6 +93,11 @@ def _precision(start: Start, tuned: Mapping[str, Setting], evidence: Mapping[str
     code = None
     if tuned["amp"] == "fp16" and start.kind == "script":   # the zero-code autocast adds no GradScaler
         code = KNOBS["amp"].code_change("float16")
+    if tuned["amp"] == "fp32":   # the script's own autocast, measured without it
+        return Candidate(rule_id="probe.amp", title=f"Train without the script's {start.config.get('amp')} autocast",
+                         settings=settings, evidence=evidence.get("amp", ()),
+                         code_change="take the script's torch.autocast(...) out of its training step",
+                         changes_training="the numerics: back to fp32 (check the loss curve)")
     title = f"{tuned['amp']} autocast{scaler}" + (" and TF32" if tuned.get("tf32") else "")
     return Candidate(rule_id="probe.amp", title=title,
                      settings=settings, evidence=evidence.get("amp", ()), code_change=code,

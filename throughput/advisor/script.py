@@ -49,14 +49,16 @@ class ScriptTarget:
     """Runs ``script`` with overrides. Keys that are not script knobs (e.g. grad_accum, which a script
     cannot take from outside) are ignored: the plan still carries them. ``env`` is added to the
     child's environment. ``digests``: record sample digests of the first N training batches (the
-    worker-split check, ``stream_check.py``)."""
+    worker-split check, ``stream_check.py``). ``own_amp``: the precision the script's own autocast runs
+    its training forward in (``fp32``: none); a probe at that precision adds no ``--set amp`` (the
+    script runs as it is), any other sets it (``fp32`` turns the script's autocast off in the forward)."""
 
     supported = SCRIPT_KEYS
 
     def __init__(self, script: str | os.PathLike[str], args: Sequence[str] = (), *, timeout_s: float = 120.0,
                  address_space_cap_bytes: int | None = None, python: str = sys.executable,
                  warmup_steps: int = 1, cwd: str | os.PathLike[str] | None = None,
-                 env: Mapping[str, str] | None = None, digests: int = 0) -> None:
+                 env: Mapping[str, str] | None = None, digests: int = 0, own_amp: str = "fp32") -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.script = Path(script)
@@ -68,6 +70,7 @@ class ScriptTarget:
         self.cwd = Path(cwd) if cwd is not None else None
         self.env = dict(env or {})
         self.digests = digests
+        self.own_amp = own_amp
         self.last_session: Any = None      # the Session of the latest probe (None when none was written)
         self.last_maxrss_bytes: int | None = None   # the latest probe's resident-set high-water mark
 
@@ -75,7 +78,7 @@ class ScriptTarget:
         """The same target with ``env`` added to the child's environment."""
         return ScriptTarget(self.script, self.args, timeout_s=self.timeout_s, address_space_cap_bytes=self.cap,
                             python=self.python, warmup_steps=self.warmup_steps, cwd=self.cwd,
-                            env={**self.env, **env}, digests=self.digests)
+                            env={**self.env, **env}, digests=self.digests, own_amp=self.own_amp)
 
     def with_digests(self, n: int) -> "ScriptTarget":
         """The same target, recording sample digests of the first ``n`` training batches."""
@@ -93,6 +96,8 @@ class ScriptTarget:
             if no_workers and key in LOADER_ONLY_WITH_WORKERS:
                 continue              # loader-worker options mean nothing without workers
             value = config[key]
+            if key == "amp" and value == self.own_amp:
+                continue              # the script's own precision: run it as it is
             if key in SCRIPT_KEYS and isinstance(value, (bool, int, float, str)):   # None: not set
                 cmd += ["--set", f"{key}={show(value)}"]
         return cmd + [str(self.script), *self.args]

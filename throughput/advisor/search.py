@@ -253,8 +253,11 @@ class _Search:
         """A/B each supported precision against fp32. Skipped while the step is input-bound (data wait
         >= INPUT_BOUND_SHARE): compute is not the bottleneck, so precision cannot raise throughput."""
         wait = self.cache[_key(cfg)].data_wait_share or 0.0
-        if cfg.get("amp") != "fp32":
-            return cfg        # decided in an earlier pass, with its A/B evidence
+        own = cfg.get("amp")
+        if own != "fp32" and own in self.space.amp:
+            return cfg        # a precision this hardware runs fast: the script's own, or an earlier pass's
+        if own != "fp32":
+            return self.without_slow_amp(cfg, str(own), wait)
         if wait >= INPUT_BOUND_SHARE or len(self.space.amp) < 2:
             if len(self.space.amp) > 1 and not any(n.startswith("precision not tried") for n in self.notes):
                 self.notes.append(f"precision not tried: data wait is {wait:.0%} of step time")
@@ -278,6 +281,19 @@ class _Search:
         if best is not cfg:
             self.memory_point(best)
         return best
+
+    def without_slow_amp(self, cfg: dict[str, Setting], own: str, wait: float) -> dict[str, Setting]:
+        """The script's own autocast at a precision this hardware does not run fast (not among the
+        space's precisions: bf16 on a CPU without AMX/AVX512-BF16): A/B fp32 (its autocast turned off
+        in the forward) against it. No loss check: fp32 is the reference the others are checked against."""
+        if wait >= INPUT_BOUND_SHARE:
+            self.notes.append(f"precision not tried: data wait is {wait:.0%} of step time")
+            return cfg
+        new = self.with_(cfg, amp="fp32")
+        self.probe(new, "precision A/B")
+        if self.better(new, cfg):
+            return self.decide(cfg, new, "amp", f"the script's {own} autocast is not fast on this hardware")
+        return cfg
 
     def memory_point(self, cfg: dict[str, Setting]) -> None:
         """With a budget, probe the next smaller size under ``cfg``'s precision/checkpointing, so memory

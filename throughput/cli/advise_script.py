@@ -46,10 +46,11 @@ def run_script_advice(args: argparse.Namespace) -> int:
     script = Path(args.target)
     if not script.is_file():
         raise CliError(f"{script}: no such script")
-    target = ScriptTarget(script, args.args, timeout_s=args.probe_timeout)
     first, session = _profile(args, script)
     x = rule_input(session)
     ctx = x.context
+    own_amp = str(ctx.get("script_amp", "fp32"))   # the script's own autocast, read by the first profile
+    target = ScriptTarget(script, args.args, timeout_s=args.probe_timeout, own_amp=own_amp)
     batch = int(ctx["batch_size"]) if isinstance(ctx.get("batch_size"), int) else 0
     accum = max(1, round(x.summary.micro_steps_per_step or 1.0))
     workers_now = as_int(ctx.get("num_workers", 0))
@@ -60,9 +61,9 @@ def run_script_advice(args: argparse.Namespace) -> int:
     # the script accumulates in its own code: every probe runs with its accumulation, from its own batch up
     space, left_out = search_space(g, ScriptTarget.supported, extra_knobs(args, ScriptTarget.supported), workers,
                                    own=(batch, accum) if batch else (g, 1))
-    start: dict[str, Setting] = {"num_workers": workers_now, "micro_batch_size": batch or g}
+    start: dict[str, Setting] = {"num_workers": workers_now, "micro_batch_size": batch or g, "amp": own_amp}
     result = run_search(target, space, args, start)
-    start_cfg = _start_config(ctx, batch or g, workers_now)
+    start_cfg = _start_config(ctx, batch or g, workers_now, own_amp)
     cands = candidates(Start(kind="script", config=start_cfg, accum=accum, stream_caveat=caveat, global_batch=g),
                        result.config, search_evidence(result), space.extras)
     step_s = x.summary.step_time.median_s if x.summary.step_time else None
@@ -108,10 +109,10 @@ def _unmeasured(x: Any, args: argparse.Namespace, cands: list[Any], split: Findi
     return rules_not_covered(x, covered, drop) + cadence(x, args, notes)
 
 
-def _start_config(ctx: Any, batch: int, workers: int) -> dict[str, Setting]:
-    """What the script does now, as the profile recorded it (its DataLoader's settings, no autocast added)."""
+def _start_config(ctx: Any, batch: int, workers: int, amp: str) -> dict[str, Setting]:
+    """What the script does now, as the profile recorded it (its DataLoader's settings, its own autocast)."""
     prefetch = ctx.get("prefetch_factor")
-    return {"micro_batch_size": batch, "num_workers": workers, "amp": "fp32",
+    return {"micro_batch_size": batch, "num_workers": workers, "amp": amp,
             "prefetch_factor": prefetch if isinstance(prefetch, int) else 2,
             "persistent_workers": bool(ctx.get("persistent_workers", False)),
             "pin_memory": bool(ctx.get("pin_memory", False))}
