@@ -53,7 +53,6 @@ SYSTEM_SHARE_MIN: Final = 0.10           # share of the process's CPU time spent
 PHASES_OVER_WALL_MAX: Final = 1.01       # a step's exclusive phases may add up to this x its wall (rounding)
 
 # -- the loss (analysis/findings.py, analysis/loss.py) ----------------------------------------------
-LOSS_SPIKE_RATIO: Final = 3.0            # hygiene check: a loss this many times the recent median
 LOSS_DIVERGENCE_RATIO: Final = 1.5       # smoothed loss above this x its best so far
 LOSS_DIVERGENCE_VS_FIRST: Final = 1.2    # smoothed loss above this x the first loss
 LOSS_DIVERGENCE_GAVE_BACK: Final = 0.1   # ... and risen by this share of what it had fallen (first

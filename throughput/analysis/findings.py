@@ -16,14 +16,11 @@ from throughput.analysis.faults import allocator_env, faults_are_costly, page_fa
 from throughput.analysis.loss import diagnose_steps
 from throughput.analysis.measured import Measured
 from throughput.analysis.retained import peak_rss_bytes
-from throughput.analysis.stats import quantile
 from throughput.finding import Finding
 from throughput.session.records import Event, StepRecord
 from throughput.session.session import Session
-from throughput.thresholds import INPUT_BOUND_SHARE, FAULTS_PER_STEP_MIN, LOSS_SPIKE_RATIO, SYSTEM_SHARE_MIN
+from throughput.thresholds import INPUT_BOUND_SHARE, FAULTS_PER_STEP_MIN, SYSTEM_SHARE_MIN
 
-SPIKE_RATIO = LOSS_SPIKE_RATIO   # a loss this many times the median of the previous SPIKE_WINDOW steps
-SPIKE_WINDOW = 10
 
 ACTIONS: Mapping[str, str] = {
     "eval_mode_training": "call model.train() before the training loop resumes (after each evaluation)",
@@ -124,31 +121,20 @@ def _non_finite(session: Session, ctx: Mapping[str, float | int | str | bool]) -
                    evidence=evidence, action=ACTIONS["loss_non_finite_scaled" if scaled else "loss_non_finite"])
 
 
-def loss_spikes(steps: Sequence[StepRecord]) -> list[int]:
-    """Indices of steps whose loss is >= SPIKE_RATIO x the median of the previous SPIKE_WINDOW losses."""
-    history: list[float] = []
-    spikes = []
-    for s in steps:
-        if s.loss is None or not math.isfinite(s.loss):
-            continue
-        if len(history) >= SPIKE_WINDOW:
-            base = quantile(history[-SPIKE_WINDOW:], 0.5)
-            if base > 0 and s.loss >= SPIKE_RATIO * base:
-                spikes.append(s.index)
-        history.append(s.loss)
-    return spikes
-
-
 def _spikes_unclipped(steps: Sequence[StepRecord], ctx: Mapping[str, float | int | str | bool]) -> Finding | None:
+    """The loss diagnosis's ``loss.spike`` (an excursion of the loss's level that came back, not one hard
+    mini-batch: see analysis/loss.py) in a run that never clips its gradients. It judged single steps
+    before (a loss 3x the median of the previous 10), which a healthy run at batch 1-8 crosses on every
+    hard sample."""
     if ctx.get("grad_clipping") is not False:
         return None
-    spikes = loss_spikes(steps)
-    if not spikes:
+    spike = next((f for f in diagnose_steps(steps) if f.rule_id == "loss.spike"), None)
+    if spike is None:
         return None
-    return Finding(rule_id="loss_spikes_unclipped", first_step=spikes[0],
-                   title=f"the loss spiked in {len(spikes)} step(s) and gradients are not clipped",
-                   evidence=(f"loss >= {SPIKE_RATIO:g}x the median of the previous {SPIKE_WINDOW} steps "
-                             f"at step(s) {', '.join(map(str, spikes[:5]))}", "clip_grad_norm_ never called"),
+    count = int(spike.values.get("count", 1))
+    return Finding(rule_id="loss_spikes_unclipped", first_step=spike.first_step,
+                   title=f"the loss spiked {count} time(s) and gradients are not clipped",
+                   evidence=(spike.title, "clip_grad_norm_ never called"),
                    action=ACTIONS["loss_spikes_unclipped"])
 
 
