@@ -442,3 +442,29 @@ def test_the_script_sees_python_s_orig_argv(tmp_path: Path) -> None:
     """sys.orig_argv held throughput's whole command line (`-m throughput profile --out ... script.py`)."""
     plain, profiled = _plain_and_profiled(tmp_path, "import sys\nprint(sys.orig_argv[1:], sys.argv[1:])\n")
     assert profiled == plain and plain[1].endswith("script.py'] []\n")
+
+
+# The script's module frame is the bottom of the stack, as in a plain run: stack walks listed throughput's
+# CLI and runner frames below it (inspect.stack() at module level: 11 frames instead of 1), and a
+# module-level warning with stacklevel=2 named our runner instead of sys:1.
+STACK_WALKS = """\
+import inspect, logging, sys, traceback, warnings
+print(len(inspect.stack()))
+warnings.warn("module level", stacklevel=2)
+def walk():
+    traceback.print_stack()
+    logging.getLogger("probe").warning("here", stack_info=True)
+walk()
+try:
+    sys._getframe(1)
+except ValueError as e:
+    print("ValueError:", e)
+"""
+
+
+def test_stack_walks_end_at_the_script_as_in_a_plain_run(tmp_path: Path) -> None:
+    from throughput.capture.recorder import bypass_type
+    if bypass_type("detached") is None or sys.version_info[:2] != (3, 11):
+        pytest.skip("the C helper's detached call (CPython 3.11) is not available: our frames stay below")
+    plain, profiled = _plain_and_profiled(tmp_path, STACK_WALKS)
+    assert profiled == plain and plain[1].startswith("1\n") and "sys:1: UserWarning" in plain[2]

@@ -55,6 +55,17 @@ def test_samples_outside_the_loop_are_left_out_and_waits_are_apart() -> None:
     assert busy_first == ["Dataset.__getitem__", "Condition.wait"]
 
 
+def test_a_backward_marks_the_loop_without_any_frame_of_ours() -> None:
+    """Where the C helper runs, nn.Module.__call__ and Tensor.backward add no frame of ours: torch's own
+    backward frames mark the loop (3 set-up samples, then 2 in a backward, then 2 after)."""
+    frames = FRAMES + [{"name": "Tensor.backward", "file": "/venv/site-packages/torch/_tensor.py", "line": 625}]
+    main = [[0, 1, 2]] * 3 + [[0, 1, 8]] * 2 + [[0, 1, 6]] * 2
+    data = {"shared": {"frames": frames}, "profiles": [
+        {"name": 'Process 100 Thread 100 "MainThread"', "samples": main, "weights": [0.01] * len(main)}]}
+    p = pyspy_profile(data, main_pid=100)
+    assert p.loop_found and p.before_s == pytest.approx(0.03) and p.after_s == pytest.approx(0.02)
+
+
 def test_without_phase_frames_nothing_is_left_out() -> None:
     data = profile()
     data["profiles"] = [dict(data["profiles"][0], samples=[[0, 1, 2]] * 3, weights=[0.01] * 3)]  # type: ignore[index]

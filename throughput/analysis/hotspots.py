@@ -4,7 +4,8 @@ takes the parsed JSON, does no I/O.
 
 The loop: speedscope's sampled profiles carry no timestamps, but the main thread's samples are in
 order, and while a step runs its stack holds a frame of a timed phase (the zero-code wrappers in
-``throughput/capture/``, ``Profiler.iter``, or torch's optimizer step). Samples of the main thread
+``throughput/capture/`` that are Python, ``Profiler.iter``, torch's backward or its optimizer step; the
+forward's wrapper is C where the helper runs, so a forward alone marks nothing). Samples of the main thread
 before the first such sample (imports, model set-up) and after the last one (the script's teardown)
 are left out of the tables; they stay in the speedscope file. Other threads and worker processes are
 kept whole (their samples cannot be placed in time).
@@ -29,7 +30,10 @@ _LOOP_FILES = ("throughput/capture/forward.py", "throughput/capture/backward.py"
 _LOOP_FUNCTIONS = {("throughput/capture/profiler.py", "Profiler.iter"),
                    ("throughput/capture/profiler.py", "Profiler._iter"),
                    ("throughput/capture/recorder.py", "Recorder.iterate_py"),   # Profiler.iter's host path
-                   ("throughput/capture/recorder.py", "Recorder.iterate")}      # (its name in older profiles)
+                   ("throughput/capture/recorder.py", "Recorder.iterate"),      # (its name in older profiles)
+                   # a backward: where the C helper runs, no frame of ours is on the stack during one
+                   ("torch/_tensor.py", "Tensor.backward"), ("torch/autograd/__init__.py", "backward"),
+                   ("torch/autograd/graph.py", "_engine_run_backward")}
 _IDLE_FILES = ("threading.py", "queue.py", "multiprocessing/connection.py", "multiprocessing/queues.py",
                "multiprocessing/synchronize.py", "selectors.py", "socket.py", "subprocess.py")
 _IDLE_NAMES = frozenset({"wait", "get", "poll", "_poll", "select", "recv", "_recv", "recv_bytes", "_recv_bytes",

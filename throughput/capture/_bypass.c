@@ -301,6 +301,43 @@ static PyTypeObject AroundType = {
     .tp_methods = Around_methods,
 };
 
+/* ``detached(fn, *args, **kwargs)``: ``fn(*args, **kwargs)`` as the bottom of the Python stack.
+ *
+ * Why: ``throughput profile`` runs the script from its own frames (the CLI, the runner, ``exec``); a
+ * plain ``python script.py`` has the script's module frame at the bottom. Code that walks the stack saw
+ * ours: ``inspect.stack()`` at module level listed 11 frames instead of 1, Dynamo's graph-break "user
+ * code traceback", ``logging``'s ``stack_info`` and ``traceback.print_stack`` printed them, and a
+ * module-level ``warnings.warn(..., stacklevel=2)`` named our runner instead of ``sys:1``. The frame the
+ * call starts gets no previous frame (CPython 3.11: the thread's current ``_PyCFrame`` has its
+ * ``current_frame`` cleared for the call and put back after it, returned or raised), so ``f_back``,
+ * ``sys._getframe(n)`` and every stack walk end at the script, as in a plain run. Our frames still hold
+ * their place on the C stack and get control back as usual. Other Python versions: a plain call (the
+ * frames stay visible). */
+static PyObject *
+detached(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "detached() needs the callable to call");
+        return NULL;
+    }
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    _PyCFrame *cframe = PyThreadState_Get()->cframe;
+    struct _PyInterpreterFrame *below = cframe->current_frame;
+    cframe->current_frame = NULL;
+    PyObject *result = PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), kwnames);
+    cframe->current_frame = below;
+    return result;
+#else
+    return PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), kwnames);
+#endif
+}
+
+static PyMethodDef bypass_functions[] = {
+    {"detached", (PyCFunction)(void (*)(void))detached, METH_FASTCALL | METH_KEYWORDS,
+     "detached(fn, *args, **kwargs): fn called as the bottom of the Python stack (no frame below it)."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef bypass_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "throughput.capture._bypass",
@@ -308,6 +345,7 @@ static struct PyModuleDef bypass_module = {
              "(Bypass, forward.py), and patched functions run their original with no frame around it (Around, "
              "wrappers.py). Optional: the hooks fall back to Python wrappers.",
     .m_size = -1,
+    .m_methods = bypass_functions,
 };
 
 PyMODINIT_FUNC

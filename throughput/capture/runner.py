@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from throughput.capture.recorder import helpers_allowed
+from throughput.capture.recorder import bypass_type, helpers_allowed
 from throughput.session.records import RunEnd
 
 try:
@@ -209,6 +209,15 @@ def script_orig_argv(target: Target, orig_argv: list[str], our_argc: int) -> lis
     return [orig_argv[0], *options, *script, *target.args]
 
 
+def _bottom_of_the_stack(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)`` with no frame of ours below it where the C helper runs (``_bypass.detached``):
+    the script's module frame (or runpy's, for ``-m``) is the bottom of the stack, as in a plain run, for
+    ``inspect.stack()``, ``traceback.print_stack``, logging's ``stack_info``, Dynamo's user tracebacks
+    and ``warnings``' stacklevel. Our frames are still below it on the C stack."""
+    detached = bypass_type("detached")
+    return fn(*args, **kwargs) if detached is None else detached(fn, *args, **kwargs)
+
+
 def _run_path(path: str, args: tuple[str, ...]) -> None:
     p = Path(path)
     file = os.path.join(path, "__main__.py") if p.is_dir() else path
@@ -230,7 +239,7 @@ def _run_path(path: str, args: tuple[str, ...]) -> None:
             module.__dict__.update(__spec__=spec, __package__="", __cached__=spec.cached, __loader__=spec.loader)
     sys.modules["__main__"] = module
     code = compile(source, abs_file, "exec", dont_inherit=True)
-    exec(code, module.__dict__)
+    _bottom_of_the_stack(exec, code, module.__dict__)
 
 
 def _run_module(name: str, args: tuple[str, ...]) -> None:
@@ -241,7 +250,7 @@ def _run_module(name: str, args: tuple[str, ...]) -> None:
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
-    runpy._run_module_as_main(name, alter_argv=True)  # type: ignore[attr-defined]  # python -m's own entry
+    _bottom_of_the_stack(runpy._run_module_as_main, name, alter_argv=True)  # type: ignore[attr-defined]  # python -m's own entry
 
 
 def _system_exit(e: SystemExit) -> RunResult:
