@@ -539,3 +539,75 @@ def test_a_backward_of_several_losses_records_their_sum() -> None:
     finally:
         session = finish(inst)
     assert session.steps[0].loss == pytest.approx(l1.item() + l2.item())
+
+
+class _Adapter(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor, module: nn.Module | None = None) -> torch.Tensor:
+        return self.lin(x) if module is None else module(x)
+
+
+class _Options:
+    """A script's options object whose __getattr__ answers every name (a missing option reads None)."""
+
+    def __init__(self, **options: Any) -> None:
+        self.__dict__.update(options)
+
+    def __getattr__(self, name: str) -> Any:
+        return None
+
+
+class _TakesOptions(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+
+    def forward(self, options: _Options, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) * (options.scale or 1.0)
+
+
+class _Logged(torch.Tensor):
+    """Counts the torch functions that reach it (the script's own instrumentation)."""
+
+    seen: list[str] = []
+
+    @classmethod
+    def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        cls.seen.append(getattr(func, "__name__", str(func)))
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+def _logged_steps(model: nn.Module, opt: torch.optim.Optimizer) -> list[str]:
+    _Logged.seen.clear()
+    for _ in range(2):
+        model(torch.ones(5, 4).as_subclass(_Logged)).sum().backward()
+        opt.step()
+        opt.zero_grad()
+    return list(_Logged.seen)
+
+
+def test_forward_arguments_the_hooks_cannot_read_do_not_change_the_run() -> None:
+    """QA: a forward taking a keyword named ``module`` raised "got multiple values for argument
+    'module'"; an options object as the first argument (its __getattr__ answering every name) passed for
+    a tensor and crashed the run in our read of it; a tensor subclass's __torch_function__ saw our reads
+    of the batch and the loss (dim, shape, numel, is_cpu)."""
+    plain_model = _Adapter()
+    plain = _logged_steps(plain_model, torch.optim.SGD(plain_model.parameters(), lr=0.1))
+    inst = instrumented(FakeClock())
+    try:
+        adapter = _Adapter()
+        out_kw = adapter(torch.ones(3, 4), module=adapter.lin)
+        takes = _TakesOptions()
+        opt = torch.optim.SGD([*adapter.parameters(), *takes.parameters()], lr=0.1)
+        for _ in range(2):
+            (takes(_Options(scale=2.0), torch.ones(8, 4)).sum() + out_kw.sum().detach()).backward()
+            opt.step()
+            opt.zero_grad()
+        profiled = _logged_steps(adapter, opt)
+    finally:
+        session = finish(inst)
+    assert profiled == plain and plain.count("linear") == 2
+    assert [s.samples for s in session.steps][-2:] == [5, 5]

@@ -65,10 +65,14 @@ def tensor_class() -> Any:
 
 
 def _is_tensor(x: Any) -> bool:
+    """A torch tensor, or an object whose class has a tensor's ``shape``, ``dtype``, ``numel`` and ``dim``.
+    Asked of the class, not the instance: a script's options object whose ``__getattr__`` answers every
+    name (with None, or a KeyError) is not a tensor (it was, and reading its ``dim()`` crashed the run)."""
     cls = _tensor_class or tensor_class()
     if cls is not None and isinstance(x, cls):   # hot path: one isinstance per torch tensor
         return True
-    return hasattr(x, "shape") and hasattr(x, "dtype") and hasattr(x, "numel")
+    kind = type(x)
+    return hasattr(kind, "shape") and hasattr(kind, "dtype") and hasattr(kind, "numel") and hasattr(kind, "dim")
 
 
 def _collect_tensors(batch: Any, name: str, depth: int, out: list[tuple[str, Any]]) -> None:
@@ -110,7 +114,24 @@ def describe_batch(batch: Any, pad_id: int | None = None, count_padding: bool | 
     """Samples, tokens and padding tokens of one batch (None where they cannot be read).
 
     ``count_padding=None`` counts padding only for CPU tensors (reading a CUDA tensor would sync).
+    Never raises: a batch it cannot read (an object that only looks like a tensor, a tensor subclass
+    whose methods fail) is unknown, not the script's crash. A tensor subclass's ``__torch_function__``
+    does not see these reads (``shape``, ``dim()``), as it would not in a plain run.
     """
+    try:
+        with _outside_torch_functions():
+            return _describe(batch, pad_id, count_padding)
+    except Exception:  # noqa: BLE001 - our read of the script's objects must not end the script
+        return _NOTHING
+
+
+def _outside_torch_functions() -> Any:
+    """torch's ``DisableTorchFunctionSubclass`` once torch is imported (a do-nothing context before)."""
+    torch = sys.modules.get("torch")
+    return torch._C.DisableTorchFunctionSubclass() if torch is not None else _NO_CONTEXT
+
+
+def _describe(batch: Any, pad_id: int | None, count_padding: bool | None) -> BatchStats:
     if _is_tensor(batch):  # fast path: a bare tensor
         return BatchStats(samples=int(batch.shape[0]) if batch.dim() >= 1 else None,
                           tokens=int(batch.numel()) if batch.dim() == 2 and _is_integer(batch) else None)
@@ -201,8 +222,12 @@ class BatchDescriber:
                     return stats
         elif type(batch) in _SCALARS:   # an index or a number: nothing to count, no walk
             return _NOTHING
-        memo = self._memo = _Roles.of(batch)
-        stats = memo.read(batch, pad_id) if memo is not None else None
+        try:
+            with _outside_torch_functions():
+                memo = self._memo = _Roles.of(batch)
+                stats = memo.read(batch, pad_id) if memo is not None else None
+        except Exception:  # noqa: BLE001 - as describe_batch: unreadable is unknown, not the script's crash
+            self._memo, stats = None, None
         return stats if stats is not None else describe_batch(batch, pad_id)
 
     __call__ = describe

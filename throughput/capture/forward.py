@@ -69,7 +69,8 @@ class ModuleCalls:
         self._patcher, self._original = p, orig
         opens, exit_ = self.opens, self.exit
 
-        def __call__(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        # ``module`` positional-only: a forward may take a keyword argument of that name
+        def __call__(module: torch.nn.Module, /, *args: Any, **kwargs: Any) -> Any:
             if not opens(module, *args, **kwargs):
                 return orig(module, *args, **kwargs)
             try:
@@ -88,7 +89,7 @@ class ModuleCalls:
         """The Python wrapper replaced the C one: classes bypassed from now on skip that one."""
         self._wrapper = torch.nn.Module.__dict__["__call__"]
 
-    def opens(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> bool | None:
+    def opens(self, module: torch.nn.Module, /, *args: Any, **kwargs: Any) -> bool | None:
         """Before a module call: True when it is the outermost of the script's thread and its phase is
         now open (``closes`` ends it), None when it is not timed (nested, compiling, tracing, another
         thread, recording off)."""

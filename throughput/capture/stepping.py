@@ -186,7 +186,10 @@ def _scalar(loss: Any) -> Any:
                 return None
             total = add_loss(total, value)
         return total
-    if isinstance(loss, torch.Tensor) and loss.numel() == 1:
-        return keep_loss(loss)  # CPU: read now; device: kept detached, read at the end (no sync here)
+    if type(loss) is torch.Tensor:
+        return keep_loss(loss) if loss.numel() == 1 else None  # CPU: read now; device: kept detached
+    if isinstance(loss, torch.Tensor):   # a subclass: its __torch_function__ must not see our reads
+        with torch._C.DisableTorchFunctionSubclass():
+            return keep_loss(loss) if loss.numel() == 1 else None
     return None
 

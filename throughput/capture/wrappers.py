@@ -159,7 +159,7 @@ class CopyCalls:
 
         name = orig.__name__
 
-        def copy(t: Any, *args: Any, **kwargs: Any) -> Any:
+        def copy(t: Any, /, *args: Any, **kwargs: Any) -> Any:
             if is_compiling():
                 # Dynamo traces a method call by name, as it traces Tensor.to(x, ...) unpatched (calling
                 # orig, a C method it finds no source for, broke the graph); not where the tensor's class
