@@ -503,9 +503,9 @@ def test_samples_are_read_from_the_forward_once_the_loader_no_longer_feeds_the_s
         session = finish(inst)
     samples = [s.samples for s in session.steps]
     if feed == "preloaded list":   # the 4 loader batches fetched up front land in the first step
-        assert samples == [16, None] + [4] * 10
-    else:                          # the loader's pass, one step of grace, the replayed batches
-        assert samples == [4] * 4 + [None] + [4] * 7
+        assert samples == [16, 0] + [4] * 10
+    else:                          # the loader's pass, one step of grace (no new samples), the replayed batches
+        assert samples == [4] * 4 + [0] + [4] * 7
 
 
 def test_a_loop_without_backward_counts_each_step_s_samples() -> None:
@@ -611,3 +611,32 @@ def test_forward_arguments_the_hooks_cannot_read_do_not_change_the_run() -> None
         session = finish(inst)
     assert profiled == plain and plain.count("linear") == 2
     assert [s.samples for s in session.steps][-2:] == [5, 5]
+
+
+def test_a_loader_read_one_batch_ahead_keeps_its_samples_and_its_rate() -> None:
+    """HF's Trainer and Accelerate fetch the next batch before yielding the current one: the last step
+    fetches nothing. It counted as unknown (None), and one unknown step left the run without samples/s;
+    it adds 0 now, and the run's total is exact (16 samples)."""
+    def one_ahead(loader: DataLoader[Any]) -> Iterator[Any]:
+        batches = iter(loader)
+        current = next(batches)
+        for following in batches:
+            yield current
+            current = following
+        yield current
+
+    from throughput.analysis.summary import summarize
+    clock = FakeClock()
+    inst = instrumented(clock)
+    try:
+        model = nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x, y in one_ahead(_batches_of_four()):
+            clock.advance(0.5)
+            (model(x) - y).pow(2).mean().backward()
+            opt.step()
+            opt.zero_grad()
+    finally:
+        session = finish(inst)
+    assert [s.samples for s in session.steps] == [8, 4, 4, 0]
+    assert summarize(session).rates.samples_per_s == pytest.approx(16 / 2.0)   # 4 steps of 0.5 s
