@@ -640,3 +640,29 @@ def test_a_loader_read_one_batch_ahead_keeps_its_samples_and_its_rate() -> None:
         session = finish(inst)
     assert [s.samples for s in session.steps] == [8, 4, 4, 0]
     assert summarize(session).rates.samples_per_s == pytest.approx(16 / 2.0)   # 4 steps of 0.5 s
+
+
+def test_the_same_batch_twice_in_a_step_counts_once_and_a_refilled_buffer_counts_again() -> None:
+    """QA: SAM (a second forward and backward on the same batch) counted 32 samples a step for 16. A
+    static input buffer refilled with copy_() for each micro-batch is a new batch each time (its version
+    counter moves)."""
+    inst = instrumented(FakeClock())
+    try:
+        model = nn.Linear(4, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(2):                                   # SAM-shaped: two passes on one batch
+            x = torch.randn(16, 4)
+            for _ in range(2):
+                model(x).pow(2).mean().backward()
+            opt.step()
+            opt.zero_grad()
+        buffer = torch.empty(8, 4)
+        for _ in range(2):                                   # accumulation of 3 through one buffer
+            for _ in range(3):
+                buffer.copy_(torch.randn(8, 4))
+                model(buffer).pow(2).mean().backward()
+            opt.step()
+            opt.zero_grad()
+    finally:
+        session = finish(inst)
+    assert [s.samples for s in session.steps] == [16, 16, 24, 24]

@@ -7,7 +7,7 @@ calls), the loss; and it closes the step on the Profiler, or defers the close wh
 optimizer stepped inside a forward). With several optimizers taking turns (a GAN), the loss and the
 micro-steps are those before the round's first update (the first objective's): a backward after an
 update of the same step is another objective's, and the step is counted as alternating.
-What caps its lists: a step's batches, emptied at every step end.
+What caps its lists: a step's batches and counted argument tensors (at most 64), emptied at every step end.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class StepTracker:
         self._loader_used = False                  # a DataLoader batch fed this step
         self._loader_fed_last = False              # and the step before
         self._fed_fields = BatchStats()            # zeros where the last fed step had counts
+        self._inputs: list[tuple[Any, int]] = []   # this step's counted argument tensors and their versions
         self._argument_counted = False             # manual batching: this micro-step's batch is counted
         self._micro = 0
         self._loss: Any = None
@@ -88,6 +89,16 @@ class StepTracker:
         micro-step as its batch; returns what was read."""
         stats = describe_batch(args, count_padding=False)
         self._argument_counted = True
+        first = _first_tensor(args)
+        if first is not None:
+            # the same tensor with the same contents (its version counter: a static buffer refilled
+            # with copy_() is a new batch) is the same batch again in this step: SAM's second pass,
+            # two losses with a backward each
+            version = first._version if type(first) is torch.Tensor else _version_of(first)
+            if any(first is seen and version == v for seen, v in self._inputs):
+                return stats
+            if len(self._inputs) < _MAX_INPUTS:
+                self._inputs.append((first, version))
         if not in_optimizer_step:
             self._trained.append(stats)
         elif self._closure is None:
@@ -164,6 +175,7 @@ class StepTracker:
         self.by_rule[rule] += 1
         self.alternating_steps += self._alternated
         self._trained, self._closure, self._micro, self._loss, self._held = [], None, 0, None, []
+        self._inputs.clear()
         self._updated = self._alternated = False
         # Which source counts samples is decided per step: a step with no DataLoader batch, after one
         # with none either, reads its forward's argument (batches replayed from a list or by
@@ -181,6 +193,24 @@ class StepTracker:
         """Close a step whose end came while a phase was open, once none is."""
         if self._pending is not None and not self._prof.recorder.depth:
             self.end(self._pending)
+
+
+_MAX_INPUTS = 64   # argument batches remembered in one step (a step of more micro-steps counts every one)
+
+
+def _first_tensor(args: Any) -> Any:
+    """The first tensor among a forward's arguments (positional, or keyword values), one level deep."""
+    items = args.values() if isinstance(args, dict) else args
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            return item
+    return None
+
+
+def _version_of(subclass_tensor: torch.Tensor) -> int:
+    """A tensor subclass's version counter, unseen by its ``__torch_function__``."""
+    with torch._C.DisableTorchFunctionSubclass():
+        return int(subclass_tensor._version)
 
 
 def _scalar(loss: Any) -> Any:
