@@ -133,3 +133,15 @@ def test_a_script_s_own_bf16_autocast_on_a_cpu_that_emulates_bf16_is_advised_out
     measured = _script_autocast(_compute_bound(False), "bf16")
     off = Event(kind="context", step=0, message="overrides", detail={"override_amp": "fp32"})
     assert rule_input(Session(info=measured.info, steps=measured.steps, events=(*measured.events, off))).dtype == "fp32"
+
+
+def test_an_autocast_entered_inside_the_model_is_advised_out_where_it_is_entered() -> None:
+    """Accelerate's prepare() and the HF Trainer enter their autocast inside the model's forward, where
+    --set amp=fp32 cannot reach: the advice says where to turn it off, and prints no --set to apply."""
+    seen = Event(kind="context", step=0, message="autocast", detail={"script_amp": "bf16", "autocast_inside": True})
+    base = _compute_bound(False)
+    session = Session(info=base.info, steps=base.steps, events=(*base.events, seen))
+    s = summarize(session)
+    assert "mixed_precision='no'" in s.verdict.action and "--set amp=fp32 cannot reach it" in s.verdict.action
+    f = slow_precision(rule_input(session))
+    assert f is not None and f.settings == {} and "bf16=False" in f.action

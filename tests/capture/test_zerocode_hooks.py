@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Iterator
 
 import pytest
@@ -452,12 +453,13 @@ class _DtypeSeen(nn.Module):
         return out
 
 
-@pytest.mark.parametrize(("amp", "recorded", "inside"), [(None, "bf16", torch.bfloat16), ("fp32", "bf16", torch.float32)])
+@pytest.mark.parametrize(("amp", "recorded", "inside"), [(None, "bf16", torch.bfloat16), ("fp32", "fp32", torch.float32)])
 def test_the_script_s_own_autocast_is_recorded_and_amp_fp32_turns_it_off_in_the_forward(
         amp: str | None, recorded: str, inside: torch.dtype) -> None:
     """The hooks read the autocast the script runs its training forward under (the verdict and the
     advisor judge that precision against the hardware); ``--set amp=fp32`` measures the script without
-    it: autocast off around the outermost training forward, so the model computes in fp32."""
+    it: autocast off around the outermost training forward, so the model computes in fp32 (recorded as
+    what the model ran in)."""
     from throughput.analysis.summary import capture_context
     from throughput.capture.overrides import Overrides
     inst = instrumented(FakeClock(), overrides=Overrides(amp=amp))
@@ -473,8 +475,9 @@ def test_the_script_s_own_autocast_is_recorded_and_amp_fp32_turns_it_off_in_the_
     finally:
         session = finish(inst)
     assert model.seen == [inside, inside]
-    assert capture_context(session)["script_amp"] == recorded
-    assert [e.message for e in session.events if e.kind == "context"].count("autocast") == 1   # once, not a step
+    assert capture_context(session).get("script_amp", "fp32") == recorded      # fp32: no event (nothing new)
+    events = [e.message for e in session.events if e.kind == "context"].count("autocast")
+    assert events == (1 if recorded == "bf16" else 0)                          # once, not a step
 
 
 def _batches_of_four() -> DataLoader[Any]:
@@ -666,3 +669,49 @@ def test_the_same_batch_twice_in_a_step_counts_once_and_a_refilled_buffer_counts
     finally:
         session = finish(inst)
     assert [s.samples for s in session.steps] == [16, 16, 24, 24]
+
+
+class _TurnsAutocastOff(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast("cpu", enabled=False):
+            return self.net(x.float())
+
+
+@pytest.mark.parametrize("case", ["entered in the forward", "turned off in the forward"])
+def test_the_precision_recorded_is_the_one_the_model_s_modules_ran_in(case: str) -> None:
+    """QA: Accelerate's prepare() (and so the HF Trainer) enters its bf16 autocast inside the model's
+    forward: the hooks read fp32 at the outermost call, and the bf16 advice was missing. A model that
+    turns the script's autocast off inside read bf16 and was told to take it out. The modules' own calls
+    tell (read at the first nested call of the learning steps, and kept after them)."""
+    from throughput.analysis.summary import capture_context
+    from throughput.analysis.verdict import run_amp
+    inst = instrumented(FakeClock())
+    try:
+        if case == "entered in the forward":
+            model: nn.Module = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+            model.forward = torch.autocast("cpu", dtype=torch.bfloat16)(model.forward)  # type: ignore[method-assign]
+            outer: Any = contextlib.nullcontext()
+        else:
+            model, outer = _TurnsAutocastOff(), torch.autocast("cpu", dtype=torch.bfloat16)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(3):
+            with outer if case != "entered in the forward" else contextlib.nullcontext():
+                loss = model(torch.ones(3, 4)).float().pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    finally:
+        session = finish(inst)
+    ctx = capture_context(session)
+    autocasts = [e for e in session.events if e.kind == "context" and e.message == "autocast"]
+    if case == "entered in the forward":
+        assert ctx["script_amp"] == "bf16" and ctx["autocast_inside"] is True and run_amp(ctx) == "bf16"
+        # --set amp=fp32 cannot reach it: what ran stays bf16 in the analysis
+        assert run_amp({**ctx, "override_amp": "fp32"}) == "bf16"
+    else:
+        assert ctx["script_amp"] == "fp32" and ctx["autocast_inside"] is True and run_amp(ctx) == "fp32"
+    assert len(autocasts) == 1     # learnt in the first step, kept by the next (their nested calls bypassed)

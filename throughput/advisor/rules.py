@@ -19,7 +19,7 @@ from throughput.advisor.checkpoint import (FAILURE_RATE_SOURCE, CheckpointPlan, 
 from throughput.analysis.findings import ITERABLE_WORKERS_CAVEAT
 from throughput.analysis.optimizer_flags import add_flag_action, multi_tensor_flag
 from throughput.analysis.summary import Summary, capture_context, summarize
-from throughput.analysis.verdict import precision_for, run_amp, slower_precision
+from throughput.analysis.verdict import precision_for, run_amp, slower_precision, take_autocast_out
 from throughput.finding import Finding, rank
 from throughput.hardware import PrecisionOptions
 from throughput.session.session import Session
@@ -179,16 +179,19 @@ def slow_precision(x: RuleInput) -> Finding | None:
     opts = x.precision
     if compute < COMPUTE_SHARE or not slower_precision(x.dtype, x.summary.device, opts):
         return None
+    inside = x.context.get("autocast_inside") is True
     where = "the script's torch.autocast" if x.context.get("script_amp") == x.dtype else f"amp={x.dtype}"
     return Finding(rule_id="precision.slow", title=f"Train without {x.dtype} autocast on this hardware",
                    evidence=(f"forward+backward {compute:.0%} of step time in {x.dtype} autocast "
                              f"(>= {COMPUTE_SHARE:.0%})", *opts.left_out,
-                             "not estimated: measure it with --set amp=fp32"),
+                             "not estimated: " + ("entered inside the model's forward, where --set amp=fp32 "
+                                                  "cannot reach it" if inside else "measure it with --set amp=fp32")),
                    expected_gain=None, confidence="medium",
-                   action=f"take {where} out (measure first: --set amp=fp32)",
+                   action=take_autocast_out(x.dtype, x.context) if inside
+                   else f"take {where} out (measure first: --set amp=fp32)",
                    changes_training="the numerics: back to fp32 (check the loss curve; usually closer to the "
                                     "fp32 reference, not further)",
-                   settings={"amp": "fp32"})
+                   settings={} if inside else {"amp": "fp32"})
 
 
 def precision_notes(x: RuleInput) -> tuple[str, ...]:

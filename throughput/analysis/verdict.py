@@ -53,7 +53,10 @@ def precision_for(device: str, device_name: str, context: Mapping[str, float | i
 def run_amp(context: Mapping[str, float | int | str | bool], recorded: str = "fp32") -> str:
     """The precision the run's training forwards ran in: the tuned loop's ``amp``, else ``--set amp``
     (ours, entered inside the script's), else the script's own autocast (``script_amp``, read by the
-    zero-code hooks), else ``recorded``; ``off`` reads ``fp32``."""
+    zero-code hooks), else ``recorded``; ``off`` reads ``fp32``. An autocast the script enters inside the
+    model's forward (``autocast_inside``: Accelerate, the HF Trainer) is what ran, whatever ``--set amp``."""
+    if context.get("autocast_inside") is True and isinstance(context.get("script_amp"), str):
+        return str(context["script_amp"])   # entered inside the model: --set amp could not reach it
     for key in ("amp", "override_amp", "script_amp"):
         value = context.get(key)
         if isinstance(value, str) and value:
@@ -72,6 +75,16 @@ def slower_precision(amp: str, device: str, options: PrecisionOptions) -> bool:
     if device == "cuda" and amp == "fp16":
         return False
     return amp not in options.candidates
+
+
+def take_autocast_out(amp: str, context: Mapping[str, float | int | str | bool]) -> str:
+    """How to train without the run's slow ``amp`` autocast, as it was entered."""
+    if context.get("autocast_inside") is True:
+        return (f"train without {amp} autocast: it is entered inside the model's forward, where --set amp=fp32 "
+                "cannot reach it (Accelerate: mixed_precision='no'; HF Trainer: bf16=False / fp16=False); "
+                "measure the run with it off (fp32 numerics again)")
+    return (f"train without {amp} autocast: measure it with --set amp=fp32, then take the script's "
+            "torch.autocast out (fp32 numerics again)")
 
 
 def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share: float | None = None,
@@ -129,8 +142,7 @@ def verdict(phases: Sequence[PhaseStats], device: str = "cpu", device_busy_share
         evidence.append(f"the training forward runs {amp} autocast, which this hardware does not run fast: "
                         + "; ".join(opts.left_out))
         return Verdict(kind="compute_bound", phase=top.phase, share=compute, evidence=tuple(evidence),
-                       action=f"train without {amp} autocast: measure it with --set amp=fp32, then take the "
-                              "script's torch.autocast out (fp32 numerics again); or torch.compile")
+                       action=take_autocast_out(amp, ctx) + "; or torch.compile")
     if amp == "fp32" and opts.reduced is not None:
         scaler = " with a GradScaler" if opts.reduced == "fp16" else ""
         action = (f"{opts.reduced} autocast{scaler} (torch.autocast(device_type, dtype=torch."

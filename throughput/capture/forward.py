@@ -51,7 +51,12 @@ class ModuleCalls:
         self.active = False                      # an outermost call is running (read by other hooks)
         self._frame: Any = None
         self._eval_mode_module: torch.nn.Module | None = None
-        self._script_amp = "fp32"     # the script's own autocast around its training forwards
+        self._script_amp = "fp32"     # the script's own autocast: what its training forwards ran in
+        self._amp_inside = False      # ... entered (or turned off) inside the outermost call
+        self._outer_amp = "fp32"      # this training call's autocast at its entry
+        self._inner_amp: str | None = None   # and at its first nested module call (learning steps only)
+        self._learned_inside: dict[str, str] = {}   # outer -> inner, learnt while nested calls were seen
+        self._training_call = False
         self._outermost: set[type] = set()
         self._nested: set[type] = set()
         self._learning_steps = max(1, prof.warmup_steps)
@@ -127,10 +132,6 @@ class ModuleCalls:
 
     def _train_forward(self, module: torch.nn.Module, args: Any) -> None:
         self._eval_mode_module = None
-        amp = script_autocast()
-        if amp != self._script_amp:   # an event when it changes, not every step
-            self._script_amp = amp
-            self._prof.event("context", "autocast", script_amp=amp)
         steps, hygiene = self._steps, self._hygiene
         stats = None
         if steps.train_forward() and hygiene.scan(module).has_parameters:
@@ -142,9 +143,14 @@ class ModuleCalls:
             hygiene.train_forward(module, stats.samples)
         if self._changes.autocasts:
             self._changes.enter_training_forward(module)
+        # read with --set amp's autocast entered: what the model is called under
+        self._outer_amp, self._inner_amp, self._training_call = script_autocast(), None, True
 
     def exit(self) -> None:
         self.active = False
+        if self._training_call:
+            self._training_call = False
+            self._note_precision()
         if self._changes.autocasts:
             self._changes.leave_forward()
         frame, self._frame = self._frame, None
@@ -152,9 +158,26 @@ class ModuleCalls:
         self._steps.end_deferred()
 
     def nested(self, module: torch.nn.Module) -> None:
-        """A call inside the outermost one: remembered while the first steps are learnt."""
+        """A call inside the outermost one: remembered while the first steps are learnt (and the autocast
+        the model's modules run under, read at the first one of a training call)."""
         if len(self._nested) < _MAX_CLASSES:
             self._nested.add(type(module))
+        if self._training_call and self._inner_amp is None:
+            self._inner_amp = script_autocast()
+
+    def _note_precision(self) -> None:
+        """After a training call: the precision its modules ran in, an event when it changes. Read inside
+        the model where a nested call was seen (Accelerate's ``prepare`` and the HF Trainer enter their
+        autocast in the model's forward; a model may turn the script's off), else at the outermost call;
+        what was learnt inside holds for the later steps, whose nested calls are bypassed."""
+        outer, inner = self._outer_amp, self._inner_amp
+        if inner is not None and len(self._learned_inside) < 8:
+            self._learned_inside[outer] = inner
+        amp = inner if inner is not None else self._learned_inside.get(outer, outer)
+        inside = amp != outer
+        if amp != self._script_amp or inside != self._amp_inside:
+            self._script_amp, self._amp_inside = amp, inside
+            self._prof.event("context", "autocast", script_amp=amp, autocast_inside=inside)
 
     def take_eval_mode_module(self) -> torch.nn.Module | None:
         """The module whose eval-mode forward (grad on) a backward now follows, if any."""
@@ -210,7 +233,7 @@ _AMP_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def script_autocast() -> str:
-    """The autocast the script runs its training forward under (read before ours is entered): ``bf16``,
+    """The autocast in force now (at a training call, with ``--set amp``'s entered): ``bf16``,
     ``fp16`` (another dtype by its torch name) or ``fp32`` when none is on, CUDA's first."""
     for device_type in ("cuda", "cpu"):
         if torch.is_autocast_enabled(device_type):

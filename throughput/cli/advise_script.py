@@ -49,7 +49,9 @@ def run_script_advice(args: argparse.Namespace) -> int:
     first, session = _profile(args, script)
     x = rule_input(session)
     ctx = x.context
-    own_amp = str(ctx.get("script_amp", "fp32"))   # the script's own autocast, read by the first profile
+    # the script's own autocast, read by the first profile; one entered inside the model's forward
+    # (Accelerate, the HF Trainer) no --set amp reaches, so the search leaves precision alone there
+    own_amp = "fp32" if ctx.get("autocast_inside") is True else str(ctx.get("script_amp", "fp32"))
     target = ScriptTarget(script, args.args, timeout_s=args.probe_timeout, own_amp=own_amp)
     batch = int(ctx["batch_size"]) if isinstance(ctx.get("batch_size"), int) else 0
     accum = max(1, round(x.summary.micro_steps_per_step or 1.0))
