@@ -60,10 +60,12 @@ def transparent(original: Callable[..., Any], wrapper: Callable[..., Any]) -> Ca
             if hasattr(original, attr):
                 setattr(wrapper, attr, getattr(original, attr))
         wrapper.__wrapped__ = original  # type: ignore[attr-defined]
-        if hasattr(original, "__code__"):
-            # the original's code, as a function has: torch.compile(module) asks for the module's
-            # ``__call__.__code__`` before it compiles anything (and marks that code always to compile)
-            wrapper.__code__ = original.__code__
+        # a Python original's function attributes, as the function has them: torch.compile(module)
+        # asks for the module's ``__call__.__code__`` before it compiles anything (and marks that code
+        # always to compile); inspect and libraries read ``__defaults__``, ``__globals__``
+        for attr in ("__code__", "__defaults__", "__kwdefaults__", "__globals__", "__closure__"):
+            if hasattr(original, attr):
+                setattr(wrapper, attr, getattr(original, attr))
     if not hasattr(original, "__module__"):
         wrapper.__module__ = None  # type: ignore[assignment]  # as a builtin method reads: no module
     return mark(wrapper)
