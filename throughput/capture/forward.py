@@ -171,6 +171,8 @@ class ModuleCalls:
         autocast in the model's forward; a model may turn the script's off), else at the outermost call;
         what was learnt inside holds for the later steps, whose nested calls are bypassed."""
         outer, inner = self._outer_amp, self._inner_amp
+        if inner is None and outer == self._script_amp and not self._learned_inside:
+            return   # the usual step: nothing new (a few attribute reads, once a training call)
         if inner is not None and len(self._learned_inside) < 8:
             self._learned_inside[outer] = inner
         amp = inner if inner is not None else self._learned_inside.get(outer, outer)
@@ -230,11 +232,14 @@ def bypass_class() -> Any:
 
 
 _AMP_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+_any_autocast = getattr(torch._C, "_is_any_autocast_enabled", lambda: True)
 
 
 def script_autocast() -> str:
     """The autocast in force now (at a training call, with ``--set amp``'s entered): ``bf16``,
     ``fp16`` (another dtype by its torch name) or ``fp32`` when none is on, CUDA's first."""
+    if not _any_autocast():   # one C call on the usual path (no autocast at all)
+        return "fp32"
     for device_type in ("cuda", "cpu"):
         if torch.is_autocast_enabled(device_type):
             dtype = torch.get_autocast_dtype(device_type)

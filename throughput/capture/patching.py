@@ -63,9 +63,9 @@ def transparent(original: Callable[..., Any], wrapper: Callable[..., Any]) -> Ca
         # a Python original's function attributes, as the function has them: torch.compile(module)
         # asks for the module's ``__call__.__code__`` before it compiles anything (and marks that code
         # always to compile); inspect and libraries read ``__defaults__``, ``__globals__``
-        for attr in ("__code__", "__defaults__", "__kwdefaults__", "__globals__", "__closure__"):
-            if hasattr(original, attr):
-                setattr(wrapper, attr, getattr(original, attr))
+        for field in ("__code__", "__defaults__", "__kwdefaults__", "__globals__", "__closure__"):
+            if hasattr(original, field):
+                setattr(wrapper, field, getattr(original, field))
     if not hasattr(original, "__module__"):
         wrapper.__module__ = None  # type: ignore[assignment]  # as a builtin method reads: no module
     return mark(wrapper)

@@ -44,7 +44,7 @@ class StepTracker:
         self._closure: BatchStats | None = None    # LBFGS re-evaluates one batch: counted once
         self._loader_used = False                  # a DataLoader batch fed this step
         self._loader_fed_last = False              # and the step before
-        self._fed_fields = BatchStats()            # zeros where the last fed step had counts
+        self._last_fed: list[BatchStats] = []      # the last fed step's batches
         self._inputs: list[tuple[Any, int]] = []   # this step's counted argument tensors and their versions
         self._argument_counted = False             # manual batching: this micro-step's batch is counted
         self._micro = 0
@@ -165,13 +165,12 @@ class StepTracker:
             # Fed by none after a fed step: the loader's batches came in earlier steps (a look-ahead
             # fetch, as HF's Trainer and Accelerate do one batch ahead; a generator's turn on noise), so
             # it adds no samples: 0, not unknown (one unknown step left the run without samples/s).
-            stats = [self._fed_fields]
+            stats = [_zeros_where_known(self._last_fed)]
         self._prof.step(samples=sum_field(stats, "samples"), tokens=sum_field(stats, "tokens"),
                         padding_tokens=sum_field(stats, "padding_tokens"), loss=self._loss,
                         micro_steps=max(1, self._micro))
-        if self._loader_used and stats:   # what a fed step knew: a step fed by none after it counts 0 of it
-            self._fed_fields = BatchStats(**{f: None if sum_field(stats, f) is None else 0
-                                             for f in ("samples", "tokens", "padding_tokens")})
+        if self._loader_used and stats:   # what a fed step knew (read only at a step fed by none after it)
+            self._last_fed = stats
         self.by_rule[rule] += 1
         self.alternating_steps += self._alternated
         self._trained, self._closure, self._micro, self._loss, self._held = [], None, 0, None, []
@@ -196,6 +195,11 @@ class StepTracker:
 
 
 _MAX_INPUTS = 64   # argument batches remembered in one step (a step of more micro-steps counts every one)
+
+
+def _zeros_where_known(stats: list[BatchStats]) -> BatchStats:
+    """0 for each count these batches had, None for each they did not."""
+    return BatchStats(**{f: None if sum_field(stats, f) is None else 0 for f in ("samples", "tokens", "padding_tokens")})
 
 
 def _first_tensor(args: Any) -> Any:
