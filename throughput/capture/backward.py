@@ -16,9 +16,8 @@ from throughput.capture.forward import ModuleCalls
 from throughput.capture.gate import Gate
 from throughput.capture.hygiene import Hygiene
 from throughput.capture.optimizers import OptimizerCalls
-from throughput.capture.patching import Patcher, transparent
+from throughput.capture.patching import Patcher, frameless, transparent
 from throughput.capture.profiler import Profiler
-from throughput.capture.recorder import bypass_type
 from throughput.capture.scaler import ScalerCalls
 from throughput.capture.stepping import StepTracker
 from throughput.session.records import StepRule
@@ -41,11 +40,9 @@ class BackwardCalls:
         ours during the backward, so a warning autograd raises is reported at the script's line and a
         traceback reads as in a plain run."""
         hide_calls(self.exit, self.abort, self.opens, self.closes, self.fails)
-        around = bypass_type("Around")
         for owner in (torch.Tensor, torch.autograd):
             orig = owner.backward
-            in_c = None if around is None else transparent(orig, around(orig, self.opens, self.closes, self.fails))
-            p.set_frameless(owner, ("backward",), in_c, self._wrap(orig))
+            p.set_frameless(owner, ("backward",), frameless(orig, self.opens, self.closes, self.fails), self._wrap(orig))
 
     def _wrap(self, orig: Callable[..., Any]) -> Callable[..., Any]:
         opens, closes, fails = self.opens, self.closes, self.fails

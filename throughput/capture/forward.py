@@ -30,7 +30,7 @@ from throughput.capture.compiler import hide_calls, is_compiling
 from throughput.capture.gate import Gate
 from throughput.capture.hygiene import Hygiene
 from throughput.capture.optimizers import OptimizerCalls
-from throughput.capture.patching import Patcher, transparent
+from throughput.capture.patching import Patcher, frameless, transparent
 from throughput.capture.profiler import Profiler
 from throughput.capture.recorder import bypass_type
 from throughput.capture.stepping import StepTracker
@@ -83,8 +83,7 @@ class ModuleCalls:
             finally:
                 exit_()
         in_python = transparent(orig, __call__)
-        around = bypass_type("Around")
-        in_c = None if around is None else transparent(orig, around(orig, opens, self.closes))
+        in_c = frameless(orig, opens, self.closes)
         # pickle finds a function by its qualified name (Module._wrapped_call_impl): that name must
         # lead to the wrapper too, or pickle.dumps(nn.Module.__call__) fails under the profiler
         names = ("__call__", getattr(orig, "__name__", "__call__"))

@@ -71,6 +71,15 @@ def transparent(original: Callable[..., Any], wrapper: Callable[..., Any]) -> Ca
     return mark(wrapper)
 
 
+def frameless(original: Callable[..., Any], enter: Callable[..., Any], leave: Callable[[Any], Any],
+              fail: Callable[[Any], Any] | None = None) -> Any:
+    """``transparent(original, _bypass.Around(original, enter, leave, fail))``: the original called with no
+    frame of ours around it, or None where the C helper does not run (use the Python wrapper then)."""
+    from throughput.capture.recorder import bypass_type
+    around = bypass_type("Around")
+    return None if around is None else transparent(original, around(original, enter, leave, fail))
+
+
 class Patcher:
     """Sets attributes and remembers how to undo each one (in reverse order)."""
 

@@ -17,9 +17,8 @@ import torch.nn.utils.clip_grad as _clip_mod
 
 from throughput.capture.compiler import hide_calls, is_compiling
 from throughput.capture.gate import Gate
-from throughput.capture.patching import Patcher, transparent
+from throughput.capture.patching import Patcher, frameless, transparent
 from throughput.capture.profiler import Profiler
-from throughput.capture.recorder import bypass_type
 
 _get_ident = threading.get_ident
 
@@ -174,9 +173,8 @@ class CopyCalls:
                 return orig(t, *args, **kwargs)
             finally:
                 prof.close_phase(frame)
-        around = bypass_type("Around")   # None: only the Python wrapper, a frame around the original
         hide_calls(h2d_phase)
-        made = (None if around is None else transparent(orig, around(orig, h2d_phase, prof.close_phase)),
+        made = (frameless(orig, h2d_phase, prof.close_phase),   # None: only the Python wrapper
                 transparent(orig, copy))
         for wrapper in made:
             if wrapper is not None:
