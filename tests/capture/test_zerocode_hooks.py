@@ -453,6 +453,17 @@ class _DtypeSeen(nn.Module):
         return out
 
 
+def _train_under(model: nn.Module, steps: int, around_forward: Any) -> None:
+    """``steps`` SGD steps on a 3x4 batch of ones, each forward (and loss) inside ``around_forward()``."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(steps):
+        with around_forward():
+            loss = model(torch.ones(3, 4)).float().pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+
 @pytest.mark.parametrize(("amp", "recorded", "inside"), [(None, "bf16", torch.bfloat16), ("fp32", "fp32", torch.float32)])
 def test_the_script_s_own_autocast_is_recorded_and_amp_fp32_turns_it_off_in_the_forward(
         amp: str | None, recorded: str, inside: torch.dtype) -> None:
@@ -465,13 +476,7 @@ def test_the_script_s_own_autocast_is_recorded_and_amp_fp32_turns_it_off_in_the_
     inst = instrumented(FakeClock(), overrides=Overrides(amp=amp))
     try:
         model = _DtypeSeen()
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        for _ in range(2):
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = model(torch.ones(3, 4)).float().pow(2).mean()
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
+        _train_under(model, 2, lambda: torch.autocast("cpu", dtype=torch.bfloat16))
     finally:
         session = finish(inst)
     assert model.seen == [inside, inside]
@@ -694,16 +699,9 @@ def test_the_precision_recorded_is_the_one_the_model_s_modules_ran_in(case: str)
         if case == "entered in the forward":
             model: nn.Module = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
             model.forward = torch.autocast("cpu", dtype=torch.bfloat16)(model.forward)  # type: ignore[method-assign]
-            outer: Any = contextlib.nullcontext()
+            _train_under(model, 3, contextlib.nullcontext)
         else:
-            model, outer = _TurnsAutocastOff(), torch.autocast("cpu", dtype=torch.bfloat16)
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        for _ in range(3):
-            with outer if case != "entered in the forward" else contextlib.nullcontext():
-                loss = model(torch.ones(3, 4)).float().pow(2).mean()
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
+            _train_under(_TurnsAutocastOff(), 3, lambda: torch.autocast("cpu", dtype=torch.bfloat16))
     finally:
         session = finish(inst)
     ctx = capture_context(session)
